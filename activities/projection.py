@@ -1,0 +1,59 @@
+"""The read model: every change of an order's workflow state lands here through one activity.
+
+Runs as a local activity (cheap, no extra history events beyond a marker). Writes are
+idempotent and ordered by the state's ``version``, so a retried or late projection can never
+overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from db.models import Order, OrderEvent
+from domain.orders import OrderState, TimelineEvent
+
+
+class Projection(BaseModel):
+    state: OrderState
+    new_events: list[TimelineEvent] = []
+
+
+class ProjectionActivities:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert_events = lambda rows: insert(OrderEvent).values(rows).on_conflict_do_nothing()
+
+    @activity.defn(name="project_order")
+    async def project_order(self, projection: Projection) -> None:
+        state = projection.state
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(Order)
+                .where(Order.id == state.order_id, Order.version < state.version)  # type: ignore[arg-type]
+                .values(
+                    status=state.status.value,
+                    facility_id=state.facility.id,
+                    cutoff_at=state.cutoff_at,
+                    state=state.model_dump(mode="json"),
+                    version=state.version,
+                    updated_at=state.updated_at,
+                )
+            )
+            if projection.new_events:
+                rows = [
+                    {
+                        "order_id": state.order_id,
+                        "seq": e.seq,
+                        "at": e.at,
+                        "type": e.type,
+                        "detail": e.detail,
+                    }
+                    for e in projection.new_events
+                ]
+                await conn.execute(self._insert_events(rows))

@@ -1,0 +1,77 @@
+"""FastAPI dependencies: the database session, the Temporal client, the calling merchant."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from api.errors import Forbidden, Unauthorized
+from db.models import Merchant
+from domain.facilities import Facilities
+from settings import Settings
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+def _temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _facilities(request: Request) -> Facilities:
+    facilities: Facilities = request.app.state.facilities
+    return facilities
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+TemporalDep = Annotated[Client, Depends(_temporal)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+FacilitiesDep = Annotated[Facilities, Depends(_facilities)]
+
+
+async def _merchant(
+    session: SessionDep, x_api_key: Annotated[str | None, Header()] = None
+) -> Merchant:
+    if not x_api_key:
+        raise Unauthorized("send your API key in the X-API-Key header")
+    merchant = (
+        await session.exec(select(Merchant).where(Merchant.api_key_hash == hash_api_key(x_api_key)))
+    ).first()
+    if merchant is None:
+        raise Unauthorized("unknown API key")
+    return merchant
+
+
+MerchantDep = Annotated[Merchant, Depends(_merchant)]
+
+
+def _admin(settings: SettingsDep, x_admin_token: Annotated[str | None, Header()] = None) -> None:
+    expected = settings.admin_token
+    if expected is None:
+        raise Forbidden("the admin API is disabled: no PRINTFLOW_ADMIN_TOKEN is set", code="admin_disabled")
+    if not x_admin_token or not hmac.compare_digest(
+        x_admin_token.encode(), expected.get_secret_value().encode()
+    ):
+        raise Forbidden("wrong or missing X-Admin-Token", code="forbidden")
+
+
+AdminDep = Depends(_admin)

@@ -1,0 +1,262 @@
+"""What the order routes do: idempotent create, reads from the read model, updates to workflows.
+
+Reads never touch Temporal: the read model is projected by each workflow on every change.
+Writes that need an answer (cancel, address, approve) are workflow Updates, so the workflow
+alone decides, and a refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ApiError, Conflict, NotFound
+from api.schemas import OrderPublic, order_public
+from db.models import Merchant, Order, OrderEvent
+from domain.facilities import Facilities, FacilitiesError
+from domain.orders import (
+    Action,
+    OrderCreate,
+    OrderInput,
+    OrderState,
+    Status,
+    TimelineEvent,
+    new_state,
+    refusal,
+)
+from domain.schedule import describe_cutoff, next_cutoff
+from settings import Settings
+from workflows.order import OrderWorkflow, search_attributes_for
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def request_hash(body: OrderCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def route(facilities: Facilities, country: str) -> Any:
+    try:
+        return facilities.route(country)
+    except FacilitiesError as err:
+        raise ApiError(str(err), code="unroutable_country") from err
+
+
+async def create_order(
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    facilities: Facilities,
+    merchant: Merchant,
+    body: OrderCreate,
+) -> tuple[OrderPublic, bool]:
+    """Creates the order and its workflow; the same request again returns the same order.
+
+    The database's unique (merchant, order_reference_id) decides which of several concurrent
+    identical requests wins; every one then starts the workflow from the winner's stored input
+    with USE_EXISTING, so there is one order and one workflow whatever crashes in between.
+    """
+    digest = request_hash(body)
+    received_at = _now()
+    facility = route(facilities, body.shipping_address.country)
+    inp = OrderInput(
+        order_id="ord_" + uuid.uuid4().hex,
+        merchant_id=merchant.id,
+        support_email=merchant.support_email,
+        approval=body.approval or merchant.approval,  # type: ignore[arg-type]
+        order=body,
+        facility=facility.info(),
+        received_at=received_at,
+        personalization_email_delay=settings.personalization_email_delay,
+        personalization_link_ttl=settings.personalization_link_ttl,
+        print_submit_timeout=settings.print_submit_timeout,
+    )
+    state = new_state(inp)
+    if state.status is Status.SCHEDULED:
+        state.cutoff_at = next_cutoff(facility.schedule, facility.timezone, received_at)
+    row = Order(
+        id=inp.order_id,
+        merchant_id=merchant.id,
+        order_reference_id=body.order_reference_id,
+        request_hash=digest,
+        workflow_input=inp.model_dump(mode="json"),
+        status=state.status.value,
+        facility_id=facility.id,
+        cutoff_at=state.cutoff_at,
+        state=state.model_dump(mode="json"),
+        version=0,
+        created_at=received_at,
+        updated_at=received_at,
+    )
+    session.add(row)
+    try:
+        await session.commit()
+        created = True
+    except IntegrityError:
+        await session.rollback()
+        existing = (
+            await session.exec(
+                select(Order).where(
+                    Order.merchant_id == merchant.id,
+                    Order.order_reference_id == body.order_reference_id,
+                )
+            )
+        ).one()
+        if existing.request_hash != digest:
+            raise Conflict(
+                f"order_reference_id {body.order_reference_id!r} is already used by order "
+                f"{existing.id} with a different body",
+                code="order_reference_conflict",
+                details={"order_id": existing.id},
+            ) from None
+        row, created = existing, False
+        inp = OrderInput.model_validate(existing.workflow_input)
+        state = OrderState.model_validate(existing.state)
+    if row.version == 0:  # the workflow has not reported yet: it may never have started
+        await _start_workflow(client, settings, merchant, inp, state)
+    events = [] if created else (await _events(session, [row.id]))[row.id]
+    return order_public(state, events, _now()), created
+
+
+async def _start_workflow(
+    client: Client, settings: Settings, merchant: Merchant, inp: OrderInput, state: OrderState
+) -> None:
+    waits = (
+        describe_cutoff(inp.facility, state.cutoff_at)
+        if state.cutoff_at
+        else state.status.value.replace("_", " ")
+    )
+    try:
+        await client.start_workflow(
+            OrderWorkflow.run,
+            inp,
+            id=inp.order_id,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=search_attributes_for(state),
+            static_summary=f"Order {inp.order.order_reference_id} of {merchant.name}, "
+            f"printed in {inp.facility.name}",
+            static_details=f"first: {waits}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran and closed already; that is the order
+
+
+async def get_row(session: AsyncSession, merchant: Merchant, order_id: str) -> Order:
+    row = await session.get(Order, order_id)
+    if row is None or row.merchant_id != merchant.id:
+        raise NotFound(f"no order {order_id}", code="order_not_found")
+    return row
+
+
+async def _events(session: AsyncSession, order_ids: list[str]) -> dict[str, list[TimelineEvent]]:
+    result: dict[str, list[TimelineEvent]] = {oid: [] for oid in order_ids}
+    if not order_ids:
+        return result
+    rows = await session.exec(
+        select(OrderEvent)
+        .where(col(OrderEvent.order_id).in_(order_ids))
+        .order_by(col(OrderEvent.order_id), col(OrderEvent.seq))
+    )
+    for e in rows:
+        result[e.order_id].append(TimelineEvent(seq=e.seq, at=e.at, type=e.type, detail=e.detail))
+    return result
+
+
+async def render(session: AsyncSession, order_id: str, state: OrderState) -> OrderPublic:
+    events = await _events(session, [order_id])
+    return order_public(state, events[order_id], _now())
+
+
+async def get_order(session: AsyncSession, merchant: Merchant, order_id: str) -> OrderPublic:
+    row = await get_row(session, merchant, order_id)
+    return await render(session, row.id, OrderState.model_validate(row.state))
+
+
+def _encode_cursor(row: Order) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, order_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(order_id)
+    except (ValueError, TypeError) as err:
+        raise ApiError("cursor is not one this API returned", code="invalid_cursor") from err
+
+
+async def list_orders(
+    session: AsyncSession,
+    merchant: Merchant,
+    *,
+    status: Status | None,
+    order_reference_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[OrderPublic], str | None]:
+    query = select(Order).where(Order.merchant_id == merchant.id)
+    if status is not None:
+        query = query.where(Order.status == status.value)
+    if order_reference_id is not None:
+        query = query.where(Order.order_reference_id == order_reference_id)
+    if cursor is not None:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                col(Order.created_at) < created,
+                and_(col(Order.created_at) == created, col(Order.id) < last_id),
+            )
+        )
+    query = query.order_by(col(Order.created_at).desc(), col(Order.id).desc()).limit(limit + 1)
+    rows = list(await session.exec(query))
+    page, more = rows[:limit], len(rows) > limit
+    events = await _events(session, [r.id for r in page])
+    now = _now()
+    data = [order_public(OrderState.model_validate(r.state), events[r.id], now) for r in page]
+    return data, (_encode_cursor(page[-1]) if more else None)
+
+
+async def update_order(
+    session: AsyncSession, client: Client, row: Order, action: Action, update: str, arg: Any = None
+) -> OrderPublic:
+    """Runs a workflow Update; a refusal from the workflow becomes a 409 with its code."""
+    handle = client.get_workflow_handle(row.id)
+    try:
+        if arg is None:
+            state = await handle.execute_update(update, result_type=OrderState)
+        else:
+            state = await handle.execute_update(update, arg, result_type=OrderState)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type:
+            raise Conflict(cause.message, code=cause.type) from None
+        raise
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # The workflow has closed: the order's last state says why nothing can change.
+        await session.refresh(row)
+        closed = OrderState.model_validate(row.state)
+        why = refusal(action, closed.status, closed.cutoff_at, _now(), closed.hold)
+        message = why.message if why else "the order is closed"
+        raise Conflict(message, code=why.code if why else "order_closed") from None
+    return await render(session, row.id, state)

@@ -1,0 +1,107 @@
+"""Merchants' order endpoints (``X-API-Key``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api import orders
+from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, TemporalDep
+from api.schemas import OrderPage, OrderPublic
+from domain.orders import Action, CancelRequest, OrderCreate, ShippingAddress, Status
+from workflows.order import AddressChange
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+_REFUSED = {409: {"description": "the order's state does not allow this; nothing changed"}}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderPublic,
+    responses={
+        200: {"description": "the same order_reference_id and body again: the existing order"},
+        409: {"description": "order_reference_id already used with a different body"},
+    },
+)
+async def create_order(
+    body: OrderCreate,
+    response: Response,
+    merchant: MerchantDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    facilities: FacilitiesDep,
+) -> OrderPublic:
+    order, created = await orders.create_order(
+        session, temporal, settings, facilities, merchant, body
+    )
+    if not created:
+        response.status_code = 200
+    return order
+
+
+@router.get("", response_model=OrderPage)
+async def list_orders(
+    merchant: MerchantDep,
+    session: SessionDep,
+    status: Status | None = None,
+    order_reference_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> OrderPage:
+    data, next_cursor = await orders.list_orders(
+        session,
+        merchant,
+        status=status,
+        order_reference_id=order_reference_id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return OrderPage(data=data, next_cursor=next_cursor)
+
+
+@router.get("/{order_id}", response_model=OrderPublic)
+async def get_order(order_id: str, merchant: MerchantDep, session: SessionDep) -> OrderPublic:
+    return await orders.get_order(session, merchant, order_id)
+
+
+@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=_REFUSED)
+async def cancel_order(
+    order_id: str,
+    merchant: MerchantDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    body: CancelRequest | None = None,
+) -> OrderPublic:
+    row = await orders.get_row(session, merchant, order_id)
+    return await orders.update_order(
+        session, temporal, row, Action.CANCEL, "cancel", body or CancelRequest()
+    )
+
+
+@router.put("/{order_id}/shipping-address", response_model=OrderPublic, responses=_REFUSED)
+async def update_shipping_address(
+    order_id: str,
+    body: ShippingAddress,
+    merchant: MerchantDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    facilities: FacilitiesDep,
+) -> OrderPublic:
+    row = await orders.get_row(session, merchant, order_id)
+    facility = orders.route(facilities, body.country)
+    change = AddressChange(shipping_address=body, facility=facility.info())
+    return await orders.update_order(
+        session, temporal, row, Action.UPDATE_ADDRESS, "update_shipping_address", change
+    )
+
+
+@router.post("/{order_id}/approve", response_model=OrderPublic, responses=_REFUSED)
+async def approve_order(
+    order_id: str, merchant: MerchantDep, session: SessionDep, temporal: TemporalDep
+) -> OrderPublic:
+    row = await orders.get_row(session, merchant, order_id)
+    return await orders.update_order(session, temporal, row, Action.APPROVE, "approve")

@@ -1,0 +1,88 @@
+"""Tables: merchants, the orders read model, and each order's timeline.
+
+The order workflow is the source of truth; ``orders`` and ``order_events`` are its projection,
+written by one local activity on every change, and read by the API's lists and detail pages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(**kw: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+class Merchant(SQLModel, table=True):
+    __tablename__ = "merchants"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    support_email: str = Field(max_length=320)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    approval: str = Field(default="auto", max_length=10)
+    # sha256 of the API key: keys are 256-bit random, so a fast hash is enough and lets us
+    # look the merchant up by it.
+    api_key_hash: str = Field(index=True, unique=True, max_length=64)
+    api_key_prefix: str = Field(max_length=16)
+    webhook_secret: str = Field(max_length=100)
+    created_at: datetime = _utc(nullable=False)
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "order_reference_id"),
+        # The merchant's order list: newest first, optionally by status.
+        Index("ix_orders_merchant_created", "merchant_id", "created_at", "id"),
+        Index("ix_orders_merchant_status_created", "merchant_id", "status", "created_at", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
+    order_reference_id: str = Field(max_length=64)
+    # sha256 of the canonical create request: a retry with the same body is the same order.
+    request_hash: str = Field(max_length=64)
+    # The workflow's input, so a retried create can start a workflow that a crash prevented.
+    workflow_input: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=32)
+    facility_id: str = Field(max_length=64)
+    cutoff_at: datetime | None = _utc(nullable=True)
+    # The last projected workflow state (domain.orders.OrderState as JSON).
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    version: int = 0
+    created_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class OrderEvent(SQLModel, table=True):
+    __tablename__ = "order_events"
+
+    order_id: str = Field(foreign_key="orders.id", primary_key=True, max_length=40)
+    seq: int = Field(primary_key=True)
+    at: datetime = _utc(nullable=False)
+    type: str = Field(max_length=64)
+    detail: Any = Field(default=None, sa_column=Column(JSON, nullable=True))

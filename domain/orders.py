@@ -1,0 +1,341 @@
+"""The order as merchants send it, as the workflow keeps it, and the rules on what may change.
+
+Pure: no I/O and no clock (callers pass ``now``), so the workflow, the API and the tests share
+one definition of every rule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    model_validator,
+)
+
+from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
+from domain.facilities import FacilityInfo
+
+
+class Status(StrEnum):
+    PENDING_PERSONALIZATION = "pending_personalization"
+    PENDING_APPROVAL = "pending_approval"
+    SCHEDULED = "scheduled"
+    IN_PRODUCTION = "in_production"
+    PRINTED = "printed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    ON_HOLD = "on_hold"
+    CANCELED = "canceled"
+    RETURNED = "returned"
+    FAILED = "failed"
+
+
+CLOSED = frozenset({Status.DELIVERED, Status.CANCELED, Status.RETURNED, Status.FAILED})
+PRODUCED = frozenset({Status.IN_PRODUCTION, Status.PRINTED, Status.SHIPPED, Status.DELIVERED})
+EDITABLE = frozenset(
+    {Status.PENDING_PERSONALIZATION, Status.PENDING_APPROVAL, Status.SCHEDULED, Status.ON_HOLD}
+)
+
+
+class Action(StrEnum):
+    CANCEL = "cancel"
+    UPDATE_ADDRESS = "update_address"
+    APPROVE = "approve"
+    REORDER = "reorder"
+
+
+Approval = Literal["auto", "manual"]
+
+
+# ---------------------------------------------------------------------------- input models
+
+
+def _country(value: str) -> str:
+    value = value.upper()
+    if value not in ISO_COUNTRIES:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code, such as 'DE' or 'US'")
+    return value
+
+
+def _stripped(max_length: int, min_length: int = 1) -> Any:
+    return Field(min_length=min_length, max_length=max_length)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class ShippingAddress(_Strict):
+    """Limits are the carriers' label limits, so an address we accept can be shipped."""
+
+    first_name: str = _stripped(25)
+    last_name: str = _stripped(25)
+    company: str | None = Field(default=None, max_length=35)
+    address_line_1: str = _stripped(35)
+    address_line_2: str | None = Field(default=None, max_length=35)
+    city: str = _stripped(30)
+    state: str | None = Field(default=None, max_length=35)
+    post_code: str = _stripped(15)
+    country: Annotated[str, AfterValidator(_country)]
+    email: EmailStr
+    phone: str | None = Field(default=None, max_length=25, pattern=r"^[0-9+()\-. /]*$")
+
+    @model_validator(mode="after")
+    def _state_where_carriers_need_it(self) -> ShippingAddress:
+        if self.country in STATE_REQUIRED and not self.state:
+            raise ValueError(f"state is required for shipping to {self.country}")
+        return self
+
+
+class PrintFile(_Strict):
+    type: str = _stripped(32)
+    url: HttpUrl
+
+
+class PersonalizationField(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    label: str = _stripped(120)
+    type: Literal["text", "image_url"]
+    max_length: int | None = Field(default=None, ge=1, le=10_000)
+    required: bool = False
+
+
+class PersonalizationSpec(_Strict):
+    fields: list[PersonalizationField] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PersonalizationSpec:
+        names = [f.name for f in self.fields]
+        if len(names) != len(set(names)):
+            raise ValueError("personalization field names must be unique within an item")
+        return self
+
+
+class OrderItemIn(_Strict):
+    item_reference_id: str = _stripped(64)
+    product_uid: str = _stripped(128)
+    quantity: int = Field(ge=1, le=1000)
+    files: list[PrintFile] = Field(default_factory=list, max_length=20)
+    personalization: PersonalizationSpec | None = None
+
+
+class OrderCreate(_Strict):
+    order_reference_id: str = _stripped(64)
+    customer_reference_id: str | None = Field(default=None, max_length=64)
+    approval: Approval | None = None
+    shipping_address: ShippingAddress
+    items: list[OrderItemIn] = Field(min_length=1, max_length=100)
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _unique_item_references(self) -> OrderCreate:
+        refs = [i.item_reference_id for i in self.items]
+        if len(refs) != len(set(refs)):
+            raise ValueError("item_reference_id must be unique within an order")
+        if self.metadata is not None and len(str(self.metadata)) > 4000:
+            raise ValueError("metadata is limited to 4000 characters")
+        return self
+
+
+class CancelRequest(_Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+# ---------------------------------------------------------------------------- workflow state
+
+
+class TimelineEvent(BaseModel):
+    seq: int
+    at: datetime
+    type: str
+    detail: dict[str, Any] | str | None = None
+
+
+class ItemState(BaseModel):
+    item_reference_id: str
+    product_uid: str
+    quantity: int
+    files: list[PrintFile]
+    personalization: PersonalizationSpec | None = None
+    # not_required | pending | completed | skipped (the merchant approved without it)
+    personalization_status: str = "not_required"
+    personalization_values: dict[str, str] | None = None
+
+
+class Shipment(BaseModel):
+    carrier: str
+    tracking_code: str
+    tracking_url: str | None = None
+    shipped_at: datetime
+
+
+class Hold(BaseModel):
+    kind: str
+    description: str
+    since: datetime
+
+
+class OrderInput(BaseModel):
+    """Everything an order workflow starts with; the rules it runs by travel with it."""
+
+    order_id: str
+    merchant_id: str
+    support_email: str
+    approval: Approval
+    order: OrderCreate
+    facility: FacilityInfo
+    received_at: datetime
+    personalization_email_delay: timedelta = timedelta(minutes=15)
+    personalization_link_ttl: timedelta = timedelta(days=7)
+    print_submit_timeout: timedelta = timedelta(seconds=30)
+    reorder_of: str | None = None
+    # Set when the workflow continues as new: the state it carries over.
+    state: OrderState | None = None
+
+
+class OrderState(BaseModel):
+    """What the workflow knows about its order; the read model is a projection of it."""
+
+    order_id: str
+    merchant_id: str
+    order_reference_id: str
+    customer_reference_id: str | None
+    approval: Approval
+    status: Status
+    shipping_address: ShippingAddress
+    items: list[ItemState]
+    facility: FacilityInfo
+    metadata: dict[str, Any] | None = None
+    cutoff_at: datetime | None = None
+    cancel_reason: str | None = None
+    job_id: str | None = None
+    shipments: list[Shipment] = Field(default_factory=list)
+    hold: Hold | None = None
+    reorder_of: str | None = None
+    reorders: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+    event_seq: int = 0
+
+
+def needs_personalization(order: OrderCreate) -> bool:
+    return any(item.personalization is not None for item in order.items)
+
+
+def initial_status(order: OrderCreate, approval: Approval) -> Status:
+    if needs_personalization(order):
+        return Status.PENDING_PERSONALIZATION
+    if approval == "manual":
+        return Status.PENDING_APPROVAL
+    return Status.SCHEDULED
+
+
+def new_state(inp: OrderInput) -> OrderState:
+    order = inp.order
+    return OrderState(
+        order_id=inp.order_id,
+        merchant_id=inp.merchant_id,
+        order_reference_id=order.order_reference_id,
+        customer_reference_id=order.customer_reference_id,
+        approval=inp.approval,
+        status=initial_status(order, inp.approval),
+        shipping_address=order.shipping_address,
+        items=[
+            ItemState(
+                item_reference_id=i.item_reference_id,
+                product_uid=i.product_uid,
+                quantity=i.quantity,
+                files=i.files,
+                personalization=i.personalization,
+                personalization_status="pending" if i.personalization else "not_required",
+            )
+            for i in order.items
+        ],
+        facility=inp.facility,
+        metadata=order.metadata,
+        reorder_of=inp.reorder_of,
+        created_at=inp.received_at,
+        updated_at=inp.received_at,
+    )
+
+
+# ---------------------------------------------------------------------------- what may change
+
+
+class Refusal(BaseModel):
+    code: str
+    message: str
+
+
+def refusal(
+    action: Action,
+    status: Status,
+    cutoff_at: datetime | None,
+    now: datetime,
+    hold: Hold | None = None,
+) -> Refusal | None:
+    """Why ``action`` is not allowed now, or None when it is.
+
+    The cutoff is checked against ``now`` as well as the status: a request that reaches the
+    workflow in the same instant the cutoff timer fires must still be refused.
+    """
+    if action is Action.REORDER:
+        if status in {Status.PRINTED, Status.SHIPPED, Status.DELIVERED, Status.RETURNED}:
+            return None
+        return Refusal(
+            code="order_not_produced",
+            message=f"only printed, shipped, delivered or returned orders can be reordered; "
+            f"this order is {status}",
+        )
+    if status is Status.CANCELED:
+        return Refusal(code="order_canceled", message="the order was canceled")
+    if status in PRODUCED or status in {Status.RETURNED}:
+        return Refusal(
+            code="order_in_production",
+            message=f"the order went to production at the cutoff and is now {status}",
+        )
+    if status is Status.FAILED:
+        return Refusal(code="order_failed", message="the order failed and is closed")
+    if status is Status.SCHEDULED and cutoff_at is not None and now >= cutoff_at:
+        return Refusal(
+            code="order_in_production",
+            message=f"the production cutoff {cutoff_at.isoformat()} has passed; "
+            "the order is being sent to production",
+        )
+    if action is Action.APPROVE and status not in {
+        Status.PENDING_PERSONALIZATION,
+        Status.PENDING_APPROVAL,
+    }:
+        return Refusal(code="order_not_pending", message=f"the order is already {status}")
+    if (
+        action is Action.UPDATE_ADDRESS
+        and status is Status.ON_HOLD
+        and (hold is None or hold.kind != "address_invalid")
+    ):
+        return Refusal(
+            code="order_on_hold",
+            message="the address can be changed on hold only when the hold is about the address",
+        )
+    return None
+
+
+def allowed_actions(
+    status: Status, cutoff_at: datetime | None, now: datetime, hold: Hold | None = None
+) -> dict[str, bool]:
+    return {a.value: refusal(a, status, cutoff_at, now, hold) is None for a in Action}
+
+
+def editable_until(status: Status, cutoff_at: datetime | None) -> datetime | None:
+    """The last moment the order can still be canceled or re-addressed, when one is known."""
+    return cutoff_at if status is Status.SCHEDULED else None
+
+OrderInput.model_rebuild()

@@ -1,0 +1,46 @@
+"""printflow's settings: one ``BaseSettings`` read by the API, the worker and the dev tools.
+
+Every variable carries the ``PRINTFLOW_`` prefix (``PRINTFLOW_DATABASE_URL`` …). Durations accept
+seconds (``900``) or ISO 8601 (``PT15M``, ``P7D``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_FACILITIES = Path(__file__).resolve().parent / "domain" / "facilities.json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRINTFLOW_", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "printflow"
+    database_url: str = "sqlite:///.data/printflow.db"
+    public_base_url: str = "http://localhost:8000"
+    admin_token: SecretStr | None = None
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "printflow@localhost"
+
+    personalization_email_delay: timedelta = timedelta(minutes=15)
+    personalization_link_ttl: timedelta = timedelta(days=7)
+    facilities_file: Path = BUNDLED_FACILITIES
+
+    # Not in the public contract; operational knobs with safe defaults.
+    print_submit_timeout: timedelta = timedelta(seconds=30)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,130 @@
+"""Recording fakes for the order workflow's activities, and order builders for tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities.print_jobs import FACILITY_REJECTED, PrintJobRequest, PrintJobResult
+from activities.projection import Projection
+from domain.facilities import FacilityInfo, Schedule
+from domain.orders import OrderCreate, OrderInput, OrderState
+from worker import WORKFLOW_RUNNER
+from workflows.order import OrderWorkflow
+
+OSLO = FacilityInfo(
+    id="oslo",
+    name="Oslo",
+    timezone="Europe/Oslo",
+    api_url="http://facility.invalid",
+    schedule=Schedule(daily=["00:00"], peak_daily=["00:00", "12:00"], peak_months=[10, 11, 12]),
+)
+SYDNEY = FacilityInfo(
+    id="sydney",
+    name="Sydney",
+    timezone="Australia/Sydney",
+    api_url="http://facility.invalid",
+    schedule=Schedule(daily=["00:00"]),
+)
+
+
+def order_body(reference: str = "SHOP-1001", **overrides: Any) -> OrderCreate:
+    body: dict[str, Any] = {
+        "order_reference_id": reference,
+        "shipping_address": {
+            "first_name": "Kari",
+            "last_name": "Nordmann",
+            "address_line_1": "Karl Johans gate 1",
+            "city": "Oslo",
+            "post_code": "0154",
+            "country": "NO",
+            "email": "kari@example.com",
+        },
+        "items": [
+            {
+                "item_reference_id": "item-1",
+                "product_uid": "poster_a3_matte",
+                "quantity": 2,
+                "files": [{"type": "default", "url": "https://files.example/poster.pdf"}],
+            }
+        ],
+    }
+    body.update(overrides)
+    return OrderCreate.model_validate(body)
+
+
+def order_input(
+    received_at: datetime,
+    *,
+    facility: FacilityInfo = OSLO,
+    approval: str = "auto",
+    body: OrderCreate | None = None,
+) -> OrderInput:
+    return OrderInput(
+        order_id="ord_" + uuid.uuid4().hex,
+        merchant_id="mer_test",
+        support_email="support@shop.test",
+        approval=approval,  # type: ignore[arg-type]
+        order=body or order_body(),
+        facility=facility,
+        received_at=received_at,
+    )
+
+
+@dataclass
+class Recorder:
+    """Stands in for the real activities under the same names, and remembers every call."""
+
+    projections: list[Projection] = field(default_factory=list)
+    jobs: list[PrintJobRequest] = field(default_factory=list)
+    reject_with: str | None = None
+
+    @activity.defn(name="project_order")
+    async def project_order(self, projection: Projection) -> None:
+        self.projections.append(projection)
+
+    @activity.defn(name="submit_print_job")
+    async def submit_print_job(self, job: PrintJobRequest) -> PrintJobResult:
+        if self.reject_with:
+            raise ApplicationError(self.reject_with, type=FACILITY_REJECTED, non_retryable=True)
+        self.jobs.append(job)
+        return PrintJobResult(job_id=f"job-{len(self.jobs)}")
+
+    def statuses(self) -> list[str]:
+        return [p.state.status.value for p in self.projections]
+
+    def events(self) -> list[str]:
+        return [e.type for p in self.projections for e in p.new_events]
+
+    def activities(self) -> list[Any]:
+        return [self.project_order, self.submit_print_job]
+
+
+@asynccontextmanager
+async def order_worker(client: Client, recorder: Recorder) -> AsyncIterator[str]:
+    task_queue = "tq-" + uuid.uuid4().hex
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[OrderWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
+        activities=recorder.activities(),
+    ):
+        yield task_queue
+
+
+async def start(client: Client, task_queue: str, inp: OrderInput) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(OrderWorkflow.run, inp, id=inp.order_id, task_queue=task_queue)
+
+
+async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
+    return await handle.query(OrderWorkflow.order)

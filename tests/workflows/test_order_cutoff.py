@@ -1,0 +1,247 @@
+"""The order waits for its facility's cutoff; until then it can change, after it it cannot."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.orders import CancelRequest, ShippingAddress, Status
+from domain.schedule import next_cutoff
+from tests.conftest import TEMPORAL_TEST_SERVER
+from worker import ensure_search_attributes
+from tests.workflows.support import (
+    OSLO,
+    SYDNEY,
+    Recorder,
+    order_input,
+    order_worker,
+    start,
+    state_of,
+)
+from workflows.order import AddressChange, OrderWorkflow
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    # One server per test: time only moves forward, and each test moves it its own way.
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
+    )
+    await ensure_search_attributes(env.client, "default")
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def _sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
+    now = await env.get_current_time()
+    assert moment > now, f"{moment} is already past ({now})"
+    await env.sleep(moment - now)
+
+
+async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        now = await env.get_current_time()
+        handle = await start(env.client, tq, order_input(now))
+        state = await state_of(handle)
+        assert state.status is Status.SCHEDULED
+        assert state.cutoff_at == next_cutoff(OSLO.schedule, OSLO.timezone, now)
+
+        await _sleep_until(env, state.cutoff_at - timedelta(seconds=1))
+        assert (await state_of(handle)).status is Status.SCHEDULED
+        assert rec.jobs == []
+
+        await env.sleep(timedelta(seconds=2))
+        after = await state_of(handle)
+        assert after.status is Status.IN_PRODUCTION
+        assert after.job_id == "job-1"
+        assert len(rec.jobs) == 1 and rec.jobs[0].order_id == state.order_id
+        assert rec.statuses() == ["scheduled", "in_production"]
+        assert rec.events() == ["created", "in_production"]
+
+
+async def test_cancel_one_second_before_the_cutoff_is_accepted(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await _sleep_until(env, cutoff - timedelta(seconds=1))
+
+        state = await handle.execute_update(
+            OrderWorkflow.cancel, CancelRequest(reason="customer changed their mind")
+        )
+        assert state.status is Status.CANCELED
+        result = await handle.result()
+        assert result.status is Status.CANCELED
+        assert rec.jobs == [], "a canceled order must never reach the facility"
+        assert rec.projections[-1].state.cancel_reason == "customer changed their mind"
+
+
+async def test_cancel_one_second_after_the_cutoff_is_refused(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await _sleep_until(env, cutoff + timedelta(seconds=1))
+
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(OrderWorkflow.cancel, CancelRequest())
+        cause = refused.value.cause
+        assert isinstance(cause, ApplicationError)
+        assert cause.type == "order_in_production"
+
+        state = await state_of(handle)
+        assert state.status is Status.IN_PRODUCTION
+        assert len(rec.jobs) == 1
+        assert "canceled" not in rec.events()
+
+
+async def test_address_change_before_the_cutoff_reaches_the_print_job(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        inp = order_input(await env.get_current_time())
+        handle = await start(env.client, tq, inp)
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await _sleep_until(env, cutoff - timedelta(minutes=5))
+
+        new_address = inp.order.shipping_address.model_copy(
+            update={"address_line_1": "Storgata 5", "post_code": "0155"}
+        )
+        state = await handle.execute_update(
+            OrderWorkflow.update_shipping_address,
+            AddressChange(shipping_address=new_address, facility=OSLO),
+        )
+        assert state.shipping_address.address_line_1 == "Storgata 5"
+        assert state.cutoff_at == cutoff, "same facility: the cutoff stays"
+
+        await env.sleep(timedelta(minutes=6))
+        assert len(rec.jobs) == 1
+        assert rec.jobs[0].shipping_address.address_line_1 == "Storgata 5"
+        assert rec.jobs[0].shipping_address.post_code == "0155"
+
+
+async def test_address_change_to_another_facility_moves_the_cutoff(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        inp = order_input(await env.get_current_time())
+        handle = await start(env.client, tq, inp)
+        sydney_address = ShippingAddress.model_validate(
+            {
+                **inp.order.shipping_address.model_dump(),
+                "city": "Sydney",
+                "state": "NSW",
+                "post_code": "2000",
+                "country": "AU",
+                "address_line_1": "1 George St",
+            }
+        )
+        state = await handle.execute_update(
+            OrderWorkflow.update_shipping_address,
+            AddressChange(shipping_address=sydney_address, facility=SYDNEY),
+        )
+        now = await env.get_current_time()
+        assert state.facility.id == "sydney"
+        assert state.cutoff_at == next_cutoff(SYDNEY.schedule, SYDNEY.timezone, now) or (
+            state.cutoff_at is not None and abs(state.cutoff_at - now) < timedelta(days=1)
+        )
+        assert state.cutoff_at.astimezone(ZoneInfo("Australia/Sydney")).strftime("%H:%M") == "00:00"
+        await _sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+        assert [j.facility_id for j in rec.jobs] == ["sydney"]
+
+
+async def test_manual_approval_holds_the_order_until_approved(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await start(
+            env.client, tq, order_input(await env.get_current_time(), approval="manual")
+        )
+        assert (await state_of(handle)).status is Status.PENDING_APPROVAL
+
+        await env.sleep(timedelta(days=3))
+        state = await state_of(handle)
+        assert state.status is Status.PENDING_APPROVAL and state.cutoff_at is None
+        assert rec.jobs == []
+
+        approved = await handle.execute_update(OrderWorkflow.approve)
+        now = await env.get_current_time()
+        assert approved.status is Status.SCHEDULED
+        assert approved.cutoff_at == next_cutoff(OSLO.schedule, OSLO.timezone, now)
+
+        with pytest.raises(WorkflowUpdateFailedError) as again:
+            await handle.execute_update(OrderWorkflow.approve)
+        assert isinstance(again.value.cause, ApplicationError)
+        assert again.value.cause.type == "order_not_pending"
+
+        await _sleep_until(env, approved.cutoff_at + timedelta(seconds=1))
+        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        assert len(rec.jobs) == 1
+
+
+async def test_refused_print_job_puts_the_order_on_hold(env: WorkflowEnvironment) -> None:
+    rec = Recorder(reject_with="unknown product_uid poster_a3_matte")
+    async with order_worker(env.client, rec) as tq:
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await _sleep_until(env, cutoff + timedelta(seconds=1))
+        state = await state_of(handle)
+        assert state.status is Status.ON_HOLD
+        assert state.hold is not None and "unknown product_uid" in state.hold.description
+
+
+def _next_local(tz: str, months: set[int], hour: int, after: datetime) -> datetime:
+    """The next day in ``months`` at ``hour``:00 local time, at least a day after ``after``."""
+    zone = ZoneInfo(tz)
+    day = (after + timedelta(days=1)).astimezone(zone).date()
+    while day.month not in months:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=zone).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("months", "arrives", "cutoff_local"),
+    [
+        ({10, 11, 12}, 9, (0, 12)),  # peak season: a 09:00 order goes at noon the same day
+        ({10, 11, 12}, 13, (1, 0)),  # …and a 13:00 order at the next midnight
+        ({2, 3, 4}, 9, (1, 0)),  # outside peak season: midnight only
+    ],
+)
+async def test_peak_season_has_two_cutoffs_a_day(
+    env: WorkflowEnvironment, months: set[int], arrives: int, cutoff_local: tuple[int, int]
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        arrival = _next_local(OSLO.timezone, months, arrives, await env.get_current_time())
+        await _sleep_until(env, arrival)
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        local_arrival = arrival.astimezone(ZoneInfo(OSLO.timezone))
+        days_later, hour = cutoff_local
+        expected = datetime(
+            local_arrival.year, local_arrival.month, local_arrival.day, tzinfo=local_arrival.tzinfo
+        ) + timedelta(days=days_later, hours=hour)
+        assert cutoff.astimezone(ZoneInfo(OSLO.timezone)).replace(tzinfo=None) == expected.replace(
+            tzinfo=None
+        )
+        await _sleep_until(env, cutoff - timedelta(seconds=1))
+        assert rec.jobs == []
+        await env.sleep(timedelta(seconds=2))
+        assert len(rec.jobs) == 1
