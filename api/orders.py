@@ -74,6 +74,7 @@ async def create_order(
     """
     digest = request_hash(body)
     received_at = _now()
+    session.expunge(merchant)  # a lost insert race rolls back; the merchant must stay loaded
     facility = route(facilities, body.shipping_address.country)
     inp = OrderInput(
         order_id="ord_" + uuid.uuid4().hex,
