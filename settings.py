@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     # Not in the public contract; operational knobs with safe defaults.
     print_submit_timeout: timedelta = timedelta(seconds=30)
+    hold_reminder_interval: timedelta = timedelta(days=1)
+    hold_timeout: timedelta = timedelta(days=7)
+    # An order shipped this long ago with no delivery event is closed as shipped.
+    delivery_timeout: timedelta = timedelta(days=30)
 
 
 @lru_cache

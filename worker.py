@@ -76,7 +76,7 @@ def _indexed_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
 def activities_for(
     projection: ProjectionActivities, facility: FacilityActivities
 ) -> list[Any]:
-    return [projection.project_order, facility.submit_print_job]
+    return [projection.project_order, facility.submit_print_job, facility.notify_facility]
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

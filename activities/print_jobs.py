@@ -7,7 +7,7 @@ takes; any other 4xx is the facility refusing the job, which no retry will chang
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel
@@ -40,6 +40,14 @@ class PrintJobResult(BaseModel):
     job_id: str
 
 
+class FacilityOutcome(BaseModel):
+    """How a hold ended, for the facility holding the job: ``resume`` or ``cancel``."""
+
+    facility_id: str
+    job_id: str
+    outcome: Literal["resume", "cancel"]
+
+
 class FacilityActivities:
     def __init__(self, facilities: Facilities, http: httpx.AsyncClient) -> None:
         self._facilities = facilities
@@ -68,6 +76,19 @@ class FacilityActivities:
                 non_retryable=True,
             )
         return PrintJobResult(job_id=str(response.json()["job_id"]))
+
+    @activity.defn(name="notify_facility")
+    async def notify_facility(self, outcome: FacilityOutcome) -> None:
+        facility = self._facilities.get(outcome.facility_id)
+        response = await self._http.post(
+            f"{facility.api_url.rstrip('/')}/print-jobs/{outcome.job_id}/{outcome.outcome}",
+            headers={"Authorization": f"Bearer {facility.api_token.get_secret_value()}"},
+        )
+        if response.status_code == 409 and outcome.outcome == "resume":
+            # The facility already canceled the job: nothing left to resume.
+            activity.logger.warning("facility %s: job %s cannot resume", facility.id, outcome.job_id)
+            return
+        response.raise_for_status()
 
 
 def _short(response: httpx.Response) -> Any:

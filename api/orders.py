@@ -65,6 +65,7 @@ async def create_order(
     facilities: Facilities,
     merchant: Merchant,
     body: OrderCreate,
+    reorder_of: str | None = None,
 ) -> tuple[OrderPublic, bool]:
     """Creates the order and its workflow; the same request again returns the same order.
 
@@ -87,6 +88,10 @@ async def create_order(
         personalization_email_delay=settings.personalization_email_delay,
         personalization_link_ttl=settings.personalization_link_ttl,
         print_submit_timeout=settings.print_submit_timeout,
+        hold_reminder_interval=settings.hold_reminder_interval,
+        hold_timeout=settings.hold_timeout,
+        delivery_timeout=settings.delivery_timeout,
+        reorder_of=reorder_of,
     )
     state = new_state(inp)
     if state.status is Status.SCHEDULED:

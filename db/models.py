@@ -86,3 +86,80 @@ class OrderEvent(SQLModel, table=True):
     at: datetime = _utc(nullable=False)
     type: str = Field(max_length=64)
     detail: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class PersonalizationLink(SQLModel, table=True):
+    """A link e-mailed to the merchant for the end customer; only the token's hash is kept."""
+
+    __tablename__ = "personalization_links"
+    __table_args__ = (UniqueConstraint("order_id", "seq"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    seq: int  # 1 for the first link of an order, 2 after the first expired, …
+    token_hash: str = Field(unique=True, max_length=64)
+    expires_at: datetime = _utc(nullable=False)
+    used_at: datetime | None = _utc(nullable=True)
+    created_at: datetime = _utc(nullable=False)
+
+
+class ProductionEvent(SQLModel, table=True):
+    """What facilities reported, once per ``event_id``: a repeated event is a no-op."""
+
+    __tablename__ = "production_events"
+
+    event_id: str = Field(primary_key=True, max_length=100)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    facility_id: str = Field(max_length=64)
+    type: str = Field(max_length=32)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = _utc(nullable=False)
+
+
+class Claim(SQLModel, table=True):
+    """A reprint claim: links the original order and its reorder, with the evidence."""
+
+    __tablename__ = "claims"
+
+    id: str = Field(primary_key=True, max_length=40)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    original_order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    new_order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
+    reason: str = Field(max_length=20)
+    description: str = Field(max_length=2000)
+    photo_urls: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    item_reference_ids: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = _utc(nullable=False)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One event for a merchant's webhook; its id is the same on every delivery attempt."""
+
+    __tablename__ = "webhook_events"
+
+    id: str = Field(primary_key=True, max_length=100)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    order_id: str | None = Field(default=None, index=True, max_length=40)
+    type: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _utc(nullable=False)
+    delivered_at: datetime | None = _utc(nullable=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """Each attempt to deliver a webhook event, successful or not."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(foreign_key="webhook_events.id", index=True, max_length=100)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    attempt: int
+    url: str = Field(max_length=2000)
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=1000)
+    duration_ms: int = 0
+    succeeded: bool = False
+    at: datetime = _utc(nullable=False)

@@ -149,6 +149,81 @@ class CancelRequest(_Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
+class Tracking(_Strict):
+    carrier: str = _stripped(64)
+    tracking_code: str = _stripped(128)
+    tracking_url: HttpUrl | None = None
+
+
+class IssueReport(_Strict):
+    kind: Literal["file_quality", "address_invalid", "other"]
+    description: str = _stripped(2000)
+
+
+ProductionEventType = Literal["printed", "shipped", "delivered", "returned", "issue"]
+
+
+class ProductionEventIn(_Strict):
+    """A facility's report, as ``POST /v1/production/events`` receives it."""
+
+    event_id: str = _stripped(100)
+    order_id: str = _stripped(40)
+    type: ProductionEventType
+    tracking: Tracking | None = None
+    issue: IssueReport | None = None
+
+    @model_validator(mode="after")
+    def _payload_fits_type(self) -> ProductionEventIn:
+        if self.type == "shipped" and self.tracking is None:
+            raise ValueError("a shipped event needs tracking {carrier, tracking_code, tracking_url}")
+        if self.type == "issue" and self.issue is None:
+            raise ValueError("an issue event needs issue {kind, description}")
+        return self
+
+
+class ProductionSignal(BaseModel):
+    """What the API signals to the order workflow for a facility event."""
+
+    event: ProductionEventIn
+    received_at: datetime
+
+
+class PersonalizationSubmission(BaseModel):
+    """The customer's values for one link: {item_reference_id: {field name: value}}."""
+
+    link_id: str
+    values: dict[str, dict[str, str]]
+
+
+class HoldNotice(BaseModel):
+    """An e-mail to the merchant about a hold: the first notice, a reminder, or the cancel."""
+
+    order_id: str
+    merchant_id: str
+    order_reference_id: str
+    support_email: str
+    kind: str  # file_quality | address_invalid | other | facility_rejected
+    description: str
+    notice: Literal["hold", "reminder", "canceled"]
+    reminder_number: int = 0
+    respond_by: datetime | None = None
+
+
+class HoldResolution(_Strict):
+    """The merchant's answer to a hold (a new address goes through the address endpoint)."""
+
+    action: Literal["proceed", "replace_files"]
+    files: dict[str, list[PrintFile]] | None = Field(
+        default=None, description="replace_files: {item_reference_id: [files]}"
+    )
+
+    @model_validator(mode="after")
+    def _files_for_replace(self) -> HoldResolution:
+        if self.action == "replace_files" and not self.files:
+            raise ValueError("replace_files needs files for at least one item")
+        return self
+
+
 # ---------------------------------------------------------------------------- workflow state
 
 
@@ -157,6 +232,8 @@ class TimelineEvent(BaseModel):
     at: datetime
     type: str
     detail: dict[str, Any] | str | None = None
+    # The status this event moved the order to, when it moved it.
+    status: str | None = None
 
 
 class ItemState(BaseModel):
@@ -178,9 +255,13 @@ class Shipment(BaseModel):
 
 
 class Hold(BaseModel):
-    kind: str
+    kind: str  # file_quality | address_invalid | other | facility_rejected
     description: str
     since: datetime
+    respond_by: datetime | None = None
+    reminders_sent: int = 0
+    # Where the order goes when the merchant resolves the hold.
+    resume_to: Status = Status.IN_PRODUCTION
 
 
 class OrderInput(BaseModel):
@@ -196,6 +277,9 @@ class OrderInput(BaseModel):
     personalization_email_delay: timedelta = timedelta(minutes=15)
     personalization_link_ttl: timedelta = timedelta(days=7)
     print_submit_timeout: timedelta = timedelta(seconds=30)
+    hold_reminder_interval: timedelta = timedelta(days=1)
+    hold_timeout: timedelta = timedelta(days=7)
+    delivery_timeout: timedelta = timedelta(days=30)
     reorder_of: str | None = None
     # Set when the workflow continues as new: the state it carries over.
     state: OrderState | None = None
@@ -225,6 +309,13 @@ class OrderState(BaseModel):
     updated_at: datetime
     version: int = 0
     event_seq: int = 0
+    # The personalization link now in the merchant's inbox (never its token).
+    link_seq: int = 0
+    link_id: str | None = None
+    link_expires_at: datetime | None = None
+    last_shipped_at: datetime | None = None
+    # Facility event ids already applied, newest last (bounded): repeats are no-ops.
+    seen_event_ids: list[str] = Field(default_factory=list)
 
 
 def needs_personalization(order: OrderCreate) -> bool:

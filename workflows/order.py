@@ -1,11 +1,17 @@
 """OrderWorkflow: one durable workflow per order, from the API until the order is closed.
 
 Where an order waits, and for what:
-- ``pending_personalization`` / ``pending_approval``: for the customer or the merchant;
+- ``pending_personalization``: for the customer. The merchant gets a link to forward
+  ``personalization_email_delay`` after the order arrived, and a new one each time a link
+  expires unused (the run continues as new every few links, so its history stays small);
+- ``pending_approval``: for the merchant;
 - ``scheduled``: for the production cutoff of its facility (a timer), while cancel and address
   changes are still accepted;
 - at the cutoff the print job is submitted exactly once (the facility deduplicates on the order
-  id) and the order is ``in_production``.
+  id) and the order is ``in_production``;
+- then for the facility's reports (signals): printed, shipped (one or more packages),
+  delivered, returned, or an issue that puts the order ``on_hold`` until the merchant answers,
+  with reminders, and a cancel when nobody does.
 
 Every status change goes through ``_commit``, which records a timeline event, updates the search
 attributes and projects the state into the read model. Nothing else writes state outward.
@@ -13,17 +19,21 @@ attributes and projects the state into the read model. Nothing else writes state
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from activities.personalization import IssueLink, LinkIssued
     from activities.print_jobs import (
         FACILITY_REJECTED,
+        FacilityOutcome,
         PrintJobItem,
         PrintJobRequest,
         PrintJobResult,
@@ -35,20 +45,30 @@ with workflow.unsafe.imports_passed_through():
         Action,
         CancelRequest,
         Hold,
+        HoldNotice,
+        HoldResolution,
         OrderInput,
         OrderState,
+        PersonalizationSubmission,
+        ProductionSignal,
+        Shipment,
         ShippingAddress,
         Status,
         TimelineEvent,
         new_state,
         refusal,
     )
+    from domain.personalization import clean_values, validate_values
     from domain.schedule import describe_cutoff, next_cutoff
-    from pydantic import BaseModel
-
     from workflows import search_attributes as sa
 
 PROJECTION_TIMEOUT = timedelta(seconds=30)
+SIDE_EFFECT_TIMEOUT = timedelta(seconds=60)
+# E-mails and facility notices: retry until they go through, backing off to every 5 minutes.
+PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
+# A new run every few links keeps the history of an order that waits for months small.
+LINKS_PER_RUN = 10
+SEEN_EVENTS_KEPT = 200
 SUBMIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -84,8 +104,10 @@ class OrderWorkflow:
         self._input = inp
         self._state = inp.state or new_state(inp)
         self._unprojected: list[TimelineEvent] = []
-        # Bumped by every change that can move the cutoff; the cutoff wait restarts on it.
+        # Bumped by every change that can move a deadline; timed waits restart on it.
         self._generation = 0
+        self._links_this_run = 0
+        self._done = False
 
     # ------------------------------------------------------------------ the order's life
 
@@ -96,10 +118,16 @@ class OrderWorkflow:
                 self._state.cutoff_at = self._next_cutoff(inp.received_at)
             await self._commit("created", {"facility": self._state.facility.id})
 
-        while self._state.status not in CLOSED:
+        while not self._done and self._state.status not in CLOSED:
             status = self._state.status
-            if status is Status.SCHEDULED:
+            if status is Status.PENDING_PERSONALIZATION:
+                await self._await_personalization()
+            elif status is Status.SCHEDULED:
                 await self._wait_for_cutoff()
+            elif status is Status.ON_HOLD:
+                await self._await_hold_answer()
+            elif status is Status.SHIPPED:
+                await self._await_delivery()
             else:
                 self._show(self._waiting_text())
                 await workflow.wait_condition(lambda s=status: self._state.status is not s)  # type: ignore[misc]
@@ -107,25 +135,65 @@ class OrderWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
+    async def _await_personalization(self) -> None:
+        """Sends the merchant a link to forward, and a new one whenever the last expired."""
+        state, inp = self._state, self._input
+        while state.status is Status.PENDING_PERSONALIZATION:
+            first = state.link_expires_at is None
+            due = state.link_expires_at or state.created_at + inp.personalization_email_delay
+            if due > workflow.now():
+                if first:
+                    text = f"waiting to e-mail the personalization link at {_hm(due)}"
+                else:
+                    text = f"waiting for personalization; link {state.link_seq} expires {_hm(due)}"
+                if await self._wait_until(due, text, lambda: state.status is not _PERSONALIZING):
+                    return
+            if self._links_this_run >= LINKS_PER_RUN:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={"state": state}))
+            seq = state.link_seq + 1
+            issued = await workflow.execute_activity(
+                "issue_personalization_link",
+                IssueLink(
+                    order_id=state.order_id,
+                    merchant_id=state.merchant_id,
+                    support_email=inp.support_email,
+                    order_reference_id=state.order_reference_id,
+                    seq=seq,
+                    expires_at=workflow.now() + inp.personalization_link_ttl,
+                    items=[i for i in state.items if i.personalization_status == "pending"],
+                ),
+                result_type=LinkIssued,
+                start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                retry_policy=PATIENT_RETRY,
+                summary=f"personalization link {seq} to the merchant",
+            )
+            self._links_this_run += 1
+            state.link_seq, state.link_id = issued.seq, issued.link_id
+            state.link_expires_at = issued.expires_at
+            await self._commit(
+                "personalization_link_issued",
+                {"link": issued.seq, "expires_at": issued.expires_at.isoformat()},
+            )
+
     async def _wait_for_cutoff(self) -> None:
         while self._state.status is Status.SCHEDULED:
             cutoff = self._state.cutoff_at
             assert cutoff is not None
-            remaining = cutoff - workflow.now()
-            if remaining > timedelta(0):
+            if cutoff > workflow.now():
                 generation = self._generation
                 text = f"waiting for {describe_cutoff(self._state.facility, cutoff)}"
                 self._show(f"{text}; cancel and address changes accepted until then")
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._generation != generation
-                        or self._state.status is not Status.SCHEDULED,
-                        timeout=remaining,
-                        timeout_summary=text,
-                    )
+                if await self._wait_until(
+                    cutoff,
+                    text,
+                    lambda g=generation: (
+                        self._generation != g  # type: ignore[misc]
+                        or self._state.status is not Status.SCHEDULED
+                    ),
+                    show=False,
+                ):
                     continue  # canceled, re-addressed or re-routed: look again
-                except asyncio.TimeoutError:
-                    pass
             await self._submit()
             return
 
@@ -161,11 +229,103 @@ class OrderWorkflow:
             cause = err.cause
             if not (isinstance(cause, ApplicationError) and cause.type == FACILITY_REJECTED):
                 raise
-            state.hold = Hold(kind="facility_rejected", description=cause.message, since=workflow.now())
+            self._hold("facility_rejected", cause.message, resume_to=Status.SCHEDULED)
             await self._commit("print_job_rejected", {"reason": cause.message}, Status.ON_HOLD)
             return
         state.job_id = result.job_id
         await self._commit("in_production", {"job_id": result.job_id}, Status.IN_PRODUCTION)
+
+    async def _await_hold_answer(self) -> None:
+        """Tells the merchant, reminds them, and cancels when nobody answers in time."""
+        state, inp = self._state, self._input
+        hold = state.hold
+        assert hold is not None and hold.respond_by is not None
+        if hold.reminders_sent == 0:
+            await self._send_hold_notice("hold")
+        while state.status is Status.ON_HOLD:
+            reminder_at = hold.since + inp.hold_reminder_interval * (hold.reminders_sent + 1)
+            wake = min(reminder_at, hold.respond_by)
+            text = f"on hold ({hold.kind}); merchant must answer by {_hm(hold.respond_by)}"
+            if await self._wait_until(wake, text, lambda: state.status is not Status.ON_HOLD):
+                break
+            if workflow.now() >= hold.respond_by:
+                state.cancel_reason = f"no answer to the hold ({hold.kind}) in time"
+                await self._commit("canceled", {"reason": state.cancel_reason}, Status.CANCELED)
+                await self._send_hold_notice("canceled")
+                break
+            hold.reminders_sent += 1
+            await self._send_hold_notice("reminder")
+            await self._commit("hold_reminder_sent", {"reminder": hold.reminders_sent})
+        if state.job_id is not None:
+            outcome = FacilityOutcome(
+                facility_id=state.facility.id,
+                job_id=state.job_id,
+                outcome="cancel" if state.status is Status.CANCELED else "resume",
+            )
+            await workflow.execute_activity(
+                "notify_facility",
+                outcome,
+                start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                retry_policy=PATIENT_RETRY,
+                summary=f"tell {state.facility.name}: {outcome.outcome} job {state.job_id}",
+            )
+
+    async def _send_hold_notice(self, notice: Literal["hold", "reminder", "canceled"]) -> None:
+        state = self._state
+        hold = state.hold
+        assert hold is not None
+        await workflow.execute_activity(
+            "send_hold_notice",
+            HoldNotice(
+                order_id=state.order_id,
+                merchant_id=state.merchant_id,
+                order_reference_id=state.order_reference_id,
+                support_email=self._input.support_email,
+                kind=hold.kind,
+                description=hold.description,
+                notice=notice,
+                reminder_number=hold.reminders_sent,
+                respond_by=hold.respond_by,
+            ),
+            start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+            retry_policy=PATIENT_RETRY,
+            summary=f"hold e-mail ({notice}) to the merchant",
+        )
+
+    async def _await_delivery(self) -> None:
+        """Shipped orders close on delivery, or quietly once delivery is long overdue."""
+        state = self._state
+        while state.status is Status.SHIPPED:
+            assert state.last_shipped_at is not None
+            deadline = state.last_shipped_at + self._input.delivery_timeout
+            generation = self._generation
+            if await self._wait_until(
+                deadline,
+                f"shipped; closes by {_hm(deadline)} if no delivery is reported",
+                lambda g=generation: (
+                    self._generation != g  # type: ignore[misc]
+                    or state.status is not Status.SHIPPED
+                ),
+            ):
+                continue
+            await self._commit("closed", {"reason": "no delivery reported"})
+            self._done = True
+            return
+
+    async def _wait_until(
+        self, moment: datetime, text: str, done: Callable[[], bool], show: bool = True
+    ) -> bool:
+        """Waits for ``done`` until ``moment``; True if ``done`` came first."""
+        if show:
+            self._show(text)
+        remaining = moment - workflow.now()
+        if remaining <= timedelta(0):
+            return done()
+        try:
+            await workflow.wait_condition(done, timeout=remaining, timeout_summary=text[:200])
+            return True
+        except TimeoutError:
+            return done()
 
     # ------------------------------------------------------------------ merchant's updates
 
@@ -184,14 +344,17 @@ class OrderWorkflow:
         state = self._state
         detail: dict[str, Any] = {"country": change.shipping_address.country}
         state.shipping_address = change.shipping_address
-        if change.facility.id != state.facility.id:
+        if change.facility.id != state.facility.id and state.job_id is None:
             detail["facility"] = change.facility.id
             state.facility = change.facility
             if state.status is Status.SCHEDULED:
                 state.cutoff_at = self._next_cutoff(workflow.now())
                 detail["cutoff_at"] = state.cutoff_at.isoformat()
         self._generation += 1
-        await self._commit("shipping_address_updated", detail)
+        resume = None
+        if state.status is Status.ON_HOLD and state.hold is not None:
+            resume = self._resume_from_hold()
+        await self._commit("shipping_address_updated", detail, resume)
         return state
 
     @update_shipping_address.validator
@@ -216,6 +379,109 @@ class OrderWorkflow:
     def _validate_approve(self) -> None:
         self._refuse_unless(Action.APPROVE)
 
+    @workflow.update
+    async def resolve_hold(self, resolution: HoldResolution) -> OrderState:
+        state = self._state
+        detail: dict[str, Any] = {"action": resolution.action}
+        if resolution.files:
+            for item in state.items:
+                if item.item_reference_id in resolution.files:
+                    item.files = resolution.files[item.item_reference_id]
+            detail["items"] = sorted(resolution.files)
+        await self._commit("hold_resolved", detail, self._resume_from_hold())
+        return state
+
+    @resolve_hold.validator
+    def _validate_resolve_hold(self, resolution: HoldResolution) -> None:
+        state = self._state
+        if state.status is not Status.ON_HOLD:
+            raise ApplicationError(
+                f"the order is {state.status.value}, not on hold", type="order_not_on_hold"
+            )
+        unknown = set(resolution.files or {}) - {i.item_reference_id for i in state.items}
+        if unknown:
+            raise ApplicationError(
+                f"no such items in this order: {', '.join(sorted(unknown))}", type="unknown_items"
+            )
+
+    @workflow.update
+    async def complete_personalization(self, submission: PersonalizationSubmission) -> OrderState:
+        state = self._state
+        cleaned = clean_values(state.items, submission.values)
+        for item in state.items:
+            if item.personalization_status == "pending":
+                item.personalization_values = cleaned.get(item.item_reference_id, {})
+                item.personalization_status = "completed"
+        detail: dict[str, Any] = {"items": sorted(cleaned)}
+        if state.approval == "manual":
+            await self._commit("personalization_completed", detail, Status.PENDING_APPROVAL)
+        else:
+            state.cutoff_at = self._next_cutoff(workflow.now())
+            detail["cutoff_at"] = state.cutoff_at.isoformat()
+            await self._commit("personalization_completed", detail, Status.SCHEDULED)
+        return state
+
+    @complete_personalization.validator
+    def _validate_personalization(self, submission: PersonalizationSubmission) -> None:
+        state = self._state
+        if state.status is Status.CANCELED:
+            raise ApplicationError("the order was canceled", type="order_canceled")
+        if state.status is not Status.PENDING_PERSONALIZATION:
+            raise ApplicationError("the order is already personalized", type="already_personalized")
+        if submission.link_id != state.link_id:
+            raise ApplicationError("a newer link replaced this one", type="link_superseded")
+        errors = validate_values(state.items, submission.values)
+        if errors:
+            raise ApplicationError(
+                "some personalization values are not valid", errors, type="invalid_personalization"
+            )
+
+    # ------------------------------------------------------------------ the facility's reports
+
+    @workflow.signal
+    async def facility_event(self, signal: ProductionSignal) -> None:
+        state, event = self._state, signal.event
+        if event.event_id in state.seen_event_ids:
+            return  # the facility repeated itself
+        state.seen_event_ids = [*state.seen_event_ids, event.event_id][-SEEN_EVENTS_KEPT:]
+        self._generation += 1
+        status = state.status
+        if event.type == "printed" and status is Status.IN_PRODUCTION:
+            await self._commit("printed", {"event_id": event.event_id}, Status.PRINTED)
+        elif event.type == "shipped" and event.tracking and status in _SHIPPABLE:
+            tracking = event.tracking
+            shipment = Shipment(
+                carrier=tracking.carrier,
+                tracking_code=tracking.tracking_code,
+                tracking_url=str(tracking.tracking_url) if tracking.tracking_url else None,
+                shipped_at=signal.received_at,
+            )
+            state.shipments = [*state.shipments, shipment]
+            state.last_shipped_at = signal.received_at
+            await self._commit(
+                "shipment", shipment.model_dump(mode="json", exclude={"shipped_at"}), Status.SHIPPED
+            )
+        elif event.type == "delivered" and status is Status.SHIPPED:
+            await self._commit("delivered", {"event_id": event.event_id}, Status.DELIVERED)
+        elif event.type == "returned" and status in (Status.SHIPPED, Status.DELIVERED):
+            await self._commit("returned", {"event_id": event.event_id}, Status.RETURNED)
+        elif event.type == "issue" and event.issue and status in _HOLDABLE:
+            self._hold(event.issue.kind, event.issue.description, resume_to=status)
+            await self._commit(
+                "on_hold",
+                {"kind": event.issue.kind, "description": event.issue.description},
+                Status.ON_HOLD,
+            )
+        else:
+            await self._commit(
+                "event_ignored",
+                {
+                    "event_id": event.event_id,
+                    "event": event.type,
+                    "why": f"a {event.type} report does not fit an order that is {status.value}",
+                },
+            )
+
     @workflow.query
     def order(self) -> OrderState:
         return self._state
@@ -228,12 +494,21 @@ class OrderWorkflow:
         """Records a change: timeline, search attributes, read model. The only writer."""
         state = self._state
         now = workflow.now()
+        changed = status is not None and status is not state.status
         if status is not None:
             state.status = status
         state.version += 1
         state.event_seq += 1
         state.updated_at = now
-        self._unprojected.append(TimelineEvent(seq=state.event_seq, at=now, type=event, detail=detail))
+        self._unprojected.append(
+            TimelineEvent(
+                seq=state.event_seq,
+                at=now,
+                type=event,
+                detail=detail,
+                status=state.status.value if changed else None,
+            )
+        )
         workflow.upsert_search_attributes(search_attributes_for(state))
         projection = Projection(state=state, new_events=self._unprojected)
         self._unprojected = []
@@ -243,6 +518,26 @@ class OrderWorkflow:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    def _hold(self, kind: str, description: str, resume_to: Status) -> None:
+        now = workflow.now()
+        self._state.hold = Hold(
+            kind=kind,
+            description=description,
+            since=now,
+            respond_by=now + self._input.hold_timeout,
+            resume_to=resume_to,
+        )
+
+    def _resume_from_hold(self) -> Status:
+        state = self._state
+        assert state.hold is not None
+        resume_to = state.hold.resume_to
+        state.hold = None
+        if resume_to is Status.SCHEDULED:
+            # A job the facility refused goes again at once, with whatever was fixed.
+            state.cutoff_at = workflow.now()
+        return resume_to
 
     def _refuse_unless(self, action: Action) -> None:
         state = self._state
@@ -267,8 +562,19 @@ class OrderWorkflow:
                 return f"on hold ({state.hold.kind}): {state.hold.description}"
             case Status.IN_PRODUCTION:
                 return f"in production at {state.facility.name} (job {state.job_id})"
-        return str(state.status)
+            case Status.PRINTED:
+                return f"printed at {state.facility.name}; waiting for shipment"
+        return str(state.status.value)
 
     @staticmethod
     def _show(text: str) -> None:
         workflow.set_current_details(text[:300])
+
+
+_PERSONALIZING = Status.PENDING_PERSONALIZATION
+_SHIPPABLE = (Status.IN_PRODUCTION, Status.PRINTED, Status.SHIPPED)
+_HOLDABLE = (Status.IN_PRODUCTION, Status.PRINTED)
+
+
+def _hm(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")

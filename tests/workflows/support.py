@@ -12,12 +12,19 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.print_jobs import FACILITY_REJECTED, PrintJobRequest, PrintJobResult
+from activities.personalization import IssueLink, LinkIssued
+from activities.print_jobs import (
+    FACILITY_REJECTED,
+    FacilityOutcome,
+    PrintJobRequest,
+    PrintJobResult,
+)
 from activities.projection import Projection
 from domain.facilities import FacilityInfo, Schedule
-from domain.orders import OrderCreate, OrderInput, OrderState
+from domain.orders import HoldNotice, OrderCreate, OrderInput, OrderState
 from worker import WORKFLOW_RUNNER
 from workflows.order import OrderWorkflow
 
@@ -86,6 +93,9 @@ class Recorder:
 
     projections: list[Projection] = field(default_factory=list)
     jobs: list[PrintJobRequest] = field(default_factory=list)
+    links: list[IssueLink] = field(default_factory=list)
+    notices: list[HoldNotice] = field(default_factory=list)
+    outcomes: list[FacilityOutcome] = field(default_factory=list)
     reject_with: str | None = None
 
     @activity.defn(name="project_order")
@@ -99,6 +109,19 @@ class Recorder:
         self.jobs.append(job)
         return PrintJobResult(job_id=f"job-{len(self.jobs)}")
 
+    @activity.defn(name="issue_personalization_link")
+    async def issue_personalization_link(self, link: IssueLink) -> LinkIssued:
+        self.links.append(link)
+        return LinkIssued(link_id=f"lnk-{link.seq}", seq=link.seq, expires_at=link.expires_at)
+
+    @activity.defn(name="send_hold_notice")
+    async def send_hold_notice(self, notice: HoldNotice) -> None:
+        self.notices.append(notice)
+
+    @activity.defn(name="notify_facility")
+    async def notify_facility(self, outcome: FacilityOutcome) -> None:
+        self.outcomes.append(outcome)
+
     def statuses(self) -> list[str]:
         return [p.state.status.value for p in self.projections]
 
@@ -106,7 +129,13 @@ class Recorder:
         return [e.type for p in self.projections for e in p.new_events]
 
     def activities(self) -> list[Any]:
-        return [self.project_order, self.submit_print_job]
+        return [
+            self.project_order,
+            self.submit_print_job,
+            self.issue_personalization_link,
+            self.send_hold_notice,
+            self.notify_facility,
+        ]
 
 
 @asynccontextmanager
@@ -123,8 +152,16 @@ async def order_worker(client: Client, recorder: Recorder) -> AsyncIterator[str]
 
 
 async def start(client: Client, task_queue: str, inp: OrderInput) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(OrderWorkflow.run, inp, id=inp.order_id, task_queue=task_queue)
+    return await client.start_workflow(
+        OrderWorkflow.run, inp, id=inp.order_id, task_queue=task_queue
+    )
 
 
 async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
     return await handle.query(OrderWorkflow.order)
+
+
+async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
+    now = await env.get_current_time()
+    assert moment > now, f"{moment} is already past ({now})"
+    await env.sleep(moment - now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,39 +12,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.orders import CancelRequest, ShippingAddress, Status
 from domain.schedule import next_cutoff
-from tests.conftest import TEMPORAL_TEST_SERVER
-from worker import ensure_search_attributes
 from tests.workflows.support import (
     OSLO,
     SYDNEY,
     Recorder,
     order_input,
     order_worker,
+    sleep_until,
     start,
     state_of,
 )
 from workflows.order import AddressChange, OrderWorkflow
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    # One server per test: time only moves forward, and each test moves it its own way.
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
-    )
-    await ensure_search_attributes(env.client, "default")
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
-async def _sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
-    now = await env.get_current_time()
-    assert moment > now, f"{moment} is already past ({now})"
-    await env.sleep(moment - now)
 
 
 async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -> None:
@@ -57,7 +34,7 @@ async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -
         assert state.status is Status.SCHEDULED
         assert state.cutoff_at == next_cutoff(OSLO.schedule, OSLO.timezone, now)
 
-        await _sleep_until(env, state.cutoff_at - timedelta(seconds=1))
+        await sleep_until(env, state.cutoff_at - timedelta(seconds=1))
         assert (await state_of(handle)).status is Status.SCHEDULED
         assert rec.jobs == []
 
@@ -76,7 +53,7 @@ async def test_cancel_one_second_before_the_cutoff_is_accepted(env: WorkflowEnvi
         handle = await start(env.client, tq, order_input(await env.get_current_time()))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
-        await _sleep_until(env, cutoff - timedelta(seconds=1))
+        await sleep_until(env, cutoff - timedelta(seconds=1))
 
         state = await handle.execute_update(
             OrderWorkflow.cancel, CancelRequest(reason="customer changed their mind")
@@ -94,7 +71,7 @@ async def test_cancel_one_second_after_the_cutoff_is_refused(env: WorkflowEnviro
         handle = await start(env.client, tq, order_input(await env.get_current_time()))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
-        await _sleep_until(env, cutoff + timedelta(seconds=1))
+        await sleep_until(env, cutoff + timedelta(seconds=1))
 
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(OrderWorkflow.cancel, CancelRequest())
@@ -117,7 +94,7 @@ async def test_address_change_before_the_cutoff_reaches_the_print_job(
         handle = await start(env.client, tq, inp)
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
-        await _sleep_until(env, cutoff - timedelta(minutes=5))
+        await sleep_until(env, cutoff - timedelta(minutes=5))
 
         new_address = inp.order.shipping_address.model_copy(
             update={"address_line_1": "Storgata 5", "post_code": "0155"}
@@ -162,7 +139,7 @@ async def test_address_change_to_another_facility_moves_the_cutoff(
             state.cutoff_at is not None and abs(state.cutoff_at - now) < timedelta(days=1)
         )
         assert state.cutoff_at.astimezone(ZoneInfo("Australia/Sydney")).strftime("%H:%M") == "00:00"
-        await _sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+        await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
         assert [j.facility_id for j in rec.jobs] == ["sydney"]
 
 
@@ -189,7 +166,7 @@ async def test_manual_approval_holds_the_order_until_approved(env: WorkflowEnvir
         assert isinstance(again.value.cause, ApplicationError)
         assert again.value.cause.type == "order_not_pending"
 
-        await _sleep_until(env, approved.cutoff_at + timedelta(seconds=1))
+        await sleep_until(env, approved.cutoff_at + timedelta(seconds=1))
         assert (await state_of(handle)).status is Status.IN_PRODUCTION
         assert len(rec.jobs) == 1
 
@@ -200,7 +177,7 @@ async def test_refused_print_job_puts_the_order_on_hold(env: WorkflowEnvironment
         handle = await start(env.client, tq, order_input(await env.get_current_time()))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
-        await _sleep_until(env, cutoff + timedelta(seconds=1))
+        await sleep_until(env, cutoff + timedelta(seconds=1))
         state = await state_of(handle)
         assert state.status is Status.ON_HOLD
         assert state.hold is not None and "unknown product_uid" in state.hold.description
@@ -229,7 +206,7 @@ async def test_peak_season_has_two_cutoffs_a_day(
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
         arrival = _next_local(OSLO.timezone, months, arrives, await env.get_current_time())
-        await _sleep_until(env, arrival)
+        await sleep_until(env, arrival)
         handle = await start(env.client, tq, order_input(await env.get_current_time()))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
@@ -241,7 +218,7 @@ async def test_peak_season_has_two_cutoffs_a_day(
         assert cutoff.astimezone(ZoneInfo(OSLO.timezone)).replace(tzinfo=None) == expected.replace(
             tzinfo=None
         )
-        await _sleep_until(env, cutoff - timedelta(seconds=1))
+        await sleep_until(env, cutoff - timedelta(seconds=1))
         assert rec.jobs == []
         await env.sleep(timedelta(seconds=2))
         assert len(rec.jobs) == 1

@@ -1,0 +1,185 @@
+"""Personalization links: create one, e-mail it to the merchant, announce it on the webhook.
+
+The token exists only in this activity's memory, in the e-mail (and the webhook) that carries it,
+and in the customer's browser: the database keeps its sha256, and the workflow learns only the
+link's id. A token is 256 random bits, so a fast hash is enough and lets the API look it up.
+
+Retries are safe: the link for ``(order_id, seq)`` is created once, and a retry that finds it
+still unused gives it a fresh token before e-mailing again, because the token of a failed attempt
+may never have reached anyone (and cannot be recovered from its hash).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+
+from activities.mail import Mailer, render_email
+from db.models import PersonalizationLink
+from domain.orders import ItemState
+from domain.personalization import describe_field, hash_token
+
+log = logging.getLogger("printflow.personalization")
+
+TOKEN_BYTES = 32  # 256 bits
+
+
+def link_url(public_base_url: str, token: str) -> str:
+    return f"{public_base_url.rstrip('/')}/p/{token}"
+
+
+def format_expiry(when: datetime) -> str:
+    """E.g. "Tuesday, 9 June 2026, 14:05 UTC": unambiguous for merchants in any country."""
+    utc = when.astimezone(UTC)
+    return f"{utc:%A}, {utc.day} {utc:%B %Y, %H:%M} UTC"
+
+
+def link_subject(reference: str) -> str:
+    return f"Order {reference}: personalization needed — link to forward to your customer"
+
+
+class IssueLink(BaseModel):
+    order_id: str
+    merchant_id: str
+    support_email: str
+    order_reference_id: str
+    seq: int  # 1, 2, 3 … per order
+    expires_at: datetime
+    items: list[ItemState]  # only the items that need personalization
+
+
+class LinkIssued(BaseModel):
+    """What the workflow keeps: never the token, so workflow histories cannot leak it."""
+
+    link_id: str
+    seq: int
+    expires_at: datetime
+
+
+class LinkWebhooks(Protocol):
+    """Tells the merchant's webhook about a new link (implemented by the webhooks module)."""
+
+    async def link_issued(
+        self, *, merchant_id: str, order_id: str, url: str, expires_at: datetime
+    ) -> None: ...
+
+
+class PersonalizationActivities:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        mailer: Mailer,
+        public_base_url: str,
+        webhooks: LinkWebhooks | None = None,
+    ) -> None:
+        self._engine = engine
+        self._mailer = mailer
+        self._public_base_url = public_base_url
+        self._webhooks = webhooks
+
+    @activity.defn(name="issue_personalization_link")
+    async def issue_link(self, req: IssueLink) -> LinkIssued:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        link, fresh = await self._store(req, hash_token(token))
+        issued = LinkIssued(link_id=link.id, seq=link.seq, expires_at=link.expires_at)
+        if not fresh:
+            # The customer used this link while an earlier attempt of ours was still finishing;
+            # a new e-mail would only confuse the merchant.
+            _log("link %s of order %s was used already; nothing to send", link.id, req.order_id)
+            return issued
+
+        url = link_url(self._public_base_url, token)
+        text, html = render_email(
+            "personalization_link",
+            reference=req.order_reference_id,
+            order_id=req.order_id,
+            url=url,
+            expires=format_expiry(link.expires_at),
+            seq=req.seq,
+            items=[_item_context(item) for item in req.items],
+        )
+        message_id = await self._mailer.send(
+            req.support_email, link_subject(req.order_reference_id), text, html
+        )
+        # The id, never the URL: logs must not carry the token.
+        _log(
+            "e-mailed personalization link %s (number %d) of order %s as %s",
+            link.id,
+            link.seq,
+            req.order_id,
+            message_id,
+        )
+        if self._webhooks is not None:
+            await self._webhooks.link_issued(
+                merchant_id=req.merchant_id,
+                order_id=req.order_id,
+                url=url,
+                expires_at=link.expires_at,
+            )
+        return issued
+
+    async def _store(self, req: IssueLink, token_hash: str) -> tuple[PersonalizationLink, bool]:
+        """The link row for (order, seq) carrying ``token_hash``; False if it was used already."""
+        # Two rounds at most: a concurrent attempt of this same activity may insert the row
+        # between our look-up and our insert; the second round then updates that row.
+        for _ in range(2):
+            async with AsyncSession(self._engine, expire_on_commit=False) as session:
+                link = (
+                    await session.exec(
+                        select(PersonalizationLink).where(
+                            PersonalizationLink.order_id == req.order_id,
+                            PersonalizationLink.seq == req.seq,
+                        )
+                    )
+                ).first()
+                if link is not None and link.used_at is not None:
+                    return link, False
+                if link is None:
+                    link = PersonalizationLink(
+                        id="lnk_" + uuid.uuid4().hex,
+                        order_id=req.order_id,
+                        seq=req.seq,
+                        token_hash=token_hash,
+                        expires_at=req.expires_at,
+                        created_at=datetime.now(UTC),
+                    )
+                    session.add(link)
+                else:
+                    link.token_hash = token_hash  # the earlier, unsent token is now dead
+                    link.expires_at = req.expires_at
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()
+                    continue
+                return link, True
+        raise RuntimeError(f"could not store link {req.seq} of order {req.order_id}; retrying")
+
+
+def _item_context(item: ItemState) -> dict[str, Any]:
+    fields = item.personalization.fields if item.personalization else []
+    return {
+        "item_reference_id": item.item_reference_id,
+        "product_uid": item.product_uid,
+        "quantity": item.quantity,
+        "fields": [{"label": f.label, "describe": describe_field(f)} for f in fields],
+    }
+
+
+def _log(message: str, *args: Any) -> None:
+    # activity.logger adds the workflow and activity ids, but needs an activity context; the
+    # method is also called directly (tests, tools), where a plain logger does.
+    if activity.in_activity():
+        activity.logger.info(message, *args)
+    else:
+        log.info(message, *args)

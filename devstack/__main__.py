@@ -1,0 +1,207 @@
+"""``make run``: the whole printflow stack on this machine, until Ctrl-C.
+
+State lives under ``.data/`` (SQLite databases, e-mails, logs, the admin token and the demo
+merchant), so a second run finds the orders, the token and the API key of the first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from devstack.stack import REPO_ROOT, PortInUseError, Stack, StackConfig, StackError
+
+DEMO_MERCHANT = {"name": "Demo Shop", "support_email": "support@demo-shop.example"}
+
+EXAMPLE_ORDER = {
+    "order_reference_id": "demo-1",
+    "shipping_address": {
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "address_line_1": "Unter den Linden 1",
+        "city": "Berlin",
+        "post_code": "10117",
+        "country": "DE",
+        "email": "ada@example.com",
+    },
+    "items": [
+        {
+            "item_reference_id": "item-1",
+            "product_uid": "poster-a3",
+            "quantity": 1,
+            "files": [{"type": "default", "url": "https://example.com/poster.pdf"}],
+        }
+    ],
+}
+
+
+def main() -> int:
+    data_dir = REPO_ROOT / ".data"
+    data_dir.mkdir(exist_ok=True)
+    _log_mail_to_console()
+    stack = Stack(StackConfig(data_dir=data_dir, admin_token=_admin_token(data_dir)))
+    try:
+        stack.check_ports()
+    except PortInUseError as error:
+        print(f"devstack: {error}; is an earlier `make run` still running?", file=sys.stderr)
+        return 1
+
+    # SIGTERM ends the run like Ctrl-C does, through the orderly stop below; SIGINT is set too,
+    # because a shell starting us in the background would have left it ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    print(f"Starting printflow (logs in {_show(stack.log_dir)}/) ...", flush=True)
+    try:
+        stack.start()
+    except StackError as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130  # start() has stopped what it had started
+
+    status = 0
+    try:
+        merchant = _demo_merchant(stack, data_dir)
+        print(_banner(stack, merchant), flush=True)
+        while True:
+            exited = stack.exited()
+            if exited:
+                name, code = next(iter(exited.items()))
+                print(
+                    f"devstack: {name} exited with status {code}; stopping everything. "
+                    f"Last lines of {_show(stack.log_path(name))}:\n{stack.log_tail(name)}",
+                    file=sys.stderr,
+                )
+                status = 1
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # A second Ctrl-C must not cut the orderly stop short; it is bounded by the grace period.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("\nStopping printflow ...", flush=True)
+        stack.stop()
+        print("Stopped.", flush=True)
+    return status
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _log_mail_to_console() -> None:
+    """One line per e-mail the sink receives, so a developer sees it arrive."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s [mail] %(message)s", "%H:%M:%S"))
+    mail_logger = logging.getLogger("devstack.mailsink")
+    mail_logger.addHandler(handler)
+    mail_logger.setLevel(logging.INFO)
+
+
+def _admin_token(data_dir: Path) -> str:
+    """Generated once and kept in .data/admin-token, so scripts and bookmarks keep working."""
+    path = data_dir / "admin-token"
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    _write_private(path, token + "\n")
+    return token
+
+
+def _demo_merchant(stack: Stack, data_dir: Path) -> dict[str, Any] | None:
+    """The demo merchant of an earlier run if its key still works, else a new one."""
+    path = data_dir / "demo-merchant.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if isinstance(saved, dict) and saved.get("api_key") and _key_works(stack, saved["api_key"]):
+        return saved
+    try:
+        merchant = stack.create_merchant(**DEMO_MERCHANT)
+    except StackError as error:
+        print(f"devstack: no demo merchant: {error}", file=sys.stderr)
+        return None
+    _write_private(path, json.dumps(merchant, indent=2) + "\n")
+    return merchant
+
+
+def _key_works(stack: Stack, api_key: str) -> bool:
+    """False only when the API rejects the key (e.g. .data/printflow.db was deleted)."""
+    try:
+        response = httpx.get(
+            f"{stack.api_url}/v1/orders",
+            params={"limit": 1},
+            headers={"X-API-Key": api_key},
+            timeout=10.0,
+        )
+    except httpx.HTTPError:
+        return True
+    return response.status_code not in (401, 403)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Secrets are readable by their owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def _show(path: Path) -> str:
+    """A path relative to the working directory when it is below it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _banner(stack: Stack, merchant: dict[str, Any] | None) -> str:
+    config = stack.config
+    api = f"http://localhost:{config.api_port}"
+    api_key = merchant.get("api_key") if merchant else None
+    key_line = (
+        f"{DEMO_MERCHANT['name']} <{DEMO_MERCHANT['support_email']}>, API key {api_key}"
+        if api_key
+        else "not available (see the message above)"
+    )
+    curl = (
+        f"curl -s -X POST {api}/v1/orders -H 'X-API-Key: {api_key or '<api key>'}' "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(EXAMPLE_ORDER)}'"
+    )
+    return "\n".join(
+        [
+            "",
+            "printflow is running. Ctrl-C stops everything.",
+            "",
+            f"  Temporal Web UI     http://localhost:{config.ui_port}",
+            f"  API                 {api}   (docs: {api}/docs)",
+            f"  Facility simulator  http://localhost:{config.simulator_port}",
+            f"  Temporal server     localhost:{config.temporal_port}",
+            f"  E-mails             {_show(stack.mail_dir)}/   (SMTP on port {config.smtp_port})",
+            f"  Logs                {_show(stack.log_dir)}/",
+            f"  Admin token         {stack.admin_token}   (header X-Admin-Token)",
+            f"  Demo merchant       {key_line}",
+            "",
+            "Create an order:",
+            f"  {curl}",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
