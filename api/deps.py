@@ -67,7 +67,9 @@ MerchantDep = Annotated[Merchant, Depends(_merchant)]
 def _admin(settings: SettingsDep, x_admin_token: Annotated[str | None, Header()] = None) -> None:
     expected = settings.admin_token
     if expected is None:
-        raise Forbidden("the admin API is disabled: no PRINTFLOW_ADMIN_TOKEN is set", code="admin_disabled")
+        raise Forbidden(
+            "the admin API is disabled: no PRINTFLOW_ADMIN_TOKEN is set", code="admin_disabled"
+        )
     if not x_admin_token or not hmac.compare_digest(
         x_admin_token.encode(), expected.get_secret_value().encode()
     ):

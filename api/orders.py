@@ -242,7 +242,12 @@ async def list_orders(
 
 
 async def update_order(
-    session: AsyncSession, client: Client, row: Order, action: Action, update: str, arg: Any = None
+    session: AsyncSession,
+    client: Client,
+    row: Order,
+    action: Action | None,
+    update: str,
+    arg: Any = None,
 ) -> OrderPublic:
     """Runs a workflow Update; a refusal from the workflow becomes a 409 with its code."""
     handle = client.get_workflow_handle(row.id)
@@ -262,7 +267,10 @@ async def update_order(
         # The workflow has closed: the order's last state says why nothing can change.
         await session.refresh(row)
         closed = OrderState.model_validate(row.state)
-        why = refusal(action, closed.status, closed.cutoff_at, _now(), closed.hold)
-        message = why.message if why else "the order is closed"
-        raise Conflict(message, code=why.code if why else "order_closed") from None
+        why = action and refusal(action, closed.status, closed.cutoff_at, _now(), closed.hold)
+        if why:
+            raise Conflict(why.message, code=why.code) from None
+        raise Conflict(
+            f"the order is {closed.status.value} and closed", code="order_closed"
+        ) from None
     return await render(session, row.id, state)

@@ -110,7 +110,9 @@ def order_public(state: OrderState, events: list[TimelineEvent], now: datetime) 
         ),
         cutoff_at=state.cutoff_at,
         editable_until=editable_until(state.status, state.cutoff_at),
-        allowed_actions=AllowedActions(**allowed_actions(state.status, state.cutoff_at, now, state.hold)),
+        allowed_actions=AllowedActions(
+            **allowed_actions(state.status, state.cutoff_at, now, state.hold)
+        ),
         job_id=state.job_id,
         hold=state.hold,
         cancel_reason=state.cancel_reason,

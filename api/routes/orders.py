@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query, Response
 from api import orders
 from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, TemporalDep
 from api.schemas import OrderPage, OrderPublic
-from domain.orders import Action, CancelRequest, OrderCreate, ShippingAddress, Status
+from domain.orders import (
+    Action,
+    CancelRequest,
+    HoldResolution,
+    OrderCreate,
+    ShippingAddress,
+    Status,
+)
 from workflows.order import AddressChange
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -105,3 +112,19 @@ async def approve_order(
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
     return await orders.update_order(session, temporal, row, Action.APPROVE, "approve")
+
+
+@router.post("/{order_id}/resolve-hold", response_model=OrderPublic, responses=_REFUSED)
+async def resolve_hold(
+    order_id: str,
+    body: HoldResolution,
+    merchant: MerchantDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+) -> OrderPublic:
+    """Answers a hold: ``proceed`` as it is, or ``replace_files`` and release.
+
+    To fix an address, use the shipping-address endpoint; to give up, cancel.
+    """
+    row = await orders.get_row(session, merchant, order_id)
+    return await orders.update_order(session, temporal, row, None, "resolve_hold", body)

@@ -1,0 +1,49 @@
+"""Personalization over JSON, for shops that build their own form: the token is the credential."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api import orders, personalization
+from api.deps import SessionDep, TemporalDep
+from api.schemas import OrderPublic
+
+router = APIRouter(prefix="/v1/personalization", tags=["personalization"])
+
+_Key = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+_Value = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class PersonalizationIn(BaseModel):
+    """``{"items": {item_reference_id: {field name: value}}}``; optional fields may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: dict[_Key, dict[_Key, _Value]] = Field(max_length=100)
+
+
+@router.post(
+    "/{token}",
+    response_model=OrderPublic,
+    responses={
+        404: {"description": "no link with this token (`link_not_found`)"},
+        409: {
+            "description": "already personalized (`already_personalized`), the order was "
+            "canceled (`order_canceled`) or moved on without it (`personalization_closed`)"
+        },
+        410: {"description": "the link expired or a newer one replaced it (`link_expired`)"},
+        422: {
+            "description": "`validation_error` (the body's shape) or `invalid_personalization` "
+            '(details: {"item_reference_id.field": "what is wrong"})'
+        },
+    },
+)
+async def complete_personalization(
+    token: str, body: PersonalizationIn, session: SessionDep, temporal: TemporalDep
+) -> OrderPublic:
+    ctx = await personalization.open_link(session, token)
+    state = await personalization.submit(session, temporal, ctx, body.items)
+    return await orders.render(session, ctx.order.id, state)

@@ -1,0 +1,264 @@
+"""After submission: what the facility reports, holds that wait for the merchant, the end."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.orders import (
+    CancelRequest,
+    HoldResolution,
+    ProductionEventIn,
+    ProductionSignal,
+    Status,
+)
+from tests.workflows.support import (
+    OSLO,
+    Recorder,
+    order_input,
+    order_worker,
+    sleep_until,
+    start,
+    state_of,
+)
+from workflows.order import AddressChange, OrderWorkflow
+
+
+async def _in_production(env: WorkflowEnvironment, tq: str) -> WorkflowHandle[Any, Any]:
+    handle = await start(env.client, tq, order_input(await env.get_current_time()))
+    cutoff = (await state_of(handle)).cutoff_at
+    assert cutoff is not None
+    await sleep_until(env, cutoff + timedelta(seconds=1))
+    assert (await state_of(handle)).status is Status.IN_PRODUCTION
+    return handle
+
+
+async def _report(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[Any, Any],
+    kind: str,
+    event_id: str | None = None,
+    **extra: Any,
+) -> None:
+    event = ProductionEventIn.model_validate(
+        {"event_id": event_id or uuid.uuid4().hex, "order_id": handle.id, "type": kind, **extra}
+    )
+    await handle.signal(
+        OrderWorkflow.facility_event,
+        ProductionSignal(event=event, received_at=await env.get_current_time()),
+    )
+
+
+def _tracking(code: str) -> dict[str, Any]:
+    return {
+        "tracking": {
+            "carrier": "DHL",
+            "tracking_code": code,
+            "tracking_url": f"https://t.example/{code}",
+        }
+    }
+
+
+async def test_printed_shipped_in_two_packages_delivered_then_done(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "printed")
+        await _report(env, handle, "shipped", **_tracking("PKG1"))
+        await _report(env, handle, "shipped", **_tracking("PKG2"))
+        state = await state_of(handle)
+        assert state.status is Status.SHIPPED
+        assert [s.tracking_code for s in state.shipments] == ["PKG1", "PKG2"]
+        await _report(env, handle, "delivered")
+        result = await handle.result()
+        assert result.status is Status.DELIVERED
+        assert rec.statuses()[-4:] == ["printed", "shipped", "shipped", "delivered"]
+        assert rec.events()[-4:] == ["printed", "shipment", "shipment", "delivered"]
+
+
+async def test_a_repeated_event_id_is_a_no_op(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
+        await _report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
+        state = await state_of(handle)
+        assert len(state.shipments) == 1
+        assert rec.events().count("shipment") == 1
+
+
+async def test_events_that_do_not_fit_are_recorded_and_change_nothing(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "delivered")
+        state = await state_of(handle)
+        assert state.status is Status.IN_PRODUCTION
+        ignored = rec.projections[-1].new_events[-1]
+        assert ignored.type == "event_ignored" and ignored.detail["event"] == "delivered"
+        # Shipped after that still works: the order was not corrupted.
+        await _report(env, handle, "shipped", **_tracking("PKG1"))
+        assert (await state_of(handle)).status is Status.SHIPPED
+
+
+async def test_an_issue_holds_the_order_reminds_and_resumes_when_the_merchant_proceeds(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(
+            env,
+            handle,
+            "issue",
+            issue={"kind": "file_quality", "description": "the image is 72 dpi"},
+        )
+        state = await state_of(handle)
+        assert state.status is Status.ON_HOLD and state.hold is not None
+        assert [n.notice for n in rec.notices] == ["hold"]
+        assert rec.notices[0].description == "the image is 72 dpi"
+
+        await env.sleep(timedelta(days=1, minutes=1))
+        assert [n.notice for n in rec.notices] == ["hold", "reminder"]
+
+        with pytest.raises(WorkflowUpdateFailedError) as wrong:
+            await handle.execute_update(
+                OrderWorkflow.update_shipping_address,
+                AddressChange(shipping_address=state.shipping_address, facility=OSLO),
+            )
+        assert isinstance(wrong.value.cause, ApplicationError)
+        assert wrong.value.cause.type == "order_on_hold"
+
+        resumed = await handle.execute_update(
+            OrderWorkflow.resolve_hold, HoldResolution(action="proceed")
+        )
+        assert resumed.status is Status.IN_PRODUCTION and resumed.hold is None
+        await env.sleep(timedelta(seconds=5))
+        assert [(o.outcome, o.job_id) for o in rec.outcomes] == [("resume", "job-1")]
+        await env.sleep(timedelta(days=3))
+        assert len(rec.notices) == 2, "no reminders after the answer"
+
+
+async def test_an_address_hold_resumes_with_the_fixed_address(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "printed")
+        await _report(
+            env,
+            handle,
+            "issue",
+            issue={"kind": "address_invalid", "description": "post code 0000 does not exist"},
+        )
+        state = await state_of(handle)
+        fixed = state.shipping_address.model_copy(update={"post_code": "0154"})
+        after = await handle.execute_update(
+            OrderWorkflow.update_shipping_address,
+            AddressChange(shipping_address=fixed, facility=OSLO),
+        )
+        assert after.status is Status.PRINTED, "back where it was before the hold"
+        assert after.shipping_address.post_code == "0154"
+
+
+async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(
+            env, handle, "issue", issue={"kind": "file_quality", "description": "cropped"}
+        )
+        new_files = {"item-1": [{"type": "default", "url": "https://files.example/v2.pdf"}]}
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                OrderWorkflow.resolve_hold,
+                HoldResolution.model_validate(
+                    {"action": "replace_files", "files": {"nope": new_files["item-1"]}}
+                ),
+            )
+        state = await handle.execute_update(
+            OrderWorkflow.resolve_hold,
+            HoldResolution.model_validate({"action": "replace_files", "files": new_files}),
+        )
+        assert str(state.items[0].files[0].url) == "https://files.example/v2.pdf"
+        assert state.status is Status.IN_PRODUCTION
+
+
+async def test_nobody_answers_the_hold_so_the_order_is_canceled(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "issue", issue={"kind": "other", "description": "paper jam"})
+        await env.sleep(timedelta(days=7, minutes=5))
+        result = await handle.result()
+        assert result.status is Status.CANCELED
+        assert [n.notice for n in rec.notices] == ["hold"] + ["reminder"] * 6 + ["canceled"]
+        assert [o.outcome for o in rec.outcomes] == ["cancel"]
+
+
+async def test_the_merchant_cancels_a_held_order_and_the_facility_is_told(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "issue", issue={"kind": "other", "description": "paper jam"})
+        canceled = await handle.execute_update(
+            OrderWorkflow.cancel, CancelRequest(reason="no time")
+        )
+        assert canceled.status is Status.CANCELED
+        await handle.result()
+        assert [o.outcome for o in rec.outcomes] == ["cancel"]
+
+
+async def test_a_refused_print_job_goes_again_when_the_merchant_proceeds(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder(reject_with="unknown product")
+    async with order_worker(env.client, rec) as tq:
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await sleep_until(env, cutoff + timedelta(seconds=1))
+        assert (await state_of(handle)).status is Status.ON_HOLD
+        rec.reject_with = None
+        await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
+        await env.sleep(timedelta(seconds=5))
+        state = await state_of(handle)
+        assert state.status is Status.IN_PRODUCTION and len(rec.jobs) == 1
+        assert rec.outcomes == [], "there was no job at the facility to resume"
+
+
+async def test_a_shipped_order_without_delivery_closes_after_the_timeout(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "shipped", **_tracking("PKG1"))
+        await env.sleep(timedelta(days=29))
+        await _report(env, handle, "shipped", **_tracking("PKG2"))
+        await env.sleep(timedelta(days=29))
+        assert (await state_of(handle)).status is Status.SHIPPED, "the second package restarts it"
+        await env.sleep(timedelta(days=2))
+        result = await handle.result()
+        assert result.status is Status.SHIPPED
+        assert rec.events()[-1] == "closed"
+
+
+async def test_a_returned_order_ends(env: WorkflowEnvironment) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "shipped", **_tracking("PKG1"))
+        await _report(env, handle, "returned")
+        assert (await handle.result()).status is Status.RETURNED
