@@ -10,8 +10,22 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+def _seconds_or_iso(value: Any) -> Any:
+    """``900`` and ``900.5`` are seconds; anything else goes to pydantic (ISO 8601, ``PT15M``)."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 
 BUNDLED_FACILITIES = Path(__file__).resolve().parent / "domain" / "facilities.json"
 
@@ -33,16 +47,16 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "printflow@localhost"
 
-    personalization_email_delay: timedelta = timedelta(minutes=15)
-    personalization_link_ttl: timedelta = timedelta(days=7)
+    personalization_email_delay: Duration = timedelta(minutes=15)
+    personalization_link_ttl: Duration = timedelta(days=7)
     facilities_file: Path = BUNDLED_FACILITIES
 
     # Not in the public contract; operational knobs with safe defaults.
-    print_submit_timeout: timedelta = timedelta(seconds=30)
-    hold_reminder_interval: timedelta = timedelta(days=1)
-    hold_timeout: timedelta = timedelta(days=7)
+    print_submit_timeout: Duration = timedelta(seconds=30)
+    hold_reminder_interval: Duration = timedelta(days=1)
+    hold_timeout: Duration = timedelta(days=7)
     # An order shipped this long ago with no delivery event is closed as shipped.
-    delivery_timeout: timedelta = timedelta(days=30)
+    delivery_timeout: Duration = timedelta(days=30)
 
 
 @lru_cache
