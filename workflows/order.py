@@ -85,7 +85,7 @@ class AddressChange(BaseModel):
     facility: FacilityInfo
 
 
-def search_attributes_for(state: OrderState) -> TypedSearchAttributes:
+def _search_attribute_pairs(state: OrderState) -> list[SearchAttributePair[Any]]:
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(sa.ORDER_STATUS, state.status.value),
         SearchAttributePair(sa.MERCHANT_ID, state.merchant_id),
@@ -94,7 +94,12 @@ def search_attributes_for(state: OrderState) -> TypedSearchAttributes:
     ]
     if state.cutoff_at is not None:
         pairs.append(SearchAttributePair(sa.CUTOFF_AT, state.cutoff_at))
-    return TypedSearchAttributes(pairs)
+    return pairs
+
+
+def search_attributes_for(state: OrderState) -> TypedSearchAttributes:
+    """What an order starts with, so the Web UI can find it before its first task runs."""
+    return TypedSearchAttributes(_search_attribute_pairs(state))
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -509,7 +514,9 @@ class OrderWorkflow:
                 status=state.status.value if changed else None,
             )
         )
-        workflow.upsert_search_attributes(search_attributes_for(state))
+        workflow.upsert_search_attributes(
+            [pair.key.value_set(pair.value) for pair in _search_attribute_pairs(state)]
+        )
         projection = Projection(state=state, new_events=self._unprojected)
         self._unprojected = []
         self._show(self._waiting_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -21,7 +21,9 @@ from workflows.order import AddressChange
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
-_REFUSED = {409: {"description": "the order's state does not allow this; nothing changed"}}
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the order's state does not allow this; nothing changed"}
+}
 
 
 @router.post(
