@@ -175,7 +175,9 @@ class ProductionEventIn(_Strict):
     @model_validator(mode="after")
     def _payload_fits_type(self) -> ProductionEventIn:
         if self.type == "shipped" and self.tracking is None:
-            raise ValueError("a shipped event needs tracking {carrier, tracking_code, tracking_url}")
+            raise ValueError(
+                "a shipped event needs tracking {carrier, tracking_code, tracking_url}"
+            )
         if self.type == "issue" and self.issue is None:
             raise ValueError("an issue event needs issue {kind, description}")
         return self
@@ -428,5 +430,6 @@ def allowed_actions(
 def editable_until(status: Status, cutoff_at: datetime | None) -> datetime | None:
     """The last moment the order can still be canceled or re-addressed, when one is known."""
     return cutoff_at if status is Status.SCHEDULED else None
+
 
 OrderInput.model_rebuild()
