@@ -6,11 +6,14 @@ link's id. A token is 256 random bits, so a fast hash is enough and lets the API
 
 Retries are safe: the link for ``(order_id, seq)`` is created once, and a retry that finds it
 still unused gives it a fresh token before e-mailing again, because the token of a failed attempt
-may never have reached anyone (and cannot be recovered from its hash).
+may never have reached anyone (and cannot be recovered from its hash). Once the e-mail is out,
+nothing of ours fails the activity any more (a webhook that keeps failing is logged), so a token
+that was sent is replaced only if the worker dies in between.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
@@ -32,6 +35,8 @@ from domain.personalization import describe_field, hash_token
 log = logging.getLogger("printflow.personalization")
 
 TOKEN_BYTES = 32  # 256 bits
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_BACKOFF_SECONDS = 0.5
 
 
 def link_url(public_base_url: str, token: str) -> str:
@@ -120,13 +125,38 @@ class PersonalizationActivities:
             message_id,
         )
         if self._webhooks is not None:
-            await self._webhooks.link_issued(
-                merchant_id=req.merchant_id,
-                order_id=req.order_id,
-                url=url,
-                expires_at=link.expires_at,
-            )
+            await self._announce(req, link, url)
         return issued
+
+    async def _announce(self, req: IssueLink, link: PersonalizationLink, url: str) -> None:
+        """Tells the webhook, trying a few times; never fails the activity.
+
+        The e-mail is out, and the merchant may have forwarded it already: failing now would
+        make Temporal retry, and the retry would replace this token with a new one.
+        """
+        assert self._webhooks is not None
+        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+            try:
+                await self._webhooks.link_issued(
+                    merchant_id=req.merchant_id,
+                    order_id=req.order_id,
+                    url=url,
+                    expires_at=link.expires_at,
+                )
+                return
+            except Exception as err:  # whatever it was, the e-mail stands
+                if attempt == WEBHOOK_ATTEMPTS:
+                    # The error's type only: its text could quote the URL, and so the token.
+                    _log(
+                        "webhook for link %s of order %s failed %d times (%s); e-mail sent",
+                        link.id,
+                        req.order_id,
+                        attempt,
+                        type(err).__name__,
+                        level=logging.ERROR,
+                    )
+                    return
+                await asyncio.sleep(WEBHOOK_BACKOFF_SECONDS * attempt)
 
     async def _store(self, req: IssueLink, token_hash: str) -> tuple[PersonalizationLink, bool]:
         """The link row for (order, seq) carrying ``token_hash``; False if it was used already."""
@@ -176,10 +206,8 @@ def _item_context(item: ItemState) -> dict[str, Any]:
     }
 
 
-def _log(message: str, *args: Any) -> None:
+def _log(message: str, *args: Any, level: int = logging.INFO) -> None:
     # activity.logger adds the workflow and activity ids, but needs an activity context; the
     # method is also called directly (tests, tools), where a plain logger does.
-    if activity.in_activity():
-        activity.logger.info(message, *args)
-    else:
-        log.info(message, *args)
+    logger = activity.logger if activity.in_activity() else log
+    logger.log(level, message, *args)

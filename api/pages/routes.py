@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 from api import personalization as links
 from api.deps import SessionDep, TemporalDep
 from api.errors import ApiError
-from domain.orders import ItemState, OrderState, PersonalizationField
+from domain.orders import ItemState, OrderState, PersonalizationField, Status
 from domain.personalization import error_key, max_length
 
 log = logging.getLogger("printflow.pages")
@@ -166,18 +166,19 @@ def _thanks(request: Request, ctx: links.LinkContext, state: OrderState) -> HTML
         given = item.personalization_values or {}
         pairs = [(f.label, given[f.name]) for f in item.personalization.fields if f.name in given]
         if pairs:
-            summary.append(
-                {"product": item.product_uid, "quantity": item.quantity, "values": pairs}
-            )
+            summary.append({"product": item.product_uid, "quantity": item.quantity, "pairs": pairs})
     shop, reference = ctx.shop_name, state.order_reference_id
+    if state.status is Status.PENDING_APPROVAL:
+        next_step = f"{shop} checks the order before it goes to print."
+    else:
+        next_step = "The order is on its way to production."
     return _message(
         request,
         200,
         "good",
         "Thank you!",
         [
-            f"Your personalization of order {reference} is with {shop}, and the order is on its "
-            "way to production.",
+            f"Your personalization of order {reference} is with {shop}. {next_step}",
             f"It cannot be changed through this link any more. If something is wrong, please "
             f"contact {shop}.",
         ],

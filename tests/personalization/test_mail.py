@@ -1,0 +1,95 @@
+"""Mailer and templates against a real SMTP server (aiosmtpd, through MailSink)."""
+
+from __future__ import annotations
+
+import time
+
+import aiosmtplib
+import pytest
+from pydantic import SecretStr
+
+from activities.mail import Mailer, render_email
+from devstack.mailsink import MailSink, free_port
+from settings import Settings
+from tests.personalization.conftest import html_part, text_part
+
+
+def _settings(sink_port: int, **overrides: object) -> Settings:
+    return Settings(smtp_host="127.0.0.1", smtp_port=sink_port, **overrides)  # type: ignore[arg-type]
+
+
+async def test_an_email_arrives_as_text_and_html_alternatives(mail: MailSink) -> None:
+    mailer = Mailer(_settings(mail.port, mail_from="orders@printflow.example"))
+    subject = "Order Ü-17: personalization needed — link to forward to your customer"
+    message_id = await mailer.send(
+        "help@mugs.example.com",
+        subject,
+        "Plain: https://pf.example/p/abc\n",
+        '<p>HTML: <a href="https://pf.example/p/abc">link</a></p>',
+    )
+
+    received = await mail.wait_for(lambda m: m["Message-ID"] == message_id, timeout=5)
+    assert received["Subject"] == subject  # non-ASCII survives the trip
+    assert received["From"] == "orders@printflow.example"
+    assert received["To"] == "help@mugs.example.com"
+    assert received["Date"] and received["Auto-Submitted"] == "auto-generated"
+    assert message_id.endswith("@printflow.example>")
+    assert received.get_content_type() == "multipart/alternative"
+    assert text_part(received).splitlines() == ["Plain: https://pf.example/p/abc"]
+    assert '<a href="https://pf.example/p/abc">' in html_part(received)
+
+
+async def test_smtp_login_uses_the_configured_credentials(mail: MailSink) -> None:
+    mailer = Mailer(
+        _settings(mail.port, smtp_username="printflow", smtp_password=SecretStr("s3cret-pw"))
+    )
+    assert "s3cret-pw" not in repr(vars(mailer))
+    message_id = await mailer.send("a@shop.example", "with login", "text", "<p>html</p>")
+    received = await mail.wait_for(lambda m: m["Message-ID"] == message_id, timeout=5)
+    assert "s3cret-pw" not in received.as_string()
+
+
+async def test_an_unreachable_server_fails_the_send_at_once() -> None:
+    mailer = Mailer(_settings(free_port()))  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises((aiosmtplib.SMTPException, OSError)):
+        await mailer.send("a@shop.example", "lost", "text", "<p>html</p>")
+    assert time.monotonic() - started < 5
+
+
+async def test_starttls_required_is_never_downgraded_to_plain_text(mail: MailSink) -> None:
+    # The sink offers no STARTTLS: with SMTP_STARTTLS on, nothing may go out unencrypted.
+    mailer = Mailer(_settings(mail.port, smtp_starttls=True))
+    with pytest.raises(aiosmtplib.SMTPException):
+        await mailer.send("a@shop.example", "must not arrive", "text", "<p>html</p>")
+    assert all(m["Subject"] != "must not arrive" for m in mail.messages)
+
+
+def test_html_templates_escape_and_text_templates_do_not() -> None:
+    text, html = render_email(
+        "personalization_link",
+        reference="<b>R&D</b>",
+        order_id="ord_1",
+        url="https://pf.example/p/tok?a=1&b=2",
+        expires="Tuesday, 9 June 2026, 14:05 UTC",
+        seq=1,
+        items=[
+            {
+                "item_reference_id": "mug-1",
+                "product_uid": "mug",
+                "quantity": 2,
+                "fields": [{"label": "Name <first>", "describe": "text, required"}],
+            }
+        ],
+    )
+    assert "<b>R&D</b>" in text and "https://pf.example/p/tok?a=1&b=2" in text
+    assert "<b>" not in html and "&lt;b&gt;R&amp;D&lt;/b&gt;" in html
+    assert 'href="https://pf.example/p/tok?a=1&amp;b=2"' in html
+    assert "Name &lt;first&gt;" in html
+
+
+def test_a_missing_template_variable_is_an_error_not_a_blank() -> None:
+    from jinja2 import UndefinedError
+
+    with pytest.raises(UndefinedError):
+        render_email("personalization_link", reference="R-1")
