@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 
 def _seconds_or_iso(value: Any) -> Any:
     """``900`` and ``900.5`` are seconds; anything else goes to pydantic (ISO 8601, ``PT15M``)."""
@@ -57,6 +57,22 @@ class Settings(BaseSettings):
     hold_timeout: Duration = timedelta(days=7)
     # An order shipped this long ago with no delivery event is closed as shipped.
     delivery_timeout: Duration = timedelta(days=30)
+
+    # Running it (docs/deploying.md). Production refuses to start without an admin token.
+    env: Literal["development", "production"] = "development"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    ] = "INFO"
+    # The worker's Prometheus endpoint (Temporal SDK metrics) on 0.0.0.0; 0 turns it off.
+    worker_metrics_port: int = 9464
+    # Concurrency of one worker process; the sticky cache keeps this many workflows in memory.
+    worker_max_concurrent_activities: int = 100
+    worker_max_concurrent_workflow_tasks: int = 100
+    worker_max_cached_workflows: int = 1000
+    # On SIGTERM in-flight activities get this long to finish; at least print_submit_timeout.
+    worker_shutdown_grace: Duration = timedelta(seconds=30)
 
 
 @lru_cache

@@ -56,6 +56,7 @@ class FacilityActivities:
     @activity.defn(name="submit_print_job")
     async def submit_print_job(self, job: PrintJobRequest) -> PrintJobResult:
         facility = self._facilities.get(job.facility_id)
+        activity.logger.info("submitting the print job to facility %s", facility.id)
         response = await self._http.post(
             f"{facility.api_url.rstrip('/')}/print-jobs",
             json=job.model_dump(mode="json"),
@@ -75,6 +76,9 @@ class FacilityActivities:
                 type=FACILITY_REJECTED,
                 non_retryable=True,
             )
+        activity.logger.info(
+            "facility %s accepted the print job (HTTP %d)", facility.id, response.status_code
+        )
         return PrintJobResult(job_id=str(response.json()["job_id"]))
 
     @activity.defn(name="notify_facility")

@@ -520,6 +520,13 @@ class OrderWorkflow:
         projection = Projection(state=state, new_events=self._unprojected)
         self._unprojected = []
         self._show(self._waiting_text())
+        workflow.logger.info(
+            "order %s: %s (status %s, version %d)",
+            state.order_id,
+            event,
+            state.status.value,
+            state.version,
+        )
         await workflow.execute_local_activity(
             "project_order", projection, start_to_close_timeout=PROJECTION_TIMEOUT
         )

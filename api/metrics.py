@@ -1,0 +1,184 @@
+"""The API's Prometheus metrics, at ``GET /metrics`` on the API's own port (8000 by default).
+
+- ``printflow_http_requests_total{method, route, status}``
+- ``printflow_http_request_duration_seconds{method, route}`` (histogram)
+- ``printflow_open_orders{status}``: orders not closed yet, per status, counted in the read
+  model when Prometheus scrapes (every API replica reports the same numbers: aggregate with
+  ``max by (status)``, not ``sum``)
+- the process's CPU, memory and file descriptors (``process_*``)
+
+``route`` is the route's template (``/v1/orders/{order_id}``), never the raw path: the label stays
+bounded and no personalization token lands in a time series. Requests no route matched count as
+``route="unmatched"``. The same middleware writes the access log (``printflow.access``), also by
+template, which is why ``logs.configure_logging`` silences uvicorn's own.
+
+The worker's metrics are the Temporal SDK's, on ``PRINTFLOW_WORKER_METRICS_PORT`` (9464).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
+
+from db.models import Order
+from domain.orders import CLOSED, Status
+
+OPEN_STATUSES = tuple(s.value for s in Status if s not in CLOSED)
+SCRAPE_QUERY_TIMEOUT = 5.0
+# Probes hit these every few seconds; their access lines are DEBUG so they do not drown the rest.
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+access_log = logging.getLogger("printflow.access")
+log = logging.getLogger("printflow.metrics")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ApiMetrics:
+    """One registry per app, so tests can build many apps in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.requests = Counter(
+            "printflow_http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "printflow_http_request_duration_seconds",
+            "Time from request to the end of the response, by route template.",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.open_orders = Gauge(
+            "printflow_open_orders",
+            "Orders not closed yet (read model), by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.open_orders_failures = Counter(
+            "printflow_open_orders_refresh_failures",
+            "Scrapes whose open-orders count failed; printflow_open_orders kept its last values.",
+            registry=self.registry,
+        )
+        for status in OPEN_STATUSES:
+            self.open_orders.labels(status=status).set(0)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method=method, route=route, status=str(status)).inc()
+        self.latency.labels(method=method, route=route).observe(seconds)
+
+    async def refresh_open_orders(self, engine: AsyncEngine) -> None:
+        column = col(Order.status)
+        query = select(column, func.count()).where(column.in_(OPEN_STATUSES)).group_by(column)
+        try:
+            async with asyncio.timeout(SCRAPE_QUERY_TIMEOUT), engine.connect() as connection:
+                rows = (await connection.execute(query)).all()
+        except Exception as err:  # noqa: BLE001 - a scrape must still answer with the rest
+            self.open_orders_failures.inc()
+            log.warning("counting open orders failed: %s", err)
+            return
+        counts = {str(status): int(count) for status, count in rows}
+        for status in OPEN_STATUSES:
+            self.open_orders.labels(status=status).set(counts.get(status, 0))
+
+
+def route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template, and writes the access log line."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            seconds = time.perf_counter() - started
+            method = str(scope.get("method", ""))
+            route = route_label(scope)
+            self.metrics.observe(method, route, status, seconds)
+            # Unmatched requests show their raw path (the redacting filter still applies).
+            shown = route if route != "unmatched" else str(scope.get("path", ""))
+            access_log.log(
+                logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
+                "%s %s %d %.1fms",
+                method,
+                shown,
+                status,
+                seconds * 1000,
+                extra={
+                    "http_method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/metrics",
+    include_in_schema=False,
+    response_class=Response,
+    summary="Prometheus metrics of this API process",
+)
+async def metrics(request: Request) -> Response:
+    api_metrics: ApiMetrics = request.app.state.metrics
+    await api_metrics.refresh_open_orders(request.app.state.engine)
+    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: FastAPI) -> ApiMetrics:
+    """Adds the middleware and ``/metrics`` to ``app``; the metrics live on ``app.state``."""
+    api_metrics = ApiMetrics()
+    app.state.metrics = api_metrics
+    app.add_middleware(MetricsMiddleware, metrics=api_metrics)
+    app.include_router(router)
+    return api_metrics

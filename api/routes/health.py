@@ -1,0 +1,108 @@
+"""Probes for orchestrators and load balancers: no authentication, no side effects.
+
+- ``GET /healthz``: the process is alive and serving (liveness). Never touches a dependency, so
+  a database outage does not get every API replica restarted.
+- ``GET /readyz``: the database answers ``SELECT 1`` and the Temporal frontend reports
+  ``SERVING``, each within ``CHECK_TIMEOUT``; otherwise 503 with the reason in the usual error
+  envelope (readiness: take the replica out of the load balancer until it recovers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from api.errors import envelope
+from logs import redact
+
+CHECK_TIMEOUT = 2.0
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "a dependency is unreachable; the error's details name which and why",
+        "content": {
+            "application/json": {
+                "example": {
+                    "error": {
+                        "code": "not_ready",
+                        "message": "temporal: unreachable (Connection refused)",
+                        "details": {"database": "ok", "temporal": "unreachable (...)"},
+                    }
+                }
+            }
+        },
+    }
+}
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process serves requests")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=_NOT_READY,
+    summary="Readiness: database and Temporal reachable",
+)
+async def readyz(request: Request) -> Readiness | JSONResponse:
+    database, temporal = await asyncio.gather(
+        _database_problem(request.app.state.engine), _temporal_problem(request.app.state.temporal)
+    )
+    checks = {"database": database or "ok", "temporal": temporal or "ok"}
+    problems = [f"{name}: {why}" for name, why in checks.items() if why != "ok"]
+    if problems:
+        return envelope(503, "not_ready", "; ".join(problems), checks)
+    return Readiness(status="ready", checks=checks)
+
+
+async def _database_problem(engine: AsyncEngine) -> str | None:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT:g}s"
+    except Exception as err:  # noqa: BLE001 - whatever the driver raises, the answer is "not ready"
+        return f"unreachable ({_first_line(err)})"
+    return None
+
+
+async def _temporal_problem(client: Client) -> str | None:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            serving = await client.service_client.check_health(
+                timeout=timedelta(seconds=CHECK_TIMEOUT)
+            )
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT:g}s"
+    except Exception as err:  # noqa: BLE001 - RPCError and connection errors alike
+        return f"unreachable ({_first_line(err)})"
+    return None if serving else "frontend not serving"
+
+
+def _first_line(err: BaseException) -> str:
+    cause = getattr(err, "orig", None) or err  # SQLAlchemy wraps the driver's error
+    lines = str(cause).strip().splitlines()
+    # Driver messages may quote a connection string; the probe is unauthenticated.
+    return redact(lines[0][:200]) if lines else type(cause).__name__

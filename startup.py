@@ -1,0 +1,226 @@
+"""How a printflow process starts, and how it refuses a broken configuration.
+
+A process (the API that uvicorn loads, ``python worker.py``, ``python -m db.migrate``) reads its
+settings, configures logging and checks what it depends on before doing anything else. A broken
+configuration stops it with one line on stderr and status 1, never a traceback::
+
+    printflow: configuration error: facilities file x.json: facility 'oslo': unknown time zone …
+
+What is checked (``check_config``):
+- the settings themselves parse (``PRINTFLOW_ENV=prod`` names the variable and what it allows);
+- the facilities file loads (every facility, time zone and country);
+- production (``PRINTFLOW_ENV=production``) has an admin token of at least 16 characters;
+- the database answers ``SELECT 1`` and the Temporal frontend accepts a connection, each within a
+  few seconds.
+
+uvicorn runs the API's start-up inside its lifespan protocol, where an exception would be printed
+with its traceback; ``StartupGate`` runs the checks there and reports a failure as a plain
+``lifespan.startup.failed``, after which uvicorn exits with its start-up failure status (3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+
+from db.engine import async_url, create_engine
+from domain.facilities import Facilities, FacilitiesError, load_facilities
+from logs import configure_logging, redact, register_secret
+from settings import Settings, get_settings
+
+log = logging.getLogger("printflow.startup")
+
+REACH_TIMEOUT = 5.0
+MIN_ADMIN_TOKEN = 16
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ConfigError(Exception):
+    """A configuration this process cannot run with; the message is one line naming the cause."""
+
+    def report(self) -> None:
+        print(f"printflow: configuration error: {redact(str(self))}", file=sys.stderr, flush=True)
+
+    def exit(self) -> int:
+        """Reports the error; returns the exit status for ``sys.exit``."""
+        self.report()
+        return 1
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as err:
+        raise ConfigError(_settings_problems(err)) from None
+
+
+def _settings_problems(err: ValidationError) -> str:
+    """``PRINTFLOW_ENV: Input should be …`` for each problem; never the value (it may be secret)."""
+    problems = []
+    for item in err.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = f"PRINTFLOW_{field.upper()}" if field else "settings"
+        problems.append(f"{name}: {str(item['msg']).removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
+def configure_process() -> Settings:
+    """Settings and logging for this process; ``ConfigError`` when the settings do not parse."""
+    settings = load_settings()
+    configure_logging(settings)
+    return settings
+
+
+def check_static(settings: Settings) -> Facilities:
+    """What can be checked without the network; returns the loaded facilities."""
+    try:
+        facilities = load_facilities(settings.facilities_file)
+    except FacilitiesError as err:
+        raise ConfigError(str(err)) from None
+    for facility in facilities:
+        register_secret(facility.api_token.get_secret_value())
+    if settings.env == "production":
+        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+        if not token:
+            raise ConfigError(
+                "PRINTFLOW_ADMIN_TOKEN is required when PRINTFLOW_ENV=production "
+                "(it guards /v1/admin/*); set it to a long random string"
+            )
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ConfigError(
+                f"PRINTFLOW_ADMIN_TOKEN has {len(token)} characters; production needs at least "
+                f"{MIN_ADMIN_TOKEN} (e.g. openssl rand -hex 32)"
+            )
+    try:
+        async_url(settings.database_url)
+    except Exception as err:  # noqa: BLE001 - any unparsable URL is the same mistake
+        raise ConfigError(f"PRINTFLOW_DATABASE_URL: {err}") from None
+    return facilities
+
+
+async def check_reachable(settings: Settings, timeout: float = REACH_TIMEOUT) -> None:  # noqa: ASYNC109
+    """The database answers a query and Temporal's frontend accepts a connection."""
+    await check_database(settings.database_url, timeout)
+    await check_temporal(settings.temporal_address, timeout)
+
+
+async def check_database(url: str, timeout: float = REACH_TIMEOUT) -> None:  # noqa: ASYNC109
+    shown = make_url(url).render_as_string(hide_password=True)
+    engine = create_engine(url)
+    try:
+        async with asyncio.timeout(timeout), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except TimeoutError:
+        raise ConfigError(f"database {shown} did not answer within {timeout:g}s") from None
+    except Exception as err:  # noqa: BLE001 - driver errors differ per backend
+        raise ConfigError(f"database {shown} is unreachable: {_first_line(err)}") from None
+    finally:
+        await engine.dispose()
+
+
+async def check_temporal(address: str, timeout: float = REACH_TIMEOUT) -> None:  # noqa: ASYNC109
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"PRINTFLOW_TEMPORAL_ADDRESS must be host:port, got {address!r}")
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    except TimeoutError:
+        raise ConfigError(f"Temporal at {address} did not answer within {timeout:g}s") from None
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise ConfigError(f"cannot reach Temporal at {address}: {reason}") from None
+    writer.close()
+    await writer.wait_closed()
+
+
+async def check_config(settings: Settings) -> Facilities:
+    """Every start-up check; ``ConfigError`` names the first that fails."""
+    facilities = check_static(settings)
+    await check_reachable(settings)
+    return facilities
+
+
+def _first_line(err: BaseException) -> str:
+    cause = getattr(err, "orig", None) or err  # SQLAlchemy wraps the driver's error
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+def temporal_runtime(metrics_port: int | None = None) -> Runtime:
+    """The SDK runtime: its core's log lines through Python logging (so JSON and redaction apply
+    to them too) and, for a worker, its Prometheus metrics on ``0.0.0.0:metrics_port``.
+
+    A taken metrics port is logged and the worker runs without metrics: on one machine with
+    several workers only the first can have the port, and losing metrics beats not working.
+    """
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    if metrics_port:
+        try:
+            return Runtime(
+                telemetry=TelemetryConfig(
+                    logging=logging_config,
+                    metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}"),
+                )
+            )
+        except ValueError as err:
+            log.warning(
+                "worker metrics are off: cannot serve them on port %d: %s", metrics_port, err
+            )
+    return Runtime(telemetry=TelemetryConfig(logging=logging_config))
+
+
+class StartupGate:
+    """ASGI middleware: runs ``check_reachable`` when the server starts the app's lifespan.
+
+    On failure it prints the one line and answers ``lifespan.startup.failed`` without a message
+    (uvicorn would print a message, and Starlette's is a traceback); the app's own lifespan
+    never runs. Everything else passes through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        first = await receive()
+        if first["type"] == "lifespan.startup":
+            try:
+                await check_reachable(self.settings)
+            except ConfigError as err:
+                err.report()
+                await send({"type": "lifespan.startup.failed", "message": ""})
+                return
+        pending = [first]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,74 @@
+"""The API's ``/metrics``: requests by route template, latencies, and open orders by status.
+
+Against the real stack of tests/api (dev server, in-process worker, SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from tests.api.conftest import Api, order_json
+
+
+async def _samples(api: Api) -> list[Sample]:
+    response = await api.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return [s for family in text_string_to_metric_families(response.text) for s in family.samples]
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float | None:
+    for sample in samples:
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+            return float(sample.value)
+    return None
+
+
+async def test_requests_are_counted_by_route_template_not_by_path(api: Api) -> None:
+    merchant = await api.merchant()
+    key = api.auth(merchant)
+    created = await api.client.post("/v1/orders", json=order_json(), headers=key)
+    assert created.status_code == 201
+    order_id = created.json()["id"]
+    for _ in range(3):
+        assert (await api.client.get(f"/v1/orders/{order_id}", headers=key)).status_code == 200
+    assert (await api.client.get("/v1/orders/ord_nope", headers=key)).status_code == 404
+    assert (await api.client.get("/p/" + "x" * 43)).status_code in (404, 410)
+    assert (await api.client.get("/no/such/page")).status_code == 404
+
+    samples = await _samples(api)
+    detail = "/v1/orders/{order_id}"
+    total = "printflow_http_requests_total"
+    assert _value(samples, total, method="GET", route=detail, status="200") == 3
+    assert _value(samples, total, method="GET", route=detail, status="404") == 1
+    assert _value(samples, total, method="POST", route="/v1/orders", status="201") == 1
+    assert _value(samples, total, method="GET", route="/p/{token}") == 1
+    assert _value(samples, total, method="GET", route="unmatched", status="404") == 1
+    latency = "printflow_http_request_duration_seconds_count"
+    assert _value(samples, latency, method="GET", route=detail) == 4
+    routes = {s.labels.get("route", "") for s in samples}
+    assert not any(order_id in r or "x" * 43 in r for r in routes), "raw paths never become labels"
+
+
+async def test_open_orders_are_counted_per_status_from_the_read_model(api: Api) -> None:
+    before = await _samples(api)
+    assert _value(before, "printflow_open_orders", status="scheduled") == 0
+
+    auto = api.auth(await api.merchant(approval="auto", name="Auto"))
+    manual = api.auth(await api.merchant(approval="manual", name="Manual"))
+    for _ in range(2):
+        created = await api.client.post("/v1/orders", json=order_json(), headers=auto)
+        assert created.json()["status"] == "scheduled"
+    waiting = await api.client.post("/v1/orders", json=order_json(), headers=manual)
+    assert waiting.json()["status"] == "pending_approval"
+    canceled = await api.client.post("/v1/orders", json=order_json(), headers=auto)
+    response = await api.client.post(f"/v1/orders/{canceled.json()['id']}/cancel", headers=auto)
+    assert response.json()["status"] == "canceled"
+
+    samples = await _samples(api)
+    assert _value(samples, "printflow_open_orders", status="scheduled") == 2
+    assert _value(samples, "printflow_open_orders", status="pending_approval") == 1
+    assert _value(samples, "printflow_open_orders", status="in_production") == 0
+    assert _value(samples, "printflow_open_orders", status="canceled") is None, "closed: not open"
+    assert _value(samples, "printflow_open_orders_refresh_failures_total") == 0

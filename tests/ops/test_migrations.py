@@ -1,0 +1,192 @@
+"""Alembic migrations on an empty SQLite file and an empty PostgreSQL schema.
+
+Upgraded to head, the database must be exactly what db/models.py describes (autogenerate finds
+no difference); downgraded to base, no table of ours is left. Processes that start together
+migrate once: the others wait for the lock and find the schema at head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, make_url
+from sqlmodel import SQLModel
+
+from db.engine import create_engine
+from db.migrate import (
+    _PG_LOCK_KEY,
+    MigrationError,
+    current_revision,
+    downgrade,
+    head_revision,
+    migrate,
+)
+from db.models import Merchant
+from devstack.stack import REPO_ROOT
+from tests.ops.conftest import run_python
+
+OUR_TABLES = set(SQLModel.metadata.tables)
+
+
+def _diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, SQLModel.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_upgrade_to_head_builds_exactly_the_models(database_url: str) -> None:
+    await migrate(database_url)
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_diff) == []
+            assert await connection.run_sync(_tables) == OUR_TABLES | {"alembic_version"}
+            if connection.dialect.name == "postgresql":
+                # The test's own schema (search_path), not public, holds the version table.
+                schemas = (
+                    await connection.execute(
+                        text(
+                            "SELECT table_schema FROM information_schema.tables "
+                            "WHERE table_name = 'alembic_version'"
+                        )
+                    )
+                ).scalars()
+                current = (await connection.execute(text("SELECT current_schema()"))).scalar()
+                assert current is not None and current.startswith("t_")
+                assert current in set(schemas)
+    finally:
+        await engine.dispose()
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
+    database_url: str,
+) -> None:
+    await migrate(database_url)
+    await downgrade(database_url, "base")
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_tables) == {"alembic_version"}
+        assert await current_revision(database_url) is None
+
+        await migrate(database_url)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_migrating_again_keeps_the_data(database_url: str) -> None:
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                Merchant.__table__.insert().values(  # type: ignore[attr-defined]
+                    id="mer_1",
+                    name="Mugs",
+                    support_email="help@mugs.example.com",
+                    approval="auto",
+                    api_key_hash="0" * 64,
+                    api_key_prefix="pf_abc",
+                    webhook_secret="whsec_x",
+                    created_at=datetime.now(UTC),
+                )
+            )
+        await migrate(database_url)
+        async with engine.connect() as connection:
+            names = (await connection.execute(text("SELECT name FROM merchants"))).scalars().all()
+        assert names == ["Mugs"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_from_a_newer_release_is_refused_in_one_line(database_url: str) -> None:
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+    finally:
+        await engine.dispose()
+
+    with pytest.raises(MigrationError, match="newer printflow") as caught:
+        await migrate(database_url)
+    assert "\n" not in str(caught.value)
+    assert await current_revision(database_url) == "f00dfeed", "nothing was changed"
+
+
+def test_processes_starting_together_migrate_once(database_url: str, tmp_path: Path) -> None:
+    """Three ``python -m db.migrate upgrade`` wait on the lock we hold, then one migrates."""
+    url = make_url(database_url)
+    with _holding_the_migration_lock(database_url):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "db.migrate", "upgrade"],
+                cwd=REPO_ROOT,
+                env={**os.environ, "PRINTFLOW_DATABASE_URL": database_url},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        time.sleep(3)
+        assert [p.poll() for p in procs] == [None, None, None], "they wait for the lock"
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    migrated = [err for _, err in outputs if "database schema migrated from base" in err]
+    assert len(migrated) == 1, outputs
+    for out, _ in outputs:
+        assert f"schema at {head_revision()}" in out
+    assert url.password is None or url.password not in "".join(o + e for o, e in outputs)
+
+
+@contextmanager
+def _holding_the_migration_lock(database_url: str) -> Iterator[None]:
+    """Holds the lock ``db.migrate`` takes: the PostgreSQL advisory lock, or the SQLite flock."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        with psycopg.connect(database_url) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
+            yield
+        return
+    assert url.database is not None
+    fd = os.open(url.database + ".migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_the_command_line_downgrades_and_reports(database_url: str) -> None:
+    env = {"PRINTFLOW_DATABASE_URL": database_url}
+    up = run_python(["-m", "db.migrate", "upgrade"], env)
+    assert up.returncode == 0, up.stderr
+    assert f"schema at {head_revision()}" in up.stdout
+    down = run_python(["-m", "db.migrate", "downgrade", "base"], env)
+    assert down.returncode == 0, down.stderr
+    assert "schema at base (no tables)" in down.stdout
+    assert asyncio.run(current_revision(database_url)) is None

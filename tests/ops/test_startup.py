@@ -1,0 +1,139 @@
+"""A broken configuration stops the worker and the API with one clear line, never a traceback.
+
+Real processes (``python worker.py``, ``python -m uvicorn api.main:app``), started the way
+docker-compose and ``make run`` start them, with one thing wrong each time.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from devstack.mailsink import free_port
+from tests.ops.conftest import run_python
+
+PREFIX = "printflow: configuration error: "
+DB_PASSWORD = "s3cret-db-pw"
+
+
+def _closed_port() -> int:
+    port = free_port("127.0.0.1")
+    with socket.socket() as sock:  # nothing listens there once this is closed
+        sock.bind(("127.0.0.1", port))
+    return port
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
+    """name -> (environment, what the one line must say)."""
+    bad_zone = tmp_path / "facilities.json"
+    bad_zone.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "olympus",
+                    "name": "Olympus Mons",
+                    "timezone": "Mars/Olympus",
+                    "countries": ["*"],
+                    "api_url": "http://127.0.0.1:8100",
+                    "api_token": "tok",
+                    "schedule": {"daily": ["00:00"]},
+                }
+            ]
+        )
+    )
+    sqlite = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    unreachable = f"postgresql://printflow:{DB_PASSWORD}@127.0.0.1:{_closed_port()}/printflow"
+    return {
+        "unknown time zone": (
+            {"PRINTFLOW_FACILITIES_FILE": str(bad_zone), "PRINTFLOW_DATABASE_URL": sqlite},
+            f"facilities file {bad_zone}: facility 'olympus': unknown time zone 'Mars/Olympus'",
+        ),
+        "production without admin token": (
+            {"PRINTFLOW_ENV": "production", "PRINTFLOW_DATABASE_URL": sqlite},
+            "PRINTFLOW_ADMIN_TOKEN is required when PRINTFLOW_ENV=production",
+        ),
+        "production with a guessable admin token": (
+            {
+                "PRINTFLOW_ENV": "production",
+                "PRINTFLOW_ADMIN_TOKEN": "admin",
+                "PRINTFLOW_DATABASE_URL": sqlite,
+            },
+            "PRINTFLOW_ADMIN_TOKEN has 5 characters; production needs at least 16",
+        ),
+        "unreachable database": (
+            {"PRINTFLOW_DATABASE_URL": unreachable},
+            f"database postgresql://printflow:[redacted]@127.0.0.1:{unreachable.split(':')[-1]}"
+            " is unreachable: connection failed",
+        ),
+        "misspelt setting value": (
+            {"PRINTFLOW_ENV": "prod", "PRINTFLOW_DATABASE_URL": sqlite},
+            "PRINTFLOW_ENV: Input should be 'development' or 'production'",
+        ),
+    }
+
+
+CASES = [
+    "unknown time zone",
+    "production without admin token",
+    "production with a guessable admin token",
+    "unreachable database",
+    "misspelt setting value",
+]
+
+
+def _one_clear_line(stderr: str, stdout: str, expected: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.startswith(PREFIX)]
+    assert len(lines) == 1, stderr
+    assert expected in lines[0]
+    assert "Traceback" not in stderr + stdout
+    assert DB_PASSWORD not in stderr + stdout
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_worker_refuses_a_broken_configuration(
+    case: str, broken: dict[str, tuple[dict[str, str], str]]
+) -> None:
+    env, expected = broken[case]
+    result = run_python(["worker.py"], env, timeout=60)
+    assert result.returncode == 1, result.stderr
+    _one_clear_line(result.stderr, result.stdout, expected)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_api_refuses_a_broken_configuration(
+    case: str, broken: dict[str, tuple[dict[str, str], str]]
+) -> None:
+    env, expected = broken[case]
+    port = free_port("127.0.0.1")
+    result = run_python(
+        ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        timeout=60,
+    )
+    # Checks that need no network fail while uvicorn loads the app (status 1); the database
+    # check runs in the lifespan, after which uvicorn exits with its start-up failure status 3.
+    assert result.returncode == (3 if case == "unreachable database" else 1), result.stderr
+    _one_clear_line(result.stderr, result.stdout, expected)
+
+
+def test_json_logs_stay_json_around_the_one_line(
+    broken: dict[str, tuple[dict[str, str], str]],
+) -> None:
+    env, expected = broken["unreachable database"]
+    port = free_port("127.0.0.1")
+    result = run_python(
+        ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        {**env, "PRINTFLOW_LOG_FORMAT": "json"},
+        timeout=60,
+    )
+    assert result.returncode == 3
+    _one_clear_line(result.stderr, result.stdout, expected)
+    others = [line for line in result.stderr.splitlines() if not line.startswith(PREFIX)]
+    assert others, "uvicorn said something"
+    logged = [json.loads(line) for line in others]  # every other line is one JSON object
+    assert {"ts", "level", "logger", "message"} <= set(logged[0])
+    assert any(entry["message"] == "Application startup failed. Exiting." for entry in logged)
