@@ -35,7 +35,9 @@ def _binary(name: str) -> str:
 
 TEMPORAL_CLI = _binary("temporal")
 TEMPORAL_TEST_SERVER = _binary("temporal-test-server")
-POSTGRES_URL = os.environ.get("PRINTFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "PRINTFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture(scope="session")
@@ -113,5 +115,3 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
-
-

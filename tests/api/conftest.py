@@ -23,7 +23,8 @@ from api.main import create_app
 from db.engine import create_engine
 from domain.facilities import Facilities
 from settings import Settings
-from simulator.app import SimulatorConfig, create_app as create_simulator
+from simulator.app import SimulatorConfig
+from simulator.app import create_app as create_simulator
 from worker import WORKFLOW_RUNNER, WORKFLOWS, activities_for
 
 ADMIN_TOKEN = "admin-test-token"
@@ -84,7 +85,9 @@ class Api:
         return {"X-API-Key": merchant["api_key"]}
 
 
-def order_json(reference: str | None = None, country: str = "DE", **overrides: Any) -> dict[str, Any]:
+def order_json(
+    reference: str | None = None, country: str = "DE", **overrides: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "order_reference_id": reference or f"SHOP-{uuid.uuid4().hex[:8]}",
         "shipping_address": {
@@ -144,7 +147,9 @@ async def api(
         )
         async with (
             worker,
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://api"
+            ) as client,
         ):
             yield Api(client, app, settings, simulator, dev_env.client)
         await facility_http.aclose()

@@ -12,9 +12,11 @@ from db.models import Merchant, Order
 from tests.api.conftest import ADMIN_TOKEN, Api, order_json
 
 
-async def _eventually(api: Api, key: dict[str, str], order_id: str, pred: Any, timeout: float = 15) -> dict[str, Any]:
+async def _eventually(
+    api: Api, key: dict[str, str], order_id: str, pred: Any, within: float = 15
+) -> dict[str, Any]:
     """Reads the order until ``pred`` holds: the read model follows the workflow closely."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         order = (await api.client.get(f"/v1/orders/{order_id}", headers=key)).json()
         if pred(order):
@@ -244,7 +246,7 @@ async def test_after_the_cutoff_the_order_is_in_production_and_cannot_be_cancele
     assert error["code"] == "order_in_production"
     assert "production" in error["message"]
 
-    jobs = (await httpx_get(api, "/print-jobs"))
+    jobs = await httpx_get(api, "/print-jobs")
     assert [j["order_id"] for j in jobs] == [order["id"]]
 
 
@@ -281,7 +283,9 @@ async def test_list_filters_and_paginates_without_gaps_or_repeats(api: Api) -> N
     assert pages == 3
     assert seen == list(reversed(ids)), "newest first, each order once"
 
-    canceled = (await api.client.get("/v1/orders", params={"status": "canceled"}, headers=key)).json()
+    canceled = (
+        await api.client.get("/v1/orders", params={"status": "canceled"}, headers=key)
+    ).json()
     assert [o["id"] for o in canceled["data"]] == [ids[0]]
     by_ref = (
         await api.client.get("/v1/orders", params={"order_reference_id": "L-3"}, headers=key)

@@ -11,12 +11,15 @@ from temporalio.worker import Replayer
 
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
-HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+HISTORIES = {
+    path.stem: path.read_text()
+    for path in sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+}
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_committed_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+async def test_committed_history_replays(name: str) -> None:
+    history = WorkflowHistory.from_json(name, HISTORIES[name])
     replayer = Replayer(
         workflows=list(WORKFLOWS),
         workflow_runner=WORKFLOW_RUNNER,
