@@ -90,7 +90,9 @@ class FacilityActivities:
         )
         if response.status_code == 409 and outcome.outcome == "resume":
             # The facility already canceled the job: nothing left to resume.
-            activity.logger.warning("facility %s: job %s cannot resume", facility.id, outcome.job_id)
+            activity.logger.warning(
+                "facility %s: job %s cannot resume", facility.id, outcome.job_id
+            )
             return
         response.raise_for_status()
 
