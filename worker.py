@@ -24,18 +24,25 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.holds import HoldActivities
+from activities.mail import Mailer
+from activities.personalization import PersonalizationActivities
 from activities.print_jobs import FacilityActivities
 from activities.projection import ProjectionActivities
-from db.engine import create_engine, create_tables
+from activities.webhooks import WebhookActivities, WebhookEmitter
+from db.engine import create_engine
+from db.migrate import migrate
 from domain.facilities import load_facilities
-from settings import Settings, get_settings
+from settings import Settings
+from startup import ConfigError, check_config, configure_process, temporal_runtime
 from workflows import search_attributes
 from workflows.client import connect
 from workflows.order import OrderWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("printflow.worker")
 
-WORKFLOWS: Sequence[type] = (OrderWorkflow,)
+WORKFLOWS: Sequence[type] = (OrderWorkflow, WebhookDeliveryWorkflow)
 
 # Pydantic validates e-mail addresses lazily; those modules are deterministic and safe to share.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
@@ -74,48 +81,80 @@ def _indexed_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
 
 
 def activities_for(
-    projection: ProjectionActivities, facility: FacilityActivities
+    projection: ProjectionActivities,
+    facility: FacilityActivities,
+    personalization: PersonalizationActivities | None = None,
+    webhooks: WebhookActivities | None = None,
+    holds: HoldActivities | None = None,
 ) -> list[Any]:
-    return [projection.project_order, facility.submit_print_job, facility.notify_facility]
+    activities = [projection.project_order, facility.submit_print_job, facility.notify_facility]
+    if personalization is not None:
+        activities.append(personalization.issue_link)
+    if webhooks is not None:
+        activities += [webhooks.deliver_webhook, webhooks.webhook_given_up]
+    if holds is not None:
+        activities.append(holds.send_hold_notice)
+    return activities
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Polls until ``stop`` is set, then drains: no new tasks, and in-flight activities get
+    ``worker_shutdown_grace`` to finish before they are cancelled (and retried elsewhere)."""
     facilities = load_facilities(settings.facilities_file)
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        await create_tables(engine)
+        await migrate(settings.database_url)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
-        client = await connect(settings)
+        client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
         await ensure_search_attributes(client, settings.temporal_namespace)
+        emitter = WebhookEmitter(engine, client, settings.task_queue)
+        mailer = Mailer(settings)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=list(WORKFLOWS),
             workflow_runner=WORKFLOW_RUNNER,
             activities=activities_for(
-                ProjectionActivities(engine), FacilityActivities(facilities, http)
+                ProjectionActivities(engine, emitter),
+                FacilityActivities(facilities, http),
+                PersonalizationActivities(engine, mailer, settings.public_base_url, emitter),
+                WebhookActivities(engine, http),
+                HoldActivities(mailer, settings.public_base_url, engine),
             ),
-            graceful_shutdown_timeout=settings.print_submit_timeout,
+            graceful_shutdown_timeout=settings.worker_shutdown_grace,
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+            max_cached_workflows=settings.worker_max_cached_workflows,
         )
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
         async with worker:
             await stop.wait()
+            log.info(
+                "worker draining: no new tasks; in-flight activities have %ss to finish",
+                settings.worker_shutdown_grace.total_seconds(),
+            )
         log.info("worker stopped")
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def main() -> int:
+    """``python worker.py``: exits 0 after a drained SIGTERM/SIGINT, 1 on a configuration error."""
     stop = asyncio.Event()
 
-    async def _main() -> None:
+    async def _main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(get_settings(), stop)
+        try:
+            settings = configure_process()
+            await check_config(settings)
+        except ConfigError as err:
+            return err.exit()
+        await run_worker(settings, stop)
+        return 0
 
-    asyncio.run(_main())
+    return asyncio.run(_main())
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,6 +7,8 @@ overwrite a newer one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -17,6 +19,9 @@ from temporalio import activity
 from db.models import Order, OrderEvent
 from domain.orders import OrderState, TimelineEvent
 
+if TYPE_CHECKING:
+    from activities.webhooks import WebhookEmitter
+
 
 class Projection(BaseModel):
     state: OrderState
@@ -24,8 +29,11 @@ class Projection(BaseModel):
 
 
 class ProjectionActivities:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, webhooks: WebhookEmitter | None = None) -> None:
         self._engine = engine
+        # Merchants' webhooks for what changed; after the transaction, so a receiver only ever
+        # hears of a change the read model already shows.
+        self._webhooks = webhooks
         insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._insert_events = lambda rows: insert(OrderEvent).values(rows).on_conflict_do_nothing()
 
@@ -57,3 +65,5 @@ class ProjectionActivities:
                     for e in projection.new_events
                 ]
                 await conn.execute(self._insert_events(rows))
+        if self._webhooks is not None and projection.new_events:
+            await self._webhooks.order_changed(state, projection.new_events)

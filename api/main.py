@@ -8,16 +8,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors
-from api.routes import admin, orders
-from db.engine import create_engine, create_tables, session_factory
+from api import errors, metrics
+from api.pages import routes as pages
+from api.routes import admin, claims, health, orders, personalization, production, webhooks
+from db.engine import create_engine, session_factory
+from db.migrate import migrate
 from domain.facilities import load_facilities
 from settings import Settings, get_settings
+from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
 from workflows.client import connect
 
 
-def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
-    """Builds the app; tests pass their own settings and an already connected client."""
+def create_app(
+    settings: Settings | None = None, temporal: Client | None = None, *, process: bool = False
+) -> FastAPI:
+    """Builds the app; tests pass their own settings and an already connected client.
+
+    ``process``: this app is the process's own (``uvicorn api.main:app``): start-up checks run
+    first and fail in one line, and the SDK's log lines go through Python logging.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -25,10 +34,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.settings = cfg
         app.state.facilities = load_facilities(cfg.facilities_file)
         engine = create_engine(cfg.database_url)
-        await create_tables(engine)
+        await migrate(cfg.database_url)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        app.state.temporal = temporal or await connect(cfg)
+        app.state.temporal = temporal or await connect(
+            cfg, runtime=temporal_runtime() if process else None
+        )
         try:
             yield
         finally:
@@ -41,9 +52,32 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         lifespan=lifespan,
     )
     errors.install(app)
+    metrics.install(app)
+    if process:
+        app.add_middleware(StartupGate, settings=settings or get_settings())
+    app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(orders.router)
+    app.include_router(personalization.router)
+    app.include_router(production.router)
+    app.include_router(claims.router)
+    app.include_router(webhooks.router)
+    app.include_router(pages.router)
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """``api.main:app``, built on first access: uvicorn's import configures this process
+    (settings, logging, the checks that need no network) and exits with one line if they fail;
+    importing the module (tests do) has no such side effect.
+    """
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        settings = configure_process()
+        check_static(settings)
+    except ConfigError as err:
+        raise SystemExit(err.exit()) from None
+    app = create_app(settings, process=True)
+    globals()["app"] = app
+    return app

@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, Conflict, NotFound
 from api.schemas import OrderPublic, order_public
-from db.models import Merchant, Order, OrderEvent
+from db.models import Claim, Merchant, Order, OrderEvent
 from domain.facilities import Facilities, FacilitiesError
 from domain.orders import (
     Action,
@@ -137,7 +137,10 @@ async def create_order(
     if row.version == 0:  # the workflow has not reported yet: it may never have started
         await _start_workflow(client, settings, merchant, inp, state)
     events = [] if created else (await _events(session, [row.id]))[row.id]
-    return order_public(state, events, _now()), created
+    public = order_public(state, events, _now())
+    if not created:
+        public.reorders = (await _reorders(session, [row.id]))[row.id]
+    return public, created
 
 
 async def _start_workflow(
@@ -186,9 +189,26 @@ async def _events(session: AsyncSession, order_ids: list[str]) -> dict[str, list
     return result
 
 
+async def _reorders(session: AsyncSession, order_ids: list[str]) -> dict[str, list[str]]:
+    """The reprints of each order, oldest first: the claims table links them."""
+    result: dict[str, list[str]] = {oid: [] for oid in order_ids}
+    if not order_ids:
+        return result
+    rows = await session.exec(
+        select(Claim.original_order_id, Claim.new_order_id)
+        .where(col(Claim.original_order_id).in_(order_ids))
+        .order_by(col(Claim.created_at), col(Claim.id))
+    )
+    for original, new in rows:
+        result[original].append(new)
+    return result
+
+
 async def render(session: AsyncSession, order_id: str, state: OrderState) -> OrderPublic:
     events = await _events(session, [order_id])
-    return order_public(state, events[order_id], _now())
+    public = order_public(state, events[order_id], _now())
+    public.reorders = (await _reorders(session, [order_id]))[order_id]
+    return public
 
 
 async def get_order(session: AsyncSession, merchant: Merchant, order_id: str) -> OrderPublic:
@@ -236,8 +256,11 @@ async def list_orders(
     rows = list(await session.exec(query))
     page, more = rows[:limit], len(rows) > limit
     events = await _events(session, [r.id for r in page])
+    reorders = await _reorders(session, [r.id for r in page])
     now = _now()
     data = [order_public(OrderState.model_validate(r.state), events[r.id], now) for r in page]
+    for order in data:
+        order.reorders = reorders[order.id]
     return data, (_encode_cursor(page[-1]) if more else None)
 
 

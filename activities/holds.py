@@ -1,0 +1,144 @@
+"""Hold e-mails to the merchant's support address: the hold itself, reminders, and the cancel.
+
+Each says which order, what is wrong (in the facility's words, with what to check for that kind
+of problem), what the merchant can do about it (the exact API calls) and by when. The order
+workflow decides when to send which; this activity only writes and sends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from temporalio import activity
+
+from activities.mail import Mailer, render_email
+from activities.personalization import format_expiry
+from db.models import Order
+from domain.orders import HoldNotice
+
+log = logging.getLogger("printflow.holds")
+
+HOLD_SUBJECT = "Order {reference} is on hold – action required"
+CANCELED_SUBJECT = "Order {reference} was canceled"
+
+
+def subject_for(notice: HoldNotice) -> str:
+    if notice.notice == "canceled":
+        return CANCELED_SUBJECT.format(reference=notice.order_reference_id)
+    subject = HOLD_SUBJECT.format(reference=notice.order_reference_id)
+    return f"Reminder: {subject}" if notice.notice == "reminder" else subject
+
+
+@dataclass(frozen=True)
+class Problem:
+    title: str  # one line: what kind of problem
+    explanation: str  # what it means and what to look at
+    checks: tuple[str, ...] = ()
+
+
+PROBLEMS: dict[str, Problem] = {
+    "file_quality": Problem(
+        "a problem with the print files",
+        "The print facility checked the files of this order and will not print them as they "
+        "are. Please look at the files again before you decide:",
+        (
+            "spelling: names, dates and every other text on the product",
+            "image quality: the resolution is high enough for the print size, nothing is blurry "
+            "or pixelated",
+            "cropping: nothing important is cut off at the edges or hidden in the bleed area",
+        ),
+    ),
+    "address_invalid": Problem(
+        "the shipping address cannot be delivered to",
+        "The carrier will not accept the shipping address as it is. Please check it with your "
+        "customer and send the corrected address.",
+    ),
+    "facility_rejected": Problem(
+        "the print facility refused the print job",
+        "The facility did not accept the order for production. Please check the order's "
+        "files and items, then release it again or cancel it.",
+    ),
+    "other": Problem(
+        "a problem reported by the print facility",
+        "The print facility cannot go on with this order without your answer.",
+    ),
+}
+
+
+def actions_for(notice: HoldNotice, api: str, items: list[str]) -> list[dict[str, Any]]:
+    """The API calls that answer this hold, as the merchant can copy them."""
+    order = f"{api}/v1/orders/{notice.order_id}"
+    files_example = {
+        item: [{"type": "default", "url": "https://…/corrected-file.pdf"}] for item in items[:3]
+    }
+    replace = {
+        "title": "Replace the files and release the order",
+        "method": "POST",
+        "url": f"{order}/resolve-hold",
+        "body": json.dumps({"action": "replace_files", "files": files_example}, ensure_ascii=False),
+    }
+    proceed = {
+        "title": "Print it as it is",
+        "method": "POST",
+        "url": f"{order}/resolve-hold",
+        "body": json.dumps({"action": "proceed"}),
+    }
+    address = {
+        "title": "Send the corrected address (the order resumes at once)",
+        "method": "PUT",
+        "url": f"{order}/shipping-address",
+        "body": "{the complete shipping address, as in the order}",
+    }
+    cancel = {
+        "title": "Cancel the order",
+        "method": "POST",
+        "url": f"{order}/cancel",
+        "body": json.dumps({"reason": "…"}, ensure_ascii=False),
+    }
+    if notice.kind == "address_invalid":
+        return [address, cancel]
+    return [replace, proceed, cancel]
+
+
+class HoldActivities:
+    def __init__(self, mailer: Mailer, public_base_url: str, engine: AsyncEngine) -> None:
+        self._mailer = mailer
+        self._api = public_base_url.rstrip("/")
+        self._engine = engine
+
+    @activity.defn(name="send_hold_notice")
+    async def send_hold_notice(self, notice: HoldNotice) -> None:
+        text, html = self.render(notice, await self._items(notice.order_id))
+        message_id = await self._mailer.send(notice.support_email, subject_for(notice), text, html)
+        log.info(
+            "hold e-mail (%s) for order %s sent as %s", notice.notice, notice.order_id, message_id
+        )
+
+    def render(self, notice: HoldNotice, items: list[str]) -> tuple[str, str]:
+        problem = PROBLEMS.get(notice.kind, PROBLEMS["other"])
+        context: dict[str, Any] = {
+            "reference": notice.order_reference_id,
+            "order_id": notice.order_id,
+            "kind": notice.kind,
+            "problem": problem,
+            "description": notice.description,
+            "reminder_number": notice.reminder_number if notice.notice == "reminder" else 0,
+            "respond_by": format_expiry(notice.respond_by) if notice.respond_by else None,
+            "actions": actions_for(notice, self._api, items or ["<item_reference_id>"]),
+            "order_url": f"{self._api}/v1/orders/{notice.order_id}",
+        }
+        name = "hold_canceled" if notice.notice == "canceled" else "hold_notice"
+        return render_email(name, **context)
+
+    async def _items(self, order_id: str) -> list[str]:
+        """The order's item ids, so the replace-files example names the real items."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(Order.state).where(Order.id == order_id))).first()
+        if row is None:
+            return []
+        return [str(item["item_reference_id"]) for item in row[0].get("items", [])]

@@ -1,0 +1,3 @@
+from tests.production.support import full_api
+
+__all__ = ["full_api"]

@@ -1,0 +1,43 @@
+"""Nobody answers a hold: reminders, then the cancel, each e-mailed through real SMTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.api.conftest import Api
+from tests.production.support import full_api_running
+
+
+async def test_an_unanswered_hold_is_reminded_then_canceled_and_the_merchant_told(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> None:
+    async with full_api_running(
+        dev_env,
+        database_url,
+        tmp_path,
+        hold_reminder_interval=timedelta(seconds=1.5),
+        hold_timeout=timedelta(seconds=4),
+    ) as api:
+        key = Api.auth(await api.merchant())
+        order = await api.in_production(key, "SILENT-1")
+        issue = {"kind": "other", "description": "the product is out of stock for a week"}
+        assert (await api.event(order["id"], "issue", issue=issue)).status_code == 202
+
+        canceled = await api.mail.wait_for(lambda m: "was canceled" in str(m["Subject"]), 30)
+        mine = [m for m in api.mail.messages if "SILENT-1" in str(m["Subject"])]
+        assert [str(m["Subject"]) for m in mine] == [
+            "Order SILENT-1 is on hold – action required",
+            "Reminder: Order SILENT-1 is on hold – action required",
+            "Reminder: Order SILENT-1 is on hold – action required",
+            "Order SILENT-1 was canceled",
+        ]
+        reminders = [m.get_body(("plain",)).get_content() for m in mine[1:3]]  # type: ignore[union-attr]
+        assert "reminder 1" in reminders[0] and "reminder 2" in reminders[1]
+        text = canceled.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "out of stock for a week" in text
+        assert "Nothing will be printed or shipped" in text
+        final = await api.until(key, order["id"], lambda o: o["status"] == "canceled")
+        assert "no answer" in (final["cancel_reason"] or "")

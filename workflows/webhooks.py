@@ -1,0 +1,121 @@
+"""WebhookDeliveryWorkflow: one per order (id ``webhooks-{order_id}``), sends its events in order.
+
+Events are queued by signal (ids only) and delivered one at a time: a later event of the order
+waits until the earlier one is delivered or given up, so a receiver sees each order's events in
+the order they happened. Each delivery is an activity retried with exponential back-off for 25
+hours; after that the event is recorded as given up and the queue moves on (the merchant can
+redeliver it later). The order workflow never waits for any of this.
+
+The workflow ends after it has been idle for a while; the next event starts a new run
+(signal-with-start). Long-lived runs continue as new, so the history stays bounded.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.webhooks import (
+        DELIVERY_WORKFLOW,
+        ENQUEUE_SIGNAL,
+        EVENT_MISSING,
+        DeliverWebhook,
+        DeliveryResult,
+        EnqueueWebhooks,
+        GiveUp,
+        QueuedEvent,
+        WebhookDeliveryInput,
+    )
+
+# At least 24 hours of retries, as the docs promise receivers: 10 s, 20 s, 40 s … then hourly.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(hours=1),
+    maximum_attempts=0,
+    non_retryable_error_types=[EVENT_MISSING],
+)
+DELIVERY_WINDOW = timedelta(hours=25)
+# One POST: the activity's own HTTP timeout is 10 s; this only catches a stuck worker.
+ATTEMPT_TIMEOUT = timedelta(seconds=30)
+# Status changes of one order often come in bursts (printed, shipped …): linger a little
+# instead of starting a new run for each.
+IDLE_TIMEOUT = timedelta(minutes=2)
+# Enough to drop a duplicate signal from a retried projection; bounded for continue-as-new.
+REMEMBER_DONE = 200
+
+
+@workflow.defn(name=DELIVERY_WORKFLOW)
+class WebhookDeliveryWorkflow:
+    @workflow.init
+    def __init__(self, inp: WebhookDeliveryInput) -> None:
+        self._queue: list[QueuedEvent] = list(inp.queue)
+        self._done: list[str] = list(inp.done)
+
+    @workflow.signal(name=ENQUEUE_SIGNAL)
+    def enqueue(self, message: EnqueueWebhooks) -> None:
+        for event_id in message.event_ids:
+            if not message.redeliver and (
+                event_id in self._done or any(q.event_id == event_id for q in self._queue)
+            ):
+                continue  # the same event again (a retried projection): already on its way
+            self._queue.append(QueuedEvent(event_id=event_id, redeliver=message.redeliver))
+
+    @workflow.query
+    def pending(self) -> list[str]:
+        return [q.event_id for q in self._queue]
+
+    @workflow.run
+    async def run(self, inp: WebhookDeliveryInput) -> int:
+        delivered = 0
+        while True:
+            if not self._queue:
+                workflow.set_current_details("idle: every event of this order is delivered")
+                try:
+                    await workflow.wait_condition(
+                        lambda: bool(self._queue),
+                        timeout=IDLE_TIMEOUT,
+                        timeout_summary="idle; the next event starts a new run",
+                    )
+                except TimeoutError:
+                    return delivered
+            await self._deliver(self._queue[0])
+            self._done = [*self._done, self._queue.pop(0).event_id][-REMEMBER_DONE:]
+            delivered += 1
+            if (
+                workflow.info().is_continue_as_new_suggested()
+                or delivered >= inp.deliveries_per_run
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    inp.model_copy(update={"queue": self._queue, "done": self._done})
+                )
+
+    async def _deliver(self, item: QueuedEvent) -> None:
+        waiting = len(self._queue) - 1
+        workflow.set_current_details(
+            f"delivering {item.event_id}"
+            + (f"; {waiting} later event(s) wait for it" if waiting else "")
+        )
+        try:
+            await workflow.execute_activity(
+                "deliver_webhook",
+                DeliverWebhook(event_id=item.event_id, redeliver=item.redeliver),
+                result_type=DeliveryResult,
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=DELIVERY_WINDOW,
+                retry_policy=DELIVERY_RETRY,
+                summary=f"POST {item.event_id}",
+            )
+        except ActivityError:
+            # Out of time (or the event vanished): record it and let the next event go.
+            await workflow.execute_activity(
+                "webhook_given_up",
+                GiveUp(event_id=item.event_id),
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                summary=f"give up {item.event_id}",
+            )
