@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -32,7 +33,7 @@ from activities.projection import ProjectionActivities
 from activities.webhooks import WebhookActivities, WebhookEmitter
 from db.engine import create_engine
 from db.migrate import migrate
-from domain.facilities import load_facilities
+from domain.facilities import Facilities, load_facilities
 from settings import Settings
 from startup import ConfigError, check_config, configure_process, temporal_runtime
 from workflows import search_attributes
@@ -80,21 +81,35 @@ def _indexed_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
     return IndexedValueType.ValueType(key.indexed_value_type)
 
 
-def activities_for(
-    projection: ProjectionActivities,
-    facility: FacilityActivities,
-    personalization: PersonalizationActivities | None = None,
-    webhooks: WebhookActivities | None = None,
-    holds: HoldActivities | None = None,
+def build_activities(
+    settings: Settings,
+    engine: AsyncEngine,
+    client: Client,
+    facilities: Facilities,
+    http: httpx.AsyncClient,
+    facility_http: httpx.AsyncClient | None = None,
 ) -> list[Any]:
-    activities = [projection.project_order, facility.submit_print_job, facility.notify_facility]
-    if personalization is not None:
-        activities.append(personalization.issue_link)
-    if webhooks is not None:
-        activities += [webhooks.deliver_webhook, webhooks.webhook_given_up]
-    if holds is not None:
-        activities.append(holds.send_hold_notice)
-    return activities
+    """Every activity the workflows call, wired to its clients once.
+
+    ``facility_http``: how print jobs reach facilities (tests route it to an in-process
+    simulator); by default the same client as webhooks.
+    """
+    emitter = WebhookEmitter(engine, client, settings.task_queue)
+    mailer = Mailer(settings)
+    projection = ProjectionActivities(engine, emitter)
+    facility = FacilityActivities(facilities, facility_http or http)
+    personalization = PersonalizationActivities(engine, mailer, settings.public_base_url, emitter)
+    webhooks = WebhookActivities(engine, http)
+    holds = HoldActivities(mailer, settings.public_base_url, engine)
+    return [
+        projection.project_order,
+        facility.submit_print_job,
+        facility.notify_facility,
+        personalization.issue_link,
+        webhooks.deliver_webhook,
+        webhooks.webhook_given_up,
+        holds.send_hold_notice,
+    ]
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -108,20 +123,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
         client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
         await ensure_search_attributes(client, settings.temporal_namespace)
-        emitter = WebhookEmitter(engine, client, settings.task_queue)
-        mailer = Mailer(settings)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=list(WORKFLOWS),
             workflow_runner=WORKFLOW_RUNNER,
-            activities=activities_for(
-                ProjectionActivities(engine, emitter),
-                FacilityActivities(facilities, http),
-                PersonalizationActivities(engine, mailer, settings.public_base_url, emitter),
-                WebhookActivities(engine, http),
-                HoldActivities(mailer, settings.public_base_url, engine),
-            ),
+            activities=build_activities(settings, engine, client, facilities, http),
             graceful_shutdown_timeout=settings.worker_shutdown_grace,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,

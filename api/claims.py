@@ -136,6 +136,14 @@ async def reorder(
             f"not items of order {original_id}: {', '.join(unknown)}; it has {', '.join(known)}",
         )
 
+    # The reprint is printed as the original was: with the customer's values (or, where the
+    # merchant went ahead without them, without), never waiting for the customer again.
+    carried = {
+        i.item_reference_id: i.personalization_values or {}
+        for i in state.items
+        if i.personalization_status in ("completed", "skipped")
+    }
+
     # A retry of the same request: the same claim and reprint, not a second one.
     for claim in await session.exec(select(Claim).where(Claim.original_order_id == original_id)):
         if _same_request(claim, body, items):
@@ -177,7 +185,14 @@ async def reorder(
             session.add(merchant)  # create_order detaches it; a second attempt needs it back
         try:
             new_order, _ = await orders.create_order(
-                session, client, settings, facilities, merchant, new_body, reorder_of=original_id
+                session,
+                client,
+                settings,
+                facilities,
+                merchant,
+                new_body,
+                reorder_of=original_id,
+                personalization_values=carried,
             )
         except Conflict as err:
             if err.code == "order_reference_conflict":

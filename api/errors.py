@@ -5,7 +5,8 @@
     ├── Forbidden          403    admin token wrong, or admin API disabled
     ├── NotFound           404    unknown id, or another merchant's order
     ├── Conflict           409    the order's state refuses the action; idempotency clash
-    └── Gone               410    an expired personalization link
+    ├── Gone               410    an expired personalization link
+    └── Unavailable        503    a dependency did not answer; retrying the same request is safe
 
 Request validation failures (FastAPI's RequestValidationError) become 422 ``validation_error``
 with the offending fields in ``details``.
@@ -59,6 +60,11 @@ class Conflict(ApiError):
 class Gone(ApiError):
     status_code = 410
     code = "gone"
+
+
+class Unavailable(ApiError):
+    status_code = 503
+    code = "temporarily_unavailable"
 
 
 def envelope(status: int, code: str, message: str, details: Any = None) -> JSONResponse:

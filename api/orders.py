@@ -66,6 +66,7 @@ async def create_order(
     merchant: Merchant,
     body: OrderCreate,
     reorder_of: str | None = None,
+    personalization_values: dict[str, dict[str, str]] | None = None,
 ) -> tuple[OrderPublic, bool]:
     """Creates the order and its workflow; the same request again returns the same order.
 
@@ -92,6 +93,7 @@ async def create_order(
         hold_timeout=settings.hold_timeout,
         delivery_timeout=settings.delivery_timeout,
         reorder_of=reorder_of,
+        personalization_values=personalization_values,
     )
     state = new_state(inp)
     if state.status is Status.SCHEDULED:

@@ -283,6 +283,8 @@ class OrderInput(BaseModel):
     hold_timeout: timedelta = timedelta(days=7)
     delivery_timeout: timedelta = timedelta(days=30)
     reorder_of: str | None = None
+    # A reprint carries its original's personalization: these items need not wait for it.
+    personalization_values: dict[str, dict[str, str]] | None = None
     # Set when the workflow continues as new: the state it carries over.
     state: OrderState | None = None
 
@@ -320,39 +322,42 @@ class OrderState(BaseModel):
     seen_event_ids: list[str] = Field(default_factory=list)
 
 
-def needs_personalization(order: OrderCreate) -> bool:
-    return any(item.personalization is not None for item in order.items)
-
-
-def initial_status(order: OrderCreate, approval: Approval) -> Status:
-    if needs_personalization(order):
+def initial_status(items: list[ItemState], approval: Approval) -> Status:
+    if any(item.personalization_status == "pending" for item in items):
         return Status.PENDING_PERSONALIZATION
     if approval == "manual":
         return Status.PENDING_APPROVAL
     return Status.SCHEDULED
 
 
+def _item_state(item: OrderItemIn, carried: dict[str, dict[str, str]]) -> ItemState:
+    personalization_status, values = "not_required", None
+    if item.personalization is not None:
+        values = carried.get(item.item_reference_id)
+        personalization_status = "pending" if values is None else "completed"
+    return ItemState(
+        item_reference_id=item.item_reference_id,
+        product_uid=item.product_uid,
+        quantity=item.quantity,
+        files=item.files,
+        personalization=item.personalization,
+        personalization_status=personalization_status,
+        personalization_values=values,
+    )
+
+
 def new_state(inp: OrderInput) -> OrderState:
     order = inp.order
+    items = [_item_state(i, inp.personalization_values or {}) for i in order.items]
     return OrderState(
         order_id=inp.order_id,
         merchant_id=inp.merchant_id,
         order_reference_id=order.order_reference_id,
         customer_reference_id=order.customer_reference_id,
         approval=inp.approval,
-        status=initial_status(order, inp.approval),
+        status=initial_status(items, inp.approval),
         shipping_address=order.shipping_address,
-        items=[
-            ItemState(
-                item_reference_id=i.item_reference_id,
-                product_uid=i.product_uid,
-                quantity=i.quantity,
-                files=i.files,
-                personalization=i.personalization,
-                personalization_status="pending" if i.personalization else "not_required",
-            )
-            for i in order.items
-        ],
+        items=items,
         facility=inp.facility,
         metadata=order.metadata,
         reorder_of=inp.reorder_of,

@@ -12,13 +12,23 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_tables
+
+# The machine is shared: a slow moment must not fail a property test. Properties still run
+# their full number of examples; only the speed checks are off.
+hypothesis_settings.register_profile(
+    "printflow", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("printflow")
 
 BIN = Path(sys.prefix) / "bin"
 
@@ -115,3 +125,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def api(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """The API with its worker against real parts (see tests/harness.py)."""
+    from tests.harness import running_api
+
+    async with running_api(dev_env.client, database_url, tmp_path) as running:
+        yield running

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import FacilitiesDep, SessionDep, TemporalDep
-from api.errors import ApiError, Conflict, NotFound, Unauthorized
+from api.errors import Conflict, NotFound, Unauthorized, Unavailable
 from db.models import Order, OrderEvent, ProductionEvent
 from domain.facilities import Facilities, Facility
 from domain.orders import ProductionEventIn, ProductionSignal
@@ -31,11 +31,6 @@ log = logging.getLogger("printflow.api.production")
 router = APIRouter(prefix="/v1/production", tags=["production"])
 
 FACILITY_EVENT_SIGNAL = "facility_event"
-
-
-class Unavailable(ApiError):
-    status_code = 503
-    code = "temporarily_unavailable"
 
 
 class EventAccepted(BaseModel):

@@ -9,20 +9,7 @@ from typing import Any
 from sqlmodel import select
 
 from db.models import Merchant, Order
-from tests.api.conftest import ADMIN_TOKEN, Api, order_json
-
-
-async def _eventually(
-    api: Api, key: dict[str, str], order_id: str, pred: Any, within: float = 15
-) -> dict[str, Any]:
-    """Reads the order until ``pred`` holds: the read model follows the workflow closely."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        order = (await api.client.get(f"/v1/orders/{order_id}", headers=key)).json()
-        if pred(order):
-            return dict(order)
-        assert asyncio.get_running_loop().time() < deadline, f"never happened; last: {order}"
-        await asyncio.sleep(0.1)
+from tests.harness import ADMIN_TOKEN, Api, order_json
 
 
 async def test_admin_creates_merchants_and_keeps_only_the_key_hash(api: Api) -> None:
@@ -66,7 +53,7 @@ async def test_a_new_order_is_scheduled_for_its_facility_cutoff(api: Api) -> Non
         "approve": False,
         "reorder": False,
     }
-    seen = await _eventually(api, key, order["id"], lambda o: o["events"])
+    seen = await api.until(key, order["id"], lambda o: o["events"])
     assert [e["type"] for e in seen["events"]] == ["created"]
     assert seen["cutoff_at"] == order["cutoff_at"], "API and workflow agree on the cutoff"
 
@@ -236,7 +223,7 @@ async def test_after_the_cutoff_the_order_is_in_production_and_cannot_be_cancele
     key = Api.auth(await api.merchant())
     order = (await api.client.post("/v1/orders", json=order_json(country="IS"), headers=key)).json()
     assert order["facility"]["id"] == "reykjavik"
-    produced = await _eventually(api, key, order["id"], lambda o: o["status"] == "in_production")
+    produced = await api.until(key, order["id"], lambda o: o["status"] == "in_production")
     assert produced["job_id"].startswith("job_")
     assert produced["allowed_actions"]["cancel"] is False
 
@@ -246,17 +233,8 @@ async def test_after_the_cutoff_the_order_is_in_production_and_cannot_be_cancele
     assert error["code"] == "order_in_production"
     assert "production" in error["message"]
 
-    jobs = await httpx_get(api, "/print-jobs")
+    jobs = await api.facility("/print-jobs")
     assert [j["order_id"] for j in jobs] == [order["id"]]
-
-
-async def httpx_get(api: Api, path: str) -> Any:
-    import httpx
-
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api.simulator), base_url="http://facility.test"
-    ) as sim:
-        return (await sim.get(path)).json()
 
 
 async def test_list_filters_and_paginates_without_gaps_or_repeats(api: Api) -> None:

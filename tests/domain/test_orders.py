@@ -88,3 +88,49 @@ def test_durations_take_seconds_or_iso_8601(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PRINTFLOW_PERSONALIZATION_LINK_TTL", "a week")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_a_reprint_keeps_the_personalization_of_its_original() -> None:
+    from datetime import timedelta as td
+
+    from domain.facilities import FacilityInfo, Schedule
+    from domain.orders import OrderInput, new_state
+
+    body = _order()
+    body["items"] = [
+        {
+            "item_reference_id": "mug",
+            "product_uid": "mug",
+            "quantity": 1,
+            "personalization": {"fields": [{"name": "name", "label": "Name", "type": "text"}]},
+        },
+        {"item_reference_id": "poster", "product_uid": "poster", "quantity": 1},
+    ]
+    facility = FacilityInfo(
+        id="x", name="X", timezone="UTC", api_url="http://x", schedule=Schedule(every_seconds=60)
+    )
+    common = {
+        "order_id": "ord_1",
+        "merchant_id": "mer_1",
+        "support_email": "a@example.com",
+        "approval": "auto",
+        "order": OrderCreate.model_validate(body),
+        "facility": facility,
+        "received_at": NOW,
+        "personalization_email_delay": td(minutes=15),
+    }
+    fresh = new_state(OrderInput.model_validate(common))
+    assert fresh.status is Status.PENDING_PERSONALIZATION
+
+    reprint = new_state(
+        OrderInput.model_validate(
+            {**common, "reorder_of": "ord_0", "personalization_values": {"mug": {"name": "Ada"}}}
+        )
+    )
+    assert reprint.status is Status.SCHEDULED
+    mug = reprint.items[0]
+    assert (mug.personalization_status, mug.personalization_values) == (
+        "completed",
+        {"name": "Ada"},
+    )
+    assert reprint.items[1].personalization_status == "not_required"

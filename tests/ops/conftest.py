@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from devstack.stack import REPO_ROOT
-from tests.api.conftest import Api, api, order_json  # noqa: F401  (fixture for tests/ops)
 
 
 class TcpProxy:

@@ -33,7 +33,7 @@ from logs import (
     redact,
     register_secret,
 )
-from tests.api.conftest import Api, order_json
+from tests.harness import Api, order_json
 from tests.ops.conftest import apoll, facility, log_lines, poll
 
 KEY = "pf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"

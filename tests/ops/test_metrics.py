@@ -8,7 +8,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.api.conftest import Api, order_json
+from tests.harness import Api, order_json
 
 
 async def _samples(api: Api) -> list[Sample]:

@@ -20,7 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from tests.api.conftest import order_json
+from tests.harness import order_json
 from tests.ops.conftest import facility, poll
 
 pytestmark = pytest.mark.e2e

@@ -7,11 +7,10 @@ goes from ``POST /v1/orders`` to the customer's page the way a merchant would: t
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -19,24 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.mail import Mailer
-from activities.personalization import PersonalizationActivities
-from activities.print_jobs import FacilityActivities
-from activities.projection import ProjectionActivities
-from api.main import create_app
-from db.engine import create_engine
 from devstack.mailsink import MailSink
-from domain.facilities import Facilities
-from settings import Settings
-from simulator.app import SimulatorConfig
-from simulator.app import create_app as create_simulator
-from tests.api.conftest import ADMIN_TOKEN, FACILITY_URL, TEST_FACILITIES, Api, order_json
-from worker import WORKFLOW_RUNNER, WORKFLOWS, activities_for
+from tests.harness import Api, order_json, running_api
 
 LINK = re.compile(r"https?://[^\s\"'<>]+/p/([A-Za-z0-9_-]+)")
 
@@ -110,8 +96,6 @@ def path_of(url: str) -> str:
 class Shop(Api):
     """The API, its worker and the merchant's mailbox."""
 
-    mail: MailSink
-
     async def link_mail(self, reference: str, number: int = 1) -> EmailMessage:
         """The e-mail carrying link ``number`` of order ``reference``."""
 
@@ -163,54 +147,18 @@ async def shop(
     dev_env: WorkflowEnvironment,
     database_url: str,
     tmp_path: Path,
-    mail: MailSink,
     link_ttl: timedelta,
     public_base_url: str,
 ) -> AsyncIterator[Shop]:
-    facilities_file = tmp_path / "facilities.json"
-    facilities_file.write_text(json.dumps(TEST_FACILITIES))
-    settings = Settings(
-        database_url=database_url,
-        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
-        task_queue="perso-" + uuid.uuid4().hex,
-        facilities_file=facilities_file,
-        public_base_url=public_base_url,
-        smtp_host=mail.host,
-        smtp_port=mail.port,
+    async with running_api(
+        dev_env.client,
+        database_url,
+        tmp_path,
+        base_url=public_base_url,
         personalization_email_delay=timedelta(seconds=1),
         personalization_link_ttl=link_ttl,
-    )
-    simulator = create_simulator(
-        SimulatorConfig(tokens={f["api_token"]: f["id"] for f in TEST_FACILITIES})
-    )
-    app = create_app(settings, temporal=dev_env.client)
-    async with app.router.lifespan_context(app), simulator.router.lifespan_context(simulator):
-        worker_engine = create_engine(database_url)
-        facility_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=simulator), base_url=FACILITY_URL
-        )
-        worker = Worker(
-            dev_env.client,
-            task_queue=settings.task_queue,
-            workflows=list(WORKFLOWS),
-            workflow_runner=WORKFLOW_RUNNER,
-            activities=activities_for(
-                ProjectionActivities(worker_engine),
-                FacilityActivities(Facilities.load(facilities_file), facility_http),
-                PersonalizationActivities(worker_engine, Mailer(settings), public_base_url),
-            ),
-        )
-        try:
-            async with (
-                worker,
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url=public_base_url
-                ) as client,
-            ):
-                yield Shop(client, app, settings, simulator, dev_env.client, mail)
-        finally:
-            await facility_http.aclose()
-            await worker_engine.dispose()
+    ) as api:
+        yield Shop(**{f.name: getattr(api, f.name) for f in fields(api)})
 
 
 # ---------------------------------------------------------------------------- reading pages

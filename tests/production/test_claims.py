@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.api.conftest import Api, order_json
+from tests.harness import Api, order_json
 from tests.production.support import FullApi
 
 TWO_ITEMS = [

@@ -12,7 +12,7 @@ from sqlmodel import func, select
 
 from activities.webhooks import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.models import ProductionEvent
-from tests.api.conftest import Api, order_json
+from tests.harness import Api, order_json
 from tests.production.support import TOKENS, FullApi, tracking
 
 

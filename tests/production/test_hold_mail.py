@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api.conftest import Api
+from tests.harness import Api
 from tests.production.support import full_api_running
 
 

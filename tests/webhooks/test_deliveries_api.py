@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import update
 
 from db.models import Merchant
-from tests.api.conftest import Api
+from tests.harness import Api
 from tests.production.support import FullApi, tracking
 
 
