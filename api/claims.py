@@ -8,14 +8,12 @@ the same claim and order (200) instead of printing twice.
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
-from sqlalchemy import and_, or_
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,6 +21,7 @@ from temporalio.client import Client
 
 from api import orders
 from api.errors import ApiError, Conflict, NotFound
+from api.pagination import newest_first
 from api.schemas import OrderPublic
 from db.models import Claim, Merchant, Order
 from domain.facilities import Facilities
@@ -282,20 +281,6 @@ async def get_claim(session: AsyncSession, merchant: Merchant, claim_id: str) ->
     return (await _claim_public(session, [claim]))[0]
 
 
-def _encode_cursor(claim: Claim) -> str:
-    raw = json.dumps([claim.created_at.isoformat(), claim.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, claim_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(claim_id)
-    except (ValueError, TypeError) as err:
-        raise ApiError("cursor is not one this API returned", code="invalid_cursor") from err
-
-
 async def list_claims(
     session: AsyncSession,
     merchant: Merchant,
@@ -312,18 +297,7 @@ async def list_claims(
             query = query.where(
                 or_(col(Claim.original_order_id) == wanted, col(Claim.new_order_id) == wanted)
             )
-    if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                col(Claim.created_at) < created,
-                and_(col(Claim.created_at) == created, col(Claim.id) < last_id),
-            )
-        )
-    query = query.order_by(col(Claim.created_at).desc(), col(Claim.id).desc()).limit(limit + 1)
-    rows = list(await session.exec(query))
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    page, next_cursor = await newest_first(session, query, Claim, limit=limit, cursor=cursor)
     return ClaimPage(data=await _claim_public(session, page), next_cursor=next_cursor)
 
 

@@ -7,14 +7,12 @@ alone decides, and a refusal changes nothing.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -24,6 +22,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, Conflict, NotFound
+from api.pagination import newest_first
 from api.schemas import OrderPublic, order_public
 from db.models import Claim, Merchant, Order, OrderEvent
 from domain.facilities import Facilities, FacilitiesError
@@ -218,20 +217,6 @@ async def get_order(session: AsyncSession, merchant: Merchant, order_id: str) ->
     return await render(session, row.id, OrderState.model_validate(row.state))
 
 
-def _encode_cursor(row: Order) -> str:
-    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, order_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(order_id)
-    except (ValueError, TypeError) as err:
-        raise ApiError("cursor is not one this API returned", code="invalid_cursor") from err
-
-
 async def list_orders(
     session: AsyncSession,
     merchant: Merchant,
@@ -246,24 +231,14 @@ async def list_orders(
         query = query.where(Order.status == status.value)
     if order_reference_id is not None:
         query = query.where(Order.order_reference_id == order_reference_id)
-    if cursor is not None:
-        created, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                col(Order.created_at) < created,
-                and_(col(Order.created_at) == created, col(Order.id) < last_id),
-            )
-        )
-    query = query.order_by(col(Order.created_at).desc(), col(Order.id).desc()).limit(limit + 1)
-    rows = list(await session.exec(query))
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = await newest_first(session, query, Order, limit=limit, cursor=cursor)
     events = await _events(session, [r.id for r in page])
     reorders = await _reorders(session, [r.id for r in page])
     now = _now()
     data = [order_public(OrderState.model_validate(r.state), events[r.id], now) for r in page]
     for order in data:
         order.reorders = reorders[order.id]
-    return data, (_encode_cursor(page[-1]) if more else None)
+    return data, next_cursor
 
 
 async def update_order(

@@ -8,19 +8,17 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from activities.webhooks import enqueue_deliveries
 from api.deps import MerchantDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError, Conflict, NotFound
+from api.pagination import newest_first
 from db.models import WebhookDelivery, WebhookEvent
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -138,17 +136,7 @@ async def list_events(
     query = select(WebhookEvent).where(WebhookEvent.merchant_id == merchant.id)
     if order_id is not None:
         query = query.where(WebhookEvent.order_id == order_id)
-    if cursor is not None:
-        created, last_id = _decode_event_cursor(cursor)
-        query = query.where(
-            or_(
-                col(WebhookEvent.created_at) < created,
-                and_(col(WebhookEvent.created_at) == created, col(WebhookEvent.id) < last_id),
-            )
-        )
-    query = query.order_by(col(WebhookEvent.created_at).desc(), col(WebhookEvent.id).desc())
-    rows = list(await session.exec(query.limit(limit + 1)))
-    page = rows[:limit]
+    page, next_cursor = await newest_first(session, query, WebhookEvent, limit=limit, cursor=cursor)
     data = [
         EventPublic(
             id=e.id,
@@ -160,22 +148,7 @@ async def list_events(
         )
         for e in page
     ]
-    more = len(rows) > limit
-    return EventPage(data=data, next_cursor=_encode_event_cursor(page[-1]) if more else None)
-
-
-def _encode_event_cursor(event: WebhookEvent) -> str:
-    raw = json.dumps([event.created_at.isoformat(), event.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_event_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, event_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(event_id)
-    except (ValueError, TypeError) as err:
-        raise ApiError("cursor is not one this API returned", code="invalid_cursor") from err
+    return EventPage(data=data, next_cursor=next_cursor)
 
 
 @router.post(
