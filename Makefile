@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# SCHEDULE=real keeps the facilities' real cutoffs; by default they come every 2 minutes.
 run: $(STAMP)
-	$(BIN)/python -m devstack
+	PRINTFLOW_DEV_SCHEDULE=$(or $(SCHEDULE),fast) $(BIN)/python -m devstack
 
 # Chromium for the browser tests comes from Debian; we install it when we are root and it is missing.
 browser:

@@ -45,11 +45,33 @@ EXAMPLE_ORDER = {
 }
 
 
+# Dev cutoffs: every facility goes to production this often, so a demo order moves within
+# minutes yet leaves time to cancel or re-address it. `make run SCHEDULE=real` keeps the
+# facilities' real schedules (midnight, twice a day in peak season).
+DEV_CUTOFF_SECONDS = 120
+
+
+def _dev_facilities(data_dir: Path) -> Path | None:
+    if os.environ.get("PRINTFLOW_DEV_SCHEDULE", "fast") == "real":
+        return None
+    facilities = json.loads((REPO_ROOT / "domain" / "facilities.json").read_text())
+    for facility in facilities:
+        facility["schedule"] = {"every_seconds": DEV_CUTOFF_SECONDS}
+    path = data_dir / "facilities.dev.json"
+    path.write_text(json.dumps(facilities, indent=2) + "\n")
+    return path
+
+
 def main() -> int:
     data_dir = REPO_ROOT / ".data"
     data_dir.mkdir(exist_ok=True)
     _log_mail_to_console()
-    stack = Stack(StackConfig(data_dir=data_dir, admin_token=_admin_token(data_dir)))
+    facilities = _dev_facilities(data_dir)
+    stack = Stack(
+        StackConfig(
+            data_dir=data_dir, admin_token=_admin_token(data_dir), facilities_file=facilities
+        )
+    )
     try:
         stack.check_ports()
     except PortInUseError as error:
@@ -195,11 +217,21 @@ def _banner(stack: Stack, merchant: dict[str, Any] | None) -> str:
             f"  Logs                {_show(stack.log_dir)}/",
             f"  Admin token         {stack.admin_token}   (header X-Admin-Token)",
             f"  Demo merchant       {key_line}",
+            f"  Cutoffs             {_schedule_line(config.facilities_file)}",
             "",
             "Create an order:",
             f"  {curl}",
             "",
         ]
+    )
+
+
+def _schedule_line(facilities: Path | None) -> str:
+    if facilities is None:
+        return "the facilities' real schedules (domain/facilities.json)"
+    return (
+        f"every {DEV_CUTOFF_SECONDS // 60} minutes at every facility "
+        "(`make run SCHEDULE=real` for the real ones)"
     )
 
 
