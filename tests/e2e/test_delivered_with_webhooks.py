@@ -21,30 +21,12 @@ import pytest
 
 from activities.webhooks import SHIPMENT_CREATED, STATUS_UPDATED
 from devstack.stack import SimulatorOptions, Stack, StackConfig
+from tests.harness import order_json
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
-ORDER = {
-    "order_reference_id": "HOOKS-1",
-    "shipping_address": {
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "address_line_1": "1 Main St",
-        "city": "Berlin",
-        "post_code": "10117",
-        "country": "DE",
-        "email": "ada@example.com",
-    },
-    "items": [
-        {
-            "item_reference_id": "1",
-            "product_uid": "poster",
-            "quantity": 1,
-            "files": [{"type": "default", "url": "https://files.example/p.pdf"}],
-        }
-    ],
-}
+ORDER = order_json("HOOKS-1")
 
 
 @pytest.fixture

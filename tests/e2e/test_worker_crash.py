@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
+from tests.harness import order_json
 
 pytestmark = pytest.mark.e2e
 
@@ -58,26 +59,7 @@ def test_a_worker_killed_during_submission_still_yields_one_job(tmp_path: Path) 
     with stack, httpx.Client(timeout=10) as http:
         merchant = stack.create_merchant("Crash Shop", "support@crash.example.com")
         key = {"X-API-Key": merchant["api_key"]}
-        body = {
-            "order_reference_id": "CRASH-1",
-            "shipping_address": {
-                "first_name": "Ada",
-                "last_name": "Lovelace",
-                "address_line_1": "1 Main St",
-                "city": "Berlin",
-                "post_code": "10117",
-                "country": "DE",
-                "email": "ada@example.com",
-            },
-            "items": [
-                {
-                    "item_reference_id": "1",
-                    "product_uid": "poster",
-                    "quantity": 1,
-                    "files": [{"type": "default", "url": "https://files.example/p.pdf"}],
-                }
-            ],
-        }
+        body = order_json("CRASH-1")
         created = http.post(f"{stack.api_url}/v1/orders", json=body, headers=key)
         assert created.status_code == 201, created.text
         order_id = created.json()["id"]
