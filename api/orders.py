@@ -36,7 +36,10 @@ from domain.orders import (
     new_state,
     refusal,
 )
-from domain.schedule import describe_cutoff, next_cutoff
+from domain.orders import (
+    created_event as created_event_of,
+)
+from domain.schedule import describe_cutoff
 from settings import Settings
 from workflows.order import OrderWorkflow, search_attributes_for
 
@@ -95,8 +98,7 @@ async def create_order(
         personalization_values=personalization_values,
     )
     state = new_state(inp)
-    if state.status is Status.SCHEDULED:
-        state.cutoff_at = next_cutoff(facility.schedule, facility.timezone, received_at)
+    created_event = created_event_of(state)
     row = Order(
         id=inp.order_id,
         merchant_id=merchant.id,
@@ -107,11 +109,21 @@ async def create_order(
         facility_id=facility.id,
         cutoff_at=state.cutoff_at,
         state=state.model_dump(mode="json"),
-        version=0,
+        version=state.version,
         created_at=received_at,
         updated_at=received_at,
     )
+    # The row is born with the order's first projection, so the workflow need not write one.
     session.add(row)
+    session.add(
+        OrderEvent(
+            order_id=row.id,
+            seq=created_event.seq,
+            at=created_event.at,
+            type=created_event.type,
+            detail=created_event.detail,
+        )
+    )
     try:
         await session.commit()
         created = True
@@ -135,9 +147,9 @@ async def create_order(
         row, created = existing, False
         inp = OrderInput.model_validate(existing.workflow_input)
         state = OrderState.model_validate(existing.state)
-    if row.version == 0:  # the workflow has not reported yet: it may never have started
-        await _start_workflow(client, settings, merchant, inp, state)
-    events = [] if created else (await _events(session, [row.id]))[row.id]
+    # Also on a retry: the request that created the row may have died before starting it.
+    await _start_workflow(client, settings, merchant, inp, state)
+    events = [created_event] if created else (await _events(session, [row.id]))[row.id]
     public = order_public(state, events, _now())
     if not created:
         public.reorders = (await _reorders(session, [row.id]))[row.id]

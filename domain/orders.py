@@ -22,6 +22,7 @@ from pydantic import (
 
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from domain.facilities import FacilityInfo
+from domain.schedule import next_cutoff
 
 
 class Status(StrEnum):
@@ -347,22 +348,45 @@ def _item_state(item: OrderItemIn, carried: dict[str, dict[str, str]]) -> ItemSt
 
 
 def new_state(inp: OrderInput) -> OrderState:
+    """The order as it is born: what the API stores and the workflow starts from, the same.
+
+    A scheduled order's cutoff is the first after it arrived. The creation is version 1 and
+    timeline event 1 (``created_event``), written by the API with the order's row.
+    """
     order = inp.order
     items = [_item_state(i, inp.personalization_values or {}) for i in order.items]
+    status = initial_status(items, inp.approval)
+    cutoff_at = None
+    if status is Status.SCHEDULED:
+        schedule, timezone = inp.facility.schedule, inp.facility.timezone
+        cutoff_at = next_cutoff(schedule, timezone, inp.received_at)
     return OrderState(
         order_id=inp.order_id,
         merchant_id=inp.merchant_id,
         order_reference_id=order.order_reference_id,
         customer_reference_id=order.customer_reference_id,
         approval=inp.approval,
-        status=initial_status(items, inp.approval),
+        status=status,
         shipping_address=order.shipping_address,
         items=items,
         facility=inp.facility,
         metadata=order.metadata,
+        cutoff_at=cutoff_at,
         reorder_of=inp.reorder_of,
         created_at=inp.received_at,
         updated_at=inp.received_at,
+        version=1,
+        event_seq=1,
+    )
+
+
+def created_event(state: OrderState) -> TimelineEvent:
+    return TimelineEvent(
+        seq=1,
+        at=state.created_at,
+        type="created",
+        detail={"facility": state.facility.id},
+        status=state.status.value,
     )
 
 

@@ -62,6 +62,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
 
+# Since this patch the API stores the order's first projection with its row; older runs
+# project their creation themselves.
+API_WRITES_CREATION = "api-writes-creation"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 SIDE_EFFECT_TIMEOUT = timedelta(seconds=60)
 # E-mails and facility notices: retry until they go through, backing off to every 5 minutes.
@@ -119,9 +122,16 @@ class OrderWorkflow:
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderState:
         if inp.state is None:
-            if self._state.status is Status.SCHEDULED:
-                self._state.cutoff_at = self._next_cutoff(inp.received_at)
-            await self._commit("created", {"facility": self._state.facility.id})
+            state = self._state
+            workflow.logger.info(
+                "order %s: created (status %s, facility %s)",
+                state.order_id,
+                state.status.value,
+                state.facility.id,
+            )
+            if not workflow.patched(API_WRITES_CREATION):
+                # Orders created before the API wrote their first projection itself.
+                await self._commit("created", {"facility": state.facility.id})
 
         while not self._done and self._state.status not in CLOSED:
             status = self._state.status

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,9 @@ import pytest
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from tests.harness import order_json
+from tests.ops.conftest import poll
 
 pytestmark = pytest.mark.e2e
-
-
-def _poll(what: str, fetch: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_worker_killed_during_submission_still_yields_one_job(tmp_path: Path) -> None:
@@ -69,7 +59,7 @@ def test_a_worker_killed_during_submission_still_yields_one_job(tmp_path: Path) 
             return [r for r in rows if r["order_id"] == order_id]
 
         # The submission is in flight: the facility has the request and is slow to answer.
-        _poll("the print job to reach the facility", requests_for_order, timeout=30)
+        poll("the print job to reach the facility", requests_for_order, timeout=30)
         assert stack.kill_worker(signal.SIGKILL) == -signal.SIGKILL
         jobs = [
             j
@@ -88,7 +78,7 @@ def test_a_worker_killed_during_submission_still_yields_one_job(tmp_path: Path) 
             order = http.get(f"{stack.api_url}/v1/orders/{order_id}", headers=key).json()
             return order if order["status"] == "in_production" else None
 
-        order = _poll("the order to reach production after the restart", in_production, timeout=60)
+        order = poll("the order to reach production after the restart", in_production, timeout=60)
         jobs = [
             j
             for j in http.get(f"{stack.simulator_url}/print-jobs").json()

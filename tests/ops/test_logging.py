@@ -287,7 +287,16 @@ def test_a_full_order_through_real_processes_logs_json_and_no_secret(
         poll("the order to be delivered", delivered, timeout=90)
         poll("a webhook delivery", lambda: receiver.received, timeout=30)
 
-        worker_scrape = http.get(f"http://127.0.0.1:{worker_metrics}/metrics").text
+        # "delivered" is visible as soon as it is projected; the run completes a moment later.
+        completed = re.compile(
+            r'^temporal_workflow_completed\{[^}]*workflow_type="OrderWorkflow"', re.M
+        )
+
+        def worker_metrics_after_completion() -> str:
+            text = http.get(f"http://127.0.0.1:{worker_metrics}/metrics").text
+            return text if completed.search(text) else ""
+
+        worker_scrape = poll("the run's completion metric", worker_metrics_after_completion, 30)
         api_scrape = http.get(f"{stack.api_url}/metrics").text
         run_id = asyncio.run(_run_id(stack.temporal_address, order_id))
 
