@@ -14,14 +14,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -36,8 +29,7 @@ from db.migrate import migrate
 from domain.facilities import Facilities, load_facilities
 from settings import Settings
 from startup import ConfigError, check_config, configure_process, temporal_runtime
-from workflows import search_attributes
-from workflows.client import connect
+from workflows.client import connect, ensure_search_attributes
 from workflows.order import OrderWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
@@ -49,36 +41,6 @@ WORKFLOWS: Sequence[type] = (OrderWorkflow, WebhookDeliveryWorkflow)
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
-
-
-async def ensure_search_attributes(client: Client, namespace: str) -> None:
-    """Registers the order search attributes that the namespace lacks (idempotent)."""
-    try:
-        existing = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
-        known = set(existing.custom_attributes) | set(existing.system_attributes)
-    except RPCError as err:
-        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server
-            raise
-        known = set()
-    missing = {
-        key.name: _indexed_type(key) for key in search_attributes.ALL if key.name not in known
-    }
-    if not missing:
-        return
-    try:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    except RPCError as err:
-        if err.status != RPCStatusCode.ALREADY_EXISTS:  # another worker was quicker
-            raise
-    log.info("registered search attributes: %s", ", ".join(sorted(missing)))
-
-
-def _indexed_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
-    return IndexedValueType.ValueType(key.indexed_value_type)
 
 
 def build_activities(

@@ -16,7 +16,7 @@ from db.migrate import migrate
 from domain.facilities import load_facilities
 from settings import Settings, get_settings
 from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
-from workflows.client import connect
+from workflows.client import connect, ensure_search_attributes
 
 
 def create_app(
@@ -40,6 +40,8 @@ def create_app(
         app.state.temporal = temporal or await connect(
             cfg, runtime=temporal_runtime() if process else None
         )
+        # Orders start with their search attributes; the API may come up before any worker.
+        await ensure_search_attributes(app.state.temporal, cfg.temporal_namespace)
         try:
             yield
         finally:

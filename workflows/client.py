@@ -1,10 +1,23 @@
 """How the API and the worker reach Temporal: one client, pydantic payloads."""
 
+import logging
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
+from workflows import search_attributes
+
+log = logging.getLogger("printflow.temporal")
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
@@ -15,3 +28,33 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         data_converter=pydantic_data_converter,
         runtime=runtime,
     )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Registers the order search attributes that the namespace lacks (idempotent)."""
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server
+            raise
+        known = set()
+    missing = {
+        key.name: _indexed_type(key) for key in search_attributes.ALL if key.name not in known
+    }
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:  # another worker was quicker
+            raise
+    log.info("registered search attributes: %s", ", ".join(sorted(missing)))
+
+
+def _indexed_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
+    return IndexedValueType.ValueType(key.indexed_value_type)

@@ -23,7 +23,7 @@ from domain.orders import (
 )
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.workflows.support import Recorder, order_body, order_input, order_worker, sleep_until
-from worker import ensure_search_attributes
+from workflows.client import ensure_search_attributes
 from workflows.order import OrderWorkflow
 
 HERE = Path(__file__).parent

@@ -7,7 +7,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import TEMPORAL_TEST_SERVER
-from worker import ensure_search_attributes
+from workflows.client import ensure_search_attributes
 
 
 @pytest.fixture
