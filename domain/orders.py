@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     HttpUrl,
     model_validator,
@@ -66,6 +66,18 @@ def _country(value: str) -> str:
     return value
 
 
+def _email(value: str) -> str:
+    # `.test` domains are reserved for testing (RFC 2606) and welcome here: integrations are
+    # built against printflow with them. Deliverability is not checked: no DNS at request time.
+    try:
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError as err:
+        raise ValueError(f"not a valid e-mail address: {err}") from None
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
 def _stripped(max_length: int, min_length: int = 1) -> Any:
     return Field(min_length=min_length, max_length=max_length)
 
@@ -86,7 +98,7 @@ class ShippingAddress(_Strict):
     state: str | None = Field(default=None, max_length=35)
     post_code: str = _stripped(15)
     country: Annotated[str, AfterValidator(_country)]
-    email: EmailStr
+    email: Email
     phone: str | None = Field(default=None, max_length=25, pattern=r"^[0-9+()\-. /]*$")
 
     @model_validator(mode="after")

@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from api.deps import AdminDep, SessionDep, hash_api_key
 from db.models import Merchant
-from domain.orders import Approval
+from domain.orders import Approval, Email
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
 
@@ -20,7 +20,7 @@ class MerchantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
-    support_email: EmailStr
+    support_email: Email
     webhook_url: HttpUrl | None = None
     approval: Approval = "auto"
 

@@ -134,3 +134,10 @@ def test_a_reprint_keeps_the_personalization_of_its_original() -> None:
         {"name": "Ada"},
     )
     assert reprint.items[1].personalization_status == "not_required"
+
+
+def test_email_addresses_are_checked_and_test_domains_are_welcome() -> None:
+    order = OrderCreate.model_validate(_order(email="Ada@Shop.TEST"))
+    assert order.shipping_address.email == "Ada@shop.test"
+    with pytest.raises(ValidationError, match="not a valid e-mail address"):
+        OrderCreate.model_validate(_order(email="ada.example.com"))
