@@ -36,6 +36,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.nothing import Nothing
+from devstack.__main__ import EXAMPLE_ORDER
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from worker import WORKFLOW_RUNNER
 
@@ -81,26 +82,7 @@ async def baseline(address: str, count: int, concurrency: int) -> dict[str, Any]
 
 
 def _order(reference: str) -> dict[str, Any]:
-    return {
-        "order_reference_id": reference,
-        "shipping_address": {
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "address_line_1": "Unter den Linden 1",
-            "city": "Berlin",
-            "post_code": "10117",
-            "country": "DE",
-            "email": "ada@example.com",
-        },
-        "items": [
-            {
-                "item_reference_id": "poster",
-                "product_uid": "poster_a3",
-                "quantity": 1,
-                "files": [{"type": "default", "url": "https://files.example/poster.pdf"}],
-            }
-        ],
-    }
+    return {**EXAMPLE_ORDER, "order_reference_id": reference}
 
 
 def _in_production(database: Path, ids: set[str]) -> int:
