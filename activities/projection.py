@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from db.engine import insert_new
 from db.models import Order, OrderEvent
 from domain.orders import OrderState, TimelineEvent
 
@@ -34,8 +33,6 @@ class ProjectionActivities:
         # Merchants' webhooks for what changed; after the transaction, so a receiver only ever
         # hears of a change the read model already shows.
         self._webhooks = webhooks
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._insert_events = lambda rows: insert(OrderEvent).values(rows).on_conflict_do_nothing()
 
     @activity.defn(name="project_order")
     async def project_order(self, projection: Projection) -> None:
@@ -64,6 +61,6 @@ class ProjectionActivities:
                     }
                     for e in projection.new_events
                 ]
-                await conn.execute(self._insert_events(rows))
+                await conn.execute(insert_new(self._engine, OrderEvent, rows))
         if self._webhooks is not None and projection.new_events:
             await self._webhooks.order_changed(state, projection.new_events)

@@ -27,8 +27,6 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio import activity
@@ -36,7 +34,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from api.schemas import order_public
-from db.engine import session_factory
+from db.engine import insert_new, session_factory
 from db.models import Merchant, Order, WebhookDelivery, WebhookEvent
 from domain.orders import OrderState, Status, TimelineEvent
 
@@ -214,8 +212,6 @@ class WebhookEmitter:
         # merchant id -> (webhook url or None, monotonic expiry): one lookup per merchant and
         # TTL instead of one per projection; a changed URL is picked up within the TTL.
         self._urls: dict[str, tuple[str | None, float]] = {}
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._insert = insert
 
     async def order_changed(self, state: OrderState, events: Iterable[TimelineEvent]) -> list[str]:
         """Called by the projection after its transaction; returns the queued event ids."""
@@ -289,7 +285,7 @@ class WebhookEmitter:
 
     async def _store(self, rows: list[dict[str, Any]]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(self._insert(WebhookEvent).values(rows).on_conflict_do_nothing())
+            await conn.execute(insert_new(self._engine, WebhookEvent, rows))
 
     async def _webhook_url(self, merchant_id: str) -> str | None:
         cached = self._urls.get(merchant_id)

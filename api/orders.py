@@ -25,7 +25,7 @@ from api.errors import ApiError, Conflict, NotFound
 from api.pagination import newest_first
 from api.schemas import OrderPublic, order_public
 from db.models import Claim, Merchant, Order, OrderEvent
-from domain.facilities import Facilities, FacilitiesError
+from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
     Action,
     OrderCreate,
@@ -53,7 +53,7 @@ def request_hash(body: OrderCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def route(facilities: Facilities, country: str) -> Any:
+def route(facilities: Facilities, country: str) -> Facility:
     try:
         return facilities.route(country)
     except FacilitiesError as err:
@@ -149,11 +149,9 @@ async def create_order(
         state = OrderState.model_validate(existing.state)
     # Also on a retry: the request that created the row may have died before starting it.
     await _start_workflow(client, settings, merchant, inp, state)
-    events = [created_event] if created else (await _events(session, [row.id]))[row.id]
-    public = order_public(state, events, _now())
-    if not created:
-        public.reorders = (await _reorders(session, [row.id]))[row.id]
-    return public, created
+    if created:
+        return order_public(state, [created_event], _now()), True
+    return await render(session, state), False
 
 
 async def _start_workflow(
@@ -217,16 +215,21 @@ async def _reorders(session: AsyncSession, order_ids: list[str]) -> dict[str, li
     return result
 
 
-async def render(session: AsyncSession, order_id: str, state: OrderState) -> OrderPublic:
-    events = await _events(session, [order_id])
-    public = order_public(state, events[order_id], _now())
-    public.reorders = (await _reorders(session, [order_id]))[order_id]
-    return public
+async def render_many(session: AsyncSession, states: list[OrderState]) -> list[OrderPublic]:
+    """Orders as the API shows them: their state, timeline and reprints, in two queries."""
+    ids = [s.order_id for s in states]
+    events, reorders = await _events(session, ids), await _reorders(session, ids)
+    now = _now()
+    return [order_public(s, events[s.order_id], now, reorders[s.order_id]) for s in states]
+
+
+async def render(session: AsyncSession, state: OrderState) -> OrderPublic:
+    return (await render_many(session, [state]))[0]
 
 
 async def get_order(session: AsyncSession, merchant: Merchant, order_id: str) -> OrderPublic:
     row = await get_row(session, merchant, order_id)
-    return await render(session, row.id, OrderState.model_validate(row.state))
+    return await render(session, OrderState.model_validate(row.state))
 
 
 async def list_orders(
@@ -244,13 +247,8 @@ async def list_orders(
     if order_reference_id is not None:
         query = query.where(Order.order_reference_id == order_reference_id)
     page, next_cursor = await newest_first(session, query, Order, limit=limit, cursor=cursor)
-    events = await _events(session, [r.id for r in page])
-    reorders = await _reorders(session, [r.id for r in page])
-    now = _now()
-    data = [order_public(OrderState.model_validate(r.state), events[r.id], now) for r in page]
-    for order in data:
-        order.reorders = reorders[order.id]
-    return data, next_cursor
+    states = [OrderState.model_validate(r.state) for r in page]
+    return await render_many(session, states), next_cursor
 
 
 async def update_order(
@@ -264,10 +262,9 @@ async def update_order(
     """Runs a workflow Update; a refusal from the workflow becomes a 409 with its code."""
     handle = client.get_workflow_handle(row.id)
     try:
-        if arg is None:
-            state = await handle.execute_update(update, result_type=OrderState)
-        else:
-            state = await handle.execute_update(update, arg, result_type=OrderState)
+        state = await handle.execute_update(
+            update, args=[] if arg is None else [arg], result_type=OrderState
+        )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type:
@@ -285,4 +282,4 @@ async def update_order(
         raise Conflict(
             f"the order is {closed.status.value} and closed", code="order_closed"
         ) from None
-    return await render(session, row.id, state)
+    return await render(session, state)

@@ -84,7 +84,12 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-def order_public(state: OrderState, events: list[TimelineEvent], now: datetime) -> OrderPublic:
+def order_public(
+    state: OrderState,
+    events: list[TimelineEvent],
+    now: datetime,
+    reorders: list[str] | None = None,
+) -> OrderPublic:
     return OrderPublic(
         id=state.order_id,
         merchant_id=state.merchant_id,
@@ -118,7 +123,7 @@ def order_public(state: OrderState, events: list[TimelineEvent], now: datetime) 
         cancel_reason=state.cancel_reason,
         shipments=state.shipments,
         reorder_of=state.reorder_of,
-        reorders=state.reorders,
+        reorders=reorders or [],
         metadata=state.metadata,
         events=[EventPublic(at=e.at, type=e.type, detail=e.detail) for e in events],
         created_at=state.created_at,

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Insert, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -57,6 +59,12 @@ def create_engine(url: str) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def insert_new(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> Insert:
+    """INSERT of ``rows`` that skips those whose key exists: idempotent writes for retries."""
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    return insert(table).values(rows).on_conflict_do_nothing()
 
 
 async def create_tables(engine: AsyncEngine) -> None:

@@ -321,7 +321,6 @@ class OrderState(BaseModel):
     shipments: list[Shipment] = Field(default_factory=list)
     hold: Hold | None = None
     reorder_of: str | None = None
-    reorders: list[str] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
     version: int = 0

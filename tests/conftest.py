@@ -50,12 +50,15 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: time only moves forward, each test moves it its way."""
+    from workflows.client import ensure_search_attributes
+
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEMPORAL_TEST_SERVER,
-        data_converter=pydantic_data_converter,
+        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
     )
+    await ensure_search_attributes(env.client, "default")
     try:
         yield env
     finally:

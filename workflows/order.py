@@ -198,7 +198,6 @@ class OrderWorkflow:
             if cutoff > workflow.now():
                 generation = self._generation
                 text = f"waiting for {describe_cutoff(self._state.facility, cutoff)}"
-                self._show(f"{text}; cancel and address changes accepted until then")
                 if await self._wait_until(
                     cutoff,
                     text,
@@ -206,7 +205,7 @@ class OrderWorkflow:
                         self._generation != g  # type: ignore[misc]
                         or self._state.status is not Status.SCHEDULED
                     ),
-                    show=False,
+                    details=f"{text}; cancel and address changes accepted until then",
                 ):
                     continue  # canceled, re-addressed or re-routed: look again
             await self._submit()
@@ -328,16 +327,19 @@ class OrderWorkflow:
             return
 
     async def _wait_until(
-        self, moment: datetime, text: str, done: Callable[[], bool], show: bool = True
+        self, moment: datetime, summary: str, done: Callable[[], bool], details: str | None = None
     ) -> bool:
-        """Waits for ``done`` until ``moment``; True if ``done`` came first."""
-        if show:
-            self._show(text)
+        """Waits for ``done`` until ``moment``; True if ``done`` came first.
+
+        ``summary`` names the timer in the Web UI; ``details`` (or the summary) is shown as
+        what the order waits for.
+        """
+        self._show(details or summary)
         remaining = moment - workflow.now()
         if remaining <= timedelta(0):
             return done()
         try:
-            await workflow.wait_condition(done, timeout=remaining, timeout_summary=text[:200])
+            await workflow.wait_condition(done, timeout=remaining, timeout_summary=summary[:200])
             return True
         except TimeoutError:
             return done()

@@ -46,4 +46,4 @@ async def complete_personalization(
 ) -> OrderPublic:
     ctx = await personalization.open_link(session, token)
     state = await personalization.submit(session, temporal, ctx, body.items)
-    return await orders.render(session, ctx.order.id, state)
+    return await orders.render(session, state)

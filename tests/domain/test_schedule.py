@@ -487,7 +487,7 @@ class CutoffInSandbox:
 
 
 async def test_schedule_works_inside_the_workflow_sandbox(
-    time_skipping_env: WorkflowEnvironment,
+    env: WorkflowEnvironment,
 ) -> None:
     info = make_info("Sydney", "Australia/Sydney")
     queue = f"schedule-sandbox-{uuid.uuid4()}"
@@ -496,7 +496,7 @@ async def test_schedule_works_inside_the_workflow_sandbox(
             "hypothesis", "pytest", "_pytest"
         )
     )
-    client = time_skipping_env.client
+    client = env.client
     async with Worker(
         client, task_queue=queue, workflows=[CutoffInSandbox], workflow_runner=runner
     ):

@@ -1,9 +1,6 @@
-"""The API with everything after submission wired in, against real parts.
+"""The API of ``tests/harness.py`` plus a real webhook receiver on 127.0.0.1.
 
-Like ``tests/api/conftest.py``'s ``api`` fixture (real dev server, real database, a worker with
-the real activities, the facility simulator in-process), plus what this part adds: the webhook
-emitter and delivery, a real webhook receiver on 127.0.0.1, hold e-mails through a real SMTP
-sink. Facility events are posted by the tests themselves, with the facility's token.
+Facility events are posted by the tests themselves, with the facility's token.
 """
 
 from __future__ import annotations

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.webhooks import WebhookActivities, WebhookEmitter
 from db.engine import session_factory
 from db.models import Merchant
-from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.production.support import full_api
 from tests.webhooks.receiver import Receiver
 from worker import WORKFLOW_RUNNER
@@ -58,40 +57,39 @@ async def add_merchant(engine: AsyncEngine, webhook_url: str | None) -> str:
     return merchant_id
 
 
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    # One server per test: each test skips a day or more of its own time.
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
-    )
+@asynccontextmanager
+async def running_delivery(
+    env: WorkflowEnvironment, engine: AsyncEngine
+) -> AsyncIterator[Delivery]:
+    """A merchant whose webhooks go to a real receiver, and a worker delivering them."""
+    # The receiver fails on the test server's clock, which the test skips forward.
+    receiver = Receiver(secret=SECRET, clock=env.get_current_time)
+    await receiver.start()
     try:
-        yield env
+        merchant_id = await add_merchant(engine, receiver.url)
+        task_queue = "hooks-" + uuid.uuid4().hex
+        async with httpx.AsyncClient() as http:
+            activities = WebhookActivities(engine, http)
+            async with Worker(
+                env.client,
+                task_queue=task_queue,
+                workflows=[WebhookDeliveryWorkflow],
+                workflow_runner=WORKFLOW_RUNNER,
+                activities=[activities.deliver_webhook, activities.webhook_given_up],
+            ):
+                yield Delivery(
+                    env=env,
+                    engine=engine,
+                    receiver=receiver,
+                    emitter=WebhookEmitter(engine, env.client, task_queue),
+                    task_queue=task_queue,
+                    merchant_id=merchant_id,
+                )
     finally:
-        await env.shutdown()
+        await receiver.stop()
 
 
 @pytest.fixture
 async def delivery(env: WorkflowEnvironment, engine: AsyncEngine) -> AsyncIterator[Delivery]:
-    # The receiver fails on the test server's clock, which the test skips forward.
-    receiver = Receiver(secret=SECRET, clock=env.get_current_time)
-    await receiver.start()
-    merchant_id = await add_merchant(engine, receiver.url)
-    task_queue = "hooks-" + uuid.uuid4().hex
-    async with httpx.AsyncClient() as http:
-        activities = WebhookActivities(engine, http)
-        async with Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=[WebhookDeliveryWorkflow],
-            workflow_runner=WORKFLOW_RUNNER,
-            activities=[activities.deliver_webhook, activities.webhook_given_up],
-        ):
-            yield Delivery(
-                env=env,
-                engine=engine,
-                receiver=receiver,
-                emitter=WebhookEmitter(engine, env.client, task_queue),
-                task_queue=task_queue,
-                merchant_id=merchant_id,
-            )
-    await receiver.stop()
+    async with running_delivery(env, engine) as running:
+        yield running

@@ -12,23 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import uuid
 from pathlib import Path
 
-import httpx
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.webhooks import WebhookActivities, WebhookEmitter, delivery_workflow_id
+from activities.webhooks import delivery_workflow_id
 from db.engine import create_engine, create_tables
 from domain.orders import Status, TimelineEvent, new_state
 from tests.conftest import TEMPORAL_TEST_SERVER
-from tests.webhooks.conftest import SECRET, add_merchant
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.conftest import running_delivery
 from tests.workflows.support import order_input
-from worker import WORKFLOW_RUNNER
-from workflows.webhooks import WebhookDeliveryWorkflow
 
 HISTORY = Path(__file__).parent / "histories" / "webhook_delivery_gave_up.json"
 
@@ -37,43 +31,29 @@ async def record() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
     )
-    receiver = Receiver(secret=SECRET, clock=env.get_current_time)
-    await receiver.start()
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{tmp}/record.db")
         await create_tables(engine)
         try:
-            merchant_id = await add_merchant(engine, receiver.url)
-            task_queue = "record-" + uuid.uuid4().hex
-            async with httpx.AsyncClient() as http:
-                activities = WebhookActivities(engine, http)
-                async with Worker(
-                    env.client,
-                    task_queue=task_queue,
-                    workflows=[WebhookDeliveryWorkflow],
-                    workflow_runner=WORKFLOW_RUNNER,
-                    activities=[activities.deliver_webhook, activities.webhook_given_up],
-                ):
-                    now = await env.get_current_time()
-                    state = new_state(order_input(now))
-                    state.merchant_id, state.status = merchant_id, Status.DELIVERED
-                    events = [
-                        TimelineEvent(seq=5, at=now, type="printed", status="printed"),
-                        TimelineEvent(seq=6, at=now, type="delivered", status="delivered"),
-                    ]
-                    emitter = WebhookEmitter(engine, env.client, task_queue)
-                    ids = await emitter.order_changed(state, events)
-                    receiver.fail_events = {ids[0]}
-                    handle = env.client.get_workflow_handle(delivery_workflow_id(state.order_id))
-                    async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
-                        await handle.result()
-                    history = await handle.fetch_history()
-            assert receiver.accepted_ids() == [ids[1]]
+            async with running_delivery(env, engine) as delivery:
+                now = await env.get_current_time()
+                state = new_state(order_input(now))
+                state.merchant_id, state.status = delivery.merchant_id, Status.DELIVERED
+                events = [
+                    TimelineEvent(seq=5, at=now, type="printed", status="printed"),
+                    TimelineEvent(seq=6, at=now, type="delivered", status="delivered"),
+                ]
+                ids = await delivery.emitter.order_changed(state, events)
+                delivery.receiver.fail_events = {ids[0]}
+                handle = env.client.get_workflow_handle(delivery_workflow_id(state.order_id))
+                async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
+                    await handle.result()
+                history = await handle.fetch_history()
+                assert delivery.receiver.accepted_ids() == [ids[1]]
             HISTORY.parent.mkdir(exist_ok=True)
             HISTORY.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
         finally:
             await engine.dispose()
-            await receiver.stop()
             await env.shutdown()
 
 

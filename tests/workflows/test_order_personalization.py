@@ -76,9 +76,8 @@ async def test_the_merchant_gets_one_link_fifteen_minutes_after_the_order(
         link = rec.links[0]
         assert link.support_email == "support@shop.test"
         assert [i.item_reference_id for i in link.items] == ["mug-1"], "only what needs it"
-        assert link.expires_at == arrived + DELAY + TTL or abs(
-            link.expires_at - (arrived + DELAY + TTL)
-        ) < timedelta(seconds=2)
+        # Seven days from the e-mail (the timer fires within a moment of the 15 minutes).
+        assert abs(link.expires_at - (arrived + DELAY + TTL)) < timedelta(seconds=2)
 
         await sleep_until(env, link.expires_at - timedelta(minutes=1))
         assert len(rec.links) == 1, "exactly one e-mail while the link lives"
