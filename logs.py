@@ -95,6 +95,14 @@ _SKIP = frozenset(
 )
 
 
+def first_line(err: BaseException) -> str:
+    """An error in one line, for a log or a probe's answer; secrets masked."""
+    cause = getattr(err, "orig", None) or err  # SQLAlchemy wraps the driver's error
+    lines = str(cause).strip().splitlines()
+    # Driver messages may quote a connection string.
+    return redact(lines[0][:200]) if lines else type(cause).__name__
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites each record with its secrets masked, before any formatter sees it."""
 

@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -39,9 +38,9 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
-from db.engine import async_url, create_engine
+from db.engine import async_url, create_engine, ping
 from domain.facilities import Facilities, FacilitiesError, load_facilities
-from logs import configure_logging, redact, register_secret
+from logs import configure_logging, first_line, redact, register_secret
 from settings import Settings, get_settings
 
 log = logging.getLogger("printflow.startup")
@@ -129,12 +128,11 @@ async def check_database(url: str, timeout: float = REACH_TIMEOUT) -> None:  # n
     shown = make_url(url).render_as_string(hide_password=True)
     engine = create_engine(url)
     try:
-        async with asyncio.timeout(timeout), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await ping(engine, timeout)
     except TimeoutError:
         raise ConfigError(f"database {shown} did not answer within {timeout:g}s") from None
     except Exception as err:  # noqa: BLE001 - driver errors differ per backend
-        raise ConfigError(f"database {shown} is unreachable: {_first_line(err)}") from None
+        raise ConfigError(f"database {shown} is unreachable: {first_line(err)}") from None
     finally:
         await engine.dispose()
 
@@ -160,12 +158,6 @@ async def check_config(settings: Settings) -> Facilities:
     facilities = check_static(settings)
     await check_reachable(settings)
     return facilities
-
-
-def _first_line(err: BaseException) -> str:
-    cause = getattr(err, "orig", None) or err  # SQLAlchemy wraps the driver's error
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
 
 
 def temporal_runtime(metrics_port: int | None = None) -> Runtime:

@@ -7,10 +7,11 @@ loop, in the API or in activities.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, event
+from sqlalchemy import Insert, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -65,6 +66,12 @@ def insert_new(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> I
     """INSERT of ``rows`` that skips those whose key exists: idempotent writes for retries."""
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     return insert(table).values(rows).on_conflict_do_nothing()
+
+
+async def ping(engine: AsyncEngine, within: float) -> None:
+    """``SELECT 1``, given ``within`` seconds; raises TimeoutError or the driver's error."""
+    async with asyncio.timeout(within), engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 async def create_tables(engine: AsyncEngine) -> None:

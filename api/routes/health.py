@@ -16,12 +16,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.errors import envelope
-from logs import redact
+from db.engine import ping
+from logs import first_line
 
 CHECK_TIMEOUT = 2.0
 
@@ -79,12 +79,11 @@ async def readyz(request: Request) -> Readiness | JSONResponse:
 
 async def _database_problem(engine: AsyncEngine) -> str | None:
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await ping(engine, CHECK_TIMEOUT)
     except TimeoutError:
         return f"no answer within {CHECK_TIMEOUT:g}s"
     except Exception as err:  # noqa: BLE001 - whatever the driver raises, the answer is "not ready"
-        return f"unreachable ({_first_line(err)})"
+        return f"unreachable ({first_line(err)})"
     return None
 
 
@@ -97,12 +96,5 @@ async def _temporal_problem(client: Client) -> str | None:
     except TimeoutError:
         return f"no answer within {CHECK_TIMEOUT:g}s"
     except Exception as err:  # noqa: BLE001 - RPCError and connection errors alike
-        return f"unreachable ({_first_line(err)})"
+        return f"unreachable ({first_line(err)})"
     return None if serving else "frontend not serving"
-
-
-def _first_line(err: BaseException) -> str:
-    cause = getattr(err, "orig", None) or err  # SQLAlchemy wraps the driver's error
-    lines = str(cause).strip().splitlines()
-    # Driver messages may quote a connection string; the probe is unauthenticated.
-    return redact(lines[0][:200]) if lines else type(cause).__name__
