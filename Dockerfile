@@ -1,7 +1,7 @@
 # One image for every printflow process; docker-compose.yml chooses the command:
 #   uvicorn api.main:app --host 0.0.0.0 --port 8000     the API (port 8000, /metrics there too)
 #   python worker.py                                     a worker (SDK metrics on port 9464)
-#   python -m db.migrate upgrade                         the schema migrations
+#   python migrate.py upgrade                         the schema migrations
 #   python -m simulator --host 0.0.0.0 --port 8100       the facility simulator (development)
 FROM python:3.11-slim
 
@@ -21,7 +21,7 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
  && pip install -r /tmp/requirements.txt tzdata \
  && rm /tmp/requirements.txt
 
-COPY settings.py worker.py logs.py startup.py alembic.ini ./
+COPY settings.py worker.py migrate.py logs.py startup.py alembic.ini ./
 COPY activities/ activities/
 COPY api/ api/
 COPY db/ db/

@@ -1,7 +1,7 @@
 """Process logging for the API and the worker: text for people, JSON for machines, no secrets.
 
 ``configure_logging(settings)`` is called once per process (worker ``main()``, the API app that
-uvicorn loads, ``python -m db.migrate``); tests never call it, so pytest's capture stays as is.
+uvicorn loads, ``python migrate.py``); tests never call it, so pytest's capture stays as is.
 
 - ``PRINTFLOW_LOG_FORMAT=json``: one JSON object a line, on stderr. Lines logged from order work
   (``workflow.logger``, ``activity.logger`` and the SDK's own lines about a task) carry

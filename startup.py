@@ -1,6 +1,6 @@
 """How a printflow process starts, and how it refuses a broken configuration.
 
-A process (the API that uvicorn loads, ``python worker.py``, ``python -m db.migrate``) reads its
+A process (the API that uvicorn loads, ``python worker.py``, ``python migrate.py``) reads its
 settings, configures logging and checks what it depends on before doing anything else. A broken
 configuration stops it with one line on stderr and status 1, never a traceback::
 

@@ -10,6 +10,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
 import httpx
@@ -23,13 +24,14 @@ from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities
 from activities.print_jobs import FacilityActivities
 from activities.projection import ProjectionActivities
-from activities.webhooks import WebhookActivities, WebhookEmitter
+from activities.webhooks.delivery import WebhookActivities
+from activities.webhooks.emitter import WebhookEmitter
 from db.engine import create_engine
 from db.migrate import migrate
 from domain.facilities import Facilities, load_facilities
 from settings import Settings
 from startup import ConfigError, check_config, configure_process, temporal_runtime
-from workflows.client import connect, ensure_search_attributes
+from workflows.client import connect, enqueue_deliveries, ensure_search_attributes
 from workflows.order import OrderWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
@@ -56,7 +58,7 @@ def build_activities(
     ``facility_http``: how print jobs reach facilities (tests route it to an in-process
     simulator); by default the same client as webhooks.
     """
-    emitter = WebhookEmitter(engine, client, settings.task_queue)
+    emitter = WebhookEmitter(engine, partial(enqueue_deliveries, client, settings.task_queue))
     mailer = Mailer(settings)
     projection = ProjectionActivities(engine, emitter)
     facility = FacilityActivities(facilities, facility_http or http)
@@ -67,7 +69,7 @@ def build_activities(
         projection.project_order,
         facility.submit_print_job,
         facility.notify_facility,
-        personalization.issue_link,
+        personalization.issue_personalization_link,
         webhooks.deliver_webhook,
         webhooks.webhook_given_up,
         holds.send_hold_notice,

@@ -19,7 +19,8 @@ from temporalio import activity
 from activities.mail import Mailer, render_email
 from activities.personalization import format_expiry
 from db.models import Order
-from domain.orders import HoldNotice
+from domain.orders import HoldKind
+from workflows.order_messages import HoldNotice
 
 log = logging.getLogger("printflow.holds")
 
@@ -41,8 +42,8 @@ class Problem:
     checks: tuple[str, ...] = ()
 
 
-PROBLEMS: dict[str, Problem] = {
-    "file_quality": Problem(
+PROBLEMS: dict[HoldKind, Problem] = {
+    HoldKind.FILE_QUALITY: Problem(
         "a problem with the print files",
         "The print facility checked the files of this order and will not print them as they "
         "are. Please look at the files again before you decide:",
@@ -53,17 +54,17 @@ PROBLEMS: dict[str, Problem] = {
             "cropping: nothing important is cut off at the edges or hidden in the bleed area",
         ),
     ),
-    "address_invalid": Problem(
+    HoldKind.ADDRESS_INVALID: Problem(
         "the shipping address cannot be delivered to",
         "The carrier will not accept the shipping address as it is. Please check it with your "
         "customer and send the corrected address.",
     ),
-    "facility_rejected": Problem(
+    HoldKind.FACILITY_REJECTED: Problem(
         "the print facility refused the print job",
         "The facility did not accept the order for production. Please check the order's "
         "files and items, then release it again or cancel it.",
     ),
-    "other": Problem(
+    HoldKind.OTHER: Problem(
         "a problem reported by the print facility",
         "The print facility cannot go on with this order without your answer.",
     ),
@@ -100,7 +101,7 @@ def actions_for(notice: HoldNotice, api: str, items: list[str]) -> list[dict[str
         "url": f"{order}/cancel",
         "body": json.dumps({"reason": "…"}, ensure_ascii=False),
     }
-    if notice.kind == "address_invalid":
+    if notice.kind is HoldKind.ADDRESS_INVALID:
         return [address, cancel]
     return [replace, proceed, cancel]
 
@@ -111,7 +112,7 @@ class HoldActivities:
         self._api = public_base_url.rstrip("/")
         self._engine = engine
 
-    @activity.defn(name="send_hold_notice")
+    @activity.defn
     async def send_hold_notice(self, notice: HoldNotice) -> None:
         text, html = self.render(notice, await self._items(notice.order_id))
         message_id = await self._mailer.send(notice.support_email, subject_for(notice), text, html)
@@ -120,7 +121,7 @@ class HoldActivities:
         )
 
     def render(self, notice: HoldNotice, items: list[str]) -> tuple[str, str]:
-        problem = PROBLEMS.get(notice.kind, PROBLEMS["other"])
+        problem = PROBLEMS[notice.kind]
         context: dict[str, Any] = {
             "reference": notice.order_reference_id,
             "order_id": notice.order_id,

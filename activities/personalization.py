@@ -20,7 +20,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -31,6 +30,7 @@ from activities.mail import Mailer, render_email
 from db.models import PersonalizationLink
 from domain.orders import ItemState
 from domain.personalization import describe_field, hash_token
+from workflows.order_messages import IssueLink, LinkIssued
 
 log = logging.getLogger("printflow.personalization")
 
@@ -51,24 +51,6 @@ def format_expiry(when: datetime) -> str:
 
 def link_subject(reference: str) -> str:
     return f"Order {reference}: personalization needed — link to forward to your customer"
-
-
-class IssueLink(BaseModel):
-    order_id: str
-    merchant_id: str
-    support_email: str
-    order_reference_id: str
-    seq: int  # 1, 2, 3 … per order
-    expires_at: datetime
-    items: list[ItemState]  # only the items that need personalization
-
-
-class LinkIssued(BaseModel):
-    """What the workflow keeps: never the token, so workflow histories cannot leak it."""
-
-    link_id: str
-    seq: int
-    expires_at: datetime
 
 
 class LinkWebhooks(Protocol):
@@ -92,8 +74,8 @@ class PersonalizationActivities:
         self._public_base_url = public_base_url
         self._webhooks = webhooks
 
-    @activity.defn(name="issue_personalization_link")
-    async def issue_link(self, req: IssueLink) -> LinkIssued:
+    @activity.defn
+    async def issue_personalization_link(self, req: IssueLink) -> LinkIssued:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         link, fresh = await self._store(req, hash_token(token))
         issued = LinkIssued(link_id=link.id, seq=link.seq, expires_at=link.expires_at)

@@ -7,45 +7,19 @@ takes; any other 4xx is the facility refusing the job, which no retry will chang
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.facilities import Facilities
-from domain.orders import ShippingAddress
-
-FACILITY_REJECTED = "FacilityRejected"
-
-
-class PrintJobItem(BaseModel):
-    item_reference_id: str
-    product_uid: str
-    quantity: int
-    files: list[dict[str, str]]
-    personalization: dict[str, str] | None = None
-
-
-class PrintJobRequest(BaseModel):
-    order_id: str
-    order_reference_id: str
-    facility_id: str
-    items: list[PrintJobItem]
-    shipping_address: ShippingAddress
-
-
-class PrintJobResult(BaseModel):
-    job_id: str
-
-
-class FacilityOutcome(BaseModel):
-    """How a hold ended, for the facility holding the job: ``resume`` or ``cancel``."""
-
-    facility_id: str
-    job_id: str
-    outcome: Literal["resume", "cancel"]
+from workflows.order_messages import (
+    FACILITY_REJECTED,
+    FacilityOutcome,
+    PrintJobRequest,
+    PrintJobResult,
+)
 
 
 class FacilityActivities:
@@ -53,7 +27,7 @@ class FacilityActivities:
         self._facilities = facilities
         self._http = http
 
-    @activity.defn(name="submit_print_job")
+    @activity.defn
     async def submit_print_job(self, job: PrintJobRequest) -> PrintJobResult:
         facility = self._facilities.get(job.facility_id)
         activity.logger.info("submitting the print job to facility %s", facility.id)
@@ -81,7 +55,7 @@ class FacilityActivities:
         )
         return PrintJobResult(job_id=str(response.json()["job_id"]))
 
-    @activity.defn(name="notify_facility")
+    @activity.defn
     async def notify_facility(self, outcome: FacilityOutcome) -> None:
         facility = self._facilities.get(outcome.facility_id)
         response = await self._http.post(

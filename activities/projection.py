@@ -9,22 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from db.engine import insert_new
 from db.models import Order, OrderEvent
-from domain.orders import OrderState, TimelineEvent
+from workflows.order_messages import Projection
 
 if TYPE_CHECKING:
-    from activities.webhooks import WebhookEmitter
-
-
-class Projection(BaseModel):
-    state: OrderState
-    new_events: list[TimelineEvent] = []
+    from activities.webhooks.emitter import WebhookEmitter
 
 
 class ProjectionActivities:
@@ -34,7 +28,7 @@ class ProjectionActivities:
         # hears of a change the read model already shows.
         self._webhooks = webhooks
 
-    @activity.defn(name="project_order")
+    @activity.defn
     async def project_order(self, projection: Projection) -> None:
         state = projection.state
         async with self._engine.begin() as conn:

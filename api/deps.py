@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the database session, the Temporal client, the calling merchant."""
+"""FastAPI dependencies: the database session, the Temporal client, who is calling (a merchant,
+a facility, an operator)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
 from db.models import Merchant
-from domain.facilities import Facilities
+from domain.facilities import Facilities, Facility
 from settings import Settings
 
 
@@ -77,3 +78,28 @@ def _admin(settings: SettingsDep, x_admin_token: Annotated[str | None, Header()]
 
 
 AdminDep = Depends(_admin)
+
+
+def _facility(
+    facilities: FacilitiesDep, authorization: Annotated[str | None, Header()] = None
+) -> Facility:
+    """The facility whose token the request carries; runs before the body is validated."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the facility's API token as 'Authorization: Bearer <token>'")
+    return _match_token(facilities, token.strip())
+
+
+def _match_token(facilities: Facilities, token: str) -> Facility:
+    found: Facility | None = None
+    given = token.encode()
+    # Compare against every facility, without stopping early, so timing tells nothing.
+    for facility in facilities:
+        if hmac.compare_digest(given, facility.api_token.get_secret_value().encode()):
+            found = facility
+    if found is None:
+        raise Unauthorized("unknown facility token")
+    return found
+
+
+FacilityDep = Annotated[Facility, Depends(_facility)]

@@ -1,141 +1,177 @@
-"""The order as the API shows it: the workflow's state plus what a merchant needs to act on it."""
+"""The API's public models: what requests carry and what answers hold, in one place.
+
+The order itself (``OrderPublic`` and its parts) is defined in ``domain.views``, because webhook
+payloads carry the same shape; it is re-exported here so routes find every model in one module.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from domain.orders import (
-    Hold,
-    OrderState,
-    PersonalizationSpec,
-    PrintFile,
-    Shipment,
-    ShippingAddress,
-    Status,
-    TimelineEvent,
-    allowed_actions,
-    editable_until,
+from domain.orders import Approval, Email
+from domain.views import (
+    AllowedActions,
+    FacilityPublic,
+    ItemPersonalization,
+    ItemPublic,
+    OrderPage,
+    OrderPublic,
+    TimelineEventPublic,
 )
 
-
-class ItemPersonalization(BaseModel):
-    fields: list[Any]
-    status: str
-    values: dict[str, str] | None
-
-
-class ItemPublic(BaseModel):
-    item_reference_id: str
-    product_uid: str
-    quantity: int
-    files: list[PrintFile]
-    personalization: ItemPersonalization | None
+__all__ = [
+    "AllowedActions",
+    "FacilityPublic",
+    "ItemPersonalization",
+    "ItemPublic",
+    "OrderPage",
+    "OrderPublic",
+    "TimelineEventPublic",
+]
 
 
-class FacilityPublic(BaseModel):
+# ---------------------------------------------------------------------------- merchants
+
+
+class MerchantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    support_email: Email
+    webhook_url: HttpUrl | None = None
+    approval: Approval = "auto"
+
+
+class MerchantCreated(BaseModel):
     id: str
     name: str
-    timezone: str
-
-
-class AllowedActions(BaseModel):
-    cancel: bool
-    update_address: bool
-    approve: bool
-    reorder: bool
-
-
-class EventPublic(BaseModel):
-    at: datetime
-    type: str
-    detail: dict[str, Any] | str | None
-
-
-class OrderPublic(BaseModel):
-    id: str
-    merchant_id: str
-    order_reference_id: str
-    customer_reference_id: str | None
-    status: Status
-    approval: str
-    items: list[ItemPublic]
-    shipping_address: ShippingAddress
-    facility: FacilityPublic
-    cutoff_at: datetime | None
-    editable_until: datetime | None
-    allowed_actions: AllowedActions
-    job_id: str | None
-    hold: Hold | None
-    cancel_reason: str | None
-    shipments: list[Shipment]
-    reorder_of: str | None
-    reorders: list[str]
-    metadata: dict[str, Any] | None
-    events: list[EventPublic]
+    support_email: str
+    webhook_url: str | None
+    approval: Approval
     created_at: datetime
-    updated_at: datetime
+    api_key: str = Field(description="shown once; printflow keeps only its hash")
+    webhook_secret: str = Field(description="shown once; signs the webhooks sent to you")
 
 
-class OrderPage(BaseModel):
-    data: list[OrderPublic]
+# ---------------------------------------------------------------------------- reprints
+
+ClaimReason = Literal["damaged", "defective", "misprint", "lost"]
+PHOTOS_REQUIRED: frozenset[str] = frozenset({"damaged", "defective"})
+
+
+class ReorderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: ClaimReason
+    description: str = Field(min_length=1, max_length=2000)
+    photo_urls: list[HttpUrl] = Field(
+        default_factory=list,
+        max_length=20,
+        description="required for damaged and defective: what the customer received",
+    )
+    item_reference_ids: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the items to reprint; all items of the original when omitted",
+    )
+
+    @model_validator(mode="after")
+    def _evidence(self) -> ReorderRequest:
+        if self.reason in PHOTOS_REQUIRED and not self.photo_urls:
+            raise ValueError(f"photo_urls are required for a {self.reason} claim")
+        ids = self.item_reference_ids or []
+        if len(ids) != len(set(ids)):
+            raise ValueError("item_reference_ids must not repeat")
+        return self
+
+
+class ClaimPublic(BaseModel):
+    id: str
+    original_order_id: str
+    original_order_reference_id: str
+    new_order_id: str
+    new_order_reference_id: str
+    reason: str
+    description: str
+    photo_urls: list[str]
+    item_reference_ids: list[str]
+    created_at: datetime
+
+
+class ReorderCreated(BaseModel):
+    order: OrderPublic
+    claim: ClaimPublic
+
+
+class ClaimPage(BaseModel):
+    data: list[ClaimPublic]
     next_cursor: str | None
 
 
-def order_public(
-    state: OrderState,
-    events: list[TimelineEvent],
-    now: datetime,
-    reorders: list[str] | None = None,
-) -> OrderPublic:
-    return OrderPublic(
-        id=state.order_id,
-        merchant_id=state.merchant_id,
-        order_reference_id=state.order_reference_id,
-        customer_reference_id=state.customer_reference_id,
-        status=state.status,
-        approval=state.approval,
-        items=[
-            ItemPublic(
-                item_reference_id=i.item_reference_id,
-                product_uid=i.product_uid,
-                quantity=i.quantity,
-                files=i.files,
-                personalization=_personalization(
-                    i.personalization, i.personalization_status, i.personalization_values
-                ),
-            )
-            for i in state.items
-        ],
-        shipping_address=state.shipping_address,
-        facility=FacilityPublic(
-            id=state.facility.id, name=state.facility.name, timezone=state.facility.timezone
-        ),
-        cutoff_at=state.cutoff_at,
-        editable_until=editable_until(state.status, state.cutoff_at),
-        allowed_actions=AllowedActions(
-            **allowed_actions(state.status, state.cutoff_at, now, state.hold)
-        ),
-        job_id=state.job_id,
-        hold=state.hold,
-        cancel_reason=state.cancel_reason,
-        shipments=state.shipments,
-        reorder_of=state.reorder_of,
-        reorders=reorders or [],
-        metadata=state.metadata,
-        events=[EventPublic(at=e.at, type=e.type, detail=e.detail) for e in events],
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-    )
+# ---------------------------------------------------------------------------- personalization
+
+_Key = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+_Value = Annotated[str, StringConstraints(max_length=10_000)]
 
 
-def _personalization(
-    spec: PersonalizationSpec | None, status: str, values: dict[str, str] | None
-) -> ItemPersonalization | None:
-    if spec is None:
-        return None
-    return ItemPersonalization(
-        fields=[f.model_dump() for f in spec.fields], status=status, values=values
-    )
+class PersonalizationIn(BaseModel):
+    """``{"items": {item_reference_id: {field name: value}}}``; optional fields may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: dict[_Key, dict[_Key, _Value]] = Field(max_length=100)
+
+
+# ---------------------------------------------------------------------------- facilities
+
+
+class EventAccepted(BaseModel):
+    accepted: bool = True
+    duplicate: bool
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+DeliveryOutcome = Literal["succeeded", "failed", "given_up"]
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    order_id: str | None
+    attempt: int
+    outcome: DeliveryOutcome
+    url: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    at: datetime
+
+
+class DeliveryPage(BaseModel):
+    data: list[DeliveryPublic]
+    next_cursor: str | None
+
+
+class WebhookEventPublic(BaseModel):
+    id: str
+    type: str
+    order_id: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any]
+
+
+class WebhookEventPage(BaseModel):
+    data: list[WebhookEventPublic]
+    next_cursor: str | None
+
+
+class Redelivery(BaseModel):
+    event_id: str
+    queued: bool = True

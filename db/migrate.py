@@ -1,10 +1,5 @@
-"""Schema migrations: ``await migrate(url)`` when the API or a worker starts, or by hand::
-
-    python -m db.migrate upgrade [REVISION]     # default: head
-    python -m db.migrate downgrade REVISION     # "base" removes every table
-    python -m db.migrate current
-
-The database comes from ``PRINTFLOW_DATABASE_URL`` (or ``--url``). Several processes may start
+"""Schema migrations: ``await migrate(url)`` when the API or a worker starts, or by hand with
+``python migrate.py`` (the command-line entry at the top level). Several processes may start
 at once: on PostgreSQL the migration runs under a transaction-scoped advisory lock, on SQLite
 under an exclusive lock on a file beside the database, so exactly one of them changes the schema
 and the others find it at head. Alembic runs on the same async engine as the apps, handed the
@@ -13,12 +8,10 @@ connection through ``config.attributes``; ``migrations/env.py`` picks it up.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fcntl
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +25,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
 from db.engine import create_engine
-from startup import ConfigError, check_database, configure_process
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -139,42 +131,3 @@ async def _sqlite_lock(url: str) -> AsyncIterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m db.migrate", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--url", help="database URL (default: PRINTFLOW_DATABASE_URL)")
-    sub = parser.add_subparsers(dest="action", required=True)
-    up = sub.add_parser("upgrade", help="upgrade the schema (default: to head)")
-    up.add_argument("revision", nargs="?", default="head")
-    down = sub.add_parser("downgrade", help="downgrade the schema ('base': drop every table)")
-    down.add_argument("revision")
-    sub.add_parser("current", help="print the schema revision of the database")
-    args = parser.parse_args(argv)
-
-    async def run(url: str) -> str | None:
-        await check_database(url)
-        if args.action == "upgrade":
-            await migrate(url, args.revision)
-        elif args.action == "downgrade":
-            await downgrade(url, args.revision)
-        return await current_revision(url)
-
-    try:
-        settings = configure_process()
-        url = args.url or settings.database_url
-        revision = asyncio.run(run(url))
-    except ConfigError as err:
-        return err.exit()
-    except MigrationError as err:
-        print(f"printflow: migration failed: {err}", file=sys.stderr)
-        return 1
-    shown = make_url(url).render_as_string(hide_password=True)
-    print(f"{shown}: schema at {revision or 'base (no tables)'}; code head {head_revision()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

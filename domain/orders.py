@@ -56,6 +56,60 @@ class Action(StrEnum):
 Approval = Literal["auto", "manual"]
 
 
+class EventType(StrEnum):
+    """What a timeline entry records; the read model, webhooks and the API match on these."""
+
+    CREATED = "created"
+    PERSONALIZATION_LINK_ISSUED = "personalization_link_issued"
+    PERSONALIZATION_COMPLETED = "personalization_completed"
+    APPROVED = "approved"
+    CANCELED = "canceled"
+    SHIPPING_ADDRESS_UPDATED = "shipping_address_updated"
+    IN_PRODUCTION = "in_production"
+    PRINT_JOB_REJECTED = "print_job_rejected"
+    PRINTED = "printed"
+    SHIPMENT = "shipment"
+    DELIVERED = "delivered"
+    RETURNED = "returned"
+    ON_HOLD = "on_hold"
+    HOLD_REMINDER_SENT = "hold_reminder_sent"
+    HOLD_RESOLVED = "hold_resolved"
+    EVENT_IGNORED = "event_ignored"
+    CLOSED = "closed"
+
+
+class HoldKind(StrEnum):
+    """Why an order is on hold: a facility's issue report, or its refusal of the print job."""
+
+    FILE_QUALITY = "file_quality"
+    ADDRESS_INVALID = "address_invalid"
+    OTHER = "other"
+    FACILITY_REJECTED = "facility_rejected"
+
+
+class PersonalizationStatus(StrEnum):
+    NOT_REQUIRED = "not_required"
+    PENDING = "pending"
+    COMPLETED = "completed"
+    SKIPPED = "skipped"  # the merchant approved without it
+
+
+class RefusalCode(StrEnum):
+    """The ``error.code`` of every 409 an order's state causes (see ``refusal``)."""
+
+    ORDER_CANCELED = "order_canceled"
+    ORDER_IN_PRODUCTION = "order_in_production"
+    ORDER_FAILED = "order_failed"
+    ORDER_NOT_PENDING = "order_not_pending"
+    ORDER_ON_HOLD = "order_on_hold"
+    ORDER_NOT_PRODUCED = "order_not_produced"
+    ORDER_NOT_ON_HOLD = "order_not_on_hold"
+    UNKNOWN_ITEMS = "unknown_items"
+    ALREADY_PERSONALIZED = "already_personalized"
+    LINK_SUPERSEDED = "link_superseded"
+    INVALID_PERSONALIZATION = "invalid_personalization"
+
+
 # ---------------------------------------------------------------------------- input models
 
 
@@ -196,34 +250,6 @@ class ProductionEventIn(_Strict):
         return self
 
 
-class ProductionSignal(BaseModel):
-    """What the API signals to the order workflow for a facility event."""
-
-    event: ProductionEventIn
-    received_at: datetime
-
-
-class PersonalizationSubmission(BaseModel):
-    """The customer's values for one link: {item_reference_id: {field name: value}}."""
-
-    link_id: str
-    values: dict[str, dict[str, str]]
-
-
-class HoldNotice(BaseModel):
-    """An e-mail to the merchant about a hold: the first notice, a reminder, or the cancel."""
-
-    order_id: str
-    merchant_id: str
-    order_reference_id: str
-    support_email: str
-    kind: str  # file_quality | address_invalid | other | facility_rejected
-    description: str
-    notice: Literal["hold", "reminder", "canceled"]
-    reminder_number: int = 0
-    respond_by: datetime | None = None
-
-
 class HoldResolution(_Strict):
     """The merchant's answer to a hold (a new address goes through the address endpoint)."""
 
@@ -245,7 +271,7 @@ class HoldResolution(_Strict):
 class TimelineEvent(BaseModel):
     seq: int
     at: datetime
-    type: str
+    type: EventType
     detail: dict[str, Any] | str | None = None
     # The status this event moved the order to, when it moved it.
     status: str | None = None
@@ -257,8 +283,7 @@ class ItemState(BaseModel):
     quantity: int
     files: list[PrintFile]
     personalization: PersonalizationSpec | None = None
-    # not_required | pending | completed | skipped (the merchant approved without it)
-    personalization_status: str = "not_required"
+    personalization_status: PersonalizationStatus = PersonalizationStatus.NOT_REQUIRED
     personalization_values: dict[str, str] | None = None
 
 
@@ -270,7 +295,7 @@ class Shipment(BaseModel):
 
 
 class Hold(BaseModel):
-    kind: str  # file_quality | address_invalid | other | facility_rejected
+    kind: HoldKind
     description: str
     since: datetime
     respond_by: datetime | None = None
@@ -335,7 +360,7 @@ class OrderState(BaseModel):
 
 
 def initial_status(items: list[ItemState], approval: Approval) -> Status:
-    if any(item.personalization_status == "pending" for item in items):
+    if any(item.personalization_status is PersonalizationStatus.PENDING for item in items):
         return Status.PENDING_PERSONALIZATION
     if approval == "manual":
         return Status.PENDING_APPROVAL
@@ -343,10 +368,12 @@ def initial_status(items: list[ItemState], approval: Approval) -> Status:
 
 
 def _item_state(item: OrderItemIn, carried: dict[str, dict[str, str]]) -> ItemState:
-    personalization_status, values = "not_required", None
+    personalization_status, values = PersonalizationStatus.NOT_REQUIRED, None
     if item.personalization is not None:
         values = carried.get(item.item_reference_id)
-        personalization_status = "pending" if values is None else "completed"
+        personalization_status = (
+            PersonalizationStatus.PENDING if values is None else PersonalizationStatus.COMPLETED
+        )
     return ItemState(
         item_reference_id=item.item_reference_id,
         product_uid=item.product_uid,
@@ -395,7 +422,7 @@ def created_event(state: OrderState) -> TimelineEvent:
     return TimelineEvent(
         seq=1,
         at=state.created_at,
-        type="created",
+        type=EventType.CREATED,
         detail={"facility": state.facility.id},
         status=state.status.value,
     )
@@ -405,7 +432,7 @@ def created_event(state: OrderState) -> TimelineEvent:
 
 
 class Refusal(BaseModel):
-    code: str
+    code: RefusalCode
     message: str
 
 
@@ -425,22 +452,22 @@ def refusal(
         if status in {Status.PRINTED, Status.SHIPPED, Status.DELIVERED, Status.RETURNED}:
             return None
         return Refusal(
-            code="order_not_produced",
+            code=RefusalCode.ORDER_NOT_PRODUCED,
             message=f"only printed, shipped, delivered or returned orders can be reordered; "
             f"this order is {status}",
         )
     if status is Status.CANCELED:
-        return Refusal(code="order_canceled", message="the order was canceled")
+        return Refusal(code=RefusalCode.ORDER_CANCELED, message="the order was canceled")
     if status in PRODUCED or status in {Status.RETURNED}:
         return Refusal(
-            code="order_in_production",
+            code=RefusalCode.ORDER_IN_PRODUCTION,
             message=f"the order went to production at the cutoff and is now {status}",
         )
     if status is Status.FAILED:
-        return Refusal(code="order_failed", message="the order failed and is closed")
+        return Refusal(code=RefusalCode.ORDER_FAILED, message="the order failed and is closed")
     if status is Status.SCHEDULED and cutoff_at is not None and now >= cutoff_at:
         return Refusal(
-            code="order_in_production",
+            code=RefusalCode.ORDER_IN_PRODUCTION,
             message=f"the production cutoff {cutoff_at.isoformat()} has passed; "
             "the order is being sent to production",
         )
@@ -448,14 +475,14 @@ def refusal(
         Status.PENDING_PERSONALIZATION,
         Status.PENDING_APPROVAL,
     }:
-        return Refusal(code="order_not_pending", message=f"the order is already {status}")
+        return Refusal(code=RefusalCode.ORDER_NOT_PENDING, message=f"the order is already {status}")
     if (
         action is Action.UPDATE_ADDRESS
         and status is Status.ON_HOLD
-        and (hold is None or hold.kind != "address_invalid")
+        and (hold is None or hold.kind is not HoldKind.ADDRESS_INVALID)
     ):
         return Refusal(
-            code="order_on_hold",
+            code=RefusalCode.ORDER_ON_HOLD,
             message="the address can be changed on hold only when the hold is about the address",
         )
     return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlsplit
 
-from domain.orders import ItemState, PersonalizationField
+from domain.orders import ItemState, PersonalizationField, PersonalizationStatus
 
 # Caps for fields that declare no max_length, so a submission stays a reasonable size in the
 # workflow history and in the print job.
@@ -33,7 +33,10 @@ def hash_token(token: str) -> str:
 def pending_items(items: list[ItemState]) -> list[ItemState]:
     """The items still waiting for the customer: the ones a link asks for."""
     return [
-        i for i in items if i.personalization_status == "pending" and i.personalization is not None
+        i
+        for i in items
+        if i.personalization_status is PersonalizationStatus.PENDING
+        and i.personalization is not None
     ]
 
 

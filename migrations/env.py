@@ -1,7 +1,7 @@
 """Alembic's environment for printflow's schema.
 
 Two ways in:
-- ``db.migrate`` (the API and worker at start, ``python -m db.migrate``) opens the connection
+- ``db.migrate`` (the API and worker at start, ``python migrate.py``) opens the connection
   itself, under a lock, and hands it over in ``config.attributes["connection"]``;
 - the ``alembic`` command line (``alembic revision --autogenerate``) gets none, so this file
   opens one on ``PRINTFLOW_DATABASE_URL`` with the same async engine the apps use.

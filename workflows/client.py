@@ -1,4 +1,5 @@
-"""How the API and the worker reach Temporal: one client, pydantic payloads."""
+"""How the API and the worker reach Temporal: one client, pydantic payloads, and the
+client-side calls both make (search attributes, queuing webhooks)."""
 
 import logging
 from typing import Any
@@ -16,6 +17,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
 from workflows import search_attributes
+from workflows.webhook_messages import (
+    ENQUEUE_SIGNAL,
+    EnqueueWebhooks,
+    WebhookDeliveryInput,
+    delivery_workflow_id,
+)
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("printflow.temporal")
 
@@ -58,3 +66,23 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
 
 def _indexed_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
     return IndexedValueType.ValueType(key.indexed_value_type)
+
+
+async def enqueue_deliveries(
+    client: Client,
+    task_queue: str,
+    order_id: str,
+    event_ids: list[str],
+    *,
+    redeliver: bool = False,
+) -> None:
+    """Signal-with-start: queues the ids on the order's delivery workflow, starting it if idle."""
+    await client.start_workflow(
+        WebhookDeliveryWorkflow.run,
+        WebhookDeliveryInput(order_id=order_id),
+        id=delivery_workflow_id(order_id),
+        task_queue=task_queue,
+        start_signal=ENQUEUE_SIGNAL,
+        start_signal_args=[EnqueueWebhooks(event_ids=event_ids, redeliver=redeliver)],
+        static_summary=f"Webhooks of order {order_id}, delivered in order",
+    )

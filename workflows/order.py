@@ -21,38 +21,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
-    from activities.personalization import IssueLink, LinkIssued
-    from activities.print_jobs import (
-        FACILITY_REJECTED,
-        FacilityOutcome,
-        PrintJobItem,
-        PrintJobRequest,
-        PrintJobResult,
-    )
-    from activities.projection import Projection
-    from domain.facilities import FacilityInfo
+    from activities.holds import HoldActivities
+    from activities.personalization import PersonalizationActivities
+    from activities.print_jobs import FacilityActivities
+    from activities.projection import ProjectionActivities
     from domain.orders import (
         CLOSED,
         Action,
         CancelRequest,
+        EventType,
         Hold,
-        HoldNotice,
+        HoldKind,
         HoldResolution,
         OrderInput,
         OrderState,
-        PersonalizationSubmission,
-        ProductionSignal,
+        PersonalizationStatus,
+        RefusalCode,
         Shipment,
-        ShippingAddress,
         Status,
         TimelineEvent,
         new_state,
@@ -61,6 +53,19 @@ with workflow.unsafe.imports_passed_through():
     from domain.personalization import clean_values, validate_values
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
+    from workflows.order_messages import (
+        FACILITY_REJECTED,
+        AddressChange,
+        FacilityOutcome,
+        HoldNotice,
+        HoldNoticeKind,
+        IssueLink,
+        PersonalizationSubmission,
+        PrintJobItem,
+        PrintJobRequest,
+        ProductionSignal,
+        Projection,
+    )
 
 # Since this patch the API stores the order's first projection with its row; older runs
 # project their creation themselves.
@@ -79,13 +84,6 @@ SUBMIT_RETRY = RetryPolicy(
     maximum_attempts=0,  # 5xx and timeouts: for as long as it takes
     non_retryable_error_types=[FACILITY_REJECTED],
 )
-
-
-class AddressChange(BaseModel):
-    """A new shipping address; ``facility`` is where that address routes (the API routes it)."""
-
-    shipping_address: ShippingAddress
-    facility: FacilityInfo
 
 
 def _search_attribute_pairs(state: OrderState) -> list[SearchAttributePair[Any]]:
@@ -131,7 +129,7 @@ class OrderWorkflow:
             )
             if not workflow.patched(API_WRITES_CREATION):
                 # Orders created before the API wrote their first projection itself.
-                await self._commit("created", {"facility": state.facility.id})
+                await self._commit(EventType.CREATED, {"facility": state.facility.id})
 
         while not self._done and self._state.status not in CLOSED:
             status = self._state.status
@@ -167,8 +165,8 @@ class OrderWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp.model_copy(update={"state": state}))
             seq = state.link_seq + 1
-            issued = await workflow.execute_activity(
-                "issue_personalization_link",
+            issued = await workflow.execute_activity_method(
+                PersonalizationActivities.issue_personalization_link,
                 IssueLink(
                     order_id=state.order_id,
                     merchant_id=state.merchant_id,
@@ -176,9 +174,12 @@ class OrderWorkflow:
                     order_reference_id=state.order_reference_id,
                     seq=seq,
                     expires_at=workflow.now() + inp.personalization_link_ttl,
-                    items=[i for i in state.items if i.personalization_status == "pending"],
+                    items=[
+                        i
+                        for i in state.items
+                        if i.personalization_status is PersonalizationStatus.PENDING
+                    ],
                 ),
-                result_type=LinkIssued,
                 start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
                 retry_policy=PATIENT_RETRY,
                 summary=f"personalization link {seq} to the merchant",
@@ -187,7 +188,7 @@ class OrderWorkflow:
             state.link_seq, state.link_id = issued.seq, issued.link_id
             state.link_expires_at = issued.expires_at
             await self._commit(
-                "personalization_link_issued",
+                EventType.PERSONALIZATION_LINK_ISSUED,
                 {"link": issued.seq, "expires_at": issued.expires_at.isoformat()},
             )
 
@@ -231,10 +232,9 @@ class OrderWorkflow:
             shipping_address=state.shipping_address,
         )
         try:
-            result = await workflow.execute_activity(
-                "submit_print_job",
+            result = await workflow.execute_activity_method(
+                FacilityActivities.submit_print_job,
                 job,
-                result_type=PrintJobResult,
                 start_to_close_timeout=self._input.print_submit_timeout,
                 retry_policy=SUBMIT_RETRY,
                 summary=f"print job to {state.facility.name}",
@@ -243,11 +243,13 @@ class OrderWorkflow:
             cause = err.cause
             if not (isinstance(cause, ApplicationError) and cause.type == FACILITY_REJECTED):
                 raise
-            self._hold("facility_rejected", cause.message, resume_to=Status.SCHEDULED)
-            await self._commit("print_job_rejected", {"reason": cause.message}, Status.ON_HOLD)
+            self._hold(HoldKind.FACILITY_REJECTED, cause.message, resume_to=Status.SCHEDULED)
+            await self._commit(
+                EventType.PRINT_JOB_REJECTED, {"reason": cause.message}, Status.ON_HOLD
+            )
             return
         state.job_id = result.job_id
-        await self._commit("in_production", {"job_id": result.job_id}, Status.IN_PRODUCTION)
+        await self._commit(EventType.IN_PRODUCTION, {"job_id": result.job_id}, Status.IN_PRODUCTION)
 
     async def _await_hold_answer(self) -> None:
         """Tells the merchant, reminds them, and cancels when nobody answers in time."""
@@ -264,32 +266,34 @@ class OrderWorkflow:
                 break
             if workflow.now() >= hold.respond_by:
                 state.cancel_reason = f"no answer to the hold ({hold.kind}) in time"
-                await self._commit("canceled", {"reason": state.cancel_reason}, Status.CANCELED)
+                await self._commit(
+                    EventType.CANCELED, {"reason": state.cancel_reason}, Status.CANCELED
+                )
                 await self._send_hold_notice("canceled")
                 break
             hold.reminders_sent += 1
             await self._send_hold_notice("reminder")
-            await self._commit("hold_reminder_sent", {"reminder": hold.reminders_sent})
+            await self._commit(EventType.HOLD_REMINDER_SENT, {"reminder": hold.reminders_sent})
         if state.job_id is not None:
             outcome = FacilityOutcome(
                 facility_id=state.facility.id,
                 job_id=state.job_id,
                 outcome="cancel" if state.status is Status.CANCELED else "resume",
             )
-            await workflow.execute_activity(
-                "notify_facility",
+            await workflow.execute_activity_method(
+                FacilityActivities.notify_facility,
                 outcome,
                 start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
                 retry_policy=PATIENT_RETRY,
                 summary=f"tell {state.facility.name}: {outcome.outcome} job {state.job_id}",
             )
 
-    async def _send_hold_notice(self, notice: Literal["hold", "reminder", "canceled"]) -> None:
+    async def _send_hold_notice(self, notice: HoldNoticeKind) -> None:
         state = self._state
         hold = state.hold
         assert hold is not None
-        await workflow.execute_activity(
-            "send_hold_notice",
+        await workflow.execute_activity_method(
+            HoldActivities.send_hold_notice,
             HoldNotice(
                 order_id=state.order_id,
                 merchant_id=state.merchant_id,
@@ -322,7 +326,7 @@ class OrderWorkflow:
                 ),
             ):
                 continue
-            await self._commit("closed", {"reason": "no delivery reported"})
+            await self._commit(EventType.CLOSED, {"reason": "no delivery reported"})
             self._done = True
             return
 
@@ -349,7 +353,7 @@ class OrderWorkflow:
     @workflow.update
     async def cancel(self, request: CancelRequest) -> OrderState:
         self._state.cancel_reason = request.reason
-        await self._commit("canceled", {"reason": request.reason}, Status.CANCELED)
+        await self._commit(EventType.CANCELED, {"reason": request.reason}, Status.CANCELED)
         return self._state
 
     @cancel.validator
@@ -371,7 +375,7 @@ class OrderWorkflow:
         resume = None
         if state.status is Status.ON_HOLD and state.hold is not None:
             resume = self._resume_from_hold()
-        await self._commit("shipping_address_updated", detail, resume)
+        await self._commit(EventType.SHIPPING_ADDRESS_UPDATED, detail, resume)
         return state
 
     @update_shipping_address.validator
@@ -382,14 +386,14 @@ class OrderWorkflow:
     async def approve(self) -> OrderState:
         skipped = []
         for item in self._state.items:
-            if item.personalization_status == "pending":
-                item.personalization_status = "skipped"
+            if item.personalization_status is PersonalizationStatus.PENDING:
+                item.personalization_status = PersonalizationStatus.SKIPPED
                 skipped.append(item.item_reference_id)
         self._state.cutoff_at = self._next_cutoff(workflow.now())
         detail: dict[str, Any] = {"cutoff_at": self._state.cutoff_at.isoformat()}
         if skipped:
             detail["personalization_skipped"] = skipped
-        await self._commit("approved", detail, Status.SCHEDULED)
+        await self._commit(EventType.APPROVED, detail, Status.SCHEDULED)
         return self._state
 
     @approve.validator
@@ -405,7 +409,7 @@ class OrderWorkflow:
                 if item.item_reference_id in resolution.files:
                     item.files = resolution.files[item.item_reference_id]
             detail["items"] = sorted(resolution.files)
-        await self._commit("hold_resolved", detail, self._resume_from_hold())
+        await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold())
         return state
 
     @resolve_hold.validator
@@ -413,12 +417,14 @@ class OrderWorkflow:
         state = self._state
         if state.status is not Status.ON_HOLD:
             raise ApplicationError(
-                f"the order is {state.status.value}, not on hold", type="order_not_on_hold"
+                f"the order is {state.status.value}, not on hold",
+                type=RefusalCode.ORDER_NOT_ON_HOLD,
             )
         unknown = set(resolution.files or {}) - {i.item_reference_id for i in state.items}
         if unknown:
             raise ApplicationError(
-                f"no such items in this order: {', '.join(sorted(unknown))}", type="unknown_items"
+                f"no such items in this order: {', '.join(sorted(unknown))}",
+                type=RefusalCode.UNKNOWN_ITEMS,
             )
 
     @workflow.update
@@ -426,31 +432,37 @@ class OrderWorkflow:
         state = self._state
         cleaned = clean_values(state.items, submission.values)
         for item in state.items:
-            if item.personalization_status == "pending":
+            if item.personalization_status is PersonalizationStatus.PENDING:
                 item.personalization_values = cleaned.get(item.item_reference_id, {})
-                item.personalization_status = "completed"
+                item.personalization_status = PersonalizationStatus.COMPLETED
         detail: dict[str, Any] = {"items": sorted(cleaned)}
         if state.approval == "manual":
-            await self._commit("personalization_completed", detail, Status.PENDING_APPROVAL)
+            await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.PENDING_APPROVAL)
         else:
             state.cutoff_at = self._next_cutoff(workflow.now())
             detail["cutoff_at"] = state.cutoff_at.isoformat()
-            await self._commit("personalization_completed", detail, Status.SCHEDULED)
+            await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.SCHEDULED)
         return state
 
     @complete_personalization.validator
     def _validate_personalization(self, submission: PersonalizationSubmission) -> None:
         state = self._state
         if state.status is Status.CANCELED:
-            raise ApplicationError("the order was canceled", type="order_canceled")
+            raise ApplicationError("the order was canceled", type=RefusalCode.ORDER_CANCELED)
         if state.status is not Status.PENDING_PERSONALIZATION:
-            raise ApplicationError("the order is already personalized", type="already_personalized")
+            raise ApplicationError(
+                "the order is already personalized", type=RefusalCode.ALREADY_PERSONALIZED
+            )
         if submission.link_id != state.link_id:
-            raise ApplicationError("a newer link replaced this one", type="link_superseded")
+            raise ApplicationError(
+                "a newer link replaced this one", type=RefusalCode.LINK_SUPERSEDED
+            )
         errors = validate_values(state.items, submission.values)
         if errors:
             raise ApplicationError(
-                "some personalization values are not valid", errors, type="invalid_personalization"
+                "some personalization values are not valid",
+                errors,
+                type=RefusalCode.INVALID_PERSONALIZATION,
             )
 
     # ------------------------------------------------------------------ the facility's reports
@@ -464,7 +476,7 @@ class OrderWorkflow:
         self._generation += 1
         status = state.status
         if event.type == "printed" and status is Status.IN_PRODUCTION:
-            await self._commit("printed", {"event_id": event.event_id}, Status.PRINTED)
+            await self._commit(EventType.PRINTED, {"event_id": event.event_id}, Status.PRINTED)
         elif event.type == "shipped" and event.tracking and status in _SHIPPABLE:
             tracking = event.tracking
             shipment = Shipment(
@@ -476,22 +488,24 @@ class OrderWorkflow:
             state.shipments = [*state.shipments, shipment]
             state.last_shipped_at = signal.received_at
             await self._commit(
-                "shipment", shipment.model_dump(mode="json", exclude={"shipped_at"}), Status.SHIPPED
+                EventType.SHIPMENT,
+                shipment.model_dump(mode="json", exclude={"shipped_at"}),
+                Status.SHIPPED,
             )
         elif event.type == "delivered" and status is Status.SHIPPED:
-            await self._commit("delivered", {"event_id": event.event_id}, Status.DELIVERED)
+            await self._commit(EventType.DELIVERED, {"event_id": event.event_id}, Status.DELIVERED)
         elif event.type == "returned" and status in (Status.SHIPPED, Status.DELIVERED):
-            await self._commit("returned", {"event_id": event.event_id}, Status.RETURNED)
+            await self._commit(EventType.RETURNED, {"event_id": event.event_id}, Status.RETURNED)
         elif event.type == "issue" and event.issue and status in _HOLDABLE:
-            self._hold(event.issue.kind, event.issue.description, resume_to=status)
+            self._hold(HoldKind(event.issue.kind), event.issue.description, resume_to=status)
             await self._commit(
-                "on_hold",
+                EventType.ON_HOLD,
                 {"kind": event.issue.kind, "description": event.issue.description},
                 Status.ON_HOLD,
             )
         else:
             await self._commit(
-                "event_ignored",
+                EventType.EVENT_IGNORED,
                 {
                     "event_id": event.event_id,
                     "event": event.type,
@@ -506,7 +520,10 @@ class OrderWorkflow:
     # ------------------------------------------------------------------ the one place
 
     async def _commit(
-        self, event: str, detail: dict[str, Any] | str | None = None, status: Status | None = None
+        self,
+        event: EventType,
+        detail: dict[str, Any] | str | None = None,
+        status: Status | None = None,
     ) -> None:
         """Records a change: timeline, search attributes, read model. The only writer."""
         state = self._state
@@ -539,13 +556,15 @@ class OrderWorkflow:
             state.status.value,
             state.version,
         )
-        await workflow.execute_local_activity(
-            "project_order", projection, start_to_close_timeout=PROJECTION_TIMEOUT
+        await workflow.execute_local_activity_method(
+            ProjectionActivities.project_order,
+            projection,
+            start_to_close_timeout=PROJECTION_TIMEOUT,
         )
 
     # ------------------------------------------------------------------ helpers
 
-    def _hold(self, kind: str, description: str, resume_to: Status) -> None:
+    def _hold(self, kind: HoldKind, description: str, resume_to: Status) -> None:
         now = workflow.now()
         self._state.hold = Hold(
             kind=kind,

@@ -19,12 +19,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.webhooks import (
-        DELIVERY_WORKFLOW,
+    from activities.webhooks.delivery import WebhookActivities
+    from workflows.webhook_messages import (
         ENQUEUE_SIGNAL,
         EVENT_MISSING,
         DeliverWebhook,
-        DeliveryResult,
         EnqueueWebhooks,
         GiveUp,
         QueuedEvent,
@@ -49,7 +48,7 @@ IDLE_TIMEOUT = timedelta(minutes=2)
 REMEMBER_DONE = 200
 
 
-@workflow.defn(name=DELIVERY_WORKFLOW)
+@workflow.defn
 class WebhookDeliveryWorkflow:
     @workflow.init
     def __init__(self, inp: WebhookDeliveryInput) -> None:
@@ -102,10 +101,9 @@ class WebhookDeliveryWorkflow:
             + (f"; {waiting} later event(s) wait for it" if waiting else "")
         )
         try:
-            await workflow.execute_activity(
-                "deliver_webhook",
+            await workflow.execute_activity_method(
+                WebhookActivities.deliver_webhook,
                 DeliverWebhook(event_id=item.event_id, redeliver=item.redeliver),
-                result_type=DeliveryResult,
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 schedule_to_close_timeout=DELIVERY_WINDOW,
                 retry_policy=DELIVERY_RETRY,
@@ -113,8 +111,8 @@ class WebhookDeliveryWorkflow:
             )
         except ActivityError:
             # Out of time (or the event vanished): record it and let the next event go.
-            await workflow.execute_activity(
-                "webhook_given_up",
+            await workflow.execute_activity_method(
+                WebhookActivities.webhook_given_up,
                 GiveUp(event_id=item.event_id),
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 summary=f"give up {item.event_id}",

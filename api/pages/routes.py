@@ -17,9 +17,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from api import personalization as links
 from api.deps import SessionDep, TemporalDep
 from api.errors import ApiError
+from api.services import personalization
 from domain.orders import ItemState, OrderState, PersonalizationField, Status
 from domain.personalization import error_key, max_length
 
@@ -35,7 +35,7 @@ _MULTILINE_ABOVE = 150
 @router.get("/p/{token}", response_class=HTMLResponse)
 async def personalization_form(request: Request, token: str, session: SessionDep) -> HTMLResponse:
     try:
-        ctx = await links.open_link(session, token)
+        ctx = await personalization.open_link(session, token)
     except ApiError as err:
         return _refusal(request, err)
     return _form(request, ctx, values={}, errors={}, status_code=200)
@@ -46,13 +46,13 @@ async def submit_personalization(
     request: Request, token: str, session: SessionDep, temporal: TemporalDep
 ) -> HTMLResponse:
     try:
-        ctx = await links.open_link(session, token)
+        ctx = await personalization.open_link(session, token)
     except ApiError as err:
         return _refusal(request, err)
     values = _values(await request.form())
     try:
-        state = await links.submit(session, temporal, ctx, values)
-    except links.InvalidPersonalization as err:
+        state = await personalization.submit(session, temporal, ctx, values)
+    except personalization.InvalidPersonalization as err:
         return _form(request, ctx, values, err.errors, status_code=422)
     except ApiError as err:
         return _refusal(request, err, ctx)
@@ -130,7 +130,7 @@ def _sections(
 
 def _form(
     request: Request,
-    ctx: links.LinkContext,
+    ctx: personalization.LinkContext,
     values: dict[str, dict[str, str]],
     errors: dict[str, str],
     *,
@@ -157,7 +157,7 @@ def _form(
 # ---------------------------------------------------------------------------- outcomes
 
 
-def _thanks(request: Request, ctx: links.LinkContext, state: OrderState) -> HTMLResponse:
+def _thanks(request: Request, ctx: personalization.LinkContext, state: OrderState) -> HTMLResponse:
     asked = {i.item_reference_id for i in ctx.items}
     summary = []
     for item in state.items:
@@ -186,13 +186,15 @@ def _thanks(request: Request, ctx: links.LinkContext, state: OrderState) -> HTML
     )
 
 
-def _refusal(request: Request, err: ApiError, ctx: links.LinkContext | None = None) -> HTMLResponse:
+def _refusal(
+    request: Request, err: ApiError, ctx: personalization.LinkContext | None = None
+) -> HTMLResponse:
     about: dict[str, Any] = err.details if isinstance(err.details, dict) else {}
     shop = about.get("shop") or (ctx.shop_name if ctx else "the shop")
     order = about.get("order_reference_id") or (ctx.state.order_reference_id if ctx else None)
     this_order = f"Order {order}" if order else "This order"
     match err.code:
-        case links.LINK_NOT_FOUND:
+        case personalization.LINK_NOT_FOUND:
             return _message(
                 request,
                 404,
@@ -203,7 +205,7 @@ def _refusal(request: Request, err: ApiError, ctx: links.LinkContext | None = No
                     "opened or copied the whole link from the message you received."
                 ],
             )
-        case links.LINK_EXPIRED:
+        case personalization.LINK_EXPIRED:
             return _message(
                 request,
                 410,
@@ -215,7 +217,7 @@ def _refusal(request: Request, err: ApiError, ctx: links.LinkContext | None = No
                     "them for it.",
                 ],
             )
-        case links.ORDER_CANCELED:
+        case personalization.ORDER_CANCELED:
             return _message(
                 request,
                 409,
@@ -226,7 +228,7 @@ def _refusal(request: Request, err: ApiError, ctx: links.LinkContext | None = No
                     f"think this is a mistake, please contact {shop}."
                 ],
             )
-        case links.ALREADY_PERSONALIZED:
+        case personalization.ALREADY_PERSONALIZED:
             return _message(
                 request,
                 409,

@@ -7,33 +7,12 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from api.deps import AdminDep, SessionDep, hash_api_key
+from api.schemas import MerchantCreate, MerchantCreated
 from db.models import Merchant
-from domain.orders import Approval, Email
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
-
-
-class MerchantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    support_email: Email
-    webhook_url: HttpUrl | None = None
-    approval: Approval = "auto"
-
-
-class MerchantCreated(BaseModel):
-    id: str
-    name: str
-    support_email: str
-    webhook_url: str | None
-    approval: Approval
-    created_at: datetime
-    api_key: str = Field(description="shown once; printflow keeps only its hash")
-    webhook_secret: str = Field(description="shown once; signs the webhooks sent to you")
 
 
 @router.post("/merchants", status_code=201, response_model=MerchantCreated)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api import claims
-from api.claims import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
 from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, TemporalDep
+from api.schemas import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
+from api.services import claims
 
 router = APIRouter(prefix="/v1", tags=["claims"])
 

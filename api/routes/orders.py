@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api import orders
 from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, TemporalDep
 from api.schemas import OrderPage, OrderPublic
+from api.services import orders
 from domain.orders import (
     Action,
     CancelRequest,
@@ -17,7 +17,8 @@ from domain.orders import (
     ShippingAddress,
     Status,
 )
-from workflows.order import AddressChange
+from workflows.order import OrderWorkflow
+from workflows.order_messages import AddressChange
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -87,7 +88,7 @@ async def cancel_order(
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
     return await orders.update_order(
-        session, temporal, row, Action.CANCEL, "cancel", body or CancelRequest()
+        session, temporal, row, Action.CANCEL, OrderWorkflow.cancel, body or CancelRequest()
     )
 
 
@@ -104,7 +105,12 @@ async def update_shipping_address(
     facility = orders.route(facilities, body.country)
     change = AddressChange(shipping_address=body, facility=facility.info())
     return await orders.update_order(
-        session, temporal, row, Action.UPDATE_ADDRESS, "update_shipping_address", change
+        session,
+        temporal,
+        row,
+        Action.UPDATE_ADDRESS,
+        OrderWorkflow.update_shipping_address,
+        change,
     )
 
 
@@ -113,7 +119,7 @@ async def approve_order(
     order_id: str, merchant: MerchantDep, session: SessionDep, temporal: TemporalDep
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
-    return await orders.update_order(session, temporal, row, Action.APPROVE, "approve")
+    return await orders.update_order(session, temporal, row, Action.APPROVE, OrderWorkflow.approve)
 
 
 @router.post("/{order_id}/resolve-hold", response_model=OrderPublic, responses=_REFUSED)
@@ -129,4 +135,4 @@ async def resolve_hold(
     To fix an address, use the shipping-address endpoint; to give up, cancel.
     """
     row = await orders.get_row(session, merchant, order_id)
-    return await orders.update_order(session, temporal, row, None, "resolve_hold", body)
+    return await orders.update_order(session, temporal, row, None, OrderWorkflow.resolve_hold, body)

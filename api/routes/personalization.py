@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api import orders, personalization
 from api.deps import SessionDep, TemporalDep
-from api.schemas import OrderPublic
+from api.schemas import OrderPublic, PersonalizationIn
+from api.services import orders, personalization
 
 router = APIRouter(prefix="/v1/personalization", tags=["personalization"])
-
-_Key = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-_Value = Annotated[str, StringConstraints(max_length=10_000)]
-
-
-class PersonalizationIn(BaseModel):
-    """``{"items": {item_reference_id: {field name: value}}}``; optional fields may be left out."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: dict[_Key, dict[_Key, _Value]] = Field(max_length=100)
 
 
 @router.post(

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.webhooks import SHIPMENT_CREATED, STATUS_UPDATED
+from activities.webhooks.emitter import SHIPMENT_CREATED, STATUS_UPDATED
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from tests.harness import order_json
 from tests.webhooks.receiver import Receiver

@@ -17,14 +17,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.orders import (
     HoldResolution,
-    PersonalizationSubmission,
     ProductionEventIn,
-    ProductionSignal,
 )
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.workflows.support import Recorder, order_body, order_input, order_worker, sleep_until
 from workflows.client import ensure_search_attributes
 from workflows.order import OrderWorkflow
+from workflows.order_messages import PersonalizationSubmission, ProductionSignal
 
 HERE = Path(__file__).parent
 ITEMS = [

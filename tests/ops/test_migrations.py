@@ -138,12 +138,12 @@ async def test_a_database_from_a_newer_release_is_refused_in_one_line(database_u
 
 
 def test_processes_starting_together_migrate_once(database_url: str, tmp_path: Path) -> None:
-    """Three ``python -m db.migrate upgrade`` wait on the lock we hold, then one migrates."""
+    """Three ``python migrate.py upgrade`` wait on the lock we hold, then one migrates."""
     url = make_url(database_url)
     with _holding_the_migration_lock(database_url):
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "db.migrate", "upgrade"],
+                [sys.executable, "migrate.py", "upgrade"],
                 cwd=REPO_ROOT,
                 env={**os.environ, "PRINTFLOW_DATABASE_URL": database_url},
                 stdout=subprocess.PIPE,
@@ -183,10 +183,10 @@ def _holding_the_migration_lock(database_url: str) -> Iterator[None]:
 
 def test_the_command_line_downgrades_and_reports(database_url: str) -> None:
     env = {"PRINTFLOW_DATABASE_URL": database_url}
-    up = run_python(["-m", "db.migrate", "upgrade"], env)
+    up = run_python(["migrate.py", "upgrade"], env)
     assert up.returncode == 0, up.stderr
     assert f"schema at {head_revision()}" in up.stdout
-    down = run_python(["-m", "db.migrate", "downgrade", "base"], env)
+    down = run_python(["migrate.py", "downgrade", "base"], env)
     assert down.returncode == 0, down.stderr
     assert "schema at base (no tables)" in down.stdout
     assert asyncio.run(current_revision(database_url)) is None

@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.testing import ActivityEnvironment
 
 from activities.mail import Mailer
-from activities.personalization import IssueLink, PersonalizationActivities, link_subject
+from activities.personalization import PersonalizationActivities, link_subject
 from db.models import Merchant, Order, PersonalizationLink
 from devstack.mailsink import MailSink, free_port
 from domain.orders import OrderCreate, OrderInput, new_state
@@ -22,6 +22,7 @@ from domain.personalization import hash_token, pending_items
 from settings import Settings
 from tests.personalization.conftest import LINK, html_part, link_in, personalized_order, text_part
 from tests.workflows.support import OSLO
+from workflows.order_messages import IssueLink
 
 BASE = "https://printflow.example"
 EXPIRES = datetime(2030, 6, 11, 14, 5, tzinfo=UTC)
@@ -123,7 +124,7 @@ async def test_the_merchant_gets_a_link_whose_token_is_stored_only_as_a_hash(
     engine: AsyncEngine, mail: MailSink
 ) -> None:
     req = await _order(engine)
-    issued = await _activities(engine, mail.port).issue_link(req)
+    issued = await _activities(engine, mail.port).issue_personalization_link(req)
 
     message = await mail.wait_for(timeout=5)
     assert message["To"] == "help@mugs.example.com"
@@ -157,8 +158,10 @@ async def test_a_retry_replaces_the_token_so_the_resent_link_is_the_one_that_wor
 ) -> None:
     req = await _order(engine)
     activities = _activities(engine, mail.port)
-    first = await activities.issue_link(req)
-    again = await activities.issue_link(req)  # Temporal retrying after, say, a lost completion
+    first = await activities.issue_personalization_link(req)
+    again = await activities.issue_personalization_link(
+        req
+    )  # Temporal retrying after, say, a lost completion
 
     assert again.link_id == first.link_id
     await mail.wait_for(lambda _: len(mail.messages) == 2, timeout=5)
@@ -173,8 +176,8 @@ async def test_a_later_link_says_the_earlier_one_no_longer_works(
 ) -> None:
     req = await _order(engine)
     activities = _activities(engine, mail.port)
-    await activities.issue_link(req)
-    later = await activities.issue_link(req.model_copy(update={"seq": 2}))
+    await activities.issue_personalization_link(req)
+    later = await activities.issue_personalization_link(req.model_copy(update={"seq": 2}))
 
     message = await mail.wait_for(lambda m: "link 2" in text_part(m), timeout=5)
     for body in (text_part(message), html_part(message)):
@@ -188,7 +191,7 @@ async def test_a_link_the_customer_already_used_is_not_sent_again(
 ) -> None:
     req = await _order(engine)
     activities = _activities(engine, mail.port)
-    first = await activities.issue_link(req)
+    first = await activities.issue_personalization_link(req)
     await mail.wait_for(timeout=5)
     async with AsyncSession(engine) as session:
         row = await session.get(PersonalizationLink, first.link_id)
@@ -198,7 +201,7 @@ async def test_a_link_the_customer_already_used_is_not_sent_again(
         session.add(row)
         await session.commit()
 
-    again = await activities.issue_link(req)
+    again = await activities.issue_personalization_link(req)
 
     assert again.link_id == first.link_id
     [row] = await _links(engine, req.order_id)
@@ -213,11 +216,11 @@ async def test_a_failed_email_raises_and_its_retry_sends_a_working_link(
     port = free_port()
     activities = _activities(engine, port)
     with pytest.raises(OSError):  # nothing listens yet: Temporal will retry the activity
-        await activities.issue_link(req)
+        await activities.issue_personalization_link(req)
     [unsent] = await _links(engine, req.order_id)
 
     async with MailSink(port=port) as sink:
-        await activities.issue_link(req)
+        await activities.issue_personalization_link(req)
         url = link_in(await sink.wait_for(timeout=5))
 
     [row] = await _links(engine, req.order_id)
@@ -228,7 +231,7 @@ async def test_a_failed_email_raises_and_its_retry_sends_a_working_link(
 async def test_the_webhook_gets_the_link_too(engine: AsyncEngine, mail: MailSink) -> None:
     webhooks = FakeWebhooks()
     req = await _order(engine)
-    await _activities(engine, mail.port, webhooks).issue_link(req)
+    await _activities(engine, mail.port, webhooks).issue_personalization_link(req)
 
     url = link_in(await mail.wait_for(timeout=5))
     assert webhooks.calls == [
@@ -247,7 +250,7 @@ async def test_a_failing_webhook_never_undoes_the_sent_email(
 ) -> None:
     webhooks = FakeWebhooks(failures=failures)
     req = await _order(engine)
-    issued = await _activities(engine, mail.port, webhooks).issue_link(req)
+    issued = await _activities(engine, mail.port, webhooks).issue_personalization_link(req)
 
     url = link_in(await mail.wait_for(timeout=5))
     assert len(mail.messages) == 1
@@ -265,7 +268,8 @@ async def test_as_an_activity_it_logs_the_link_id_but_never_the_token(
     req = await _order(engine)
     with caplog.at_level(logging.DEBUG):
         issued = await ActivityEnvironment().run(
-            _activities(engine, mail.port).issue_link, req.model_copy(update={"seq": 3})
+            _activities(engine, mail.port).issue_personalization_link,
+            req.model_copy(update={"seq": 3}),
         )
     token = _token(link_in(await mail.wait_for(timeout=5)))
 
@@ -279,7 +283,7 @@ async def test_as_an_activity_it_logs_the_link_id_but_never_the_token(
 async def test_links_expire_when_the_workflow_says(engine: AsyncEngine, mail: MailSink) -> None:
     req = await _order(engine)
     soon = datetime.now(UTC) + timedelta(days=7)
-    issued = await _activities(engine, mail.port).issue_link(
+    issued = await _activities(engine, mail.port).issue_personalization_link(
         req.model_copy(update={"expires_at": soon})
     )
     assert issued.expires_at == soon

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from activities.mail import Mailer
-from activities.personalization import IssueLink, PersonalizationActivities
+from activities.personalization import PersonalizationActivities
 from db.engine import create_engine
 from domain.orders import OrderState
 from domain.personalization import pending_items
@@ -21,6 +21,7 @@ from tests.personalization.conftest import (
     path_of,
     personalized_order,
 )
+from workflows.order_messages import IssueLink
 
 GOOD = {
     "mug-1.name": "  Ada  ",
@@ -228,7 +229,7 @@ async def test_a_link_past_its_expiry_shows_expired_even_before_its_successor(sh
         activities = PersonalizationActivities(
             engine, Mailer(shop.settings), shop.settings.public_base_url
         )
-        await activities.issue_link(
+        await activities.issue_personalization_link(
             IssueLink(
                 order_id=order["id"],
                 merchant_id=merchant["id"],

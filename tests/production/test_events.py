@@ -10,7 +10,7 @@ import uuid
 
 from sqlmodel import func, select
 
-from activities.webhooks import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
+from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.models import ProductionEvent
 from tests.harness import Api, order_json
 from tests.production.support import TOKENS, FullApi, tracking

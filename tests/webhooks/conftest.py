@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import httpx
 import pytest
@@ -15,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.webhooks import WebhookActivities, WebhookEmitter
+from activities.webhooks.delivery import WebhookActivities
+from activities.webhooks.emitter import WebhookEmitter
 from db.engine import session_factory
 from db.models import Merchant
 from tests.production.support import full_api
 from tests.webhooks.receiver import Receiver
 from worker import WORKFLOW_RUNNER
+from workflows.client import enqueue_deliveries
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 SECRET = "whsec_test-secret"
@@ -81,7 +84,9 @@ async def running_delivery(
                     env=env,
                     engine=engine,
                     receiver=receiver,
-                    emitter=WebhookEmitter(engine, env.client, task_queue),
+                    emitter=WebhookEmitter(
+                        engine, partial(enqueue_deliveries, env.client, task_queue)
+                    ),
                     task_queue=task_queue,
                     merchant_id=merchant_id,
                 )

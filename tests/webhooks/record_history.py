@@ -17,12 +17,12 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.webhooks import delivery_workflow_id
 from db.engine import create_engine, create_tables
 from domain.orders import Status, TimelineEvent, new_state
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.webhooks.conftest import running_delivery
 from tests.workflows.support import order_input
+from workflows.webhook_messages import delivery_workflow_id
 
 HISTORY = Path(__file__).parent / "histories" / "webhook_delivery_gave_up.json"
 

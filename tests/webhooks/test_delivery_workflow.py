@@ -16,19 +16,14 @@ from sqlmodel import col, func, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.webhooks import (
-    ON_HOLD,
-    SHIPMENT_CREATED,
-    STATUS_UPDATED,
-    WebhookDeliveryInput,
-    delivery_workflow_id,
-    enqueue_deliveries,
-)
+from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
-from domain.orders import Hold, OrderState, Status, TimelineEvent, new_state
+from domain.orders import EventType, Hold, OrderState, Status, TimelineEvent, new_state
 from tests.webhooks.conftest import SECRET, Delivery, add_merchant
 from tests.workflows.support import order_input
+from workflows.client import enqueue_deliveries
+from workflows.webhook_messages import WebhookDeliveryInput, delivery_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 
@@ -249,7 +244,7 @@ async def test_a_long_queue_continues_as_new_and_keeps_its_order(delivery: Deliv
         task_queue=d.task_queue,
     )
     changes = [
-        TimelineEvent(seq=seq, at=now, type="note", status=status)
+        TimelineEvent(seq=seq, at=now, type=EventType.EVENT_IGNORED, status=status)
         for seq, status in enumerate(["printed", "shipped", "delivered", "returned", "x"], 1)
     ]
     ids = await d.emitter.order_changed(state, changes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from activities.webhooks import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED, events_for
+from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED, events_for
 from domain.orders import Hold, Status, TimelineEvent, new_state
 from tests.workflows.support import order_input
 

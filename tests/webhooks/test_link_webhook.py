@@ -8,7 +8,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.webhooks import LINK_ISSUED
+from activities.webhooks.emitter import LINK_ISSUED
 from tests.harness import Api, order_json
 from tests.production.support import full_api_running
 

@@ -15,18 +15,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.personalization import IssueLink, LinkIssued
-from activities.print_jobs import (
-    FACILITY_REJECTED,
-    FacilityOutcome,
-    PrintJobRequest,
-    PrintJobResult,
-)
-from activities.projection import Projection
 from domain.facilities import FacilityInfo, Schedule
-from domain.orders import HoldNotice, OrderCreate, OrderInput, OrderState
+from domain.orders import OrderCreate, OrderInput, OrderState
 from worker import WORKFLOW_RUNNER
 from workflows.order import OrderWorkflow
+from workflows.order_messages import (
+    FACILITY_REJECTED,
+    FacilityOutcome,
+    HoldNotice,
+    IssueLink,
+    LinkIssued,
+    PrintJobRequest,
+    PrintJobResult,
+    Projection,
+)
 
 OSLO = FacilityInfo(
     id="oslo",

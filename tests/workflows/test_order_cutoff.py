@@ -22,7 +22,8 @@ from tests.workflows.support import (
     start,
     state_of,
 )
-from workflows.order import AddressChange, OrderWorkflow
+from workflows.order import OrderWorkflow
+from workflows.order_messages import AddressChange
 
 
 async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -> None:

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.orders import CancelRequest, PersonalizationSubmission, Status
+from domain.orders import CancelRequest, Status
 from tests.workflows.support import (
     Recorder,
     order_body,
@@ -21,6 +21,7 @@ from tests.workflows.support import (
     state_of,
 )
 from workflows.order import OrderWorkflow
+from workflows.order_messages import PersonalizationSubmission
 
 MUG_NAME = {
     "item_reference_id": "mug-1",

@@ -15,7 +15,6 @@ from domain.orders import (
     CancelRequest,
     HoldResolution,
     ProductionEventIn,
-    ProductionSignal,
     Status,
 )
 from tests.workflows.support import (
@@ -27,7 +26,8 @@ from tests.workflows.support import (
     start,
     state_of,
 )
-from workflows.order import AddressChange, OrderWorkflow
+from workflows.order import OrderWorkflow
+from workflows.order_messages import AddressChange, ProductionSignal
 
 
 async def _in_production(env: WorkflowEnvironment, tq: str) -> WorkflowHandle[Any, Any]:

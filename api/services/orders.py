@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.errors import ApiError, Conflict, NotFound
 from api.pagination import newest_first
-from api.schemas import OrderPublic, order_public
+from api.schemas import OrderPublic
+from api.services.updates import OrderUpdate, run_update
 from db.models import Claim, Merchant, Order, OrderEvent
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
@@ -40,6 +40,7 @@ from domain.orders import (
     created_event as created_event_of,
 )
 from domain.schedule import describe_cutoff
+from domain.views import order_public
 from settings import Settings
 from workflows.order import OrderWorkflow, search_attributes_for
 
@@ -256,30 +257,19 @@ async def update_order(
     client: Client,
     row: Order,
     action: Action | None,
-    update: str,
+    update: OrderUpdate,
     arg: Any = None,
 ) -> OrderPublic:
-    """Runs a workflow Update; a refusal from the workflow becomes a 409 with its code."""
-    handle = client.get_workflow_handle(row.id)
-    try:
-        state = await handle.execute_update(
-            update, args=[] if arg is None else [arg], result_type=OrderState
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type:
-            raise Conflict(cause.message, code=cause.type) from None
-        raise
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
+    """Runs an ``OrderWorkflow`` Update; a refusal from the workflow becomes a 409 with its code."""
+
+    async def closed() -> ApiError:
         # The workflow has closed: the order's last state says why nothing can change.
         await session.refresh(row)
-        closed = OrderState.model_validate(row.state)
-        why = action and refusal(action, closed.status, closed.cutoff_at, _now(), closed.hold)
+        last = OrderState.model_validate(row.state)
+        why = action and refusal(action, last.status, last.cutoff_at, _now(), last.hold)
         if why:
-            raise Conflict(why.message, code=why.code) from None
-        raise Conflict(
-            f"the order is {closed.status.value} and closed", code="order_closed"
-        ) from None
+            return Conflict(why.message, code=why.code)
+        return Conflict(f"the order is {last.status.value} and closed", code="order_closed")
+
+    state = await run_update(client, row.id, update, arg, on_closed=closed)
     return await render(session, state)

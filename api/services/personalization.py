@@ -27,29 +27,28 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, Gone, NotFound
+from api.services.updates import run_update
 from db.models import Merchant, Order, PersonalizationLink
-from domain.orders import ItemState, OrderState, PersonalizationSubmission, Status
+from domain.orders import ItemState, OrderState, PersonalizationStatus, RefusalCode, Status
 from domain.personalization import clean_values, hash_token, pending_items, validate_values
+from workflows.order import OrderWorkflow
+from workflows.order_messages import PersonalizationSubmission
 
 log = logging.getLogger("printflow.api.personalization")
-
-UPDATE_NAME = "complete_personalization"
 
 # secrets.token_urlsafe(32) gives 43 characters; anything far off that shape is not a token of
 # ours, and is refused before it costs a hash and a query.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,128}")
 
 LINK_NOT_FOUND = "link_not_found"
-ORDER_CANCELED = "order_canceled"
-ALREADY_PERSONALIZED = "already_personalized"
+ORDER_CANCELED = RefusalCode.ORDER_CANCELED
+ALREADY_PERSONALIZED = RefusalCode.ALREADY_PERSONALIZED
 PERSONALIZATION_CLOSED = "personalization_closed"
 LINK_EXPIRED = "link_expired"
-INVALID = "invalid_personalization"
+INVALID = RefusalCode.INVALID_PERSONALIZATION
 
 
 class InvalidPersonalization(ApiError):
@@ -109,7 +108,9 @@ def _refuse_unless_open(
     about = {"order_reference_id": state.order_reference_id, "shop": shop}
     if state.status is Status.CANCELED:
         raise Conflict("this order was canceled", code=ORDER_CANCELED, details=about)
-    personalized = any(i.personalization_status == "completed" for i in state.items)
+    personalized = any(
+        i.personalization_status is PersonalizationStatus.COMPLETED for i in state.items
+    )
     if link.used_at is not None or (
         state.status is not Status.PENDING_PERSONALIZATION and personalized
     ):
@@ -155,20 +156,23 @@ async def submit(
     submission = PersonalizationSubmission(
         link_id=ctx.link.id, values=clean_values(ctx.items, values)
     )
-    handle = client.get_workflow_handle(ctx.order.id)
-    try:
-        state = await handle.execute_update(UPDATE_NAME, submission, result_type=OrderState)
-    except WorkflowUpdateFailedError as err:
-        raise _refusal(err) from None
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
+
+    async def closed() -> ApiError:
         # The workflow has closed, so the order did too; its last projection says how.
         await session.refresh(ctx.order)
-        closed = OrderState.model_validate(ctx.order.state)
-        if closed.status is Status.CANCELED:
-            raise Conflict("this order was canceled", code=ORDER_CANCELED) from None
-        raise Conflict("this order is closed", code=PERSONALIZATION_CLOSED) from None
+        last = OrderState.model_validate(ctx.order.state)
+        if last.status is Status.CANCELED:
+            return Conflict("this order was canceled", code=ORDER_CANCELED)
+        return Conflict("this order is closed", code=PERSONALIZATION_CLOSED)
+
+    state = await run_update(
+        client,
+        ctx.order.id,
+        OrderWorkflow.complete_personalization,
+        submission,
+        on_closed=closed,
+        on_refusal=_refusal,
+    )
     await session.exec(
         update(PersonalizationLink)
         .where(
@@ -182,16 +186,11 @@ async def submit(
     return state
 
 
-def _refusal(err: WorkflowUpdateFailedError) -> ApiError | WorkflowUpdateFailedError:
+def _refusal(code: str, message: str, details: Any) -> ApiError:
     """The workflow's refusal as the API error a customer (or a shop's code) can act on."""
-    cause = err.cause
-    if not isinstance(cause, ApplicationError) or not cause.type:
-        return err  # not a refusal but a failure: let it surface as a 500
-    code, message = cause.type, cause.message
     if code == INVALID:
-        details: Any = cause.details[0] if cause.details else {}
         return InvalidPersonalization(dict(details) if isinstance(details, dict) else {})
-    if code in ("link_superseded", LINK_EXPIRED):
+    if code in (RefusalCode.LINK_SUPERSEDED, LINK_EXPIRED):
         return Gone("this link has expired; the shop has been sent a new one", code=LINK_EXPIRED)
     return Conflict(message, code=code)
 

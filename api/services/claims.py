@@ -9,78 +9,24 @@ the same claim and order (200) instead of printing twice.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from api import orders
 from api.errors import ApiError, Conflict, NotFound
 from api.pagination import newest_first
-from api.schemas import OrderPublic
+from api.schemas import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
+from api.services import orders
 from db.models import Claim, Merchant, Order
 from domain.facilities import Facilities
-from domain.orders import Action, OrderCreate, OrderState, refusal
+from domain.orders import Action, OrderCreate, OrderState, PersonalizationStatus, refusal
 from settings import Settings
 
-ClaimReason = Literal["damaged", "defective", "misprint", "lost"]
-PHOTOS_REQUIRED: frozenset[str] = frozenset({"damaged", "defective"})
 REFERENCE_MAX = 64  # OrderCreate.order_reference_id
-
-
-class ReorderRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: ClaimReason
-    description: str = Field(min_length=1, max_length=2000)
-    photo_urls: list[HttpUrl] = Field(
-        default_factory=list,
-        max_length=20,
-        description="required for damaged and defective: what the customer received",
-    )
-    item_reference_ids: list[str] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=100,
-        description="the items to reprint; all items of the original when omitted",
-    )
-
-    @model_validator(mode="after")
-    def _evidence(self) -> ReorderRequest:
-        if self.reason in PHOTOS_REQUIRED and not self.photo_urls:
-            raise ValueError(f"photo_urls are required for a {self.reason} claim")
-        ids = self.item_reference_ids or []
-        if len(ids) != len(set(ids)):
-            raise ValueError("item_reference_ids must not repeat")
-        return self
-
-
-class ClaimPublic(BaseModel):
-    id: str
-    original_order_id: str
-    original_order_reference_id: str
-    new_order_id: str
-    new_order_reference_id: str
-    reason: str
-    description: str
-    photo_urls: list[str]
-    item_reference_ids: list[str]
-    created_at: datetime
-
-
-class ReorderCreated(BaseModel):
-    order: OrderPublic
-    claim: ClaimPublic
-
-
-class ClaimPage(BaseModel):
-    data: list[ClaimPublic]
-    next_cursor: str | None
 
 
 def _now() -> datetime:
@@ -140,7 +86,8 @@ async def reorder(
     carried = {
         i.item_reference_id: i.personalization_values or {}
         for i in state.items
-        if i.personalization_status in ("completed", "skipped")
+        if i.personalization_status
+        in (PersonalizationStatus.COMPLETED, PersonalizationStatus.SKIPPED)
     }
 
     # A retry of the same request: the same claim and reprint, not a second one.

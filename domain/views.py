@@ -1,0 +1,148 @@
+"""The order as merchants see it, in API answers and in webhook payloads alike.
+
+The workflow's state plus what a merchant needs to act on it (``allowed_actions``,
+``editable_until``). It lives below the API because webhooks (sent by activities) carry the very
+same shape; ``api.schemas`` re-exports it with the API's other public models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from domain.orders import (
+    EventType,
+    Hold,
+    OrderState,
+    PersonalizationSpec,
+    PersonalizationStatus,
+    PrintFile,
+    Shipment,
+    ShippingAddress,
+    Status,
+    TimelineEvent,
+    allowed_actions,
+    editable_until,
+)
+
+
+class ItemPersonalization(BaseModel):
+    fields: list[Any]
+    status: PersonalizationStatus
+    values: dict[str, str] | None
+
+
+class ItemPublic(BaseModel):
+    item_reference_id: str
+    product_uid: str
+    quantity: int
+    files: list[PrintFile]
+    personalization: ItemPersonalization | None
+
+
+class FacilityPublic(BaseModel):
+    id: str
+    name: str
+    timezone: str
+
+
+class AllowedActions(BaseModel):
+    cancel: bool
+    update_address: bool
+    approve: bool
+    reorder: bool
+
+
+class TimelineEventPublic(BaseModel):
+    at: datetime
+    type: EventType
+    detail: dict[str, Any] | str | None
+
+
+class OrderPublic(BaseModel):
+    id: str
+    merchant_id: str
+    order_reference_id: str
+    customer_reference_id: str | None
+    status: Status
+    approval: str
+    items: list[ItemPublic]
+    shipping_address: ShippingAddress
+    facility: FacilityPublic
+    cutoff_at: datetime | None
+    editable_until: datetime | None
+    allowed_actions: AllowedActions
+    job_id: str | None
+    hold: Hold | None
+    cancel_reason: str | None
+    shipments: list[Shipment]
+    reorder_of: str | None
+    reorders: list[str]
+    metadata: dict[str, Any] | None
+    events: list[TimelineEventPublic]
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    data: list[OrderPublic]
+    next_cursor: str | None
+
+
+def order_public(
+    state: OrderState,
+    events: list[TimelineEvent],
+    now: datetime,
+    reorders: list[str] | None = None,
+) -> OrderPublic:
+    return OrderPublic(
+        id=state.order_id,
+        merchant_id=state.merchant_id,
+        order_reference_id=state.order_reference_id,
+        customer_reference_id=state.customer_reference_id,
+        status=state.status,
+        approval=state.approval,
+        items=[
+            ItemPublic(
+                item_reference_id=i.item_reference_id,
+                product_uid=i.product_uid,
+                quantity=i.quantity,
+                files=i.files,
+                personalization=_personalization(
+                    i.personalization, i.personalization_status, i.personalization_values
+                ),
+            )
+            for i in state.items
+        ],
+        shipping_address=state.shipping_address,
+        facility=FacilityPublic(
+            id=state.facility.id, name=state.facility.name, timezone=state.facility.timezone
+        ),
+        cutoff_at=state.cutoff_at,
+        editable_until=editable_until(state.status, state.cutoff_at),
+        allowed_actions=AllowedActions(
+            **allowed_actions(state.status, state.cutoff_at, now, state.hold)
+        ),
+        job_id=state.job_id,
+        hold=state.hold,
+        cancel_reason=state.cancel_reason,
+        shipments=state.shipments,
+        reorder_of=state.reorder_of,
+        reorders=reorders or [],
+        metadata=state.metadata,
+        events=[TimelineEventPublic(at=e.at, type=e.type, detail=e.detail) for e in events],
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+    )
+
+
+def _personalization(
+    spec: PersonalizationSpec | None, status: PersonalizationStatus, values: dict[str, str] | None
+) -> ItemPersonalization | None:
+    if spec is None:
+        return None
+    return ItemPersonalization(
+        fields=[f.model_dump() for f in spec.fields], status=status, values=values
+    )

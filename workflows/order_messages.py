@@ -1,0 +1,125 @@
+"""What the order workflow exchanges with its callers and its activities, in one place.
+
+Every input and output is one pydantic model, so a field can be added later without breaking
+orders that are already running. The API sends ``AddressChange``, ``PersonalizationSubmission``
+and ``ProductionSignal`` (and the merchant's own ``CancelRequest``/``HoldResolution`` from
+``domain.orders``); the workflow sends the rest to its activities and reads their results.
+The error types name the activity failures the workflow handles itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from domain.facilities import FacilityInfo
+from domain.orders import (
+    HoldKind,
+    ItemState,
+    OrderState,
+    ProductionEventIn,
+    ShippingAddress,
+    TimelineEvent,
+)
+
+# ApplicationError types the order workflow reacts to.
+FACILITY_REJECTED = "FacilityRejected"
+
+
+# ---------------------------------------------------------------------------- from the API
+
+
+class AddressChange(BaseModel):
+    """A new shipping address; ``facility`` is where that address routes (the API routes it)."""
+
+    shipping_address: ShippingAddress
+    facility: FacilityInfo
+
+
+class PersonalizationSubmission(BaseModel):
+    """The customer's values for one link: {item_reference_id: {field name: value}}."""
+
+    link_id: str
+    values: dict[str, dict[str, str]]
+
+
+class ProductionSignal(BaseModel):
+    """What the API signals to the order workflow for a facility event."""
+
+    event: ProductionEventIn
+    received_at: datetime
+
+
+# ---------------------------------------------------------------------------- to activities
+
+
+class Projection(BaseModel):
+    """The order's state and the timeline entries that are new since the last projection."""
+
+    state: OrderState
+    new_events: list[TimelineEvent] = []
+
+
+class IssueLink(BaseModel):
+    order_id: str
+    merchant_id: str
+    support_email: str
+    order_reference_id: str
+    seq: int  # 1, 2, 3 … per order
+    expires_at: datetime
+    items: list[ItemState]  # only the items that need personalization
+
+
+class LinkIssued(BaseModel):
+    """What the workflow keeps: never the token, so workflow histories cannot leak it."""
+
+    link_id: str
+    seq: int
+    expires_at: datetime
+
+
+class PrintJobItem(BaseModel):
+    item_reference_id: str
+    product_uid: str
+    quantity: int
+    files: list[dict[str, str]]
+    personalization: dict[str, str] | None = None
+
+
+class PrintJobRequest(BaseModel):
+    order_id: str
+    order_reference_id: str
+    facility_id: str
+    items: list[PrintJobItem]
+    shipping_address: ShippingAddress
+
+
+class PrintJobResult(BaseModel):
+    job_id: str
+
+
+class FacilityOutcome(BaseModel):
+    """How a hold ended, for the facility holding the job: ``resume`` or ``cancel``."""
+
+    facility_id: str
+    job_id: str
+    outcome: Literal["resume", "cancel"]
+
+
+HoldNoticeKind = Literal["hold", "reminder", "canceled"]
+
+
+class HoldNotice(BaseModel):
+    """An e-mail to the merchant about a hold: the first notice, a reminder, or the cancel."""
+
+    order_id: str
+    merchant_id: str
+    order_reference_id: str
+    support_email: str
+    kind: HoldKind
+    description: str
+    notice: HoldNoticeKind
+    reminder_number: int = 0
+    respond_by: datetime | None = None
