@@ -134,8 +134,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def api(
     dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
 ) -> AsyncIterator[Any]:
-    """The API with its worker against real parts (see tests/harness.py)."""
-    from tests.harness import running_api
+    """The API with its worker against real parts (see tests/support/api.py)."""
+    from tests.support.api import running_api
 
     async with running_api(dev_env.client, database_url, tmp_path) as running:
         yield running

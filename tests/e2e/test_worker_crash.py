@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from tests.harness import order_json
-from tests.ops.conftest import poll
+from tests.support.api import order_json
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.e2e
 

@@ -1,29 +1,46 @@
 """Records the committed replay histories: ``.venv/bin/python -m tests.histories.record``.
 
-Re-record only on purpose (a deliberate, versioned change to the workflow); the replay test
-exists to catch accidental non-determinism against these files.
+With no argument it records every history below; name one (``order_full_lifecycle``,
+``webhook_delivery_gave_up``) to record only that one. Re-record only on purpose (a deliberate,
+versioned change to a workflow): ``test_replay.py`` exists to catch accidental non-determinism
+against these files.
+
+``order_created_before_api_wrote_creation.json`` has no recorder: earlier code wrote it (the
+order workflow before the API wrote each order's first projection) and today's code must keep
+replaying it as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import tempfile
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from db.engine import create_engine, create_tables
 from domain.orders import (
     HoldResolution,
     ProductionEventIn,
+    Status,
+    TimelineEvent,
+    new_state,
 )
 from tests.conftest import TEMPORAL_TEST_SERVER
-from tests.workflows.support import Recorder, order_body, order_input, order_worker, sleep_until
+from tests.support.webhook_delivery import running_delivery
+from tests.support.workflows import Recorder, order_body, order_input, order_worker, sleep_until
 from workflows.client import ensure_search_attributes
 from workflows.order import OrderWorkflow
 from workflows.order_messages import PersonalizationSubmission, ProductionSignal
+from workflows.webhook_messages import delivery_workflow_id
 
 HERE = Path(__file__).parent
 ITEMS = [
@@ -39,6 +56,21 @@ ITEMS = [
 ]
 
 
+@asynccontextmanager
+async def _time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def _write(name: str, history: WorkflowHistory) -> None:
+    (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+
+
 async def _signal(env: WorkflowEnvironment, handle: object, kind: str, **extra: object) -> None:
     event = ProductionEventIn.model_validate(
         {"event_id": uuid.uuid4().hex, "order_id": handle.id, "type": kind, **extra}  # type: ignore[attr-defined]
@@ -49,12 +81,10 @@ async def _signal(env: WorkflowEnvironment, handle: object, kind: str, **extra: 
     )
 
 
-async def record() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
-    )
-    await ensure_search_attributes(env.client, "default")
-    try:
+async def order_full_lifecycle() -> None:
+    """An order through two links, personalization, a hold, printing, shipping and delivery."""
+    async with _time_skipping() as env:
+        await ensure_search_attributes(env.client, "default")
         async with order_worker(env.client, Recorder()) as tq:
             inp = order_input(await env.get_current_time(), body=order_body(items=ITEMS))
             handle = await env.client.start_workflow(
@@ -89,12 +119,51 @@ async def record() -> None:
             await _signal(env, handle, "delivered")
             await handle.result()
             history = await handle.fetch_history()
-        (HERE / "order_full_lifecycle.json").write_text(
-            json.dumps(json.loads(history.to_json()), indent=1) + "\n"
-        )
-    finally:
-        await env.shutdown()
+        _write("order_full_lifecycle", history)
+
+
+async def webhook_delivery_gave_up() -> None:
+    """The delivery workflow: an event refused for 25 hours and given up, the next one
+    delivered, the idle end."""
+    async with _time_skipping() as env:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_engine(f"sqlite:///{tmp}/record.db")
+            await create_tables(engine)
+            try:
+                async with running_delivery(env, engine) as delivery:
+                    now = await env.get_current_time()
+                    state = new_state(order_input(now))
+                    state.merchant_id, state.status = delivery.merchant_id, Status.DELIVERED
+                    events = [
+                        TimelineEvent(seq=5, at=now, type="printed", status="printed"),
+                        TimelineEvent(seq=6, at=now, type="delivered", status="delivered"),
+                    ]
+                    ids = await delivery.emitter.order_changed(state, events)
+                    delivery.receiver.fail_events = {ids[0]}
+                    handle = env.client.get_workflow_handle(delivery_workflow_id(state.order_id))
+                    async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
+                        await handle.result()
+                    history = await handle.fetch_history()
+                    assert delivery.receiver.accepted_ids() == [ids[1]]
+                _write("webhook_delivery_gave_up", history)
+            finally:
+                await engine.dispose()
+
+
+RECORDERS: dict[str, Callable[[], Awaitable[None]]] = {
+    "order_full_lifecycle": order_full_lifecycle,
+    "webhook_delivery_gave_up": webhook_delivery_gave_up,
+}
+
+
+async def main(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(RECORDERS))
+    if unknown:
+        raise SystemExit(f"no recorder for {', '.join(unknown)}; there are {', '.join(RECORDERS)}")
+    for name in names or list(RECORDERS):
+        await RECORDERS[name]()
+        print(f"recorded tests/histories/{name}.json")
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(main(sys.argv[1:]))

@@ -12,8 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,28 +82,6 @@ def run_python(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-
-
-def poll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:
-    """``fetch()`` until it returns something truthy; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
-async def apoll(what: str, fetch: Callable[[], Any], timeout: float = 30) -> Any:  # noqa: ASYNC109
-    """``await fetch()`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await fetch()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def facility(simulator_url: str, every_seconds: int = 2, token: str = "tok-ops") -> dict[str, Any]:

@@ -19,7 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from settings import Settings
-from tests.ops.conftest import TcpProxy, apoll
+from tests.ops.conftest import TcpProxy
+from tests.support.polling import apoll
 
 
 @asynccontextmanager

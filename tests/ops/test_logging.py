@@ -33,8 +33,9 @@ from logs import (
     redact,
     register_secret,
 )
-from tests.harness import Api, order_json
-from tests.ops.conftest import apoll, facility, log_lines, poll
+from tests.ops.conftest import facility, log_lines
+from tests.support.api import Api, order_json
+from tests.support.polling import apoll, poll
 
 KEY = "pf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"
 WEBHOOK_SECRET = "whsec_" + "z" * 40

@@ -1,6 +1,7 @@
 """The API's ``/metrics``: requests by route template, latencies, and open orders by status.
 
-Against the real stack of tests/api (dev server, in-process worker, SQLite and PostgreSQL).
+Against the real stack of tests/support/api.py (dev server, in-process worker, SQLite and
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.harness import Api, order_json
+from tests.support.api import Api, order_json
 
 
 async def _samples(api: Api) -> list[Sample]:

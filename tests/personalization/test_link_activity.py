@@ -21,7 +21,7 @@ from domain.orders import OrderCreate, OrderInput, new_state
 from domain.personalization import hash_token, pending_items
 from settings import Settings
 from tests.personalization.conftest import LINK, html_part, link_in, personalized_order, text_part
-from tests.workflows.support import OSLO
+from tests.support.workflows import OSLO
 from workflows.order_messages import IssueLink
 
 BASE = "https://printflow.example"

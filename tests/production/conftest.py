@@ -1,3 +1,3 @@
-from tests.production.support import full_api
+from tests.support.production import full_api
 
 __all__ = ["full_api"]

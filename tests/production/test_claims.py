@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.harness import Api, order_json
-from tests.production.support import FullApi
+from tests.support.api import Api, order_json
+from tests.support.production import FullApi
 
 TWO_ITEMS = [
     {

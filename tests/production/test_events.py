@@ -12,8 +12,8 @@ from sqlmodel import func, select
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.models import ProductionEvent
-from tests.harness import Api, order_json
-from tests.production.support import TOKENS, FullApi, tracking
+from tests.support.api import Api, order_json
+from tests.support.production import TOKENS, FullApi, tracking
 
 
 async def _events_stored(api: FullApi, order_id: str) -> int:

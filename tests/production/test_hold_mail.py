@@ -7,8 +7,8 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.harness import Api
-from tests.production.support import full_api_running
+from tests.support.api import Api
+from tests.support.production import full_api_running
 
 
 async def test_an_unanswered_hold_is_reminded_then_canceled_and_the_merchant_told(

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import update
 
 from db.models import Merchant
-from tests.harness import Api
-from tests.production.support import FullApi, tracking
+from tests.support.api import Api
+from tests.support.production import FullApi, tracking
 
 
 async def _deliveries(api: FullApi, key: dict[str, str], **params: Any) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATE
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
 from domain.orders import EventType, Hold, OrderState, Status, TimelineEvent, new_state
-from tests.webhooks.conftest import SECRET, Delivery, add_merchant
-from tests.workflows.support import order_input
+from tests.support.webhook_delivery import SECRET, Delivery, add_merchant
+from tests.support.workflows import order_input
 from workflows.client import enqueue_deliveries
 from workflows.webhook_messages import WebhookDeliveryInput, delivery_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.orders import CancelRequest, ShippingAddress, Status
 from domain.schedule import next_cutoff
-from tests.workflows.support import (
+from tests.support.workflows import (
     OSLO,
     SYDNEY,
     Recorder,

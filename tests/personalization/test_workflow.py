@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.orders import CancelRequest, Status
-from tests.workflows.support import (
+from tests.support.workflows import (
     Recorder,
     order_body,
     order_input,

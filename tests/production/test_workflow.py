@@ -17,7 +17,7 @@ from domain.orders import (
     ProductionEventIn,
     Status,
 )
-from tests.workflows.support import (
+from tests.support.workflows import (
     OSLO,
     Recorder,
     order_input,

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.harness import Api, order_json, running_api
+from tests.support.api import Api, order_json, running_api
 from workflows import search_attributes
 
 

@@ -1,4 +1,5 @@
-"""Today's workflow code must replay the histories that earlier code wrote."""
+"""Today's workflow code must replay the histories that earlier code wrote: every ``*.json`` in
+this folder, against every workflow the worker registers."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from temporalio.worker import Replayer
 
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
-HISTORIES = {
-    path.stem: path.read_text()
-    for path in sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
-}
+HISTORIES = {path.stem: path.read_text() for path in sorted(Path(__file__).parent.glob("*.json"))}
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

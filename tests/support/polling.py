@@ -1,0 +1,30 @@
+"""Waiting for something another process or task does: poll until it is there, or fail."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def poll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:
+    """``fetch()`` until it returns something truthy; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fetch()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+async def apoll(what: str, fetch: Callable[[], Any], timeout: float = 30) -> Any:  # noqa: ASYNC109
+    """``await fetch()`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await fetch()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
