@@ -15,7 +15,8 @@ from typing import Any
 
 import uvicorn
 
-from simulator.app import SimulatorConfig, SimulatorConfigError, create_app
+from simulator.app import create_app
+from simulator.config import SimulatorConfig, SimulatorConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8100

@@ -28,13 +28,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from simulator.__main__ import build_config, parse_args
-from simulator.app import (
-    BUNDLED_FACILITIES,
-    Simulator,
-    SimulatorConfig,
-    SimulatorConfigError,
-    create_app,
-)
+from simulator.app import create_app
+from simulator.config import BUNDLED_FACILITIES, SimulatorConfig, SimulatorConfigError
+from simulator.floor import Simulator
 
 TOKEN_A = "tok-berlin"
 TOKEN_B = "tok-dallas"
