@@ -21,9 +21,7 @@ from startup import ConfigError, check_database, configure_process
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python migrate.py", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python migrate.py", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="database URL (default: PRINTFLOW_DATABASE_URL)")
     sub = parser.add_subparsers(dest="action", required=True)
     up = sub.add_parser("upgrade", help="upgrade the schema (default: to head)")

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     personalization_email_delay: Duration = timedelta(minutes=15)
     personalization_link_ttl: Duration = timedelta(days=7)
     facilities_file: Path = BUNDLED_FACILITIES
+    # How long a write waits for the order's workflow before answering 503 order_busy.
+    update_timeout: Duration = timedelta(seconds=10)
 
     # Not in the public contract; operational knobs with safe defaults.
     print_submit_timeout: Duration = timedelta(seconds=30)
@@ -57,6 +59,13 @@ class Settings(BaseSettings):
     hold_timeout: Duration = timedelta(days=7)
     # An order shipped this long ago with no delivery event is closed as shipped.
     delivery_timeout: Duration = timedelta(days=30)
+    # A created order whose workflow has not started after this long is started by the
+    # relay's sweep (normally the request that created it starts it at once).
+    start_sweep_after: Duration = timedelta(seconds=10)
+    # How long a worker may take over one workflow task before the server gives it to another.
+    workflow_task_timeout: Duration = timedelta(seconds=10)
+    # An activity failing this many attempts in a row is logged and counted, by name.
+    activity_attempts_alert: int = 5
 
     # Running it (docs/deploying.md). Production refuses to start without an admin token.
     env: Literal["development", "production"] = "development"

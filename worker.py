@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.attempts import AttemptsAlert
 from activities.holds import HoldActivities
 from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities
@@ -97,6 +98,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_cached_workflows=settings.worker_max_cached_workflows,
+            interceptors=[AttemptsAlert(settings.activity_attempts_alert)],
         )
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
         async with worker:

@@ -16,8 +16,10 @@ from typing import Any
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from temporalio.exceptions import ApplicationError
 
 from settings import Settings
+from workflows.order_messages import MAIL_REJECTED
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -63,7 +65,38 @@ class Mailer:
         self._msgid_domain = domain.strip("> ") or "printflow.invalid"
 
     async def send(self, to: str, subject: str, text: str, html: str) -> str:
-        """Sends one e-mail and returns its Message-ID; SMTP errors propagate (callers retry)."""
+        """Sends one e-mail and returns its Message-ID.
+
+        A relay that is down or slow raises as it is (the activity is retried); a message the
+        server refuses for good (a 5xx answer) or one that cannot be built raises a
+        non-retryable ``MailRejected``: no retry would change it, a person has to.
+        """
+        try:
+            message = self._message(to, subject, text, html)
+        except ValueError as err:  # e.g. a line break in a header
+            raise _rejected(f"the e-mail to {to} cannot be built: {err}") from None
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self._host,
+                port=self._port,
+                username=self._username,
+                password=self._password.get_secret_value() if self._password else None,
+                start_tls=self._starttls,
+                timeout=SMTP_TIMEOUT_SECONDS,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            codes = sorted({r.code for r in err.recipients})
+            if all(code >= 500 for code in codes):
+                raise _rejected(f"the mail server refused {to} ({codes})") from None
+            raise
+        except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPSenderRefused) as err:
+            if err.code >= 500:
+                raise _rejected(f"the mail server refused the message ({err.code})") from None
+            raise
+        return str(message["Message-ID"])
+
+    def _message(self, to: str, subject: str, text: str, html: str) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._from
         message["To"] = to
@@ -74,13 +107,8 @@ class Mailer:
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        await aiosmtplib.send(
-            message,
-            hostname=self._host,
-            port=self._port,
-            username=self._username,
-            password=self._password.get_secret_value() if self._password else None,
-            start_tls=self._starttls,
-            timeout=SMTP_TIMEOUT_SECONDS,
-        )
-        return message_id
+        return message
+
+
+def _rejected(reason: str) -> ApplicationError:
+    return ApplicationError(reason, type=MAIL_REJECTED, non_retryable=True)

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
+from api.services.starts import OrderStarter
 from db.models import Merchant
 from domain.facilities import Facilities, Facility
 from settings import Settings
@@ -43,7 +44,29 @@ def _facilities(request: Request) -> Facilities:
     return facilities
 
 
+def _starter(request: Request) -> OrderStarter:
+    starter: OrderStarter = request.app.state.starter
+    return starter
+
+
+def _idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description="makes a retry of this write return the first outcome and apply once",
+        ),
+    ] = None,
+) -> str | None:
+    return idempotency_key
+
+
 SessionDep = Annotated[AsyncSession, Depends(_session)]
+StarterDep = Annotated[OrderStarter, Depends(_starter)]
+IdempotencyKeyDep = Annotated[str | None, Depends(_idempotency_key)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 FacilitiesDep = Annotated[Facilities, Depends(_facilities)]

@@ -6,10 +6,14 @@
     ├── NotFound           404    unknown id, or another merchant's order
     ├── Conflict           409    the order's state refuses the action; idempotency clash
     ├── Gone               410    an expired personalization link
-    └── Unavailable        503    a dependency did not answer; retrying the same request is safe
+    └── Unavailable        503    a dependency did not answer, or the order's workflow did not
+                                  within UPDATE_TIMEOUT (``order_busy``); the write may or may
+                                  not have happened: GET tells, and a retry with the same
+                                  Idempotency-Key applies it at most once. Carries Retry-After.
 
 Request validation failures (FastAPI's RequestValidationError) become 422 ``validation_error``
-with the offending fields in ``details``.
+with the offending fields in ``details``. A database or Temporal that cannot be reached is a 503
+``temporarily_unavailable``, never a 500.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 log = logging.getLogger("printflow.api")
 
@@ -65,12 +73,47 @@ class Gone(ApiError):
 class Unavailable(ApiError):
     status_code = 503
     code = "temporarily_unavailable"
+    retry_after = 2  # seconds, sent as Retry-After
 
 
-def envelope(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+        {"error": {"code": code, "message": message, "details": details}},
+        status_code=status,
+        headers=headers,
     )
+
+
+# Temporal answers that mean "not now" rather than "no": the request may be retried.
+_TEMPORAL_BUSY = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.FAILED_PRECONDITION,  # e.g. the workflow task is failing or timing out
+    RPCStatusCode.INTERNAL,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+def unavailable(exc: Exception) -> Unavailable | None:
+    """The 503 for an error of a dependency (database, Temporal), or None if it is not one."""
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | ConnectionError):
+        return Unavailable("the database did not answer; retry in a moment")
+    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return Unavailable("the order's workflow did not answer in time", code="order_busy")
+    if isinstance(exc, RPCError) and exc.status in _TEMPORAL_BUSY:
+        return Unavailable("the workflow service did not answer; retry in a moment")
+    return None
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -87,7 +130,8 @@ _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return envelope(exc.status_code, exc.code, exc.message, exc.details)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
+        return envelope(exc.status_code, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -103,5 +147,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        down = unavailable(exc)
+        if down is not None:
+            log.warning(
+                "%s %s: dependency unavailable (%s: %s)",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+            return await _api_error(request, down)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return envelope(500, "internal_error", "something went wrong on our side; retry later")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,8 +10,10 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import errors, metrics
+from api.guards import RefuseControlCharacters
 from api.pages import routes as pages
 from api.routes import admin, claims, health, orders, personalization, production, webhooks
+from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from domain.facilities import load_facilities
@@ -42,9 +45,13 @@ def create_app(
         )
         # Orders start with their search attributes; the API may come up before any worker.
         await ensure_search_attributes(app.state.temporal, cfg.temporal_namespace)
+        app.state.starter = OrderStarter(app.state.sessions, app.state.temporal, cfg)
+        sweep = asyncio.create_task(app.state.starter.run())
         try:
             yield
         finally:
+            sweep.cancel()
+            await app.state.starter.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -55,6 +62,7 @@ def create_app(
     )
     errors.install(app)
     metrics.install(app)
+    app.add_middleware(RefuseControlCharacters)
     if process:
         app.add_middleware(StartupGate, settings=settings or get_settings())
     app.include_router(health.router)

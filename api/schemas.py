@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from domain.orders import Approval, Email
+from domain.text import InputModel
 from domain.views import (
     AllowedActions,
     FacilityPublic,
@@ -36,9 +37,7 @@ __all__ = [
 # ---------------------------------------------------------------------------- merchants
 
 
-class MerchantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class MerchantCreate(InputModel):
     name: str = Field(min_length=1, max_length=200)
     support_email: Email
     webhook_url: HttpUrl | None = None
@@ -62,9 +61,7 @@ ClaimReason = Literal["damaged", "defective", "misprint", "lost"]
 PHOTOS_REQUIRED: frozenset[str] = frozenset({"damaged", "defective"})
 
 
-class ReorderRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class ReorderRequest(InputModel):
     reason: ClaimReason
     description: str = Field(min_length=1, max_length=2000)
     photo_urls: list[HttpUrl] = Field(

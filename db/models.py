@@ -78,6 +78,26 @@ class Order(SQLModel, table=True):
     updated_at: datetime = _utc(nullable=False)
 
 
+class OrderStart(SQLModel, table=True):
+    """The outbox of workflow starts: one row per order whose workflow may not be running yet.
+
+    Written in the transaction that creates the order, deleted once Temporal has the workflow;
+    the relay (``api.services.starts``) starts what is left, so an order answered 201 always
+    gets its workflow, whatever crashed or was down in between.
+    """
+
+    __tablename__ = "order_starts"
+
+    order_id: str = Field(foreign_key="orders.id", primary_key=True, max_length=40)
+    # When the relay's sweep may (re)try it: a little after creation, then with back-off.
+    due_at: datetime = _utc(nullable=False, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    # What the Web UI shows for the workflow (computed once, with the merchant's name).
+    static_summary: str = Field(max_length=400)
+    static_details: str = Field(max_length=400)
+
+
 class OrderEvent(SQLModel, table=True):
     __tablename__ = "order_events"
 

@@ -23,6 +23,7 @@ from pydantic import (
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from domain.facilities import FacilityInfo
 from domain.schedule import next_cutoff
+from domain.text import REFUSED, InputModel, find_control_characters
 
 
 class Status(StrEnum):
@@ -75,6 +76,7 @@ class EventType(StrEnum):
     HOLD_REMINDER_SENT = "hold_reminder_sent"
     HOLD_RESOLVED = "hold_resolved"
     EVENT_IGNORED = "event_ignored"
+    NOTIFICATION_FAILED = "notification_failed"
     CLOSED = "closed"
 
 
@@ -85,6 +87,8 @@ class HoldKind(StrEnum):
     ADDRESS_INVALID = "address_invalid"
     OTHER = "other"
     FACILITY_REJECTED = "facility_rejected"
+    # The merchant's mail server refused the personalization link.
+    NOTIFICATION_FAILED = "notification_failed"
 
 
 class PersonalizationStatus(StrEnum):
@@ -136,7 +140,7 @@ def _stripped(max_length: int, min_length: int = 1) -> Any:
     return Field(min_length=min_length, max_length=max_length)
 
 
-class _Strict(BaseModel):
+class _Strict(InputModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
 
@@ -209,6 +213,8 @@ class OrderCreate(_Strict):
             raise ValueError("item_reference_id must be unique within an order")
         if self.metadata is not None and len(str(self.metadata)) > 4000:
             raise ValueError("metadata is limited to 4000 characters")
+        if find_control_characters(self.metadata):
+            raise ValueError(f"metadata: {REFUSED}")
         return self
 
 

@@ -206,6 +206,12 @@ class Simulator:
             job.history.append(JobAction(action="cancel", detail=detail))
             self._controls[job.job_id].wakeup.set()
 
+    def replace(self, job: Job, request: dict[str, Any]) -> None:
+        """The job as printflow now wants it printed; the history keeps what changed."""
+        changed = sorted(k for k in request if request.get(k) != job.request.get(k))
+        job.request = request
+        job.history.append(JobAction(action="replace", detail={"changed": changed}))
+
     def resume(self, job: Job, detail: dict[str, Any] | None) -> None:
         """printflow resolved the hold: the sequence goes on where it paused."""
         job.status = "accepted"

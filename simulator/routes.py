@@ -117,6 +117,25 @@ async def get_print_job(job_id: str, simulator: SimulatorDep) -> dict[str, Any] 
     return _dump(job) if isinstance(job, Job) else job
 
 
+@router.put("/print-jobs/{job_id}", response_model=None)
+async def replace_print_job(
+    request: Request, job_id: str, simulator: SimulatorDep
+) -> dict[str, Any] | JSONResponse:
+    """printflow sends the job as it must be printed now (a fixed address, replaced files)
+    before it resumes a held job; the facility prints and ships what it holds last."""
+    job = _authorized_job(simulator, request, job_id)
+    if isinstance(job, JSONResponse):
+        return job
+    body = await _optional_json(request)
+    if body is None or body.get("order_id") != job.order_id:
+        return error_response(422, "invalid_job", "send the whole job of the same order")
+    if job.status == "canceled" or job.stage in ("shipped", "delivered"):
+        return error_response(409, "job_closed", f"job {job_id} can no longer change")
+    simulator.replace(job, body)
+    log.info("job %s order=%s replaced by printflow", job.job_id, job.order_id)
+    return _dump(job)
+
+
 @router.post("/print-jobs/{job_id}/cancel", response_model=None)
 async def cancel_print_job(
     request: Request, job_id: str, simulator: SimulatorDep

@@ -14,11 +14,13 @@ Where an order waits, and for what:
   with reminders, and a cancel when nobody does.
 
 Every status change goes through ``_commit``, which records a timeline event, updates the search
-attributes and projects the state into the read model. Nothing else writes state outward.
+attributes and projects the state into the read model. Nothing else writes state outward, and
+nothing outward ever shows a change that this workflow's history does not hold (see ``_commit``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.order_messages import (
         FACILITY_REJECTED,
+        MAIL_REJECTED,
         AddressChange,
         FacilityOutcome,
         HoldNotice,
@@ -70,6 +73,9 @@ with workflow.unsafe.imports_passed_through():
 # Since this patch the API stores the order's first projection with its row; older runs
 # project their creation themselves.
 API_WRITES_CREATION = "api-writes-creation"
+# Since this patch a change made by an Update is projected only once the Update is accepted and
+# persisted, and projections run one at a time, in order (see ``_commit``).
+PROJECT_AFTER_ACCEPT = "project-after-accept"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 SIDE_EFFECT_TIMEOUT = timedelta(seconds=60)
 # E-mails and facility notices: retry until they go through, backing off to every 5 minutes.
@@ -77,12 +83,22 @@ PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 # A new run every few links keeps the history of an order that waits for months small.
 LINKS_PER_RUN = 10
 SEEN_EVENTS_KEPT = 200
+# Packages of one order; a facility reporting more is ignored (and the API caps its reports).
+MAX_SHIPMENTS = 20
 SUBMIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=0,  # 5xx and timeouts: for as long as it takes
     non_retryable_error_types=[FACILITY_REJECTED],
+)
+# Facility notices: 5xx, 408, 429 and time-outs retry; another 4xx is the facility refusing.
+NOTIFY_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[FACILITY_REJECTED]
+)
+# E-mails: a relay that is down is retried; a server that refuses the message is final.
+MAIL_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[MAIL_REJECTED]
 )
 
 
@@ -110,6 +126,9 @@ class OrderWorkflow:
         self._input = inp
         self._state = inp.state or new_state(inp)
         self._unprojected: list[TimelineEvent] = []
+        # Set when a change in ``_unprojected`` was made by an Update (see ``_commit``).
+        self._update_in_batch = False
+        self._projecting = asyncio.Lock()
         # Bumped by every change that can move a deadline; timed waits restart on it.
         self._generation = 0
         self._links_this_run = 0
@@ -132,6 +151,8 @@ class OrderWorkflow:
                 await self._commit(EventType.CREATED, {"facility": state.facility.id})
 
         while not self._done and self._state.status not in CLOSED:
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
             status = self._state.status
             if status is Status.PENDING_PERSONALIZATION:
                 await self._await_personalization()
@@ -162,28 +183,41 @@ class OrderWorkflow:
                 if await self._wait_until(due, text, lambda: state.status is not _PERSONALIZING):
                     return
             if self._links_this_run >= LINKS_PER_RUN:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(inp.model_copy(update={"state": state}))
+                await self._continue_as_new()
             seq = state.link_seq + 1
-            issued = await workflow.execute_activity_method(
-                PersonalizationActivities.issue_personalization_link,
-                IssueLink(
-                    order_id=state.order_id,
-                    merchant_id=state.merchant_id,
-                    support_email=inp.support_email,
-                    order_reference_id=state.order_reference_id,
-                    seq=seq,
-                    expires_at=workflow.now() + inp.personalization_link_ttl,
-                    items=[
-                        i
-                        for i in state.items
-                        if i.personalization_status is PersonalizationStatus.PENDING
-                    ],
-                ),
-                start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
-                retry_policy=PATIENT_RETRY,
-                summary=f"personalization link {seq} to the merchant",
+            link = IssueLink(
+                order_id=state.order_id,
+                merchant_id=state.merchant_id,
+                support_email=inp.support_email,
+                order_reference_id=state.order_reference_id,
+                seq=seq,
+                expires_at=workflow.now() + inp.personalization_link_ttl,
+                items=[
+                    i
+                    for i in state.items
+                    if i.personalization_status is PersonalizationStatus.PENDING
+                ],
             )
+            try:
+                issued = await workflow.execute_activity_method(
+                    PersonalizationActivities.issue_personalization_link,
+                    link,
+                    start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                    retry_policy=MAIL_RETRY,
+                    summary=f"personalization link {seq} to the merchant",
+                )
+            except ActivityError as err:
+                reason = _rejection(err, MAIL_REJECTED)
+                if reason is None:
+                    raise
+                # Retrying cannot help: the merchant answers the hold (proceed sends a new link).
+                self._hold(HoldKind.NOTIFICATION_FAILED, reason, resume_to=_PERSONALIZING)
+                await self._commit(
+                    EventType.ON_HOLD,
+                    {"kind": HoldKind.NOTIFICATION_FAILED.value, "description": reason},
+                    Status.ON_HOLD,
+                )
+                return
             self._links_this_run += 1
             state.link_seq, state.link_id = issued.seq, issued.link_id
             state.link_expires_at = issued.expires_at
@@ -212,10 +246,10 @@ class OrderWorkflow:
             await self._submit()
             return
 
-    async def _submit(self) -> None:
+    def _print_job(self) -> PrintJobRequest:
+        """The job as the facility must print it now: the current address, files and values."""
         state = self._state
-        self._show(f"submitting the print job to {state.facility.name}")
-        job = PrintJobRequest(
+        return PrintJobRequest(
             order_id=state.order_id,
             order_reference_id=state.order_reference_id,
             facility_id=state.facility.id,
@@ -231,22 +265,24 @@ class OrderWorkflow:
             ],
             shipping_address=state.shipping_address,
         )
+
+    async def _submit(self) -> None:
+        state = self._state
+        self._show(f"submitting the print job to {state.facility.name}")
         try:
             result = await workflow.execute_activity_method(
                 FacilityActivities.submit_print_job,
-                job,
+                self._print_job(),
                 start_to_close_timeout=self._input.print_submit_timeout,
                 retry_policy=SUBMIT_RETRY,
                 summary=f"print job to {state.facility.name}",
             )
         except ActivityError as err:
-            cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == FACILITY_REJECTED):
+            reason = _rejection(err, FACILITY_REJECTED)
+            if reason is None:
                 raise
-            self._hold(HoldKind.FACILITY_REJECTED, cause.message, resume_to=Status.SCHEDULED)
-            await self._commit(
-                EventType.PRINT_JOB_REJECTED, {"reason": cause.message}, Status.ON_HOLD
-            )
+            self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=Status.SCHEDULED)
+            await self._commit(EventType.PRINT_JOB_REJECTED, {"reason": reason}, Status.ON_HOLD)
             return
         state.job_id = result.job_id
         await self._commit(EventType.IN_PRODUCTION, {"job_id": result.job_id}, Status.IN_PRODUCTION)
@@ -275,40 +311,69 @@ class OrderWorkflow:
             await self._send_hold_notice("reminder")
             await self._commit(EventType.HOLD_REMINDER_SENT, {"reminder": hold.reminders_sent})
         if state.job_id is not None:
-            outcome = FacilityOutcome(
-                facility_id=state.facility.id,
-                job_id=state.job_id,
-                outcome="cancel" if state.status is Status.CANCELED else "resume",
-            )
+            await self._tell_facility(resume_to=hold.resume_to)
+
+    async def _tell_facility(self, resume_to: Status) -> None:
+        """How a hold on a job ended. A resume carries the job as it is now, so the address or
+        files fixed during the hold reach the facility before it prints again."""
+        state = self._state
+        assert state.job_id is not None
+        canceled = state.status is Status.CANCELED
+        outcome = FacilityOutcome(
+            facility_id=state.facility.id,
+            job_id=state.job_id,
+            outcome="cancel" if canceled else "resume",
+            job=None if canceled else self._print_job(),
+        )
+        try:
             await workflow.execute_activity_method(
                 FacilityActivities.notify_facility,
                 outcome,
                 start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
-                retry_policy=PATIENT_RETRY,
+                retry_policy=NOTIFY_RETRY,
                 summary=f"tell {state.facility.name}: {outcome.outcome} job {state.job_id}",
             )
+        except ActivityError as err:
+            reason = _rejection(err, FACILITY_REJECTED)
+            if reason is None:
+                raise
+            if canceled:
+                workflow.logger.warning(
+                    "facility refused to cancel job %s: %s", state.job_id, reason
+                )
+                return
+            # The facility will not resume the job as it is now: back to the merchant.
+            self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=resume_to)
+            await self._commit(EventType.PRINT_JOB_REJECTED, {"reason": reason}, Status.ON_HOLD)
 
     async def _send_hold_notice(self, notice: HoldNoticeKind) -> None:
         state = self._state
         hold = state.hold
         assert hold is not None
-        await workflow.execute_activity_method(
-            HoldActivities.send_hold_notice,
-            HoldNotice(
-                order_id=state.order_id,
-                merchant_id=state.merchant_id,
-                order_reference_id=state.order_reference_id,
-                support_email=self._input.support_email,
-                kind=hold.kind,
-                description=hold.description,
-                notice=notice,
-                reminder_number=hold.reminders_sent,
-                respond_by=hold.respond_by,
-            ),
-            start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
-            summary=f"hold e-mail ({notice}) to the merchant",
-        )
+        try:
+            await workflow.execute_activity_method(
+                HoldActivities.send_hold_notice,
+                HoldNotice(
+                    order_id=state.order_id,
+                    merchant_id=state.merchant_id,
+                    order_reference_id=state.order_reference_id,
+                    support_email=self._input.support_email,
+                    kind=hold.kind,
+                    description=hold.description,
+                    notice=notice,
+                    reminder_number=hold.reminders_sent,
+                    respond_by=hold.respond_by,
+                ),
+                start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                retry_policy=MAIL_RETRY,
+                summary=f"hold e-mail ({notice}) to the merchant",
+            )
+        except ActivityError as err:
+            reason = _rejection(err, MAIL_REJECTED)
+            if reason is None:
+                raise
+            # The order stays on hold; the merchant still sees it in the API and on webhooks.
+            await self._commit(EventType.NOTIFICATION_FAILED, {"notice": notice, "reason": reason})
 
     async def _await_delivery(self) -> None:
         """Shipped orders close on delivery, or quietly once delivery is long overdue."""
@@ -477,7 +542,12 @@ class OrderWorkflow:
         status = state.status
         if event.type == "printed" and status is Status.IN_PRODUCTION:
             await self._commit(EventType.PRINTED, {"event_id": event.event_id}, Status.PRINTED)
-        elif event.type == "shipped" and event.tracking and status in _SHIPPABLE:
+        elif (
+            event.type == "shipped"
+            and event.tracking
+            and status in _SHIPPABLE
+            and len(state.shipments) < MAX_SHIPMENTS
+        ):
             tracking = event.tracking
             shipment = Shipment(
                 carrier=tracking.carrier,
@@ -525,7 +595,18 @@ class OrderWorkflow:
         detail: dict[str, Any] | str | None = None,
         status: Status | None = None,
     ) -> None:
-        """Records a change: timeline, search attributes, read model. The only writer."""
+        """Records a change: timeline, search attributes, read model. The only writer.
+
+        The read model, and the webhooks its projection emits, must never show a change that
+        the history does not hold. A local activity runs before its workflow task is
+        committed, so it may project only what follows from events the history already holds
+        (timers, signals, activity results): a retried task recomputes exactly that. An
+        Update's change is not in the history until the task that accepts it completes, and
+        an Update whose task fails or times out can vanish. So a batch holding an Update's
+        change is projected by a regular activity, which the server starts only once that
+        task (the acceptance with it) is committed; the Update answers after its projection.
+        Projections run one at a time, so webhooks are queued in the order changes happened.
+        """
         state = self._state
         now = workflow.now()
         changed = status is not None and status is not state.status
@@ -546,8 +627,8 @@ class OrderWorkflow:
         workflow.upsert_search_attributes(
             [pair.key.value_set(pair.value) for pair in _search_attribute_pairs(state)]
         )
-        projection = Projection(state=state, new_events=self._unprojected)
-        self._unprojected = []
+        if workflow.current_update_info() is not None:
+            self._update_in_batch = True
         self._show(self._waiting_text())
         workflow.logger.info(
             "order %s: %s (status %s, version %d)",
@@ -556,11 +637,42 @@ class OrderWorkflow:
             state.status.value,
             state.version,
         )
-        await workflow.execute_local_activity_method(
+        contended = self._projecting.locked()
+        if (contended or self._update_in_batch) and not workflow.patched(PROJECT_AFTER_ACCEPT):
+            # Replaying a history written before the patch: each change projected at once.
+            await self._project(local=True)
+            return
+        async with self._projecting:
+            if self._unprojected:  # else an earlier commit's projection carried this one
+                await self._project(local=not self._update_in_batch)
+
+    async def _project(self, *, local: bool) -> None:
+        projection = Projection(
+            state=self._state.model_copy(deep=True), new_events=self._unprojected
+        )
+        self._unprojected = []
+        self._update_in_batch = False
+        if local:
+            await workflow.execute_local_activity_method(
+                ProjectionActivities.project_order,
+                projection,
+                start_to_close_timeout=PROJECTION_TIMEOUT,
+            )
+            return
+        await workflow.execute_activity_method(
             ProjectionActivities.project_order,
             projection,
             start_to_close_timeout=PROJECTION_TIMEOUT,
+            retry_policy=PATIENT_RETRY,
+            summary=f"read model: version {projection.state.version}",
         )
+
+    async def _continue_as_new(self) -> None:
+        """A new run with the state so far: long waits and many shipments keep histories small."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._unprojected
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
 
     # ------------------------------------------------------------------ helpers
 
@@ -623,3 +735,11 @@ _HOLDABLE = (Status.IN_PRODUCTION, Status.PRINTED)
 
 def _hm(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _rejection(err: ActivityError, error_type: str) -> str | None:
+    """The reason, when an activity failed with ``error_type`` (a refusal no retry changes)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == error_type:
+        return cause.message
+    return None

@@ -24,8 +24,9 @@ from domain.orders import (
     TimelineEvent,
 )
 
-# ApplicationError types the order workflow reacts to.
+# ApplicationError types the order workflow reacts to: refusals that no retry changes.
 FACILITY_REJECTED = "FacilityRejected"
+MAIL_REJECTED = "MailRejected"
 
 
 # ---------------------------------------------------------------------------- from the API
@@ -101,11 +102,16 @@ class PrintJobResult(BaseModel):
 
 
 class FacilityOutcome(BaseModel):
-    """How a hold ended, for the facility holding the job: ``resume`` or ``cancel``."""
+    """How a hold ended, for the facility holding the job: ``resume`` or ``cancel``.
+
+    A resume carries the job as it must be printed now (``job``): the address or files the
+    merchant fixed during the hold replace what the facility had before it prints.
+    """
 
     facility_id: str
     job_id: str
     outcome: Literal["resume", "cancel"]
+    job: PrintJobRequest | None = None
 
 
 HoldNoticeKind = Literal["hold", "reminder", "canceled"]

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from api.deps import SessionDep, TemporalDep
+from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.services import personalization
 from domain.orders import ItemState, OrderState, PersonalizationField, Status
@@ -43,7 +43,11 @@ async def personalization_form(request: Request, token: str, session: SessionDep
 
 @router.post("/p/{token}", response_class=HTMLResponse)
 async def submit_personalization(
-    request: Request, token: str, session: SessionDep, temporal: TemporalDep
+    request: Request,
+    token: str,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> HTMLResponse:
     try:
         ctx = await personalization.open_link(session, token)
@@ -51,7 +55,9 @@ async def submit_personalization(
         return _refusal(request, err)
     values = _values(await request.form())
     try:
-        state = await personalization.submit(session, temporal, ctx, values)
+        state = await personalization.submit(
+            session, temporal, settings.update_timeout, ctx, values
+        )
     except personalization.InvalidPersonalization as err:
         return _form(request, ctx, values, err.errors, status_code=422)
     except ApiError as err:

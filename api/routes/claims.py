@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, StarterDep
 from api.schemas import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
 from api.services import claims
 
@@ -30,12 +30,12 @@ async def reorder(
     response: Response,
     merchant: MerchantDep,
     session: SessionDep,
-    temporal: TemporalDep,
+    starter: StarterDep,
     settings: SettingsDep,
     facilities: FacilitiesDep,
 ) -> ReorderCreated:
     result, created = await claims.reorder(
-        session, temporal, settings, facilities, merchant, order_id, body
+        session, starter, settings, facilities, merchant, order_id, body
     )
     if not created:
         response.status_code = 200

@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import FacilitiesDep, MerchantDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    FacilitiesDep,
+    IdempotencyKeyDep,
+    MerchantDep,
+    SessionDep,
+    SettingsDep,
+    StarterDep,
+    TemporalDep,
+)
 from api.schemas import OrderPage, OrderPublic
 from api.services import orders
 from domain.orders import (
@@ -22,8 +30,12 @@ from workflows.order_messages import AddressChange
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
-_REFUSED: dict[int | str, dict[str, Any]] = {
-    409: {"description": "the order's state does not allow this; nothing changed"}
+_WRITE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the order's state does not allow this; nothing changed"},
+    503: {
+        "description": "order_busy: the order did not answer within UPDATE_TIMEOUT; the change "
+        "may still happen (GET tells). Retry with the same Idempotency-Key to apply it once."
+    },
 }
 
 
@@ -41,12 +53,13 @@ async def create_order(
     response: Response,
     merchant: MerchantDep,
     session: SessionDep,
-    temporal: TemporalDep,
+    starter: StarterDep,
     settings: SettingsDep,
     facilities: FacilitiesDep,
 ) -> OrderPublic:
+    """Answers as soon as the order is stored; its workflow starts right after (see README)."""
     order, created = await orders.create_order(
-        session, temporal, settings, facilities, merchant, body
+        session, starter, settings, facilities, merchant, body
     )
     if not created:
         response.status_code = 200
@@ -78,61 +91,97 @@ async def get_order(order_id: str, merchant: MerchantDep, session: SessionDep) -
     return await orders.get_order(session, merchant, order_id)
 
 
-@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=_REFUSED)
+@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=_WRITE)
 async def cancel_order(
     order_id: str,
     merchant: MerchantDep,
     session: SessionDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyDep,
     body: CancelRequest | None = None,
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
     return await orders.update_order(
-        session, temporal, row, Action.CANCEL, OrderWorkflow.cancel, body or CancelRequest()
+        session,
+        temporal,
+        settings,
+        row,
+        Action.CANCEL,
+        OrderWorkflow.cancel,
+        body or CancelRequest(),
+        idempotency_key=idempotency_key,
     )
 
 
-@router.put("/{order_id}/shipping-address", response_model=OrderPublic, responses=_REFUSED)
+@router.put("/{order_id}/shipping-address", response_model=OrderPublic, responses=_WRITE)
 async def update_shipping_address(
     order_id: str,
     body: ShippingAddress,
     merchant: MerchantDep,
     session: SessionDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
     facilities: FacilitiesDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
     facility = orders.route(facilities, body.country)
-    change = AddressChange(shipping_address=body, facility=facility.info())
     return await orders.update_order(
         session,
         temporal,
+        settings,
         row,
         Action.UPDATE_ADDRESS,
         OrderWorkflow.update_shipping_address,
-        change,
+        AddressChange(shipping_address=body, facility=facility.info()),
+        idempotency_key=idempotency_key,
     )
 
 
-@router.post("/{order_id}/approve", response_model=OrderPublic, responses=_REFUSED)
+@router.post("/{order_id}/approve", response_model=OrderPublic, responses=_WRITE)
 async def approve_order(
-    order_id: str, merchant: MerchantDep, session: SessionDep, temporal: TemporalDep
+    order_id: str,
+    merchant: MerchantDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
-    return await orders.update_order(session, temporal, row, Action.APPROVE, OrderWorkflow.approve)
+    return await orders.update_order(
+        session,
+        temporal,
+        settings,
+        row,
+        Action.APPROVE,
+        OrderWorkflow.approve,
+        idempotency_key=idempotency_key,
+    )
 
 
-@router.post("/{order_id}/resolve-hold", response_model=OrderPublic, responses=_REFUSED)
+@router.post("/{order_id}/resolve-hold", response_model=OrderPublic, responses=_WRITE)
 async def resolve_hold(
     order_id: str,
     body: HoldResolution,
     merchant: MerchantDep,
     session: SessionDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> OrderPublic:
     """Answers a hold: ``proceed`` as it is, or ``replace_files`` and release.
 
     To fix an address, use the shipping-address endpoint; to give up, cancel.
     """
     row = await orders.get_row(session, merchant, order_id)
-    return await orders.update_order(session, temporal, row, None, OrderWorkflow.resolve_hold, body)
+    return await orders.update_order(
+        session,
+        temporal,
+        settings,
+        row,
+        None,
+        OrderWorkflow.resolve_hold,
+        body,
+        idempotency_key=idempotency_key,
+    )

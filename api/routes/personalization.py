@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import SessionDep, TemporalDep
+from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.schemas import OrderPublic, PersonalizationIn
 from api.services import orders, personalization
 
@@ -28,8 +28,14 @@ router = APIRouter(prefix="/v1/personalization", tags=["personalization"])
     },
 )
 async def complete_personalization(
-    token: str, body: PersonalizationIn, session: SessionDep, temporal: TemporalDep
+    token: str,
+    body: PersonalizationIn,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> OrderPublic:
     ctx = await personalization.open_link(session, token)
-    state = await personalization.submit(session, temporal, ctx, body.items)
+    state = await personalization.submit(
+        session, temporal, settings.update_timeout, ctx, body.items
+    )
     return await orders.render(session, state)

@@ -15,12 +15,12 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, NotFound
 from api.pagination import newest_first
 from api.schemas import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
 from api.services import orders
+from api.services.starts import OrderStarter
 from db.models import Claim, Merchant, Order
 from domain.facilities import Facilities
 from domain.orders import Action, OrderCreate, OrderState, PersonalizationStatus, refusal
@@ -56,7 +56,7 @@ def _same_request(claim: Claim, body: ReorderRequest, items: list[str]) -> bool:
 
 async def reorder(
     session: AsyncSession,
-    client: Client,
+    starter: OrderStarter,
     settings: Settings,
     facilities: Facilities,
     merchant: Merchant,
@@ -132,7 +132,7 @@ async def reorder(
         try:
             new_order, _ = await orders.create_order(
                 session,
-                client,
+                starter,
                 settings,
                 facilities,
                 merchant,

@@ -17,14 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.errors import ApiError, Conflict, NotFound
 from api.pagination import newest_first
 from api.schemas import OrderPublic
+from api.services.starts import OrderStarter, start_operation
 from api.services.updates import OrderUpdate, run_update
-from db.models import Claim, Merchant, Order, OrderEvent
+from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
     Action,
@@ -42,7 +41,6 @@ from domain.orders import (
 from domain.schedule import describe_cutoff
 from domain.views import order_public
 from settings import Settings
-from workflows.order import OrderWorkflow, search_attributes_for
 
 
 def _now() -> datetime:
@@ -63,7 +61,7 @@ def route(facilities: Facilities, country: str) -> Facility:
 
 async def create_order(
     session: AsyncSession,
-    client: Client,
+    starter: OrderStarter,
     settings: Settings,
     facilities: Facilities,
     merchant: Merchant,
@@ -71,11 +69,13 @@ async def create_order(
     reorder_of: str | None = None,
     personalization_values: dict[str, dict[str, str]] | None = None,
 ) -> tuple[OrderPublic, bool]:
-    """Creates the order and its workflow; the same request again returns the same order.
+    """Creates the order and the start of its workflow; the same request again returns the
+    same order.
 
-    The database's unique (merchant, order_reference_id) decides which of several concurrent
-    identical requests wins; every one then starts the workflow from the winner's stored input
-    with USE_EXISTING, so there is one order and one workflow whatever crashes in between.
+    The order's row (with its first projection) and its start request commit in one
+    transaction, and the answer does not wait for Temporal: the relay (``starts``) starts the
+    workflow right after, and keeps trying while Temporal is down. The database's unique
+    (merchant, order_reference_id) decides which of several concurrent identical requests wins.
     """
     digest = request_hash(body)
     received_at = _now()
@@ -117,6 +117,15 @@ async def create_order(
     # The row is born with the order's first projection, so the workflow need not write one.
     session.add(row)
     session.add(
+        OrderStart(
+            order_id=row.id,
+            due_at=received_at + settings.start_sweep_after,
+            static_summary=f"Order {body.order_reference_id} of {merchant.name}, "
+            f"printed in {facility.name}"[:400],
+            static_details=f"first: {_first_wait(inp, state)}"[:400],
+        )
+    )
+    session.add(
         OrderEvent(
             order_id=row.id,
             seq=created_event.seq,
@@ -127,7 +136,6 @@ async def create_order(
     )
     try:
         await session.commit()
-        created = True
     except IntegrityError:
         await session.rollback()
         existing = (
@@ -145,39 +153,16 @@ async def create_order(
                 code="order_reference_conflict",
                 details={"order_id": existing.id},
             ) from None
-        row, created = existing, False
-        inp = OrderInput.model_validate(existing.workflow_input)
-        state = OrderState.model_validate(existing.state)
-    # Also on a retry: the request that created the row may have died before starting it.
-    await _start_workflow(client, settings, merchant, inp, state)
-    if created:
-        return order_public(state, [created_event], _now()), True
-    return await render(session, state), False
+        starter.start_soon(existing.id)  # a no-op unless it still waits for its start
+        return await render(session, OrderState.model_validate(existing.state)), False
+    starter.start_soon(row.id)
+    return order_public(state, [created_event], _now()), True
 
 
-async def _start_workflow(
-    client: Client, settings: Settings, merchant: Merchant, inp: OrderInput, state: OrderState
-) -> None:
-    waits = (
-        describe_cutoff(inp.facility, state.cutoff_at)
-        if state.cutoff_at
-        else state.status.value.replace("_", " ")
-    )
-    try:
-        await client.start_workflow(
-            OrderWorkflow.run,
-            inp,
-            id=inp.order_id,
-            task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=search_attributes_for(state),
-            static_summary=f"Order {inp.order.order_reference_id} of {merchant.name}, "
-            f"printed in {inp.facility.name}",
-            static_details=f"first: {waits}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # it ran and closed already; that is the order
+def _first_wait(inp: OrderInput, state: OrderState) -> str:
+    if state.cutoff_at:
+        return describe_cutoff(inp.facility, state.cutoff_at)
+    return state.status.value.replace("_", " ")
 
 
 async def get_row(session: AsyncSession, merchant: Merchant, order_id: str) -> Order:
@@ -255,12 +240,18 @@ async def list_orders(
 async def update_order(
     session: AsyncSession,
     client: Client,
+    settings: Settings,
     row: Order,
     action: Action | None,
     update: OrderUpdate,
     arg: Any = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> OrderPublic:
     """Runs an ``OrderWorkflow`` Update; a refusal from the workflow becomes a 409 with its code."""
+
+    start = await start_operation(session, settings, row)
+    await session.commit()  # no database connection is held while the workflow answers
 
     async def closed() -> ApiError:
         # The workflow has closed: the order's last state says why nothing can change.
@@ -271,5 +262,22 @@ async def update_order(
             return Conflict(why.message, code=why.code)
         return Conflict(f"the order is {last.status.value} and closed", code="order_closed")
 
-    state = await run_update(client, row.id, update, arg, on_closed=closed)
+    state = await run_update(
+        client,
+        row.id,
+        update,
+        arg,
+        patience=settings.update_timeout,
+        on_closed=closed,
+        # Temporal runs an Update id once per workflow: a retry gets the first outcome.
+        update_id=_update_id(update, idempotency_key),
+        start=start,
+    )
     return await render(session, state)
+
+
+def _update_id(update: OrderUpdate, idempotency_key: str | None) -> str | None:
+    """The Update's id: the merchant's key, scoped to the action it was sent with."""
+    if idempotency_key is None:
+        return None
+    return f"{getattr(update, '__name__', 'update')}:{idempotency_key}"

@@ -21,7 +21,7 @@ import hmac
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -149,7 +149,11 @@ def check_values(ctx: LinkContext, values: dict[str, dict[str, str]]) -> None:
 
 
 async def submit(
-    session: AsyncSession, client: Client, ctx: LinkContext, values: dict[str, dict[str, str]]
+    session: AsyncSession,
+    client: Client,
+    patience: timedelta,
+    ctx: LinkContext,
+    values: dict[str, dict[str, str]],
 ) -> OrderState:
     """Completes the personalization through the order's workflow; the link is then used up."""
     check_values(ctx, values)
@@ -170,6 +174,7 @@ async def submit(
         ctx.order.id,
         OrderWorkflow.complete_personalization,
         submission,
+        patience=patience,
         on_closed=closed,
         on_refusal=_refusal,
     )

@@ -28,6 +28,8 @@ from workflows.order_messages import ProductionSignal
 
 log = logging.getLogger("printflow.api.production")
 
+MAX_EVENTS_PER_ORDER = 50
+
 
 async def record_event(
     session: AsyncSession, temporal: Client, facility: Facility, body: ProductionEventIn
@@ -46,6 +48,18 @@ async def record_event(
     except IntegrityError:
         await session.rollback()
         return await _duplicate(session, facility, body)
+    reported = (
+        await session.exec(select(func.count()).where(ProductionEvent.order_id == body.order_id))
+    ).one()
+    if reported > MAX_EVENTS_PER_ORDER:
+        # A real order has a handful; beyond this a facility is looping, and every report
+        # would grow the order's history.
+        await session.rollback()
+        raise Conflict(
+            f"order {body.order_id} has had {MAX_EVENTS_PER_ORDER} events already; "
+            "no more are accepted",
+            code="too_many_events",
+        )
 
     try:
         await temporal.get_workflow_handle(body.order_id).signal(

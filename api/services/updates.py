@@ -3,19 +3,26 @@
 The workflow alone decides. A refusal from its validator (an ``ApplicationError`` whose type is
 a refusal code) becomes a 409 with that code; nothing changed. A workflow that has closed
 cannot answer, so its last projection says why nothing can change (``on_closed``).
+
+An Update waits at most ``timeout`` (``UPDATE_TIMEOUT``) for the workflow, then the API answers
+503 ``order_busy``: the change may still happen (GET tells). The caller's ``Idempotency-Key``
+becomes the Update's id, and Temporal runs an Update id once per workflow: the retry of a write
+answered 503 gets the first outcome instead of applying it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-from api.errors import ApiError, Conflict
+from api.errors import ApiError, Conflict, Unavailable
 from domain.orders import OrderState
 
 # An update method of OrderWorkflow, such as ``OrderWorkflow.cancel``.
@@ -36,15 +43,32 @@ async def run_update(
     update: OrderUpdate,
     arg: Any = None,
     *,
+    patience: timedelta,
     on_closed: OnClosed,
     on_refusal: OnRefusal = conflict,
+    update_id: str | None = None,
+    start: WithStartWorkflowOperation[Any, Any] | None = None,
 ) -> OrderState:
-    """Runs ``update`` (an ``OrderWorkflow`` update method) and returns the order as it now is."""
-    handle = client.get_workflow_handle(order_id)
+    """Runs ``update`` (an ``OrderWorkflow`` update method) and returns the order as it now is.
+
+    ``patience`` is UPDATE_TIMEOUT. ``start``: for an order whose workflow the relay may not
+    have started yet, the Update goes with its start (update-with-start, USE_EXISTING).
+    """
+    args = [] if arg is None else [arg]
     try:
-        if arg is None:
-            return await handle.execute_update(update)
-        return await handle.execute_update(update, arg)
+        async with asyncio.timeout(patience.total_seconds()):
+            if start is not None:
+                return await client.execute_update_with_start_workflow(
+                    update, args=args, start_workflow_operation=start, id=update_id
+                )
+            handle = client.get_workflow_handle(order_id)
+            return await handle.execute_update(update, args=args, id=update_id)
+    except TimeoutError:
+        raise Unavailable(
+            f"the order did not answer within {patience.total_seconds():g} s; the change may "
+            "still happen: GET the order to see, or retry with the same Idempotency-Key",
+            code="order_busy",
+        ) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type:

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.api import Api, order_json, running_api
+from tests.support.api import Api, order_json, running_api, started
 from workflows import search_attributes
 
 
@@ -34,7 +34,8 @@ async def test_the_api_registers_the_search_attributes_it_starts_orders_with(
         key = Api.auth(await api.merchant())
         created = await api.client.post("/v1/orders", json=order_json("FRESH-1"), headers=key)
         assert created.status_code == 201, created.text
+        # The answer does not wait for Temporal: the workflow starts right after it.
         handle = client.get_workflow_handle(created.json()["id"])
-        described = await handle.describe()
+        described = await started(handle)
         status = described.typed_search_attributes.get(search_attributes.ORDER_STATUS)
         assert status == "scheduled"

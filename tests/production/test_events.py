@@ -7,12 +7,14 @@ facility's token; webhooks go to a real receiver that verifies every signature.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlmodel import func, select
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.models import ProductionEvent
 from tests.support.api import Api, order_json
+from tests.support.polling import apoll
 from tests.support.production import TOKENS, FullApi, tracking
 
 
@@ -220,6 +222,10 @@ async def test_an_issue_holds_the_order_mails_the_merchant_and_a_new_address_res
     assert response.status_code == 200, response.text
     resumed = await api.until(key, oid, lambda o: o["status"] == "in_production")
     assert resumed["shipping_address"]["post_code"] == "101" and resumed["hold"] is None
+    # The facility prints and ships what it holds: the fixed address, received before the resume.
+    job = await _facility_job(api, resumed["job_id"], "resume")
+    assert job["request"]["shipping_address"]["post_code"] == "101"
+    assert [a["action"] for a in job["history"]][-2:] == ["replace", "resume"]
 
 
 async def test_a_file_problem_mail_says_what_to_check_and_replacing_files_releases(
@@ -250,3 +256,18 @@ async def test_a_file_problem_mail_says_what_to_check_and_replacing_files_releas
     assert response.status_code == 200, response.text
     resumed = await api.until(key, oid, lambda o: o["status"] == "in_production")
     assert resumed["items"][0]["files"][0]["url"] == "https://files.example/sharp.png"
+    job = await _facility_job(api, resumed["job_id"], "resume")
+    assert job["request"]["items"][0]["files"] == files["line-1"]
+    assert [a["action"] for a in job["history"]][-2:] == ["replace", "resume"]
+
+
+async def _facility_job(api: FullApi, job_id: str, last_action: str) -> dict[str, Any]:
+    """The facility's job once its newest recorded action is ``last_action``."""
+
+    async def fetch() -> dict[str, Any] | None:
+        job: dict[str, Any] = await api.facility(f"/print-jobs/{job_id}")
+        history = job.get("history") or [{}]
+        return job if history[-1].get("action") == last_action else None
+
+    found: dict[str, Any] = await apoll(f"job {job_id} to be {last_action}d", fetch, timeout=10)
+    return found

@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from api.main import create_app
@@ -200,3 +201,20 @@ async def running_api(
                     yield Api(client, app, settings, simulator, temporal, mail)
             finally:
                 await engine.dispose()
+
+
+async def started(
+    handle: WorkflowHandle[Any, Any], within: float = 10.0
+) -> WorkflowExecutionDescription:
+    """The workflow's description once the relay has started it (create does not wait)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await handle.describe()
+        except RPCError as err:
+            if (
+                err.status != RPCStatusCode.NOT_FOUND
+                or asyncio.get_running_loop().time() > deadline
+            ):
+                raise
+        await asyncio.sleep(0.05)

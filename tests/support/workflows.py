@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,9 +100,14 @@ class Recorder:
     notices: list[HoldNotice] = field(default_factory=list)
     outcomes: list[FacilityOutcome] = field(default_factory=list)
     reject_with: str | None = None
+    # Seconds a projection takes, by the type of its newest event (a slow database write).
+    slow_projections: dict[str, float] = field(default_factory=dict)
 
     @activity.defn(name="project_order")
     async def project_order(self, projection: Projection) -> None:
+        delay = self.slow_projections.get(projection.new_events[-1].type, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
         self.projections.append(projection)
 
     @activity.defn(name="submit_print_job")

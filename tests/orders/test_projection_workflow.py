@@ -1,0 +1,122 @@
+"""What leaves the workflow follows its history: how changes are projected, and in what order.
+
+The read model is written by the ``project_order`` activity. A local activity runs before its
+workflow task is committed, so only changes whose cause the history already holds may be
+projected that way; an Update's change waits for a regular activity, which the server starts
+only after the Update's acceptance is persisted. These tests read the real history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.orders import CancelRequest, ProductionEventIn, Status
+from tests.support.polling import apoll
+from tests.support.workflows import Recorder, order_input, sleep_until, start, state_of
+from worker import WORKFLOW_RUNNER
+from workflows.order import OrderWorkflow
+from workflows.order_messages import ProductionSignal
+
+
+def _worker(env: WorkflowEnvironment, rec: Recorder, task_queue: str) -> Worker:
+    return Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[OrderWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
+        activities=rec.activities(),
+        # No sticky cache: a task goes to whichever worker polls next, even after a restart.
+        max_cached_workflows=0,
+    )
+
+
+async def _event_types(handle: WorkflowHandle[Any, Any]) -> list[int | str]:
+    """The history's event types; a local activity's marker shows as "local_activity"."""
+    types: list[int | str] = []
+    async for e in handle.fetch_history_events():
+        marker = e.marker_recorded_event_attributes.marker_name
+        types.append("local_activity" if "local_activity" in marker else e.event_type)
+    return types
+
+
+async def test_a_cancel_is_projected_only_after_its_acceptance_is_in_the_history(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    tq = "tq-" + uuid.uuid4().hex
+    async with _worker(env, rec, tq):
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        before = len(await _event_types(handle))
+        canceled = await handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason="dup"))
+        assert canceled.status is Status.CANCELED
+        # The Update answers after its projection: a GET right after shows the cancel.
+        assert rec.statuses()[-1] == "canceled"
+        types = await _event_types(handle)
+
+    accepted = types.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+    scheduled = [
+        i for i, t in enumerate(types) if t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    # The projection is a regular activity, scheduled in the task that accepted the Update ...
+    assert scheduled and scheduled[0] > accepted
+    # ... never a local activity, which would have run before that task was committed.
+    assert "local_activity" not in types[before:]
+    # The price, in history events, from acceptance to completion: the projection activity (3),
+    # the task that completes the Update (3), and once per run the patch marker with its
+    # search attribute (2). Reported in docs/performance.md.
+    completed = types.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
+    assert completed - accepted <= 11
+
+
+async def test_changes_made_in_one_task_are_projected_in_order_each_as_it_was(
+    env: WorkflowEnvironment,
+) -> None:
+    """Two facility reports land in one workflow task: printed, then shipped. Each projection
+    carries the state as of its own change, and webhooks (emitted by the projection) follow
+    the order in which the changes happened, even when the first write is the slower one."""
+    rec = Recorder(slow_projections={"printed": 0.5})
+    tq = "tq-" + uuid.uuid4().hex
+    async with _worker(env, rec, tq):
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await sleep_until(env, cutoff + timedelta(seconds=1))
+        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+
+    # No worker: both signals wait in the history and reach the next worker in one task.
+    now = await env.get_current_time()
+    for kind, extra in (
+        ("printed", {}),
+        ("shipped", {"tracking": {"carrier": "DHL", "tracking_code": "JJD1"}}),
+    ):
+        event = ProductionEventIn.model_validate(
+            {"event_id": uuid.uuid4().hex, "order_id": handle.id, "type": kind, **extra}
+        )
+        await handle.signal(
+            OrderWorkflow.facility_event, ProductionSignal(event=event, received_at=now)
+        )
+
+    async with _worker(env, rec, tq):
+        assert (await state_of(handle)).status is Status.SHIPPED
+
+        async def all_projected() -> bool:
+            return rec.statuses()[-1:] == ["shipped"]
+
+        await apoll("the shipment to be projected", all_projected, timeout=10)
+        events = [e.type for p in rec.projections for e in p.new_events]
+        assert events == ["in_production", "printed", "shipment"]
+        versions = [p.state.version for p in rec.projections]
+        assert versions == sorted(versions), "a later change never projected before an earlier"
+        for projection in rec.projections:
+            # Each projection shows the state its newest event left, not a later one.
+            newest = projection.new_events[-1]
+            assert projection.state.event_seq == newest.seq
+            if newest.status is not None:
+                assert projection.state.status.value == newest.status
