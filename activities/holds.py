@@ -64,6 +64,12 @@ PROBLEMS: dict[HoldKind, Problem] = {
         "The facility did not accept the order for production. Please check the order's "
         "files and items, then release it again or cancel it.",
     ),
+    HoldKind.NOTIFICATION_FAILED: Problem(
+        "the personalization link could not be e-mailed",
+        "Your mail server refused the e-mail with the personalization link for this order. "
+        "Please check your support e-mail address with us; then send the link again (it also "
+        "arrives on your webhook), or cancel the order.",
+    ),
     HoldKind.OTHER: Problem(
         "a problem reported by the print facility",
         "The print facility cannot go on with this order without your answer.",
@@ -103,6 +109,8 @@ def actions_for(notice: HoldNotice, api: str, items: list[str]) -> list[dict[str
     }
     if notice.kind is HoldKind.ADDRESS_INVALID:
         return [address, cancel]
+    if notice.kind is HoldKind.NOTIFICATION_FAILED:
+        return [{**proceed, "title": "Send a new personalization link"}, cancel]
     return [replace, proceed, cancel]
 
 

@@ -6,12 +6,15 @@ import time
 
 import aiosmtplib
 import pytest
+from aiosmtpd.controller import Controller
 from pydantic import SecretStr
+from temporalio.exceptions import ApplicationError
 
 from activities.mail import Mailer, render_email
 from devstack.mailsink import MailSink, free_port
 from settings import Settings
 from tests.personalization.conftest import html_part, text_part
+from workflows.order_messages import MAIL_REJECTED
 
 
 def _settings(sink_port: int, **overrides: object) -> Settings:
@@ -93,3 +96,47 @@ def test_a_missing_template_variable_is_an_error_not_a_blank() -> None:
 
     with pytest.raises(UndefinedError):
         render_email("personalization_link", reference="R-1")
+
+
+class _RefusingHandler:
+    """An SMTP server that knows no such mailbox (550) or is over its quota for now (452)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: object, session: object, envelope: object, address: str, options: object
+    ) -> str:
+        return self.code
+
+
+@pytest.mark.parametrize(
+    ("answer", "final"),
+    [("550 5.1.1 no such mailbox", True), ("452 4.2.2 mailbox full, try later", False)],
+)
+async def test_a_refused_recipient_is_final_only_when_the_server_says_so(
+    answer: str, final: bool
+) -> None:
+    port = free_port()
+    server = Controller(_RefusingHandler(answer), hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        with pytest.raises(Exception) as raised:
+            await Mailer(_settings(port)).send("gone@shop.test", "Order 1", "text", "<p>html</p>")
+    finally:
+        server.stop()
+    error = raised.value
+    if final:  # no retry changes it: the order goes on hold for a person
+        assert isinstance(error, ApplicationError) and error.non_retryable
+        assert error.type == MAIL_REJECTED and "550" in str(error)
+    else:  # a plain error: Temporal retries it
+        assert not isinstance(error, ApplicationError)
+
+
+async def test_a_header_that_cannot_be_built_is_refused_for_good(mail: MailSink) -> None:
+    with pytest.raises(ApplicationError) as raised:
+        await Mailer(_settings(mail.port)).send(
+            "a@shop.test", "Order X\nBcc: b@evil.test", "t", "h"
+        )
+    assert raised.value.non_retryable and raised.value.type == MAIL_REJECTED
+    assert mail.messages == []

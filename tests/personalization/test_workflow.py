@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.orders import CancelRequest, Status
+from domain.orders import CancelRequest, HoldResolution, Status
 from tests.support.workflows import (
     Recorder,
     order_body,
@@ -216,3 +216,27 @@ async def test_an_order_waiting_a_year_keeps_a_small_history(env: WorkflowEnviro
             PersonalizationSubmission(link_id="lnk-53", values={"mug-1": {"name": "Ada"}}),
         )
         assert done.status is Status.SCHEDULED
+
+
+async def test_a_refused_link_e_mail_holds_the_order_until_the_merchant_sends_it_again(
+    env: WorkflowEnvironment,
+) -> None:
+    """No retry changes a mail server that refuses the address: the order waits for a person
+    on hold, instead of retrying forever with nobody the wiser."""
+    rec = Recorder(refuse_links=True)
+    async with order_worker(env.client, rec) as tq:
+        _, handle = await _started(env, tq)
+        await env.sleep(DELAY + timedelta(seconds=1))
+        held = await state_of(handle)
+        assert held.status is Status.ON_HOLD
+        assert held.hold is not None and held.hold.kind == "notification_failed"
+        assert "refused" in held.hold.description
+        assert rec.links == []
+        assert rec.events()[-1] == "on_hold"
+
+        rec.refuse_links = False
+        await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
+        await env.sleep(timedelta(seconds=1))
+        again = await state_of(handle)
+        assert again.status is Status.PENDING_PERSONALIZATION
+        assert [link.seq for link in rec.links] == [1]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.holds import PROBLEMS, HoldActivities
+from activities.mail import Mailer
+from domain.orders import HoldKind
+from settings import Settings
 from tests.support.api import Api
 from tests.support.production import full_api_running
+from workflows.order_messages import HoldNotice
 
 
 async def test_an_unanswered_hold_is_reminded_then_canceled_and_the_merchant_told(
@@ -41,3 +47,23 @@ async def test_an_unanswered_hold_is_reminded_then_canceled_and_the_merchant_tol
         assert "Nothing will be printed or shipped" in text
         final = await api.until(key, order["id"], lambda o: o["status"] == "canceled")
         assert "no answer" in (final["cancel_reason"] or "")
+
+
+@pytest.mark.parametrize("kind", list(HoldKind))
+def test_every_kind_of_hold_has_a_mail_that_says_what_is_wrong_and_what_to_do(
+    kind: HoldKind,
+) -> None:
+    notice = HoldNotice(
+        order_id="ord_1",
+        merchant_id="mer_1",
+        order_reference_id="SHOP-1",
+        support_email="help@shop.test",
+        kind=kind,
+        description="what the facility said",
+        notice="hold",
+        respond_by=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    holds = HoldActivities(Mailer(Settings()), "http://api", engine=None)  # type: ignore[arg-type]
+    text, html = holds.render(notice, ["line-1"])
+    assert PROBLEMS[kind].title in text and "what the facility said" in html
+    assert "POST http://api/v1/orders/ord_1/cancel" in text

@@ -168,6 +168,27 @@ async def test_an_address_hold_resumes_with_the_fixed_address(env: WorkflowEnvir
         )
         assert after.status is Status.PRINTED, "back where it was before the hold"
         assert after.shipping_address.post_code == "0154"
+        # The facility gets the fixed address with the resume, not just "resume".
+        await env.sleep(timedelta(seconds=1))
+        (outcome,) = rec.outcomes
+        assert outcome.outcome == "resume" and outcome.job is not None
+        assert outcome.job.shipping_address.post_code == "0154"
+
+
+async def test_a_facility_that_refuses_the_resume_puts_the_order_back_on_hold(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder(refuse_resume=True)
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await _report(env, handle, "issue", issue={"kind": "other", "description": "paper"})
+        await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
+        await env.sleep(timedelta(seconds=1))
+        state = await state_of(handle)
+        assert state.status is Status.ON_HOLD
+        assert state.hold is not None and state.hold.kind == "facility_rejected"
+        assert state.hold.resume_to is Status.IN_PRODUCTION
+        assert rec.events()[-2:] == ["hold_resolved", "print_job_rejected"]
 
 
 async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None:
@@ -191,6 +212,12 @@ async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None
         )
         assert str(state.items[0].files[0].url) == "https://files.example/v2.pdf"
         assert state.status is Status.IN_PRODUCTION
+        await env.sleep(timedelta(seconds=1))
+        (outcome,) = rec.outcomes
+        assert outcome.job is not None
+        assert outcome.job.items[0].files == [
+            {"type": "default", "url": "https://files.example/v2.pdf"}
+        ]
 
 
 async def test_nobody_answers_the_hold_so_the_order_is_canceled(env: WorkflowEnvironment) -> None:

@@ -22,6 +22,7 @@ from worker import WORKFLOW_RUNNER
 from workflows.order import OrderWorkflow
 from workflows.order_messages import (
     FACILITY_REJECTED,
+    MAIL_REJECTED,
     FacilityOutcome,
     HoldNotice,
     IssueLink,
@@ -100,6 +101,10 @@ class Recorder:
     notices: list[HoldNotice] = field(default_factory=list)
     outcomes: list[FacilityOutcome] = field(default_factory=list)
     reject_with: str | None = None
+    # The merchant's mail server refusing the personalization e-mail (a final refusal).
+    refuse_links: bool = False
+    # The facility refusing to resume a held job (a 4xx to the resume).
+    refuse_resume: bool = False
     # Seconds a projection takes, by the type of its newest event (a slow database write).
     slow_projections: dict[str, float] = field(default_factory=dict)
 
@@ -119,6 +124,12 @@ class Recorder:
 
     @activity.defn(name="issue_personalization_link")
     async def issue_personalization_link(self, link: IssueLink) -> LinkIssued:
+        if self.refuse_links:
+            raise ApplicationError(
+                "the mail server refused support@shop.test ([550])",
+                type=MAIL_REJECTED,
+                non_retryable=True,
+            )
         self.links.append(link)
         return LinkIssued(link_id=f"lnk-{link.seq}", seq=link.seq, expires_at=link.expires_at)
 
@@ -128,6 +139,10 @@ class Recorder:
 
     @activity.defn(name="notify_facility")
     async def notify_facility(self, outcome: FacilityOutcome) -> None:
+        if self.refuse_resume and outcome.outcome == "resume":
+            raise ApplicationError(
+                "facility oslo refused resume (409)", type=FACILITY_REJECTED, non_retryable=True
+            )
         self.outcomes.append(outcome)
 
     def statuses(self) -> list[str]:
