@@ -135,7 +135,47 @@ async def orders(stack: Stack, count: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def _report(a: dict[str, Any], b: dict[str, Any], workers: int) -> str:
+async def cancels(stack: Stack, count: int, concurrency: int) -> dict[str, Any]:
+    """(c) Updates: orders that wait for the merchant's approval, each canceled by the API."""
+    merchant = await asyncio.to_thread(stack.create_merchant, "Bench Cancels", "c@example.com")
+    headers = {"X-API-Key": merchant["api_key"]}
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60, limits=limits) as http:
+
+        async def create(reference: str) -> str:
+            body = _order(reference) | {"approval": "manual"}
+            response = await http.post("/v1/orders", json=body, headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
+            return str(response.json()["id"])
+
+        async def cancel(order_id: str) -> None:
+            sent = time.perf_counter()
+            response = await http.post(f"/v1/orders/{order_id}/cancel", headers=headers, json={})
+            latencies.append(time.perf_counter() - sent)
+            if response.status_code != 200 or response.json()["status"] != "canceled":
+                raise RuntimeError(f"cancel answered {response.status_code}: {response.text}")
+
+        ids = await _bounded(
+            concurrency,
+            (lambda r=f"CANCEL-{i}": create(r) for i in range(count)),  # type: ignore[misc]
+        )
+        await asyncio.sleep(1)  # let the workflows start
+        await _bounded(concurrency, (lambda i=i: cancel(i) for i in ids))  # type: ignore[misc]
+
+    client = await Client.connect(stack.temporal_address)
+    sample = ids[:: max(1, count // 10)]
+    events = [len((await client.get_workflow_handle(i).fetch_history()).events) for i in sample]
+    return {
+        "cancels": count,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p95_ms": _percentile(latencies, 0.95) * 1000,
+        "events": statistics.mean(events),
+    }
+
+
+def _report(a: dict[str, Any], b: dict[str, Any], c: dict[str, Any], workers: int) -> str:
     ratio = b["per_second"] / a["per_second"]
     return "\n".join(
         [
@@ -152,6 +192,9 @@ def _report(a: dict[str, Any], b: dict[str, Any], workers: int) -> str:
             f"| API create, all {b['orders']} | {b['creates_per_second']:.1f}/s, "
             f"p50 {b['p50_ms']:.0f} ms, p95 {b['p95_ms']:.0f} ms |",
             f"| history events per order (to in_production) | {b['events']:.0f} |",
+            f"| (c) cancel (an Update), {c['cancels']} orders | p50 {c['p50_ms']:.0f} ms, "
+            f"p95 {c['p95_ms']:.0f} ms |",
+            f"| history events of an order canceled while pending approval | {c['events']:.0f} |",
         ]
     )
 
@@ -205,10 +248,12 @@ def main(argv: list[str] | None = None) -> int:
             a = asyncio.run(baseline(stack.temporal_address, args.orders, args.concurrency))
             print(f"(b) {args.orders} orders through the API ...", file=sys.stderr, flush=True)
             b = asyncio.run(orders(stack, args.orders, args.concurrency))
+            print(f"(c) {args.orders // 2} cancels ...", file=sys.stderr, flush=True)
+            c = asyncio.run(cancels(stack, max(1, args.orders // 2), args.concurrency))
     print(
-        json.dumps({"baseline": a, "orders": b}, indent=2)
+        json.dumps({"baseline": a, "orders": b, "cancels": c}, indent=2)
         if args.json
-        else _report(a, b, args.workers)
+        else _report(a, b, c, args.workers)
     )
     return 0
 
