@@ -147,8 +147,8 @@ class OrderStarter:
                     update(OrderStart)
                     .where(col(OrderStart.order_id) == order_id)
                     .values(
-                        due_at=_now() + _backoff(attempts + 1),
-                        attempts=attempts + 1,
+                        # A claim by the sweep counted this attempt already.
+                        due_at=_now() + _backoff(max(attempts, 1)),
                         last_error=f"{type(err).__name__}: {err}"[:500],
                     )
                 )

@@ -1,0 +1,90 @@
+"""Create answers without Temporal; the relay starts every order it answered 201.
+
+The real-process versions (the API killed before the start, Temporal down) are in tests/faults.
+Here the relay itself: an order whose start failed stays in the outbox with the reason, and the
+sweep of any API process starts it once Temporal answers again; an order can be canceled before
+its workflow ever started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api.services.starts import OrderStarter
+from db.models import OrderStart
+from domain.orders import Status
+from tests.support.api import Api, order_json, started
+from workflows.order import OrderWorkflow
+
+
+async def _outbox(api: Api) -> list[OrderStart]:
+    async with api.app.state.sessions() as session:
+        return list(await session.exec(select(OrderStart)))
+
+
+async def _unreachable_temporal() -> Client:
+    # Nothing listens there: every call fails, as with a Temporal server that is down.
+    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+
+
+async def test_the_start_row_is_gone_once_the_workflow_runs(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    created = await api.client.post("/v1/orders", json=order_json("OUT-1"), headers=key)
+    assert created.status_code == 201, created.text
+    await started(api.temporal.get_workflow_handle(created.json()["id"]))
+    await api.until(key, created.json()["id"], lambda o: True)
+    for _ in range(50):
+        if not await _outbox(api):
+            break
+        await asyncio.sleep(0.1)
+    assert await _outbox(api) == []
+
+
+async def test_a_failed_start_stays_in_the_outbox_until_a_sweep_starts_it(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    down = OrderStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
+    api.app.state.starter = down  # this API process cannot reach Temporal
+    created = await api.client.post("/v1/orders", json=order_json("OUT-2"), headers=key)
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+    assert created.json()["status"] == "scheduled"
+    await down.close()
+
+    (waiting,) = await _outbox(api)
+    assert waiting.order_id == order_id and waiting.last_error, "the reason is kept"
+
+    # Later, in any API process that reaches Temporal, the sweep finds it due and starts it.
+    async with api.app.state.sessions() as session:
+        row = await session.get(OrderStart, order_id)
+        assert row is not None
+        row.due_at = datetime.now(UTC) - timedelta(seconds=1)
+        await session.commit()
+    up = OrderStarter(api.app.state.sessions, api.temporal, api.settings)
+    assert await up.sweep() == 1
+    described = await started(api.temporal.get_workflow_handle(order_id))
+    assert described.id == order_id
+    assert await _outbox(api) == []
+    assert await up.sweep() == 0, "nothing twice"
+
+
+async def test_an_order_can_be_canceled_before_its_workflow_ever_started(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    down = OrderStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
+    api.app.state.starter = down
+    created = await api.client.post("/v1/orders", json=order_json("OUT-3"), headers=key)
+    order_id = created.json()["id"]
+    await down.close()
+    assert len(await _outbox(api)) == 1
+
+    # The cancel carries the start with it (update-with-start): one round trip, one workflow.
+    canceled = await api.client.post(f"/v1/orders/{order_id}/cancel", json={}, headers=key)
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    state = await api.temporal.get_workflow_handle_for(OrderWorkflow.run, order_id).result()
+    assert state.status is Status.CANCELED
+    await api.until(key, order_id, lambda o: o["status"] == "canceled")
