@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
@@ -58,9 +58,12 @@ async def run_update(
     try:
         async with asyncio.timeout(patience.total_seconds()):
             if start is not None:
-                return await client.execute_update_with_start_workflow(
-                    update, args=args, start_workflow_operation=start, id=update_id
-                )
+                try:
+                    return await client.execute_update_with_start_workflow(
+                        update, args=args, start_workflow_operation=start, id=update_id
+                    )
+                except WorkflowAlreadyStartedError:
+                    pass  # it ran and closed meanwhile: the plain Update says how it ended
             handle = client.get_workflow_handle(order_id)
             return await handle.execute_update(update, args=args, id=update_id)
     except TimeoutError:

@@ -88,3 +88,9 @@ async def test_an_order_can_be_canceled_before_its_workflow_ever_started(api: Ap
     state = await api.temporal.get_workflow_handle_for(OrderWorkflow.run, order_id).result()
     assert state.status is Status.CANCELED
     await api.until(key, order_id, lambda o: o["status"] == "canceled")
+    # Its start request is still queued (this process could not reach Temporal): a second
+    # cancel still gets the order's own answer, not an error about starting it.
+    assert len(await _outbox(api)) == 1
+    again = await api.client.post(f"/v1/orders/{order_id}/cancel", json={}, headers=key)
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "order_canceled"
