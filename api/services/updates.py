@@ -13,6 +13,7 @@ answered 503 gets the first outcome instead of applying it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -63,7 +64,10 @@ async def run_update(
                         update, args=args, start_workflow_operation=start, id=update_id
                     )
                 except WorkflowAlreadyStartedError:
-                    pass  # it ran and closed meanwhile: the plain Update says how it ended
+                    # It ran and closed meanwhile: the plain Update below says how it ended.
+                    # (The operation holds the same error for its handle: collect it.)
+                    with contextlib.suppress(WorkflowAlreadyStartedError):
+                        await start.workflow_handle()
             handle = client.get_workflow_handle(order_id)
             return await handle.execute_update(update, args=args, id=update_id)
     except TimeoutError:
