@@ -1,0 +1,214 @@
+"""``Idempotency-Key`` on every write of the API: a retry gets the first answer, applied once.
+
+For POST, PUT and PATCH under ``/v1/`` that carry the header (1 to 200 printable ASCII
+characters, no space; anything else is a 422 ``validation_error``):
+
+- A key belongs to its caller: the scope is the sha256 of the credential header (X-API-Key,
+  else X-Admin-Token, X-Agent-Token, Authorization; else the path, which holds a personalization
+  token). The credential itself is never stored.
+- Before the app runs, a row (scope, key) is inserted in progress with the sha256 of the request
+  (method, path, query, body); the primary key picks one among concurrent duplicates.
+- An answer below 500 is stored (status, JSON body, content type) before it is sent; a retry
+  with the same key and request gets it again with ``Idempotent-Replayed: true``. An answer of
+  500 or more (503 too) deletes the row: the write may not have happened, and a retry runs again
+  (order Updates still apply once: the key is also their Update id).
+- The same key with another request: 422 ``idempotency_key_reused``. While the first one runs:
+  409 ``idempotency_key_in_progress`` with ``Retry-After: 1``; a row in progress for 60 s was
+  abandoned (its process died) and the next retry takes it over.
+- The database failing here is a 503 ``temporarily_unavailable`` with Retry-After, never a 500.
+
+Requests without the header pass through untouched. Rows are kept; they may be pruned after 24 h.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import Unavailable, envelope
+from db.engine import insert_new
+from db.models import IdempotentRequest
+
+log = logging.getLogger("printflow.api")
+
+ABANDONED_AFTER = timedelta(seconds=60)
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
+_KEY = re.compile(rb"[\x21-\x7e]{1,200}")
+_CREDENTIALS = (b"x-api-key", b"x-admin-token", b"x-agent-token", b"authorization")
+_DATABASE_ERRORS = (SQLAlchemyError, OSError)  # OSError: ConnectionError, TimeoutError
+_Row = IdempotentRequest
+
+
+class IdempotentRequests:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writes = scope["type"] == "http" and scope["method"] in _WRITES
+        headers = dict(scope["headers"]) if writes and scope["path"].startswith("/v1/") else {}
+        raw_key = headers.get(b"idempotency-key")
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        if not _KEY.fullmatch(raw_key):
+            why = "Idempotency-Key: 1 to 200 printable ASCII characters, without spaces"
+            field = [{"field": "header.Idempotency-Key", "message": why, "type": "invalid"}]
+            await envelope(422, "validation_error", why, field)(scope, receive, send)
+            return
+        parts, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            parts.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(parts)
+        path = scope["path"].encode("utf-8", "surrogatepass")
+        credential = next((n + b":" + headers[n] for n in _CREDENTIALS if headers.get(n)), None)
+        owner = _sha256(credential or b"path:" + path)
+        request = _sha256(scope["method"].encode(), path, scope.get("query_string", b""), body)
+        state = scope["app"].state
+        key = raw_key.decode("ascii")
+        try:
+            claimed = await _claim(state, owner, key, request)
+        except _DATABASE_ERRORS as err:
+            await _unavailable(err)(scope, receive, send)
+            return
+        if isinstance(claimed, _Row):
+            await _answer_for(claimed, request)(scope, receive, send)
+            return
+
+        pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, replay, capture)
+        except Exception:
+            await _forget(state, owner, key, claimed)
+            raise  # the error handlers outside answer it (a 503 or a 500)
+        status = int(start.get("status", 500))
+        answer = b"".join(chunks)
+        if status >= 500:
+            await _forget(state, owner, key, claimed)
+        else:
+            content_type = dict(start.get("headers", ())).get(b"content-type", b"")
+            try:
+                await _complete(state, owner, key, claimed, status, answer, content_type)
+            except _DATABASE_ERRORS as err:
+                # The write happened but its answer is not kept: "maybe", and GET tells.
+                await _unavailable(err)(scope, receive, send)
+                return
+        await send(start)
+        await send({"type": "http.response.body", "body": answer, "more_body": False})
+
+
+def _sha256(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:  # length-prefixed, so no two different requests hash alike
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def _in_progress(owner: str, key: str, claimed: Any) -> Any:
+    """The row (owner, key) while in progress, claimed at ``claimed`` (a time or a condition)."""
+    when = claimed if not isinstance(claimed, datetime) else col(_Row.created_at) == claimed
+    return (
+        (col(_Row.scope) == owner) & (col(_Row.key) == key) & col(_Row.status_code).is_(None) & when
+    )
+
+
+async def _claim(state: Any, owner: str, key: str, request: str) -> datetime | _Row:
+    """Our claim time if this request runs now, else the row that is there."""
+    for _ in range(3):  # the row may vanish in between (its request answered 5xx): try again
+        now = datetime.now(UTC)
+        async with state.sessions() as session:
+            new = {"scope": owner, "key": key, "request_hash": request, "created_at": now}
+            insert = insert_new(state.engine, _Row, [new]).returning(col(_Row.key))
+            ours = bool((await session.exec(insert)).all())  # rowcount is -1 on psycopg here
+            if not ours:  # taken; abandoned by a process that died?
+                abandoned = _in_progress(owner, key, col(_Row.created_at) < now - ABANDONED_AFTER)
+                taken = await session.exec(
+                    update(_Row).where(abandoned).values(request_hash=request, created_at=now)
+                )
+                ours = taken.rowcount == 1
+            await session.commit()
+            if ours:
+                return now
+            row = await session.get(_Row, (owner, key))
+            if row is not None:
+                return row
+    raise OSError("idempotency row kept changing")
+
+
+async def _complete(
+    state: Any, owner: str, key: str, claimed: datetime, status: int, body: bytes, ctype: bytes
+) -> None:
+    async with state.sessions() as session:
+        values = {
+            "status_code": status,
+            "response_body": body.decode("utf-8", "replace"),  # the API answers JSON only
+            "content_type": ctype.decode("latin-1") or None,
+            "completed_at": datetime.now(UTC),
+        }
+        await session.exec(update(_Row).where(_in_progress(owner, key, claimed)).values(**values))
+        await session.commit()
+
+
+async def _forget(state: Any, owner: str, key: str, claimed: datetime) -> None:
+    """Deletes our row so a retry runs again; if that fails, it is abandoned after 60 s."""
+    try:
+        async with state.sessions() as session:
+            await session.exec(delete(_Row).where(_in_progress(owner, key, claimed)))
+            await session.commit()
+    except _DATABASE_ERRORS as err:
+        log.warning("idempotency row left in progress: %s", type(err).__name__)
+
+
+def _answer_for(row: _Row, request: str) -> Response:
+    if row.request_hash != request:
+        return envelope(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was sent with another request; use a new key for a new request",
+        )
+    if row.status_code is None:
+        return envelope(
+            409,
+            "idempotency_key_in_progress",
+            "a request with this Idempotency-Key is still running; retry in a moment",
+            headers={"Retry-After": "1"},
+        )
+    headers = {"Idempotent-Replayed": "true"}
+    if row.content_type:
+        headers["Content-Type"] = row.content_type
+    return Response(row.response_body or "", status_code=row.status_code, headers=headers)
+
+
+def _unavailable(err: Exception) -> Response:
+    log.warning("idempotency: the database did not answer (%s)", type(err).__name__)
+    return envelope(
+        503,
+        "temporarily_unavailable",
+        "the database did not answer; retry in a moment",
+        headers={"Retry-After": str(Unavailable.retry_after)},
+    )

@@ -1,0 +1,262 @@
+"""Idempotency-Key on the API's writes: a retry gets the first answer, and the change happens once.
+
+Against the running API (real Temporal dev server, SQLite and PostgreSQL): merchants created by
+an operator, orders canceled by merchants, personalization completed by the end customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, func, select
+from temporalio.testing import WorkflowEnvironment
+
+from db.models import IdempotentRequest, Merchant
+from tests.support.api import ADMIN_TOKEN, Api, order_json, running_api
+
+ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
+REPLAYED = "Idempotent-Replayed"
+
+
+def _merchant_body(name: str) -> dict[str, Any]:
+    return {"name": name, "support_email": "help@mugs.example.com"}
+
+
+async def _merchants_named(api: Api, name: str) -> int:
+    async with api.app.state.sessions() as session:
+        query = select(func.count()).select_from(Merchant).where(Merchant.name == name)
+        return int((await session.exec(query)).one())
+
+
+async def test_a_retried_merchant_creation_gets_the_first_answer_and_one_merchant(
+    api: Api,
+) -> None:
+    headers = ADMIN | {"Idempotency-Key": "onboard-mugs-1"}
+    first = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Mugs"), headers=headers
+    )
+    again = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Mugs"), headers=headers
+    )
+
+    assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
+    assert again.json() == first.json(), "the retry answers with the same merchant and API key"
+    assert again.headers[REPLAYED] == "true" and REPLAYED not in first.headers
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert await _merchants_named(api, "Mugs") == 1
+    # The key in the replayed answer is the merchant's real one.
+    listed = await api.client.get("/v1/orders", headers={"X-API-Key": again.json()["api_key"]})
+    assert listed.status_code == 200, listed.text
+
+    other = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Cups"), headers=headers
+    )
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert await _merchants_named(api, "Cups") == 0
+
+
+async def test_a_retried_cancel_gets_the_same_200_and_cancels_once(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    path = f"/v1/orders/{order['id']}/cancel"
+    headers = key | {"Idempotency-Key": "cancel-1"}
+
+    first = await api.client.post(path, json={"reason": "duplicate"}, headers=headers)
+    again = await api.client.post(path, json={"reason": "duplicate"}, headers=headers)
+
+    assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
+    assert first.json()["status"] == "canceled"
+    assert again.content == first.content and again.headers[REPLAYED] == "true"
+    timeline = (await api.client.get(f"/v1/orders/{order['id']}", headers=key)).json()["events"]
+    assert [e["type"] for e in timeline] == ["created", "canceled"]
+
+    # Without the key, the same request is a new cancel, which the canceled order refuses.
+    plain = await api.client.post(path, json={"reason": "duplicate"}, headers=key)
+    assert plain.status_code == 409 and plain.json()["error"]["code"] == "order_canceled"
+    assert REPLAYED not in plain.headers
+
+
+async def test_a_key_belongs_to_the_caller_that_sent_it(api: Api) -> None:
+    owner = Api.auth(await api.merchant(name="Owner"))
+    snoop = Api.auth(await api.merchant(name="Snoop"))
+    other = Api.auth(await api.merchant(name="Other"))
+    mine = (await api.client.post("/v1/orders", json=order_json(), headers=owner)).json()
+    theirs = (await api.client.post("/v1/orders", json=order_json(), headers=other)).json()
+    body = {"reason": "duplicate"}
+    shared = {"Idempotency-Key": "cancel-today"}
+
+    canceled = await api.client.post(
+        f"/v1/orders/{mine['id']}/cancel", json=body, headers=owner | shared
+    )
+    assert canceled.status_code == 200, canceled.text
+
+    # The same request with the same key from another merchant is theirs: not found, no replay.
+    snooping = await api.client.post(
+        f"/v1/orders/{mine['id']}/cancel", json=body, headers=snoop | shared
+    )
+    assert snooping.status_code == 404, snooping.text
+    assert snooping.json()["error"]["code"] == "order_not_found"
+    assert REPLAYED not in snooping.headers and "canceled" not in snooping.text
+
+    # A third merchant's own request with that key runs: its order, not the owner's answer.
+    own = await api.client.post(
+        f"/v1/orders/{theirs['id']}/cancel", json=body, headers=other | shared
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["id"] == theirs["id"] and own.json()["status"] == "canceled"
+    assert REPLAYED not in own.headers
+
+
+async def test_without_the_header_every_request_runs_and_nothing_is_kept(api: Api) -> None:
+    first = await api.client.post("/v1/admin/merchants", json=_merchant_body("Pens"), headers=ADMIN)
+    again = await api.client.post("/v1/admin/merchants", json=_merchant_body("Pens"), headers=ADMIN)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] != again.json()["id"]
+    assert REPLAYED not in again.headers
+    assert await _merchants_named(api, "Pens") == 2
+    async with api.app.state.sessions() as session:
+        assert (await session.exec(select(IdempotentRequest))).all() == []
+
+
+async def test_a_malformed_key_is_a_422_and_nothing_is_created(api: Api) -> None:
+    for key in [b"", b"k" * 201, b"two words", b"cl\xc3\xa9", b"tab\there"]:
+        response = await api.client.post(
+            "/v1/admin/merchants",
+            json=_merchant_body("Bad Key"),
+            headers=[(b"X-Admin-Token", ADMIN_TOKEN.encode()), (b"Idempotency-Key", key)],
+        )
+        assert response.status_code == 422, (key, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "validation_error" and "Idempotency-Key" in error["message"]
+    assert await _merchants_named(api, "Bad Key") == 0
+
+    longest = await api.client.post(
+        "/v1/admin/merchants",
+        json=_merchant_body("Long Key"),
+        headers=ADMIN | {"Idempotency-Key": "~" * 200},
+    )
+    assert longest.status_code == 201, longest.text
+
+
+async def test_concurrent_duplicates_create_one_merchant(api: Api) -> None:
+    headers = ADMIN | {"Idempotency-Key": "onboard-race"}
+    responses = await asyncio.gather(
+        *(
+            api.client.post("/v1/admin/merchants", json=_merchant_body("Race"), headers=headers)
+            for _ in range(10)
+        )
+    )
+    ran = [r for r in responses if r.status_code == 201 and REPLAYED not in r.headers]
+    assert len(ran) == 1, [(r.status_code, r.headers.get(REPLAYED)) for r in responses]
+    for response in responses:
+        if response.status_code == 201:
+            assert response.json() == ran[0].json()
+        else:
+            assert response.status_code == 409, response.text
+            assert response.json()["error"]["code"] == "idempotency_key_in_progress"
+            assert response.headers["Retry-After"] == "1"
+    assert await _merchants_named(api, "Race") == 1
+    later = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Race"), headers=headers
+    )
+    assert later.status_code == 201 and later.json() == ran[0].json()
+
+
+async def test_a_request_left_in_progress_holds_its_key_for_a_minute_only(api: Api) -> None:
+    """A process died between running a request and keeping its answer."""
+    headers = ADMIN | {"Idempotency-Key": "onboard-crash"}
+    first = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Crash"), headers=headers
+    )
+    assert first.status_code == 201, first.text
+
+    async def left_in_progress(since: timedelta) -> None:
+        async with api.app.state.sessions() as session:
+            changed = await session.exec(
+                update(IdempotentRequest)
+                .where(col(IdempotentRequest.key) == "onboard-crash")
+                .values(
+                    status_code=None,
+                    response_body=None,
+                    completed_at=None,
+                    created_at=datetime.now(UTC) - since,
+                )
+            )
+            await session.commit()
+            assert changed.rowcount == 1
+
+    await left_in_progress(timedelta(seconds=5))
+    busy = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Crash"), headers=headers
+    )
+    assert busy.status_code == 409, busy.text
+    assert busy.json()["error"]["code"] == "idempotency_key_in_progress"
+    assert busy.headers["Retry-After"] == "1"
+
+    await left_in_progress(timedelta(seconds=61))
+    rerun = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Crash"), headers=headers
+    )
+    assert rerun.status_code == 201 and REPLAYED not in rerun.headers, rerun.text
+    replayed = await api.client.post(
+        "/v1/admin/merchants", json=_merchant_body("Crash"), headers=headers
+    )
+    assert replayed.headers[REPLAYED] == "true" and replayed.json() == rerun.json()
+
+
+# --------------------------------------------------------------- personalization (token in path)
+
+LINK = re.compile(r"https?://[^\s\"'<>]+/p/([A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+async def mailing_api(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The API whose orders e-mail their personalization link a second after they arrive."""
+    async with running_api(
+        dev_env.client, database_url, tmp_path, personalization_email_delay=timedelta(seconds=1)
+    ) as running:
+        yield running
+
+
+async def test_a_retried_personalization_gets_its_200_again(mailing_api: Api) -> None:
+    api = mailing_api
+    key = Api.auth(await api.merchant())
+    item = order_json()["items"][0] | {
+        "personalization": {
+            "fields": [
+                {
+                    "name": "name",
+                    "label": "Name",
+                    "type": "text",
+                    "max_length": 20,
+                    "required": True,
+                }
+            ]
+        }
+    }
+    body = order_json(items=[item])
+    created = await api.client.post("/v1/orders", json=body, headers=key)
+    assert created.json()["status"] == "pending_personalization", created.text
+    mail = await api.mail.wait_for(lambda m: body["order_reference_id"] in str(m["Subject"]), 20)
+    found = LINK.search(str(mail.get_body(("plain",)).get_content()))
+    assert found, "the e-mail carries the customer's link"
+    path = f"/v1/personalization/{found.group(1)}"
+    values = {"items": {item["item_reference_id"]: {"name": "Ada"}}}
+
+    first = await api.client.post(path, json=values, headers={"Idempotency-Key": "form-1"})
+    again = await api.client.post(path, json=values, headers={"Idempotency-Key": "form-1"})
+    assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
+    assert again.content == first.content and again.headers[REPLAYED] == "true"
+
+    plain = await api.client.post(path, json=values)
+    assert plain.status_code == 409 and plain.json()["error"]["code"] == "already_personalized"
