@@ -23,6 +23,7 @@ Requests without the header pass through untouched. Rows are kept; they may be p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,8 @@ from db.models import IdempotentRequest
 log = logging.getLogger("printflow.api")
 
 ABANDONED_AFTER = timedelta(seconds=60)
+SHOWN_ONCE = frozenset({"api_key", "webhook_secret", "token"})
+WITHHELD = "(shown once, in the first answer; not kept)"
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 _KEY = re.compile(rb"[\x21-\x7e]{1,200}")
 _CREDENTIALS = (b"x-api-key", b"x-admin-token", b"x-agent-token", b"authorization")
@@ -166,12 +169,25 @@ async def _complete(
     async with state.sessions() as session:
         values = {
             "status_code": status,
-            "response_body": body.decode("utf-8", "replace"),  # the API answers JSON only
+            "response_body": _without_secrets(body),
             "content_type": ctype.decode("latin-1") or None,
             "completed_at": datetime.now(UTC),
         }
         await session.exec(update(_Row).where(_in_progress(owner, key, claimed)).values(**values))
         await session.commit()
+
+
+def _without_secrets(body: bytes) -> str:
+    """The answer as kept: secrets shown once (a new merchant's API key and webhook secret, an
+    agent's token) are never stored, so a replay says where they went instead."""
+    text = body.decode("utf-8", "replace")  # the API answers JSON only
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(answer, dict) and SHOWN_ONCE & answer.keys():
+        return json.dumps({k: WITHHELD if k in SHOWN_ONCE else v for k, v in answer.items()})
+    return text
 
 
 async def _forget(state: Any, owner: str, key: str, claimed: datetime) -> None:

@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from api import errors, metrics
 from api.guards import RefuseControlCharacters
+from api.idempotency import IdempotentRequests
 from api.pages import routes as pages
 from api.routes import admin, claims, health, orders, personalization, production, webhooks
 from api.services.starts import OrderStarter
@@ -63,6 +64,7 @@ def create_app(
     errors.install(app)
     metrics.install(app)
     app.add_middleware(RefuseControlCharacters)
+    app.add_middleware(IdempotentRequests)
     if process:
         app.add_middleware(StartupGate, settings=settings or get_settings())
     app.include_router(health.router)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Index, UniqueConstraint
+from sqlalchemy import CHAR, JSON, Column, DateTime, Dialect, Index, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -183,3 +183,24 @@ class WebhookDelivery(SQLModel, table=True):
     duration_ms: int = 0
     succeeded: bool = False
     at: datetime = _utc(nullable=False)
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """The first answer to a write sent with ``Idempotency-Key`` (``api.idempotency``).
+
+    Keyed by the caller (sha256 of its credential, never the credential) and the key. A row with
+    no ``status_code`` is a request still running; a completed one is replayed to a retry with
+    the same method, path and body. Answers of 500 and above are not kept.
+    """
+
+    __tablename__ = "idempotent_requests"
+
+    scope: str = Field(sa_column=Column(CHAR(64), primary_key=True))
+    key: str = Field(primary_key=True, max_length=200)
+    # sha256 of method, path and body: the same key with another request is refused.
+    request_hash: str = Field(max_length=64)
+    status_code: int | None = None
+    response_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    content_type: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _utc(nullable=False)
+    completed_at: datetime | None = _utc(nullable=True)
