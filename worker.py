@@ -1,6 +1,11 @@
 """The printflow worker: order workflows and every activity they call.
 
-Several workers may run against one task queue; Temporal spreads the work between them.
+Several workers may run against one task queue; Temporal spreads the work between them. Calls
+to a facility (print submissions, the end of a hold) go to that facility's own task queue
+(``facility_task_queue``), polled by an activity-only worker per facility that asks the
+Temporal server to dispatch at most the facility's ``max_jobs_per_second`` from it: a limit the
+server enforces for all workers of the queue together, so a cutoff that releases thousands of
+orders at once reaches the facility at its pace, however many workers run.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from activities.webhooks.delivery import WebhookActivities
 from activities.webhooks.emitter import WebhookEmitter
 from db.engine import create_engine
 from db.migrate import migrate
-from domain.facilities import Facilities, load_facilities
+from domain.facilities import Facilities, facility_task_queue, load_facilities
 from settings import Settings
 from startup import ConfigError, check_config, configure_process, temporal_runtime
 from workflows.client import connect, enqueue_deliveries, ensure_search_attributes
@@ -77,6 +82,37 @@ def build_activities(
     ]
 
 
+# What a facility's own workers run: the calls that reach the facility's API.
+FACILITY_CALLS = frozenset(
+    fn.__name__ for fn in (FacilityActivities.submit_print_job, FacilityActivities.notify_facility)
+)
+
+
+def facility_workers(
+    client: Client, settings: Settings, facilities: Facilities, activities: Sequence[Any]
+) -> list[Worker]:
+    """One activity-only worker per facility, on the facility's task queue, with the
+    facility's ``max_jobs_per_second`` as the queue's server-side dispatch limit (None: none).
+
+    ``activities`` are those of ``build_activities``, so these workers share its clients. The
+    main worker registers the same calls too, for orders started before facilities had queues
+    of their own (``OrderInput.facility_queue_base`` None).
+    """
+    calls = [fn for fn in activities if fn.__name__ in FACILITY_CALLS]
+    return [
+        Worker(
+            client,
+            task_queue=facility_task_queue(settings.task_queue, facility.id),
+            activities=calls,
+            max_task_queue_activities_per_second=facility.max_jobs_per_second,
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+            graceful_shutdown_timeout=settings.worker_shutdown_grace,
+            interceptors=[AttemptsAlert(settings.activity_attempts_alert)],
+        )
+        for facility in facilities
+    ]
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Polls until ``stop`` is set, then drains: no new tasks, and in-flight activities get
     ``worker_shutdown_grace`` to finish before they are cancelled (and retried elsewhere)."""
@@ -88,25 +124,38 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
         client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
         await ensure_search_attributes(client, settings.temporal_namespace)
-        worker = Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=list(WORKFLOWS),
-            workflow_runner=WORKFLOW_RUNNER,
-            activities=build_activities(settings, engine, client, facilities, http),
-            graceful_shutdown_timeout=settings.worker_shutdown_grace,
-            max_concurrent_activities=settings.worker_max_concurrent_activities,
-            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-            max_cached_workflows=settings.worker_max_cached_workflows,
-            interceptors=[AttemptsAlert(settings.activity_attempts_alert)],
+        activities = build_activities(settings, engine, client, facilities, http)
+        workers = [
+            Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=list(WORKFLOWS),
+                workflow_runner=WORKFLOW_RUNNER,
+                activities=activities,
+                graceful_shutdown_timeout=settings.worker_shutdown_grace,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                interceptors=[AttemptsAlert(settings.activity_attempts_alert)],
+            ),
+            *facility_workers(client, settings, facilities, activities),
+        ]
+        log.info(
+            "worker polling %s and its %d facility queues on %s",
+            settings.task_queue,
+            len(workers) - 1,
+            settings.temporal_address,
         )
-        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-        async with worker:
+        async with AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
             await stop.wait()
             log.info(
                 "worker draining: no new tasks; in-flight activities have %ss to finish",
                 settings.worker_shutdown_grace.total_seconds(),
             )
+            # All at once, so the grace period is not paid once per worker.
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
         log.info("worker stopped")
 
 

@@ -8,6 +8,12 @@ The API token is deliberately *not* part of ``FacilityInfo``: workflow inputs ar
 Temporal's history and shown in its Web UI, so a secret must never travel there. Activities look
 the token up again by facility id.
 
+A facility may cap how fast it takes print jobs (``max_jobs_per_second``; absent: no cap). The
+cap is the worker's business, not the order's: each facility's submissions go to an activity
+task queue of their own (``facility_task_queue``), whose dispatch rate the worker asks the
+Temporal server to limit, so every worker of the queue shares one limit. It is therefore not
+part of ``FacilityInfo`` either: a changed cap applies to waiting orders once the workers restart.
+
 This module does no I/O at import time and imports only the standard library and pydantic, so
 workflow code may import it (through the sandbox pass-through) for the models.
 """
@@ -15,6 +21,7 @@ workflow code may import it (through the sandbox pass-through) for the models.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -39,6 +46,7 @@ __all__ = [
     "Facility",
     "FacilityInfo",
     "Schedule",
+    "facility_task_queue",
     "load_facilities",
 ]
 
@@ -153,10 +161,27 @@ class FacilityInfo(BaseModel):
 
 
 class Facility(FacilityInfo):
-    """A facility as configured: adds the countries it ships to and its API token."""
+    """A facility as configured: adds the countries it ships to, its API token and how many
+    print jobs per second it takes at most (``None``: as many as come)."""
 
     countries: list[str] = Field(min_length=1)
     api_token: SecretStr
+    max_jobs_per_second: float | None = None
+
+    @field_validator("max_jobs_per_second", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        """A positive, finite number (``0.5`` is one job every two seconds); no bools or text."""
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"must be a positive number of jobs per second, got {value!r}")
+        return value
 
     @field_validator("countries")
     @classmethod
@@ -319,6 +344,12 @@ class Facilities:
 
     def __repr__(self) -> str:
         return f"Facilities({', '.join(self._by_id)})"
+
+
+def facility_task_queue(task_queue: str, facility_id: str) -> str:
+    """The activity task queue that takes one facility's print submissions, beside the main
+    ``task_queue``: the worker rate-limits it to the facility's ``max_jobs_per_second``."""
+    return f"{task_queue}-facility-{facility_id}"
 
 
 @lru_cache(maxsize=8)

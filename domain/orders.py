@@ -329,6 +329,10 @@ class OrderInput(BaseModel):
     reorder_of: str | None = None
     # A reprint carries its original's personalization: these items need not wait for it.
     personalization_values: dict[str, dict[str, str]] | None = None
+    # The main task queue, whose per-facility queues (``facility_task_queue``) take this
+    # order's calls to its facility, so the facility's rate limit holds for them; None (orders
+    # started before those queues existed): the workflow's own task queue.
+    facility_queue_base: str | None = None
     # Set when the workflow continues as new: the state it carries over.
     state: OrderState | None = None
 

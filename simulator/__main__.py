@@ -42,6 +42,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--printed-after", type=float, help="seconds from job to printed")
     parser.add_argument("--shipped-after", type=float, help="seconds from printed to shipped")
     parser.add_argument("--delivered-after", type=float, help="seconds from shipped to delivered")
+    parser.add_argument(
+        "--max-jobs-per-second",
+        type=int,
+        help="print jobs per facility taken in any one second; beyond it 429 (default: no limit)",
+    )
     parser.add_argument("--facilities-file", help="facilities JSON whose api_tokens are accepted")
     parser.add_argument("--log-level", default="info", help="debug, info, warning …")
     return parser.parse_args(argv)
@@ -64,6 +69,7 @@ def build_config(
             "printed_after",
             "shipped_after",
             "delivered_after",
+            "max_jobs_per_second",
         )
         if getattr(args, name) is not None
     }

@@ -36,6 +36,15 @@ class SimulatorConfig(BaseModel):
     retry_initial_backoff: float = Field(0.5, gt=0)
     retry_max_backoff: float = Field(10.0, gt=0)
     event_timeout: float = Field(10.0, gt=0)
+    # Print jobs each facility (token) takes in any one second; beyond it ``POST /print-jobs``
+    # is answered 429 with ``Retry-After``, as a busy partner would. None: no limit.
+    max_jobs_per_second: int | None = Field(None, ge=1)
+
+    @field_validator("max_jobs_per_second", mode="before")
+    @classmethod
+    def _no_limit_when_empty(cls, value: object) -> object:
+        # ``PRINTFLOW_SIM_MAX_JOBS_PER_SECOND=`` (empty) means "no limit", like an unset one.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("printflow_url")
     @classmethod

@@ -3,8 +3,9 @@
 ``Simulator`` takes print jobs the way a real partner does (one job per ``Idempotency-Key``
 whatever the retries), plays the staged failures and rejections, and runs each job's
 ``printed`` → ``shipped`` → ``delivered`` sequence as a background task that holds, resumes and
-cancels with the job. State lives in memory; one process is one facility floor (it serves every
-configured token).
+cancels with the job. With ``max_jobs_per_second`` it takes at most that many print job requests
+per facility (token) in any one second and answers the rest 429 with ``Retry-After``. State
+lives in memory; one process is one facility floor (it serves every configured token).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
+import time
 import uuid
-from collections.abc import Coroutine
+from bisect import bisect_right
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -39,6 +43,19 @@ from simulator.wire import bearer_token, error_response
 
 log = logging.getLogger("printflow.simulator")
 
+WINDOW = 1.0
+"""Seconds: ``max_jobs_per_second`` counts the requests taken in any window this long."""
+
+
+def peak_per_window(times: Sequence[float], window: float = WINDOW) -> int:
+    """The most of ``times`` (seconds, ascending) that fall within any one ``window``."""
+    peak = start = 0
+    for end, moment in enumerate(times):
+        while times[start] <= moment - window:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
+
 
 class _JobControl:
     """What the reporting task of one job needs beyond the public job record."""
@@ -58,6 +75,10 @@ class Simulator:
         self.jobs: dict[str, Job] = {}
         self.job_by_key: dict[str, str] = {}
         self.requests: list[RequestRecord] = []
+        # Per facility, when each print job request got past the rate limit (``clock``,
+        # ascending): the limit's sliding window, and what ``peak_per_second`` reads.
+        self.accepted_at: dict[str, list[float]] = {}
+        self.clock: Callable[[], float] = time.monotonic  # the rate limit's (tests set their own)
         self.fail_next = FailNext(count=0)
         self.rejected_orders: dict[str, int] = {}
         self._controls: dict[str, _JobControl] = {}
@@ -81,6 +102,7 @@ class Simulator:
         self.jobs.clear()
         self.job_by_key.clear()
         self.requests.clear()
+        self.accepted_at.clear()
         self.fail_next = FailNext(count=0)
         self.rejected_orders.clear()
         self._controls.clear()
@@ -146,6 +168,9 @@ class Simulator:
         record.facility_id = facility_id
         if token is None or facility_id is None:
             return error_response(401, "unauthorized", "missing or unknown bearer token"), None
+        too_many = self._admit(facility_id)
+        if too_many is not None:
+            return too_many, None
         key = record.idempotency_key
         if key is None:
             return error_response(
@@ -193,6 +218,30 @@ class Simulator:
         if self.config.report_events and self.config.printflow_url:
             self._spawn(self._report(job), name=f"report-{job.job_id}")
         return JSONResponse({"job_id": job.job_id}, status_code=201), job
+
+    def _admit(self, facility_id: str) -> JSONResponse | None:
+        """The rate limit: records the request and lets it in (None) unless the facility took
+        ``max_jobs_per_second`` requests in the last second; then the 429 to answer."""
+        now = self.clock()
+        accepted = self.accepted_at.setdefault(facility_id, [])
+        limit = self.config.max_jobs_per_second
+        if limit is not None and len(accepted) - bisect_right(accepted, now - WINDOW) >= limit:
+            # A request fits again once the limit-th latest leaves the window.
+            retry_after = max(1, math.ceil(accepted[-limit] + WINDOW - now))
+            response = error_response(
+                429,
+                "rate_limited",
+                f"this facility takes at most {limit} print jobs per second",
+                {"max_jobs_per_second": limit},
+            )
+            response.headers["Retry-After"] = str(retry_after)
+            return response
+        accepted.append(now)
+        return None
+
+    def peak_per_second(self, facility_id: str) -> int:
+        """The most print job requests of the facility taken (not answered 429) in one second."""
+        return peak_per_window(self.accepted_at.get(facility_id, []))
 
     def find_job_for_order(self, order_id: str) -> Job | None:
         """The newest job of an order (normally its only one)."""

@@ -1,8 +1,9 @@
 """What the facility stores and answers: jobs, their events, and the bodies it accepts.
 
 ``Job``, ``SentEvent`` and ``RequestRecord`` are the facility's memory, dumped as they are by
-``GET /print-jobs`` and ``GET /_control/requests``; ``PrintJobRequest`` is what printflow must
-send; the rest are the bodies of the ``/_control/*`` endpoints.
+``GET /print-jobs`` and ``GET /_control/requests`` (a request refused by the rate limit is
+recorded too, with its 429); ``PrintJobRequest`` is what printflow must send; the rest are the
+bodies of the ``/_control/*`` endpoints.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class SendEvent(BaseModel):
 
 
 class ConfigPatch(BaseModel):
+    """Only the fields given change; ``"max_jobs_per_second": null`` lifts the limit."""
+
     model_config = ConfigDict(extra="forbid")
 
     response_delay: float | None = Field(None, ge=0)
@@ -138,3 +141,4 @@ class ConfigPatch(BaseModel):
     printed_after: float | None = Field(None, ge=0)
     shipped_after: float | None = Field(None, ge=0)
     delivered_after: float | None = Field(None, ge=0)
+    max_jobs_per_second: int | None = Field(None, ge=1)

@@ -170,6 +170,26 @@ async def list_requests(simulator: SimulatorDep) -> list[dict[str, Any]]:
     return [record.model_dump(mode="json") for record in simulator.requests]
 
 
+@router.get("/_control/rate")
+async def rate(simulator: SimulatorDep) -> dict[str, Any]:
+    """Per facility: print job requests taken, answered 429, and the most taken in one second."""
+    limited: dict[str, int] = {}
+    for record in simulator.requests:
+        if record.status == 429 and record.facility_id is not None:
+            limited[record.facility_id] = limited.get(record.facility_id, 0) + 1
+    return {
+        "max_jobs_per_second": simulator.config.max_jobs_per_second,
+        "facilities": {
+            facility_id: {
+                "accepted": len(times),
+                "limited": limited.get(facility_id, 0),
+                "peak_per_second": simulator.peak_per_second(facility_id),
+            }
+            for facility_id, times in sorted(simulator.accepted_at.items())
+        },
+    }
+
+
 @router.post("/_control/fail-next")
 async def fail_next(body: FailNext, simulator: SimulatorDep) -> dict[str, Any]:
     simulator.fail_next = body

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.personalization import PersonalizationActivities
     from activities.print_jobs import FacilityActivities
     from activities.projection import ProjectionActivities
+    from domain.facilities import facility_task_queue
     from domain.orders import (
         CLOSED,
         Action,
@@ -273,6 +274,7 @@ class OrderWorkflow:
             result = await workflow.execute_activity_method(
                 FacilityActivities.submit_print_job,
                 self._print_job(),
+                task_queue=self._facility_queue(),
                 start_to_close_timeout=self._input.print_submit_timeout,
                 retry_policy=SUBMIT_RETRY,
                 summary=f"print job to {state.facility.name}",
@@ -329,6 +331,7 @@ class OrderWorkflow:
             await workflow.execute_activity_method(
                 FacilityActivities.notify_facility,
                 outcome,
+                task_queue=self._facility_queue(),
                 start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"tell {state.facility.name}: {outcome.outcome} job {state.job_id}",
@@ -695,6 +698,13 @@ class OrderWorkflow:
             # A job the facility refused goes again at once, with whatever was fixed.
             state.cutoff_at = workflow.now()
         return resume_to
+
+    def _facility_queue(self) -> str | None:
+        """Where calls to the facility go: the task queue of the facility the order is routed
+        to now (an address change may re-route it), which the workers rate-limit to the
+        facility's ``max_jobs_per_second``; None, the workflow's own queue, for older orders."""
+        base = self._input.facility_queue_base
+        return None if base is None else facility_task_queue(base, self._state.facility.id)
 
     def _refuse_unless(self, action: Action) -> None:
         state = self._state

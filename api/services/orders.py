@@ -97,6 +97,7 @@ async def create_order(
         delivery_timeout=settings.delivery_timeout,
         reorder_of=reorder_of,
         personalization_values=personalization_values,
+        facility_queue_base=settings.task_queue,
     )
     state = new_state(inp)
     created_event = created_event_of(state)

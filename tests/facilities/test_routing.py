@@ -16,6 +16,7 @@ from domain.facilities import (
     Facility,
     FacilityInfo,
     Schedule,
+    facility_task_queue,
     load_facilities,
 )
 
@@ -154,6 +155,25 @@ def test_schedule_validation(data: dict[str, Any], message: str) -> None:
         Schedule.model_validate(data)
 
 
+def test_max_jobs_per_second_is_optional() -> None:
+    assert facility("oslo", ["NO"]).max_jobs_per_second is None
+    assert facility("oslo", ["NO"], max_jobs_per_second=20).max_jobs_per_second == 20
+    assert facility("oslo", ["NO"], max_jobs_per_second=0.5).max_jobs_per_second == 0.5
+    # The workflow never sees it: the worker applies the current file's limit to every order.
+    info = facility("oslo", ["NO"], max_jobs_per_second=20).info()
+    assert "max_jobs_per_second" not in info.model_dump()
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.0, True, "20", float("inf"), float("nan")])
+def test_max_jobs_per_second_must_be_a_positive_number(value: Any) -> None:
+    with pytest.raises(ValidationError, match="must be a positive number of jobs per second"):
+        facility("oslo", ["NO"], max_jobs_per_second=value)
+
+
+def test_facility_task_queue() -> None:
+    assert facility_task_queue("printflow", "new-jersey") == "printflow-facility-new-jersey"
+
+
 def test_times_for_month() -> None:
     schedule = Schedule.model_validate(SCHEDULE)
     assert schedule.times_for_month(9) == ["00:00"]
@@ -244,6 +264,13 @@ def test_load_error_bad_country_code(tmp_path: Path) -> None:
     assert "facility 'oslo': countries: invalid country 'NOR'" in message
 
 
+def test_load_error_bad_max_jobs_per_second(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, [entry("oslo", ["NO"], max_jobs_per_second=0)]))
+    assert "facility 'oslo': max_jobs_per_second: must be a positive number" in message
+    message = load_error(write(tmp_path, [entry("oslo", ["NO"], max_jobs_per_sec=5)]))
+    assert "facility 'oslo': max_jobs_per_sec: Extra inputs are not permitted" in message
+
+
 def test_load_facilities_caches_per_path(tmp_path: Path) -> None:
     path = write(tmp_path, [entry("oslo", ["NO"])])
     first = load_facilities(path)
@@ -269,6 +296,7 @@ def test_bundled_file_loads_and_meets_the_requirements() -> None:
         assert f.api_url == "http://127.0.0.1:8100"
         assert f.schedule == Schedule.model_validate(SCHEDULE)
         assert f.api_token.get_secret_value() == f"dev-token-{f.id}"
+        assert f.max_jobs_per_second == 20
 
 
 @pytest.mark.parametrize(

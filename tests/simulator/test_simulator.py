@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from simulator.__main__ import build_config, parse_args
 from simulator.app import create_app
 from simulator.config import BUNDLED_FACILITIES, SimulatorConfig, SimulatorConfigError
-from simulator.floor import Simulator
+from simulator.floor import Simulator, peak_per_window
 
 TOKEN_A = "tok-berlin"
 TOKEN_B = "tok-dallas"
@@ -327,6 +327,101 @@ async def test_a_lost_answer_is_recovered_by_the_retry() -> None:
         assert job.attempts == 2
 
 
+# --- the rate limit ---------------------------------------------------------------------------
+
+
+class Clock:
+    """The rate limit's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_beyond_max_jobs_per_second_is_429_with_retry_after() -> None:
+    async with facility(max_jobs_per_second=3) as (client, sim):
+        sim.clock = clock = Clock()
+        taken = [new_order_id() for _ in range(3)]
+        assert [(await submit(client, o)).status_code for o in taken] == [201, 201, 201]
+
+        refused_order = new_order_id()
+        refused = await submit(client, refused_order)
+        again = await submit(client, taken[0])  # a retry of a taken job is a request too
+
+        for response in (refused, again):
+            assert response.status_code == 429
+            assert response.headers["Retry-After"] == "1"
+            assert response.json()["error"]["code"] == "rate_limited"
+            assert response.json()["error"]["details"] == {"max_jobs_per_second": 3}
+        assert sim.find_job_for_order(refused_order) is None
+        assert sim.jobs[sim.job_by_key[taken[0]]].attempts == 1
+        log = (await client.get("/_control/requests")).json()
+        assert [(r["order_id"], r["status"]) for r in log[-2:]] == [
+            (refused_order, 429),
+            (taken[0], 429),
+        ]
+        assert log[-1]["facility_id"] == "fac_berlin" and log[-1]["job_id"] is None
+        # The limit is per facility: another token is not slowed down by this one.
+        assert (await submit(client, new_order_id(), token=TOKEN_B)).status_code == 201
+
+        clock.now += 1.0  # the window (one second, the end included) slides past the three
+        assert (await submit(client, refused_order)).status_code == 201
+        assert sim.peak_per_second("fac_berlin") == 3
+        rate = (await client.get("/_control/rate")).json()
+        assert rate == {
+            "max_jobs_per_second": 3,
+            "facilities": {
+                "fac_berlin": {"accepted": 4, "limited": 2, "peak_per_second": 3},
+                "fac_dallas": {"accepted": 1, "limited": 0, "peak_per_second": 1},
+            },
+        }
+
+
+async def test_the_window_slides_instead_of_resetting_each_second() -> None:
+    """Two jobs at 0.0 s and one at 0.5 s with a limit of 3: the next fits at 1.0 s, not before."""
+    async with facility(max_jobs_per_second=3) as (client, sim):
+        sim.clock = clock = Clock()
+        assert (await submit(client, new_order_id())).status_code == 201
+        assert (await submit(client, new_order_id())).status_code == 201
+        clock.now += 0.5
+        assert (await submit(client, new_order_id())).status_code == 201
+        clock.now += 0.25
+        refused = await submit(client, new_order_id())
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+        clock.now += 0.25  # the first two left the window; the third is still in it
+        statuses = [(await submit(client, new_order_id())).status_code for _ in range(3)]
+        assert statuses == [201, 201, 429]
+        assert sim.peak_per_second("fac_berlin") == 3
+
+
+async def test_no_limit_by_default_and_the_limit_changes_at_run_time() -> None:
+    async with facility() as (client, sim):
+        assert sim.config.max_jobs_per_second is None
+        statuses = {(await submit(client, new_order_id())).status_code for _ in range(30)}
+        assert statuses == {201}
+        assert sim.peak_per_second("fac_berlin") == 30
+
+        config = (await client.post("/_control/config", json={"max_jobs_per_second": 31})).json()
+        assert config["max_jobs_per_second"] == 31
+        assert (await submit(client, new_order_id())).status_code == 201
+        assert (await submit(client, new_order_id())).status_code == 429
+        lifted = await client.post("/_control/config", json={"max_jobs_per_second": None})
+        assert lifted.json()["max_jobs_per_second"] is None
+        assert (await submit(client, new_order_id())).status_code == 201
+        bad = await client.post("/_control/config", json={"max_jobs_per_second": 0})
+        assert bad.status_code == 422
+
+
+def test_peak_per_window_counts_any_one_second() -> None:
+    assert peak_per_window([]) == 0
+    assert peak_per_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
+    assert peak_per_window([0.0, 0.1, 0.2, 5.0]) == 3
+    assert peak_per_window([0.0, 1.0, 2.0, 3.0]) == 1
+    assert peak_per_window([0.0, 0.4, 0.8, 1.2], window=0.5) == 2
+
+
 # --- cancel / resume from printflow -----------------------------------------------------------
 
 
@@ -567,6 +662,7 @@ def test_config_from_env(tmp_path: Path) -> None:
         "PRINTFLOW_SIM_PRINTED_AFTER": "2",
         "PRINTFLOW_SIM_SHIPPED_AFTER": "3",
         "PRINTFLOW_SIM_DELIVERED_AFTER": "4",
+        "PRINTFLOW_SIM_MAX_JOBS_PER_SECOND": "10",
     }
 
     config = SimulatorConfig.from_env(env)
@@ -576,6 +672,9 @@ def test_config_from_env(tmp_path: Path) -> None:
     assert config.report_events is True
     assert config.printflow_url == "http://localhost:8000"
     assert (config.printed_after, config.shipped_after, config.delivered_after) == (2, 3, 4)
+    assert config.max_jobs_per_second == 10
+    unlimited = SimulatorConfig.from_env(env | {"PRINTFLOW_SIM_MAX_JOBS_PER_SECOND": ""})
+    assert unlimited.max_jobs_per_second is None
     override = SimulatorConfig.from_env(env | {"PRINTFLOW_SIM_TOKENS": '{"x": "fac_x"}'})
     assert override.tokens == {"x": "fac_x"}
     defaults = SimulatorConfig.from_env(
@@ -583,6 +682,7 @@ def test_config_from_env(tmp_path: Path) -> None:
     )
     assert defaults.report_events is False and defaults.printflow_url is None
     assert defaults.response_delay == 0 and defaults.printed_after == 5
+    assert defaults.max_jobs_per_second is None
 
 
 def test_config_errors_are_explained(tmp_path: Path) -> None:
@@ -592,6 +692,10 @@ def test_config_errors_are_explained(tmp_path: Path) -> None:
     with pytest.raises(SimulatorConfigError, match="invalid"):
         SimulatorConfig.from_env(
             {"PRINTFLOW_FACILITIES_FILE": facilities, "PRINTFLOW_SIM_PRINTED_AFTER": "-1"}
+        )
+    with pytest.raises(SimulatorConfigError, match="max_jobs_per_second"):
+        SimulatorConfig.from_env(
+            {"PRINTFLOW_FACILITIES_FILE": facilities, "PRINTFLOW_SIM_MAX_JOBS_PER_SECOND": "0"}
         )
 
 
@@ -620,6 +724,8 @@ def test_cli_flags_override_env(tmp_path: Path) -> None:
             "1",
             "--delivered-after",
             "3",
+            "--max-jobs-per-second",
+            "25",
         ]
     )
 
@@ -629,6 +735,7 @@ def test_cli_flags_override_env(tmp_path: Path) -> None:
     assert config.report_events is False
     assert config.printflow_url == "http://api:8000"
     assert (config.printed_after, config.shipped_after, config.delivered_after) == (1, 7, 3)
+    assert config.max_jobs_per_second == 25
     assert config.tokens == {"t1": "fac_one", "t2": "fac_two"}
 
 

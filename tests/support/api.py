@@ -1,10 +1,11 @@
 """The API and its worker against real parts, for the tests that go through HTTP.
 
 A real Temporal dev server (the session's), a real database (SQLite or PostgreSQL), a worker
-with every real activity (``worker.build_activities``), a real SMTP sink for the e-mails, and
-the facility simulator in-process. Facilities: Iceland's cuts off every 2 seconds so a test can
-watch an order reach production; everyone else prints at midnight, so their orders stay
-editable for the whole test.
+with every real activity (``worker.build_activities``) and, as ``python worker.py`` runs them,
+an activity-only worker per facility on its rate-limited queue (``worker.facility_workers``), a
+real SMTP sink for the e-mails, and the facility simulator in-process. Facilities: Iceland's
+cuts off every 2 seconds so a test can watch an order reach production; everyone else prints
+at midnight, so their orders stay editable for the whole test.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from domain.facilities import Facilities
 from settings import Settings
 from simulator.app import SimulatorConfig
 from simulator.app import create_app as create_simulator
-from worker import WORKFLOW_RUNNER, WORKFLOWS, build_activities
+from worker import WORKFLOW_RUNNER, WORKFLOWS, build_activities, facility_workers
 
 ADMIN_TOKEN = "admin-test-token"
 FACILITY_URL = "http://facility.test"
@@ -151,11 +153,17 @@ async def running_api(
     tmp_path: Path,
     *,
     base_url: str = "http://api",
+    facilities: list[dict[str, Any]] = TEST_FACILITIES,
+    simulator_config: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Api]:
-    """The API (in-process, over ASGI) with its worker, on a task queue of its own."""
+    """The API (in-process, over ASGI) with its workers, on task queues of their own.
+
+    ``facilities``: the facilities file's entries; ``simulator_config``: more
+    ``SimulatorConfig`` fields (``max_jobs_per_second``…); ``overrides``: settings.
+    """
     facilities_file = tmp_path / "facilities.json"
-    facilities_file.write_text(json.dumps(TEST_FACILITIES))
+    facilities_file.write_text(json.dumps(facilities))
     async with MailSink(tmp_path / "mail", port=0) as mail:
         values: dict[str, Any] = {
             "database_url": database_url,
@@ -165,11 +173,15 @@ async def running_api(
             "smtp_host": mail.host,
             "smtp_port": mail.port,
             "public_base_url": base_url,
+            # As before facilities had workers of their own: a test's end waits for nothing.
+            "worker_shutdown_grace": timedelta(0),
         }
         values.update(overrides)
         settings = Settings(**values)
         simulator = create_simulator(
-            SimulatorConfig(tokens={f["api_token"]: f["id"] for f in TEST_FACILITIES})
+            SimulatorConfig(
+                tokens={f["api_token"]: f["id"] for f in facilities}, **(simulator_config or {})
+            )
         )
         app = create_app(settings, temporal=temporal)
         async with (
@@ -183,21 +195,23 @@ async def running_api(
         ):
             engine = create_engine(database_url)
             try:
+                registry = Facilities.load(facilities_file)
                 activities = build_activities(
-                    settings,
-                    engine,
-                    temporal,
-                    Facilities.load(facilities_file),
-                    http,
-                    facility_http=facility_http,
+                    settings, engine, temporal, registry, http, facility_http=facility_http
                 )
-                async with Worker(
-                    temporal,
-                    task_queue=settings.task_queue,
-                    workflows=list(WORKFLOWS),
-                    workflow_runner=WORKFLOW_RUNNER,
-                    activities=activities,
-                ):
+                workers = [
+                    Worker(
+                        temporal,
+                        task_queue=settings.task_queue,
+                        workflows=list(WORKFLOWS),
+                        workflow_runner=WORKFLOW_RUNNER,
+                        activities=activities,
+                    ),
+                    *facility_workers(temporal, settings, registry, activities),
+                ]
+                async with AsyncExitStack() as running:
+                    for worker in workers:
+                        await running.enter_async_context(worker)
                     yield Api(client, app, settings, simulator, temporal, mail)
             finally:
                 await engine.dispose()
