@@ -145,17 +145,32 @@ def install(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return envelope(exc.status_code, code, str(exc.detail))
 
+    async def _dependency(request: Request, exc: Exception) -> JSONResponse:
+        down = unavailable(exc)
+        if down is None:
+            return await _unexpected(request, exc)
+        log.warning(
+            "%s %s: dependency unavailable (%s: %s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return await _api_error(request, down)
+
+    # Registered by class, so the answer is final: Starlette re-raises what the catch-all
+    # handler below answers (a logged 500 and a closed connection), never what these answer.
+    for dependency_error in (
+        OperationalError,
+        InterfaceError,
+        PoolTimeout,
+        ConnectionError,
+        RPCError,
+        WorkflowUpdateRPCTimeoutOrCancelledError,
+    ):
+        app.add_exception_handler(dependency_error, _dependency)  # type: ignore[arg-type]
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        down = unavailable(exc)
-        if down is not None:
-            log.warning(
-                "%s %s: dependency unavailable (%s: %s)",
-                request.method,
-                request.url.path,
-                type(exc).__name__,
-                str(exc)[:200],
-            )
-            return await _api_error(request, down)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return envelope(500, "internal_error", "something went wrong on our side; retry later")

@@ -529,14 +529,6 @@ def test_a_facility_failing_then_refusing_gets_one_job_per_order(tmp_path: Path)
 # ---------------------------------------------------------------------------- 4. a 503 is an answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: an Update that times out while Temporal is down raises "
-    "WorkflowUpdateRPCTimeoutOrCancelledError past run_update's `except TimeoutError`; the "
-    "catch-all handler answers 503 order_busy, but Starlette's ServerErrorMiddleware re-raises "
-    "it: uvicorn logs 'Exception in ASGI application' and closes the keep-alive connection, "
-    "and the access log and printflow_http_requests_total record a 500",
-)
 def test_a_503_for_temporal_down_is_an_answer_not_a_crash(tmp_path: Path) -> None:
     stack = Stack(StackConfig.ephemeral(tmp_path / "stack", env=ENV))
     stack.start(only=["temporal", "api"])
