@@ -39,8 +39,10 @@ fmt: $(STAMP)
 test: $(STAMP) browser lint
 	$(BIN)/python -m tests.run
 
+# `make bench` measures printflow against a bare Temporal baseline (docs/performance.md);
+# options go in BENCH, e.g. `make bench BENCH=--scale` (10,000 orders waiting) or BENCH=--help.
 bench: $(STAMP)
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
