@@ -48,15 +48,12 @@ class InputModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_control_characters(cls, value: Any) -> Any:
-        flat = (
-            [value]
-            if isinstance(value, str)
-            else list(value)
-            if isinstance(value, list | tuple)
-            else list(value.keys())
-            if isinstance(value, dict)
-            else []
-        )
-        if any(isinstance(v, str) and has_control_characters(v) for v in flat):
+        if isinstance(value, dict):
+            value_strings = list(value.keys())
+        elif isinstance(value, list | tuple):
+            value_strings = list(value)
+        else:
+            value_strings = [value]
+        if any(isinstance(v, str) and has_control_characters(v) for v in value_strings):
             raise ValueError(REFUSED)
         return value

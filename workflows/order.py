@@ -212,12 +212,7 @@ class OrderWorkflow:
                 if reason is None:
                     raise
                 # Retrying cannot help: the merchant answers the hold (proceed sends a new link).
-                self._hold(HoldKind.NOTIFICATION_FAILED, reason, resume_to=_PERSONALIZING)
-                await self._commit(
-                    EventType.ON_HOLD,
-                    {"kind": HoldKind.NOTIFICATION_FAILED.value, "description": reason},
-                    Status.ON_HOLD,
-                )
+                await self._hold(HoldKind.NOTIFICATION_FAILED, reason, resume_to=_PERSONALIZING)
                 return
             self._links_this_run += 1
             state.link_seq, state.link_id = issued.seq, issued.link_id
@@ -283,8 +278,7 @@ class OrderWorkflow:
             reason = _rejection(err, FACILITY_REJECTED)
             if reason is None:
                 raise
-            self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=Status.SCHEDULED)
-            await self._commit(EventType.PRINT_JOB_REJECTED, {"reason": reason}, Status.ON_HOLD)
+            await self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=Status.SCHEDULED)
             return
         state.job_id = result.job_id
         await self._commit(EventType.IN_PRODUCTION, {"job_id": result.job_id}, Status.IN_PRODUCTION)
@@ -346,8 +340,7 @@ class OrderWorkflow:
                 )
                 return
             # The facility will not resume the job as it is now: back to the merchant.
-            self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=resume_to)
-            await self._commit(EventType.PRINT_JOB_REJECTED, {"reason": reason}, Status.ON_HOLD)
+            await self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=resume_to)
 
     async def _send_hold_notice(self, notice: HoldNoticeKind) -> None:
         state = self._state
@@ -570,12 +563,7 @@ class OrderWorkflow:
         elif event.type == "returned" and status in (Status.SHIPPED, Status.DELIVERED):
             await self._commit(EventType.RETURNED, {"event_id": event.event_id}, Status.RETURNED)
         elif event.type == "issue" and event.issue and status in _HOLDABLE:
-            self._hold(HoldKind(event.issue.kind), event.issue.description, resume_to=status)
-            await self._commit(
-                EventType.ON_HOLD,
-                {"kind": event.issue.kind, "description": event.issue.description},
-                Status.ON_HOLD,
-            )
+            await self._hold(HoldKind(event.issue.kind), event.issue.description, resume_to=status)
         else:
             await self._commit(
                 EventType.EVENT_IGNORED,
@@ -679,7 +667,12 @@ class OrderWorkflow:
 
     # ------------------------------------------------------------------ helpers
 
-    def _hold(self, kind: HoldKind, description: str, resume_to: Status) -> None:
+    async def _hold(self, kind: HoldKind, description: str, resume_to: Status) -> None:
+        """Puts the order on hold for the merchant; it goes back to ``resume_to`` when answered.
+
+        A facility refusing the job is recorded as ``print_job_rejected``; any other hold as
+        ``on_hold``.
+        """
         now = workflow.now()
         self._state.hold = Hold(
             kind=kind,
@@ -688,6 +681,13 @@ class OrderWorkflow:
             respond_by=now + self._input.hold_timeout,
             resume_to=resume_to,
         )
+        if kind is HoldKind.FACILITY_REJECTED:
+            await self._commit(
+                EventType.PRINT_JOB_REJECTED, {"reason": description}, Status.ON_HOLD
+            )
+        else:
+            detail = {"kind": kind.value, "description": description}
+            await self._commit(EventType.ON_HOLD, detail, Status.ON_HOLD)
 
     def _resume_from_hold(self) -> Status:
         state = self._state
