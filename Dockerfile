@@ -30,6 +30,11 @@ COPY migrations/ migrations/
 COPY simulator/ simulator/
 COPY workflows/ workflows/
 
+# Bytecode at build time: the image never writes it (PYTHONDONTWRITEBYTECODE, a read-only /app),
+# and without it the workflow sandbox compiles workflows/order.py for every workflow it builds.
+RUN python -m compileall -q settings.py worker.py migrate.py logs.py startup.py \
+    activities api db domain migrations simulator workflows
+
 # Not root: nothing here needs it, and a compromised process should own nothing.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app printflow
 USER printflow

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench clean browser
+.PHONY: run test lint fmt bench clean browser bytecode
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # SCHEDULE=real keeps the facilities' real cutoffs; by default they come every 2 minutes.
-run: $(STAMP)
+run: $(STAMP) bytecode
 	PRINTFLOW_DEV_SCHEDULE=$(or $(SCHEDULE),fast) $(BIN)/python -m devstack
+
+# Bytecode as the Docker image has it: where PYTHONDONTWRITEBYTECODE is set, the workflow sandbox
+# would otherwise compile workflows/order.py for every workflow it builds (docs/performance.md).
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q *.py activities api db domain workflows simulator devstack bench
 
 # Chromium for the browser tests comes from Debian; we install it when we are root and it is missing.
 browser:
@@ -36,12 +41,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser lint bytecode
 	$(BIN)/python -m tests.run
 
 # `make bench` measures printflow against a bare Temporal baseline (docs/performance.md);
 # options go in BENCH, e.g. `make bench BENCH=--scale` (10,000 orders waiting) or BENCH=--help.
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python -m bench $(BENCH)
 
 clean:

@@ -2,7 +2,8 @@
 Temporal, and every order it answered 201 gets its workflow.
 
 The order's row and its ``order_starts`` row (the outbox) commit in one transaction. Right after
-the answer, the API starts the workflow (``start_soon``) and deletes the outbox row. Whatever
+the answer, the API starts the workflow (``start_soon``); the rows of started workflows are
+deleted in batches, one write transaction for many starts (SQLite has one writer). Whatever
 prevents that (Temporal down, the API killed between commit and start) leaves the row, and the
 sweep (``run``, in every API process) starts it later, backing off while Temporal stays down.
 Starting twice is harmless: the workflow id is the order id and the start uses USE_EXISTING.
@@ -35,6 +36,7 @@ log = logging.getLogger("printflow.api.starts")
 
 SWEEP_EVERY = 2.0  # seconds between looks at the outbox
 SWEEP_BATCH = 100
+FORGET_AFTER = 0.2  # seconds: how long started rows wait to be deleted together
 MAX_BACKOFF = timedelta(minutes=1)
 
 
@@ -82,6 +84,8 @@ class OrderStarter:
         self._client = client
         self._settings = settings
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._started: set[str] = set()  # started, outbox row not deleted yet
+        self._forgetting: asyncio.Task[None] | None = None
 
     def start_soon(self, order_id: str) -> None:
         """Starts the order's workflow in the background (called after the 201 is sent)."""
@@ -154,14 +158,38 @@ class OrderStarter:
                 )
                 await session.commit()
                 return 0
-            await session.exec(delete(OrderStart).where(col(OrderStart.order_id) == order_id))
-            await session.commit()
-            return 1
+        self._forget_soon(order_id)
+        return 1
+
+    def _forget_soon(self, order_id: str) -> None:
+        """Deletes the started order's outbox row, with the others started meanwhile.
+
+        Until then the row is harmless: a sweep or an update-with-start finds the workflow
+        running (USE_EXISTING)."""
+        self._started.add(order_id)
+        if self._forgetting is None or self._forgetting.done():
+            self._forgetting = asyncio.create_task(self._forget(delay=FORGET_AFTER))
+
+    async def _forget(self, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        ids, self._started = self._started, set()
+        if not ids:
+            return
+        try:
+            async with self._sessions() as session:
+                await session.exec(delete(OrderStart).where(col(OrderStart.order_id).in_(ids)))
+                await session.commit()
+        except Exception as err:  # kept for the next batch; a sweep meanwhile starts nothing new
+            log.warning("could not delete %d started outbox rows: %s", len(ids), type(err).__name__)
+            self._started |= ids
 
     async def close(self) -> None:
         """Lets the starts in flight finish (what they do not finish, the next sweep does)."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
+        if self._forgetting is not None:
+            self._forgetting.cancel()
+        await self._forget()
 
 
 def _backoff(attempts: int) -> timedelta:

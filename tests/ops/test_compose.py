@@ -267,3 +267,20 @@ def test_the_dockerfile_copies_files_that_exist_and_runs_the_api() -> None:
     assert cmd[:2] == ["uvicorn", "api.main:app"]
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".data" in ignored, "no local state in the build context"
+
+
+def test_the_image_ships_bytecode_for_everything_it_copies() -> None:
+    # The image never writes bytecode itself; without it the workflow sandbox compiles the
+    # workflow's module for every workflow it builds.
+    text = DOCKERFILE.read_text()
+    assert "PYTHONDONTWRITEBYTECODE=1" in text
+    run = next(block for block in text.split("\nRUN ") if block.startswith("python -m compileall"))
+    compiled = set(shlex.split(run.split("\n\n")[0].replace("\\\n", " "))[3:])
+    copies = [shlex.split(line)[1:-1] for line in text.splitlines() if line.startswith("COPY ")]
+    code = {
+        s.rstrip("/")
+        for sources in copies
+        for s in sources
+        if s.endswith(".py") or (REPO_ROOT / s).is_dir()
+    }
+    assert code - compiled == set(), "copied but not compiled"
