@@ -224,6 +224,7 @@ async def measure(stack: Stack, bare_queue: str, args: argparse.Namespace) -> di
                 rates=args.rates,
                 settle=settle,
             )
+        out["creates_resent"] = api.resent
         if "history" in args.only:
             await settle()
             say(f"history: {args.history} orders run to delivered ...")
@@ -280,6 +281,7 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "worker_rss_idle_mb": raw["worker_rss_idle_mb"],
         "worker_rss_end": raw["worker_rss_end"],
         "cpu": raw["cpu"],
+        "creates_resent": raw["creates_resent"],
     }
     goals: dict[str, Any] = {}
     if "baseline" in raw:

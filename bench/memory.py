@@ -5,7 +5,7 @@ for their cutoff hours away.
 The orders are created through the API by ``concurrency`` clients; the measurement waits until
 Temporal lists N of them running and the worker has gone quiet (under 5% of a core for 2 s), so
 every workflow has run its first task and sits in the worker's sticky cache or was evicted from
-it. The cache holds at most ``WORKER_MAX_CACHED_WORKFLOWS`` (1,000 by default) workflows; the
+it. The cache holds at most ``WORKER_MAX_CACHED_WORKFLOWS`` (500 by default) workflows; the
 rest cost the worker nothing until their timer fires. Measured first, so the N orders are the
 only workflows open.
 

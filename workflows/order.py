@@ -133,6 +133,8 @@ class OrderWorkflow:
         # Bumped by every change that can move a deadline; timed waits restart on it.
         self._generation = 0
         self._links_this_run = 0
+        # The link whose e-mail is on its way: its customer may answer before the activity ends.
+        self._issuing_seq: int | None = None
         self._done = False
 
     # ------------------------------------------------------------------ the order's life
@@ -199,6 +201,7 @@ class OrderWorkflow:
                     if i.personalization_status is PersonalizationStatus.PENDING
                 ],
             )
+            self._issuing_seq = seq
             try:
                 issued = await workflow.execute_activity_method(
                     PersonalizationActivities.issue_personalization_link,
@@ -208,6 +211,7 @@ class OrderWorkflow:
                     summary=f"personalization link {seq} to the merchant",
                 )
             except ActivityError as err:
+                self._issuing_seq = None
                 reason = _rejection(err, MAIL_REJECTED)
                 if reason is None:
                     raise
@@ -215,6 +219,7 @@ class OrderWorkflow:
                 await self._hold(HoldKind.NOTIFICATION_FAILED, reason, resume_to=_PERSONALIZING)
                 return
             self._links_this_run += 1
+            self._issuing_seq = None
             state.link_seq, state.link_id = issued.seq, issued.link_id
             state.link_expires_at = issued.expires_at
             await self._commit(
@@ -491,6 +496,10 @@ class OrderWorkflow:
     @workflow.update
     async def complete_personalization(self, submission: PersonalizationSubmission) -> OrderState:
         state = self._state
+        if submission.link_id != state.link_id:
+            # The link being e-mailed (see the validator): it is ours once its activity ends.
+            await workflow.wait_condition(lambda: self._issuing_seq != submission.link_seq)
+            self._validate_personalization(submission)
         cleaned = clean_values(state.items, submission.values)
         for item in state.items:
             if item.personalization_status is PersonalizationStatus.PENDING:
@@ -514,7 +523,10 @@ class OrderWorkflow:
             raise ApplicationError(
                 "the order is already personalized", type=RefusalCode.ALREADY_PERSONALIZED
             )
-        if submission.link_id != state.link_id:
+        # A customer can open the e-mail before the activity that sent it has reported back:
+        # the link then is the one being issued (the API found it, newest of its order).
+        being_issued = submission.link_seq is not None and submission.link_seq == self._issuing_seq
+        if submission.link_id != state.link_id and not being_issued:
             raise ApplicationError(
                 "a newer link replaced this one", type=RefusalCode.LINK_SUPERSEDED
             )

@@ -44,6 +44,8 @@ class PersonalizationSubmission(BaseModel):
 
     link_id: str
     values: dict[str, dict[str, str]]
+    # The link's number: lets the workflow take a link whose e-mail activity is still running.
+    link_seq: int | None = None
 
 
 class ProductionSignal(BaseModel):

@@ -158,7 +158,7 @@ async def submit(
     """Completes the personalization through the order's workflow; the link is then used up."""
     check_values(ctx, values)
     submission = PersonalizationSubmission(
-        link_id=ctx.link.id, values=clean_values(ctx.items, values)
+        link_id=ctx.link.id, link_seq=ctx.link.seq, values=clean_values(ctx.items, values)
     )
 
     async def closed() -> ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.orders import CancelRequest, HoldResolution, Status
+from tests.support.polling import apoll
 from tests.support.workflows import (
     Recorder,
     order_body,
@@ -60,6 +62,13 @@ async def _started(env: WorkflowEnvironment, tq: str, approval: str = "auto") ->
     return inp, await start(env.client, tq, inp)
 
 
+def _links_sent(rec: Recorder) -> Any:
+    async def sent() -> bool:
+        return bool(rec.links)
+
+    return sent
+
+
 async def test_the_merchant_gets_one_link_fifteen_minutes_after_the_order(
     env: WorkflowEnvironment,
 ) -> None:
@@ -105,6 +114,33 @@ async def test_an_expired_link_is_replaced_by_a_new_one(env: WorkflowEnvironment
             )
         assert isinstance(old.value.cause, ApplicationError)
         assert old.value.cause.type == "link_superseded"
+
+
+async def test_a_customer_quicker_than_the_e_mail_activity_gets_their_order_personalized(
+    env: WorkflowEnvironment,
+) -> None:
+    # The e-mail is out, but its activity has not reported back: the workflow does not know the
+    # link yet when the customer, who already has it, submits.
+    rec = Recorder(links_report_after=asyncio.Event())
+    async with order_worker(env.client, rec) as tq:
+        inp, handle = await _started(env, tq)
+        await sleep_until(env, inp.received_at + DELAY + timedelta(seconds=1))
+        await apoll("the link's e-mail", _links_sent(rec))
+        submitted = asyncio.create_task(
+            handle.execute_update(
+                OrderWorkflow.complete_personalization,
+                PersonalizationSubmission(
+                    link_id="lnk-1", link_seq=1, values={"mug-1": {"name": "Ada"}}
+                ),
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not submitted.done(), "the answer waits for the link's activity"
+        rec.links_report_after.set()
+        state = await submitted
+        assert state.status is Status.SCHEDULED
+        assert state.link_id == "lnk-1"
+        assert state.items[0].personalization_values == {"name": "Ada"}
 
 
 async def test_completion_on_day_six_schedules_the_order_and_stops_the_emails(
@@ -237,6 +273,7 @@ async def test_a_refused_link_e_mail_holds_the_order_until_the_merchant_sends_it
         rec.refuse_links = False
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         await env.sleep(timedelta(seconds=1))
+        await apoll("the new link's e-mail", _links_sent(rec))
         again = await state_of(handle)
         assert again.status is Status.PENDING_PERSONALIZATION
         assert [link.seq for link in rec.links] == [1]

@@ -103,6 +103,8 @@ class Recorder:
     reject_with: str | None = None
     # The merchant's mail server refusing the personalization e-mail (a final refusal).
     refuse_links: bool = False
+    # Set: each link's e-mail "goes out", then its activity waits for this before it reports.
+    links_report_after: asyncio.Event | None = None
     # The facility refusing to resume a held job (a 4xx to the resume).
     refuse_resume: bool = False
     # Seconds a projection takes, by the type of its newest event (a slow database write).
@@ -131,6 +133,8 @@ class Recorder:
                 non_retryable=True,
             )
         self.links.append(link)
+        if self.links_report_after is not None:
+            await self.links_report_after.wait()
         return LinkIssued(link_id=f"lnk-{link.seq}", seq=link.seq, expires_at=link.expires_at)
 
     @activity.defn(name="send_hold_notice")
