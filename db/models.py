@@ -204,3 +204,79 @@ class IdempotentRequest(SQLModel, table=True):
     content_type: str | None = Field(default=None, max_length=200)
     created_at: datetime = _utc(nullable=False)
     completed_at: datetime | None = _utc(nullable=True)
+
+
+class SupportCase(SQLModel, table=True):
+    """A support case: the read model of its workflow (``workflows.support_case``).
+
+    The API writes the row as the case is created (its first projection); after that only the
+    case's workflow writes it, through its projection, ordered by ``version``.
+    """
+
+    __tablename__ = "support_cases"
+    __table_args__ = (
+        # The merchant's list: newest first, optionally by status.
+        Index("ix_support_cases_merchant_created", "merchant_id", "created_at", "id"),
+        Index(
+            "ix_support_cases_merchant_status_created", "merchant_id", "status", "created_at", "id"
+        ),
+        # The agents' queue: soonest due first, per queue (cases with no clock last).
+        Index("ix_support_cases_queue_due", "queue", "sla_due_at", "number"),
+        Index("ix_support_cases_due", "sla_due_at", "number"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    # Human and sequential for the whole platform (#1001, #1002 …).
+    number: int = Field(unique=True)
+    merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
+    type: str = Field(max_length=32)
+    category: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    priority: str = Field(max_length=16)
+    subject: str = Field(max_length=200)
+    status: str = Field(max_length=32)
+    assignee_id: str | None = Field(default=None, max_length=40)
+    queue: str = Field(max_length=16)
+    order_id: str | None = Field(default=None, max_length=40)
+    request_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    phone: str | None = Field(default=None, max_length=25)
+    complaint: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    first_response_due_at: datetime = _utc(nullable=False)
+    next_response_due_at: datetime | None = _utc(nullable=True)
+    # When the team must answer next (the running clock's target); null when nothing is due.
+    sla_due_at: datetime | None = _utc(nullable=True)
+    sla_state: str = Field(max_length=16)
+    # The last projected workflow state (domain.cases.CaseState as JSON).
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The workflow's input, so the relay can start a workflow that a crash prevented.
+    workflow_input: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    version: int = 0
+    created_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class SupportCaseMessage(SQLModel, table=True):
+    """A message of a case: the merchant's, an agent's, or one the case wrote (``system``)."""
+
+    __tablename__ = "support_case_messages"
+    __table_args__ = (Index("ix_support_case_messages_case_created", "case_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(foreign_key="support_cases.id", max_length=40)
+    author_kind: str = Field(max_length=16)
+    author_id: str | None = Field(default=None, max_length=40)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    attachments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _utc(nullable=False)
+
+
+class SupportCaseStart(SQLModel, table=True):
+    """The outbox of case workflow starts, as ``order_starts`` is for orders."""
+
+    __tablename__ = "support_case_starts"
+
+    case_id: str = Field(foreign_key="support_cases.id", primary_key=True, max_length=40)
+    due_at: datetime = _utc(nullable=False, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    static_summary: str = Field(max_length=400)
