@@ -13,11 +13,22 @@ from api import errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
 from api.pages import routes as pages
-from api.routes import admin, claims, health, orders, personalization, production, webhooks
+from api.routes import (
+    admin,
+    claims,
+    health,
+    orders,
+    personalization,
+    plans,
+    production,
+    team,
+    webhooks,
+)
 from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from domain.facilities import load_facilities
+from domain.merchants import known_timezones
 from settings import Settings, get_settings
 from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
 from workflows.client import connect, ensure_search_attributes
@@ -37,6 +48,7 @@ def create_app(
         cfg = settings or get_settings()
         app.state.settings = cfg
         app.state.facilities = load_facilities(cfg.facilities_file)
+        await asyncio.to_thread(known_timezones)  # read once, off the loop
         engine = create_engine(cfg.database_url)
         await migrate(cfg.database_url)
         app.state.engine = engine
@@ -74,6 +86,8 @@ def create_app(
     app.include_router(production.router)
     app.include_router(claims.router)
     app.include_router(webhooks.router)
+    app.include_router(plans.router)
+    app.include_router(team.router)
     app.include_router(pages.router)
     return app
 

@@ -1,4 +1,5 @@
-"""Tables: merchants, the orders read model, and each order's timeline.
+"""Tables: merchants, the orders read model, and each order's timeline; the support team's
+agents and the log of merchants' failed requests.
 
 The order workflow is the source of truth; ``orders`` and ``order_events`` are its projection,
 written by one local activity on every change, and read by the API's lists and detail pages.
@@ -9,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CHAR, JSON, Column, DateTime, Dialect, Index, Text, UniqueConstraint
+from sqlalchemy import (
+    CHAR,
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -50,6 +61,49 @@ class Merchant(SQLModel, table=True):
     api_key_prefix: str = Field(max_length=16)
     webhook_secret: str = Field(max_length=100)
     created_at: datetime = _utc(nullable=False)
+    # Support (domain.support): the plan's current name (legacy names are mapped on the way in),
+    # the merchant's IANA time zone and ISO 3166-1 alpha-2 country (their business days), and
+    # their dedicated customer success manager: an ``agents.id`` of role "csm", checked by the
+    # API when assigned (no foreign key: SQLite could only add one by rebuilding the table).
+    plan: str = Field(default="free", max_length=20, sa_column_kwargs={"server_default": "free"})
+    timezone: str = Field(default="UTC", max_length=64, sa_column_kwargs={"server_default": "UTC"})
+    country: str | None = Field(default=None, max_length=2)
+    csm_agent_id: str | None = Field(default=None, max_length=40)
+
+
+class Agent(SQLModel, table=True):
+    """A member of the platform's support team; they call the API with ``X-Agent-Token``."""
+
+    __tablename__ = "agents"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    role: str = Field(max_length=10)  # "agent" | "csm"
+    # sha256 of the token (256 random bits, shown once): looked up by its hash, like API keys.
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    token_prefix: str = Field(max_length=16)
+    created_at: datetime = _utc(nullable=False)
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+
+
+class RequestLog(SQLModel, table=True):
+    """A merchant's request that was answered 400 or above: what support sees of it.
+
+    Only the request id (``X-Request-Id``), method, route template, status and the error code:
+    never a body, a header, a query string or a raw path. Kept 30 days.
+    """
+
+    __tablename__ = "request_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True, max_length=100)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    method: str = Field(max_length=10)
+    route: str = Field(max_length=200)
+    status: int
+    error_code: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _utc(nullable=False, index=True)
 
 
 class Order(SQLModel, table=True):
