@@ -13,10 +13,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
+from api.services.case_starts import CaseStarter
 from api.services.credentials import hash_credential
 from api.services.starts import OrderStarter
 from db.models import Agent, Merchant
 from domain.facilities import Facilities, Facility
+from domain.support import SupportConfig
 from settings import Settings
 
 
@@ -143,3 +145,17 @@ async def _agent(
 
 
 AgentDep = Annotated[Agent, Depends(_agent)]
+
+
+def _case_starter(request: Request) -> CaseStarter:
+    starter: CaseStarter = request.app.state.case_starter
+    return starter
+
+
+def _support(request: Request) -> SupportConfig:
+    support: SupportConfig = request.app.state.support
+    return support
+
+
+CaseStarterDep = Annotated[CaseStarter, Depends(_case_starter)]
+SupportDep = Annotated[SupportConfig, Depends(_support)]

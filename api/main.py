@@ -15,6 +15,7 @@ from api.idempotency import IdempotentRequests
 from api.pages import routes as pages
 from api.routes import (
     admin,
+    cases,
     claims,
     health,
     orders,
@@ -24,11 +25,13 @@ from api.routes import (
     team,
     webhooks,
 )
+from api.services.case_starts import CaseStarter
 from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from domain.facilities import load_facilities
 from domain.merchants import known_timezones
+from domain.support import load_support
 from settings import Settings, get_settings
 from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
 from workflows.client import connect, ensure_search_attributes
@@ -48,6 +51,7 @@ def create_app(
         cfg = settings or get_settings()
         app.state.settings = cfg
         app.state.facilities = load_facilities(cfg.facilities_file)
+        app.state.support = load_support(cfg.support_file)
         await asyncio.to_thread(known_timezones)  # read once, off the loop
         engine = create_engine(cfg.database_url)
         await migrate(cfg.database_url)
@@ -59,12 +63,18 @@ def create_app(
         # Orders start with their search attributes; the API may come up before any worker.
         await ensure_search_attributes(app.state.temporal, cfg.temporal_namespace)
         app.state.starter = OrderStarter(app.state.sessions, app.state.temporal, cfg)
-        sweep = asyncio.create_task(app.state.starter.run())
+        app.state.case_starter = CaseStarter(app.state.sessions, app.state.temporal, cfg)
+        sweeps = [
+            asyncio.create_task(app.state.starter.run()),
+            asyncio.create_task(app.state.case_starter.run()),
+        ]
         try:
             yield
         finally:
-            sweep.cancel()
+            for sweep in sweeps:
+                sweep.cancel()
             await app.state.starter.close()
+            await app.state.case_starter.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -88,6 +98,8 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(plans.router)
     app.include_router(team.router)
+    app.include_router(cases.router)
+    app.include_router(cases.agent_router)
     app.include_router(pages.router)
     return app
 

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.cases import CaseSummary
 from domain.merchants import CountryCode, TimezoneName
 from domain.orders import Approval, Email
 from domain.support import Includes, Plan, PlanName
@@ -282,3 +283,43 @@ class WebhookEventPage(BaseModel):
 class Redelivery(BaseModel):
     event_id: str
     queued: bool = True
+
+
+# ---------------------------------------------------------------------------- support cases
+
+
+class CaseMessagePublic(BaseModel):
+    id: str
+    author_kind: Literal["merchant", "agent", "system"]
+    author_id: str | None
+    author_name: str | None = Field(
+        default=None, description="the agent's name, for the support team's messages"
+    )
+    body: str
+    attachments: list[str]
+    created_at: datetime
+
+
+class CasePublic(CaseSummary):
+    """A support case as ``GET /v1/support/cases/{id}`` (and the agents' endpoints) show it."""
+
+    merchant_id: str
+    phone: str | None = None
+    complaint: dict[str, Any] | None = None
+    request_ids: list[str] = Field(
+        description="the X-Request-Id values linked to the case: the merchant's own failed "
+        "requests (others sent with the case are dropped)"
+    )
+    requests: list[RequestLogEntry] = Field(
+        description="what those requests were and what they got"
+    )
+    messages: list[CaseMessagePublic]
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+
+
+class CasePage(BaseModel):
+    """The merchant's cases, newest first; or the agents' queue, soonest due first."""
+
+    data: list[CaseSummary]
+    next_cursor: str | None

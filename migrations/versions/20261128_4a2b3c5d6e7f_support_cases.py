@@ -2,7 +2,7 @@
 outbox of their workflow starts.
 
 Revision ID: 4a2b3c5d6e7f
-Revises: 0769adb4a74b
+Revises: 3f1a2b4c5d6e
 Create Date: 2026-11-28 14:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "4a2b3c5d6e7f"
-down_revision: str | Sequence[str] | None = "0769adb4a74b"
+down_revision: str | Sequence[str] | None = "3f1a2b4c5d6e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
