@@ -7,7 +7,7 @@ goes through the case's workflow and is back in the read model when the API answ
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
 
-from db.models import SupportCase
+from db.models import RequestLog, SupportCase
 from domain.business_time import add
 from domain.cases import resolved_calendar
 from domain.support import load_support
@@ -383,3 +383,50 @@ async def test_control_characters_are_refused_but_message_text_keeps_its_lines(
     assert refused.json()["error"]["code"] == "validation_error"
     async with api.app.state.sessions() as session:
         assert (await session.exec(select(SupportCase))).all() == []
+
+
+async def test_a_case_links_the_merchants_own_failed_requests_and_drops_the_rest(
+    full_api: FullApi,
+) -> None:
+    api = full_api
+    shop = await merchant(api)
+    other = await merchant(api)
+    at = datetime.now(UTC)
+    # What the request log holds of two failed requests (written by the API for every answer
+    # of 400 and above), one of them another merchant's.
+    async with api.app.state.sessions() as session:
+        session.add_all(
+            [
+                RequestLog(
+                    request_id="req_mine",
+                    merchant_id=shop["id"],
+                    method="POST",
+                    route="/v1/orders",
+                    status=422,
+                    error_code="validation_error",
+                    created_at=at,
+                ),
+                RequestLog(
+                    request_id="req_theirs",
+                    merchant_id=other["id"],
+                    method="GET",
+                    route="/v1/orders/{order_id}",
+                    status=404,
+                    error_code="order_not_found",
+                    created_at=at,
+                ),
+            ]
+        )
+        await session.commit()
+    key = Api.auth(shop)
+    case = await open_case(api, key, request_ids=["req_unknown", "req_mine", "req_theirs"])
+    assert case["request_ids"] == ["req_mine"]
+    assert [
+        (r["request_id"], r["method"], r["route"], r["status"], r["error_code"])
+        for r in case["requests"]
+    ] == [("req_mine", "POST", "/v1/orders", 422, "validation_error")]
+    read = (await api.client.get(f"/v1/support/cases/{case['id']}", headers=key)).json()
+    assert read["requests"] == case["requests"]
+    sam = await agent(api)
+    seen = await api.client.get(f"/v1/agent/cases/{case['id']}", headers=as_agent(sam))
+    assert seen.json()["requests"] == case["requests"]
