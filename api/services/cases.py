@@ -410,7 +410,12 @@ async def _update(
         arg,
         patience=settings.update_timeout,
         on_closed=closed,
-        update_id=f"{update.__name__}:{idempotency_key}" if idempotency_key else None,
+        # Temporal runs an Update id once per workflow: a retry gets the first outcome.
+        update_id=(
+            f"{getattr(update, '__name__', 'update')}:{idempotency_key}"
+            if idempotency_key
+            else None
+        ),
         start=start,
         what="case",
     )
