@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from api import errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
 from api.pages import routes as pages
+from api.request_ids import RequestIds
 from api.routes import (
     admin,
     cases,
@@ -22,9 +24,11 @@ from api.routes import (
     personalization,
     plans,
     production,
+    requests,
     team,
     webhooks,
 )
+from api.services import requests as request_log
 from api.services.case_starts import CaseStarter
 from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
@@ -35,6 +39,14 @@ from domain.support import load_support
 from settings import Settings, get_settings
 from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
 from workflows.client import connect, ensure_search_attributes
+
+
+class PrintflowApi(FastAPI):
+    """The app with ``X-Request-Id`` outside everything, Starlette's error middleware included,
+    so the 500 of an unexpected error carries one too (``api.request_ids``)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIds(super().build_middleware_stack())
 
 
 def create_app(
@@ -64,20 +76,23 @@ def create_app(
         await ensure_search_attributes(app.state.temporal, cfg.temporal_namespace)
         app.state.starter = OrderStarter(app.state.sessions, app.state.temporal, cfg)
         app.state.case_starter = CaseStarter(app.state.sessions, app.state.temporal, cfg)
-        sweeps = [
+        background = [
             asyncio.create_task(app.state.starter.run()),
             asyncio.create_task(app.state.case_starter.run()),
+            asyncio.create_task(request_log.prune_forever(app.state.sessions)),
         ]
         try:
             yield
         finally:
-            for sweep in sweeps:
-                sweep.cancel()
+            for task in background:
+                task.cancel()
+            # Each gives its database connection back before the engine is disposed of.
+            await asyncio.gather(*background, return_exceptions=True)
             await app.state.starter.close()
             await app.state.case_starter.close()
             await engine.dispose()
 
-    app = FastAPI(
+    app = PrintflowApi(
         title="printflow",
         version="0.1.0",
         summary="Order backbone for print-on-demand: every order a durable workflow.",
@@ -97,6 +112,7 @@ def create_app(
     app.include_router(claims.router)
     app.include_router(webhooks.router)
     app.include_router(plans.router)
+    app.include_router(requests.router)
     app.include_router(team.router)
     app.include_router(cases.router)
     app.include_router(cases.agent_router)

@@ -24,12 +24,12 @@ from api.errors import ApiError, Conflict, Forbidden, NotFound
 from api.pagination import _decode, _encode, newest_first
 from api.schemas import CaseMessagePublic, CasePage, CasePublic, RequestLogEntry
 from api.services.case_starts import CaseStarter, start_operation
+from api.services.requests import requests_for
 from api.services.updates import run_update
 from db.models import (
     Agent,
     Merchant,
     Order,
-    RequestLog,
     SupportCase,
     SupportCaseMessage,
     SupportCaseStart,
@@ -209,29 +209,14 @@ async def _known_request_ids(
 ) -> list[str]:
     """Of ``request_ids``, those of the merchant's own failed requests, in the order sent."""
     wanted = list(dict.fromkeys(request_ids))
-    if not wanted:
-        return []
-    found = set(
-        await session.exec(
-            select(RequestLog.request_id).where(
-                RequestLog.merchant_id == merchant_id, col(RequestLog.request_id).in_(wanted)
-            )
-        )
-    )
+    found = {entry.request_id for entry in await requests_for(session, merchant_id, wanted)}
     return [rid for rid in wanted if rid in found]
 
 
 async def _requests(
     session: AsyncSession, merchant_id: str, request_ids: list[str]
 ) -> list[RequestLogEntry]:
-    if not request_ids:
-        return []
-    rows = await session.exec(
-        select(RequestLog)
-        .where(RequestLog.merchant_id == merchant_id, col(RequestLog.request_id).in_(request_ids))
-        .order_by(col(RequestLog.created_at), col(RequestLog.id))
-    )
-    return [RequestLogEntry.model_validate(row, from_attributes=True) for row in rows.all()]
+    return await requests_for(session, merchant_id, request_ids)
 
 
 async def _csm(session: AsyncSession, merchant: Merchant) -> Agent | None:

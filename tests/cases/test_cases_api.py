@@ -7,7 +7,8 @@ goes through the case's workflow and is back in the read model when the API answ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
 
-from db.models import RequestLog, SupportCase
+from db.models import SupportCase
 from domain.business_time import add
 from domain.cases import resolved_calendar
 from domain.support import load_support
@@ -385,46 +386,35 @@ async def test_control_characters_are_refused_but_message_text_keeps_its_lines(
         assert (await session.exec(select(SupportCase))).all() == []
 
 
+async def failed_request(api: Api, key: dict[str, str], order_id: str) -> str:
+    """A request that fails (404), once the request log holds it: its X-Request-Id."""
+    failed = await api.client.get(f"/v1/orders/{order_id}", headers=key)
+    assert failed.status_code == 404
+    request_id = failed.headers["X-Request-Id"]
+    for _ in range(100):
+        if (await api.client.get(f"/v1/requests/{request_id}", headers=key)).status_code == 200:
+            return request_id
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"request {request_id} never reached the request log")
+
+
 async def test_a_case_links_the_merchants_own_failed_requests_and_drops_the_rest(
     full_api: FullApi,
 ) -> None:
     api = full_api
-    shop = await merchant(api)
-    other = await merchant(api)
-    at = datetime.now(UTC)
-    # What the request log holds of two failed requests (written by the API for every answer
-    # of 400 and above), one of them another merchant's.
-    async with api.app.state.sessions() as session:
-        session.add_all(
-            [
-                RequestLog(
-                    request_id="req_mine",
-                    merchant_id=shop["id"],
-                    method="POST",
-                    route="/v1/orders",
-                    status=422,
-                    error_code="validation_error",
-                    created_at=at,
-                ),
-                RequestLog(
-                    request_id="req_theirs",
-                    merchant_id=other["id"],
-                    method="GET",
-                    route="/v1/orders/{order_id}",
-                    status=404,
-                    error_code="order_not_found",
-                    created_at=at,
-                ),
-            ]
-        )
-        await session.commit()
-    key = Api.auth(shop)
-    case = await open_case(api, key, request_ids=["req_unknown", "req_mine", "req_theirs"])
-    assert case["request_ids"] == ["req_mine"]
+    key = Api.auth(await merchant(api))
+    other = Api.auth(await merchant(api))
+    mine = await failed_request(api, key, "ord_missing")
+    theirs = await failed_request(api, other, "ord_elsewhere")
+    worked = await api.client.get("/v1/support/plan", headers=key)
+    assert worked.status_code == 200
+    sent = ["req_unknown", mine, theirs, worked.headers["X-Request-Id"]]
+    case = await open_case(api, key, request_ids=sent)
+    assert case["request_ids"] == [mine]
     assert [
         (r["request_id"], r["method"], r["route"], r["status"], r["error_code"])
         for r in case["requests"]
-    ] == [("req_mine", "POST", "/v1/orders", 422, "validation_error")]
+    ] == [(mine, "GET", "/v1/orders/{order_id}", 404, "order_not_found")]
     read = (await api.client.get(f"/v1/support/cases/{case['id']}", headers=key)).json()
     assert read["requests"] == case["requests"]
     sam = await agent(api)
