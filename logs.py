@@ -12,9 +12,9 @@ uvicorn loads, ``python migrate.py``); tests never call it, so pytest's capture 
 Secrets are not logged in the first place (workflow inputs carry no facility token, keys are
 stored hashed, the access log shows route templates such as ``/p/{token}``). As a safety net,
 ``RedactingFilter`` masks anything that looks like one of ours in every line before it is
-written: merchant API keys (``pf_…``), webhook secrets (``whsec_…``), personalization tokens in
-``/p/…`` URLs, bearer tokens, passwords in URLs, and the configured secrets themselves (admin
-token, SMTP password, facility API tokens).
+written: merchant API keys (``pf_…``), agent tokens (``pfagt_…``), webhook secrets
+(``whsec_…``), personalization tokens in ``/p/…`` URLs, bearer tokens, passwords in URLs, and the
+configured secrets themselves (admin token, SMTP password, facility API tokens).
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ REDACTED = "[redacted]"
 _TOKEN = r"[A-Za-z0-9_\-]{16,}"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\bpf_{_TOKEN}"), f"pf_{REDACTED}"),
+    (re.compile(rf"\bpfagt_{_TOKEN}"), f"pfagt_{REDACTED}"),
     (re.compile(rf"\bwhsec_{_TOKEN}"), f"whsec_{REDACTED}"),
     # Personalization links, the customer page and its API: the token is the path segment.
     (re.compile(rf"(/p/|/v1/personalization/){_TOKEN}"), rf"\1{REDACTED}"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), rf"\1{REDACTED}"),
     (
-        re.compile(r"(?i)\b(x-api-key|x-admin-token)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"),
+        re.compile(
+            r"(?i)\b(x-api-key|x-admin-token|x-agent-token)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
+        ),
         rf"\1\2{REDACTED}",
     ),
     # user:password@host in any URL (database URLs above all).

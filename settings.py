@@ -28,6 +28,7 @@ def _seconds_or_iso(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 
 BUNDLED_FACILITIES = Path(__file__).resolve().parent / "domain" / "facilities.json"
+BUNDLED_SUPPORT_FILE = Path(__file__).resolve().parent / "domain" / "support.json"
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,8 @@ class Settings(BaseSettings):
     personalization_email_delay: Duration = timedelta(minutes=15)
     personalization_link_ttl: Duration = timedelta(days=7)
     facilities_file: Path = BUNDLED_FACILITIES
+    # The support desk: calendar, response targets, addresses (DESIGN.md "Support").
+    support_file: Path = BUNDLED_SUPPORT_FILE
     # How long a write waits for the order's workflow before answering 503 order_busy.
     update_timeout: Duration = timedelta(seconds=10)
 

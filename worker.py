@@ -1,4 +1,4 @@
-"""The printflow worker: order workflows and every activity they call.
+"""The printflow worker: order and support case workflows and every activity they call.
 
 Several workers may run against one task queue; Temporal spreads the work between them. Calls
 to a facility (print submissions, the end of a hold) go to that facility's own task queue
@@ -30,6 +30,7 @@ from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities
 from activities.print_jobs import FacilityActivities
 from activities.projection import ProjectionActivities
+from activities.support_cases import SupportCaseActivities
 from activities.webhooks.delivery import WebhookActivities
 from activities.webhooks.emitter import WebhookEmitter
 from db.engine import create_engine
@@ -39,11 +40,12 @@ from settings import Settings
 from startup import ConfigError, check_config, configure_process, temporal_runtime
 from workflows.client import connect, enqueue_deliveries, ensure_search_attributes
 from workflows.order import OrderWorkflow
+from workflows.support_case import SupportCaseWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("printflow.worker")
 
-WORKFLOWS: Sequence[type] = (OrderWorkflow, WebhookDeliveryWorkflow)
+WORKFLOWS: Sequence[type] = (OrderWorkflow, WebhookDeliveryWorkflow, SupportCaseWorkflow)
 
 # Pydantic validates e-mail addresses lazily; those modules are deterministic and safe to share.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
@@ -71,6 +73,7 @@ def build_activities(
     personalization = PersonalizationActivities(engine, mailer, settings.public_base_url, emitter)
     webhooks = WebhookActivities(engine, http)
     holds = HoldActivities(mailer, settings.public_base_url, engine)
+    cases = SupportCaseActivities(engine, mailer, settings.public_base_url, emitter)
     return [
         projection.project_order,
         facility.submit_print_job,
@@ -79,6 +82,8 @@ def build_activities(
         webhooks.deliver_webhook,
         webhooks.webhook_given_up,
         holds.send_hold_notice,
+        cases.project_case,
+        cases.send_case_mail,
     ]
 
 

@@ -1,9 +1,8 @@
 """FastAPI dependencies: the database session, the Temporal client, who is calling (a merchant,
-a facility, an operator)."""
+a facility, an operator, an agent of the support team)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -14,14 +13,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
+from api.services.case_starts import CaseStarter
+from api.services.credentials import hash_credential
 from api.services.starts import OrderStarter
-from db.models import Merchant
+from db.models import Agent, Merchant
 from domain.facilities import Facilities, Facility
+from domain.support import SupportConfig
 from settings import Settings
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -73,15 +71,19 @@ FacilitiesDep = Annotated[Facilities, Depends(_facilities)]
 
 
 async def _merchant(
-    session: SessionDep, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, session: SessionDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> Merchant:
     if not x_api_key:
         raise Unauthorized("send your API key in the X-API-Key header")
     merchant = (
-        await session.exec(select(Merchant).where(Merchant.api_key_hash == hash_api_key(x_api_key)))
+        await session.exec(
+            select(Merchant).where(Merchant.api_key_hash == hash_credential(x_api_key))
+        )
     ).first()
     if merchant is None:
         raise Unauthorized("unknown API key")
+    # For the failed-request log (api.request_ids): whose request this was.
+    request.state.merchant_id = merchant.id
     return merchant
 
 
@@ -126,3 +128,34 @@ def _match_token(facilities: Facilities, token: str) -> Facility:
 
 
 FacilityDep = Annotated[Facility, Depends(_facility)]
+
+
+async def _agent(
+    session: SessionDep, x_agent_token: Annotated[str | None, Header()] = None
+) -> Agent:
+    """The active agent whose token the request carries (``X-Agent-Token``), else 401."""
+    if not x_agent_token:
+        raise Unauthorized("send your agent token in the X-Agent-Token header")
+    agent = (
+        await session.exec(select(Agent).where(Agent.token_hash == hash_credential(x_agent_token)))
+    ).first()
+    if agent is None or not agent.active:
+        raise Unauthorized("unknown agent token")
+    return agent
+
+
+AgentDep = Annotated[Agent, Depends(_agent)]
+
+
+def _case_starter(request: Request) -> CaseStarter:
+    starter: CaseStarter = request.app.state.case_starter
+    return starter
+
+
+def _support(request: Request) -> SupportConfig:
+    support: SupportConfig = request.app.state.support
+    return support
+
+
+CaseStarterDep = Annotated[CaseStarter, Depends(_case_starter)]
+SupportDep = Annotated[SupportConfig, Depends(_support)]

@@ -172,5 +172,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.url.path,
+            extra={"request_id": getattr(request.state, "request_id", None)},
+        )
         return envelope(500, "internal_error", "something went wrong on our side; retry later")

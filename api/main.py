@@ -7,20 +7,46 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from api import errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
 from api.pages import routes as pages
-from api.routes import admin, claims, health, orders, personalization, production, webhooks
+from api.request_ids import RequestIds
+from api.routes import (
+    admin,
+    cases,
+    claims,
+    health,
+    orders,
+    personalization,
+    plans,
+    production,
+    requests,
+    team,
+    webhooks,
+)
+from api.services import requests as request_log
+from api.services.case_starts import CaseStarter
 from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from domain.facilities import load_facilities
+from domain.merchants import known_timezones
+from domain.support import load_support
 from settings import Settings, get_settings
 from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
 from workflows.client import connect, ensure_search_attributes
+
+
+class PrintflowApi(FastAPI):
+    """The app with ``X-Request-Id`` outside everything, Starlette's error middleware included,
+    so the 500 of an unexpected error carries one too (``api.request_ids``)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIds(super().build_middleware_stack())
 
 
 def create_app(
@@ -37,6 +63,8 @@ def create_app(
         cfg = settings or get_settings()
         app.state.settings = cfg
         app.state.facilities = load_facilities(cfg.facilities_file)
+        app.state.support = load_support(cfg.support_file)
+        await asyncio.to_thread(known_timezones)  # read once, off the loop
         engine = create_engine(cfg.database_url)
         await migrate(cfg.database_url)
         app.state.engine = engine
@@ -47,15 +75,24 @@ def create_app(
         # Orders start with their search attributes; the API may come up before any worker.
         await ensure_search_attributes(app.state.temporal, cfg.temporal_namespace)
         app.state.starter = OrderStarter(app.state.sessions, app.state.temporal, cfg)
-        sweep = asyncio.create_task(app.state.starter.run())
+        app.state.case_starter = CaseStarter(app.state.sessions, app.state.temporal, cfg)
+        background = [
+            asyncio.create_task(app.state.starter.run()),
+            asyncio.create_task(app.state.case_starter.run()),
+            asyncio.create_task(request_log.prune_forever(app.state.sessions)),
+        ]
         try:
             yield
         finally:
-            sweep.cancel()
+            for task in background:
+                task.cancel()
+            # Each gives its database connection back before the engine is disposed of.
+            await asyncio.gather(*background, return_exceptions=True)
             await app.state.starter.close()
+            await app.state.case_starter.close()
             await engine.dispose()
 
-    app = FastAPI(
+    app = PrintflowApi(
         title="printflow",
         version="0.1.0",
         summary="Order backbone for print-on-demand: every order a durable workflow.",
@@ -74,6 +111,11 @@ def create_app(
     app.include_router(production.router)
     app.include_router(claims.router)
     app.include_router(webhooks.router)
+    app.include_router(plans.router)
+    app.include_router(requests.router)
+    app.include_router(team.router)
+    app.include_router(cases.router)
+    app.include_router(cases.agent_router)
     app.include_router(pages.router)
     return app
 

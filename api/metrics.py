@@ -10,7 +10,8 @@
 ``route`` is the route's template (``/v1/orders/{order_id}``), never the raw path: the label stays
 bounded and no personalization token lands in a time series. Requests no route matched count as
 ``route="unmatched"``. The same middleware writes the access log (``printflow.access``), also by
-template, which is why ``logs.configure_logging`` silences uvicorn's own.
+template, which is why ``logs.configure_logging`` silences uvicorn's own; each line carries the
+answer's ``X-Request-Id`` (``request_id``).
 
 The worker's metrics are the Temporal SDK's, on ``PRINTFLOW_WORKER_METRICS_PORT`` (9464).
 """
@@ -144,18 +145,22 @@ class MetricsMiddleware:
             self.metrics.observe(method, route, status, seconds)
             # Unmatched requests show their raw path (the redacting filter still applies).
             shown = route if route != "unmatched" else str(scope.get("path", ""))
+            # Set by api.request_ids, which wraps the whole app.
+            request_id = scope.get("state", {}).get("request_id")
             access_log.log(
                 logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
-                "%s %s %d %.1fms",
+                "%s %s %d %.1fms %s",
                 method,
                 shown,
                 status,
                 seconds * 1000,
+                request_id or "-",
                 extra={
                     "http_method": method,
                     "route": route,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 1),
+                    "request_id": request_id,
                 },
             )
 

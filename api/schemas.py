@@ -9,9 +9,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from domain.cases import CaseSummary
+from domain.merchants import CountryCode, TimezoneName
 from domain.orders import Approval, Email
+from domain.support import Includes, Plan, PlanName
 from domain.text import InputModel
 from domain.views import (
     AllowedActions,
@@ -42,17 +53,117 @@ class MerchantCreate(InputModel):
     support_email: Email
     webhook_url: HttpUrl | None = None
     approval: Approval = "auto"
+    plan: PlanName = Field(
+        default=Plan.FREE,
+        description="free, lite, growth or premium; the legacy names essential, small_shop, "
+        "large_shop and business are taken and stored as their new names",
+    )
+    timezone: TimezoneName = Field(default="UTC", description="IANA name, e.g. Europe/Berlin")
+    country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
 
 
-class MerchantCreated(BaseModel):
+class MerchantUpdate(InputModel):
+    """``PATCH /v1/admin/merchants/{id}``: only the fields sent change; ``country`` and
+    ``csm_agent_id`` may be sent as null to clear them."""
+
+    plan: PlanName | None = None
+    timezone: TimezoneName | None = None
+    country: CountryCode | None = None
+    csm_agent_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="an agent of role csm: the merchant's dedicated customer success manager",
+    )
+
+    @field_validator("plan", "timezone", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+
+class MerchantPublic(BaseModel):
     id: str
     name: str
     support_email: str
     webhook_url: str | None
     approval: Approval
+    plan: Plan
+    timezone: str
+    country: str | None
+    csm_agent_id: str | None
     created_at: datetime
+
+
+class MerchantCreated(MerchantPublic):
     api_key: str = Field(description="shown once; printflow keeps only its hash")
     webhook_secret: str = Field(description="shown once; signs the webhooks sent to you")
+
+
+# ---------------------------------------------------------------------------- support plans
+
+
+class CsmPublic(BaseModel):
+    """The merchant's dedicated customer success manager."""
+
+    name: str
+    email: str
+
+
+class SupportPlan(BaseModel):
+    """``GET /v1/support/plan``: the plan, what it includes, and the CSM when there is one."""
+
+    plan: Plan
+    includes: Includes
+    csm: CsmPublic | None = Field(
+        default=None, description="only when the plan includes a CSM and one is assigned"
+    )
+
+
+# ---------------------------------------------------------------------------- support team
+
+AgentRole = Literal["agent", "csm"]
+
+
+class AgentCreate(InputModel):
+    name: str = Field(min_length=1, max_length=200)
+    email: Email
+    role: AgentRole = "agent"
+
+
+class AgentPublic(BaseModel):
+    id: str
+    name: str
+    email: str
+    role: AgentRole
+    active: bool
+    token_prefix: str = Field(description="the first characters of the token, to tell them apart")
+    created_at: datetime
+
+
+class AgentCreated(AgentPublic):
+    token: str = Field(description="X-Agent-Token; shown once, printflow keeps only its hash")
+
+
+class AgentList(BaseModel):
+    data: list[AgentPublic]
+
+
+# ---------------------------------------------------------------------------- failed requests
+
+
+class RequestLogEntry(BaseModel):
+    """A merchant's request answered 400 or above, as support sees it (kept 30 days): never
+    its body, headers or query string."""
+
+    request_id: str = Field(description="the X-Request-Id of the answer")
+    method: str
+    route: str = Field(description="the route's template, e.g. /v1/orders/{order_id}")
+    status: int
+    error_code: str | None = Field(description="error.code of the answer's envelope")
+    created_at: datetime
 
 
 # ---------------------------------------------------------------------------- reprints
@@ -172,3 +283,43 @@ class WebhookEventPage(BaseModel):
 class Redelivery(BaseModel):
     event_id: str
     queued: bool = True
+
+
+# ---------------------------------------------------------------------------- support cases
+
+
+class CaseMessagePublic(BaseModel):
+    id: str
+    author_kind: Literal["merchant", "agent", "system"]
+    author_id: str | None
+    author_name: str | None = Field(
+        default=None, description="the agent's name, for the support team's messages"
+    )
+    body: str
+    attachments: list[str]
+    created_at: datetime
+
+
+class CasePublic(CaseSummary):
+    """A support case as ``GET /v1/support/cases/{id}`` (and the agents' endpoints) show it."""
+
+    merchant_id: str
+    phone: str | None = None
+    complaint: dict[str, Any] | None = None
+    request_ids: list[str] = Field(
+        description="the X-Request-Id values linked to the case: the merchant's own failed "
+        "requests (others sent with the case are dropped)"
+    )
+    requests: list[RequestLogEntry] = Field(
+        description="what those requests were and what they got"
+    )
+    messages: list[CaseMessagePublic]
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+
+
+class CasePage(BaseModel):
+    """The merchant's cases, newest first; or the agents' queue, soonest due first."""
+
+    data: list[CaseSummary]
+    next_cursor: str | None

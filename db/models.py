@@ -1,4 +1,5 @@
-"""Tables: merchants, the orders read model, and each order's timeline.
+"""Tables: merchants, the orders read model, and each order's timeline; the support team's
+agents and the log of merchants' failed requests.
 
 The order workflow is the source of truth; ``orders`` and ``order_events`` are its projection,
 written by one local activity on every change, and read by the API's lists and detail pages.
@@ -9,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CHAR, JSON, Column, DateTime, Dialect, Index, Text, UniqueConstraint
+from sqlalchemy import (
+    CHAR,
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -50,6 +61,49 @@ class Merchant(SQLModel, table=True):
     api_key_prefix: str = Field(max_length=16)
     webhook_secret: str = Field(max_length=100)
     created_at: datetime = _utc(nullable=False)
+    # Support (domain.support): the plan's current name (legacy names are mapped on the way in),
+    # the merchant's IANA time zone and ISO 3166-1 alpha-2 country (their business days), and
+    # their dedicated customer success manager: an ``agents.id`` of role "csm", checked by the
+    # API when assigned (no foreign key: SQLite could only add one by rebuilding the table).
+    plan: str = Field(default="free", max_length=20, sa_column_kwargs={"server_default": "free"})
+    timezone: str = Field(default="UTC", max_length=64, sa_column_kwargs={"server_default": "UTC"})
+    country: str | None = Field(default=None, max_length=2)
+    csm_agent_id: str | None = Field(default=None, max_length=40)
+
+
+class Agent(SQLModel, table=True):
+    """A member of the platform's support team; they call the API with ``X-Agent-Token``."""
+
+    __tablename__ = "agents"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    role: str = Field(max_length=10)  # "agent" | "csm"
+    # sha256 of the token (256 random bits, shown once): looked up by its hash, like API keys.
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    token_prefix: str = Field(max_length=16)
+    created_at: datetime = _utc(nullable=False)
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+
+
+class RequestLog(SQLModel, table=True):
+    """A merchant's request that was answered 400 or above: what support sees of it.
+
+    Only the request id (``X-Request-Id``), method, route template, status and the error code:
+    never a body, a header, a query string or a raw path. Kept 30 days.
+    """
+
+    __tablename__ = "request_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True, max_length=100)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    method: str = Field(max_length=10)
+    route: str = Field(max_length=200)
+    status: int
+    error_code: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _utc(nullable=False, index=True)
 
 
 class Order(SQLModel, table=True):
@@ -204,3 +258,79 @@ class IdempotentRequest(SQLModel, table=True):
     content_type: str | None = Field(default=None, max_length=200)
     created_at: datetime = _utc(nullable=False)
     completed_at: datetime | None = _utc(nullable=True)
+
+
+class SupportCase(SQLModel, table=True):
+    """A support case: the read model of its workflow (``workflows.support_case``).
+
+    The API writes the row as the case is created (its first projection); after that only the
+    case's workflow writes it, through its projection, ordered by ``version``.
+    """
+
+    __tablename__ = "support_cases"
+    __table_args__ = (
+        # The merchant's list: newest first, optionally by status.
+        Index("ix_support_cases_merchant_created", "merchant_id", "created_at", "id"),
+        Index(
+            "ix_support_cases_merchant_status_created", "merchant_id", "status", "created_at", "id"
+        ),
+        # The agents' queue: soonest due first, per queue (cases with no clock last).
+        Index("ix_support_cases_queue_due", "queue", "sla_due_at", "number"),
+        Index("ix_support_cases_due", "sla_due_at", "number"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    # Human and sequential for the whole platform (#1001, #1002 …).
+    number: int = Field(unique=True)
+    merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
+    type: str = Field(max_length=32)
+    category: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    priority: str = Field(max_length=16)
+    subject: str = Field(max_length=200)
+    status: str = Field(max_length=32)
+    assignee_id: str | None = Field(default=None, max_length=40)
+    queue: str = Field(max_length=16)
+    order_id: str | None = Field(default=None, max_length=40)
+    request_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    phone: str | None = Field(default=None, max_length=25)
+    complaint: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    first_response_due_at: datetime = _utc(nullable=False)
+    next_response_due_at: datetime | None = _utc(nullable=True)
+    # When the team must answer next (the running clock's target); null when nothing is due.
+    sla_due_at: datetime | None = _utc(nullable=True)
+    sla_state: str = Field(max_length=16)
+    # The last projected workflow state (domain.cases.CaseState as JSON).
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The workflow's input, so the relay can start a workflow that a crash prevented.
+    workflow_input: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    version: int = 0
+    created_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class SupportCaseMessage(SQLModel, table=True):
+    """A message of a case: the merchant's, an agent's, or one the case wrote (``system``)."""
+
+    __tablename__ = "support_case_messages"
+    __table_args__ = (Index("ix_support_case_messages_case_created", "case_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(foreign_key="support_cases.id", max_length=40)
+    author_kind: str = Field(max_length=16)
+    author_id: str | None = Field(default=None, max_length=40)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    attachments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _utc(nullable=False)
+
+
+class SupportCaseStart(SQLModel, table=True):
+    """The outbox of case workflow starts, as ``order_starts`` is for orders."""
+
+    __tablename__ = "support_case_starts"
+
+    case_id: str = Field(foreign_key="support_cases.id", primary_key=True, max_length=40)
+    due_at: datetime = _utc(nullable=False, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    static_summary: str = Field(max_length=400)

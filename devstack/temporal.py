@@ -22,6 +22,9 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {
     "OrderReference": "Keyword",
     "Facility": "Keyword",
     "CutoffAt": "Datetime",
+    "CaseStatus": "Keyword",
+    "SlaState": "Keyword",
+    "SlaDueAt": "Datetime",
 }
 
 

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from db.engine import insert_new
 from db.models import Merchant, Order, WebhookEvent
+from domain.cases import CaseState, case_summary
 from domain.orders import EventType, OrderState, Status, TimelineEvent
 from domain.views import order_public
 
@@ -29,9 +30,10 @@ STATUS_UPDATED = "order.status_updated"
 SHIPMENT_CREATED = "order.shipment_created"
 ON_HOLD = "order.on_hold"
 LINK_ISSUED = "order.personalization_link_issued"
-EVENT_TYPES = (STATUS_UPDATED, SHIPMENT_CREATED, ON_HOLD, LINK_ISSUED)
+CASE_UPDATED = "support_case.updated"
+EVENT_TYPES = (STATUS_UPDATED, SHIPMENT_CREATED, ON_HOLD, LINK_ISSUED, CASE_UPDATED)
 
-# Queues event ids on an order's delivery workflow: (order_id, event_ids).
+# Queues event ids on an order's (or a support case's) delivery workflow: (id, event_ids).
 Enqueue = Callable[[str, list[str]], Awaitable[None]]
 
 
@@ -148,6 +150,34 @@ class WebhookEmitter:
             ]
         )
         await self._enqueue(order_id, [event_id])
+
+    async def case_changed(self, state: CaseState, changes: list[str]) -> list[str]:
+        """A support case changed (its projection is committed): one ``support_case.updated``
+        event per version, delivered in order on the case's own delivery workflow."""
+        if not changes or await self._webhook_url(state.merchant_id) is None:
+            return []
+        # Deterministic: a retried projection finds its event already stored.
+        event_id = f"evt_{state.case_id}_v{state.version}"
+        payload = {
+            "id": event_id,
+            "type": CASE_UPDATED,
+            "created_at": state.updated_at.isoformat(),
+            "data": {"case": case_summary(state).model_dump(mode="json"), "changes": changes},
+        }
+        await self._store(
+            [
+                {
+                    "id": event_id,
+                    "merchant_id": state.merchant_id,
+                    "order_id": None,
+                    "type": CASE_UPDATED,
+                    "created_at": state.updated_at,
+                    "payload": payload,
+                }
+            ]
+        )
+        await self._enqueue(state.case_id, [event_id])
+        return [event_id]
 
     async def _store(self, rows: list[dict[str, Any]]) -> None:
         async with self._engine.begin() as conn:

@@ -1,43 +1,64 @@
-"""Operators' API: create merchants. Guarded by ``X-Admin-Token``."""
+"""Operators' API: merchants (created, their support plan changed) and the support team's
+agents. Guarded by ``X-Admin-Token``."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
 
-from api.deps import AdminDep, SessionDep, hash_api_key
-from api.schemas import MerchantCreate, MerchantCreated
-from db.models import Merchant
+from api.deps import AdminDep, SessionDep
+from api.schemas import (
+    AgentCreate,
+    AgentCreated,
+    AgentList,
+    AgentPublic,
+    MerchantCreate,
+    MerchantCreated,
+    MerchantPublic,
+    MerchantUpdate,
+)
+from api.services import agents, merchants
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
 
 
-@router.post("/merchants", status_code=201, response_model=MerchantCreated)
+@router.post(
+    "/merchants",
+    status_code=201,
+    response_model=MerchantCreated,
+    responses={422: {"description": "unknown plan, time zone or country, or a bad field"}},
+)
 async def create_merchant(body: MerchantCreate, session: SessionDep) -> MerchantCreated:
-    api_key = "pf_" + secrets.token_urlsafe(32)
-    merchant = Merchant(
-        id="mer_" + uuid.uuid4().hex,
-        name=body.name,
-        support_email=str(body.support_email),
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
-        approval=body.approval,
-        api_key_hash=hash_api_key(api_key),
-        api_key_prefix=api_key[:10],
-        webhook_secret="whsec_" + secrets.token_urlsafe(32),
-        created_at=datetime.now(UTC),
-    )
-    session.add(merchant)
-    await session.commit()
-    return MerchantCreated(
-        id=merchant.id,
-        name=merchant.name,
-        support_email=merchant.support_email,
-        webhook_url=merchant.webhook_url,
-        approval=body.approval,
-        created_at=merchant.created_at,
-        api_key=api_key,
-        webhook_secret=merchant.webhook_secret,
-    )
+    return await merchants.create_merchant(session, body)
+
+
+@router.patch(
+    "/merchants/{merchant_id}",
+    response_model=MerchantPublic,
+    responses={
+        404: {"description": "no such merchant"},
+        422: {"description": "unknown plan, time zone or country; csm_agent_id not a csm"},
+    },
+)
+async def update_merchant(
+    merchant_id: str, body: MerchantUpdate, session: SessionDep
+) -> MerchantPublic:
+    return await merchants.update_merchant(session, merchant_id, body)
+
+
+@router.post("/agents", status_code=201, response_model=AgentCreated)
+async def create_agent(body: AgentCreate, session: SessionDep) -> AgentCreated:
+    return await agents.create_agent(session, body)
+
+
+@router.get("/agents", response_model=AgentList)
+async def list_agents(session: SessionDep) -> AgentList:
+    return AgentList(data=await agents.list_agents(session))
+
+
+@router.post(
+    "/agents/{agent_id}/deactivate",
+    response_model=AgentPublic,
+    responses={404: {"description": "no such agent"}},
+)
+async def deactivate_agent(agent_id: str, session: SessionDep) -> AgentPublic:
+    return await agents.deactivate_agent(session, agent_id)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -28,6 +28,7 @@ from domain.orders import OrderState
 
 # An update method of OrderWorkflow, such as ``OrderWorkflow.cancel``.
 OrderUpdate = UpdateMethodMultiParam[..., OrderState]
+Result = TypeVar("Result")
 # What the caller raises when the workflow has closed (it reads the order's last state).
 OnClosed = Callable[[], Awaitable[ApiError]]
 # Turns a refusal (code, message, details) into the error the caller's users understand.
@@ -41,7 +42,7 @@ def conflict(code: str, message: str, details: Any) -> ApiError:
 async def run_update(
     client: Client,
     order_id: str,
-    update: OrderUpdate,
+    update: UpdateMethodMultiParam[..., Result],
     arg: Any = None,
     *,
     patience: timedelta,
@@ -49,8 +50,10 @@ async def run_update(
     on_refusal: OnRefusal = conflict,
     update_id: str | None = None,
     start: WithStartWorkflowOperation[Any, Any] | None = None,
-) -> OrderState:
-    """Runs ``update`` (an ``OrderWorkflow`` update method) and returns the order as it now is.
+    what: str = "order",
+) -> Result:
+    """Runs ``update`` (an update method of the workflow whose id is ``order_id``) and returns
+    what it answers: the order (or, ``what="case"``, the support case) as it now is.
 
     ``patience`` is UPDATE_TIMEOUT. ``start``: for an order whose workflow the relay may not
     have started yet, the Update goes with its start (update-with-start, USE_EXISTING).
@@ -72,9 +75,9 @@ async def run_update(
             return await handle.execute_update(update, args=args, id=update_id)
     except TimeoutError:
         raise Unavailable(
-            f"the order did not answer within {patience.total_seconds():g} s; the change may "
-            "still happen: GET the order to see, or retry with the same Idempotency-Key",
-            code="order_busy",
+            f"the {what} did not answer within {patience.total_seconds():g} s; the change may "
+            f"still happen: GET the {what} to see, or retry with the same Idempotency-Key",
+            code=f"{what}_busy",
         ) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause

@@ -97,6 +97,8 @@ async def test_temporal_and_mail_sink_answer_and_leave_nothing_behind(stack: Sta
         attributes.custom_attributes["OrderStatus"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     )
     assert attributes.custom_attributes["CutoffAt"] == IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
+    assert attributes.custom_attributes["SlaDueAt"] == IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
+    assert attributes.custom_attributes["CaseStatus"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 
     await aiosmtplib.send(
         "Subject: hold\r\n\r\nOrder 1001 is on hold.\r\n",

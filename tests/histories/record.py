@@ -1,9 +1,9 @@
 """Records the committed replay histories: ``.venv/bin/python -m tests.histories.record``.
 
 With no argument it records every history below; name one (``order_full_lifecycle``,
-``webhook_delivery_gave_up``) to record only that one. Re-record only on purpose (a deliberate,
-versioned change to a workflow): ``test_replay.py`` exists to catch accidental non-determinism
-against these files.
+``webhook_delivery_gave_up``, ``support_case_breached_paused_resolved``) to record only that
+one. Re-record only on purpose (a deliberate, versioned change to a workflow):
+``test_replay.py`` exists to catch accidental non-determinism against these files.
 
 ``order_created_before_api_wrote_creation.json`` has no recorder: earlier code wrote it (the
 order workflow before the API wrote each order's first projection) and today's code must keep
@@ -34,12 +34,16 @@ from domain.orders import (
     TimelineEvent,
     new_state,
 )
+from domain.support import Plan
 from tests.conftest import TEMPORAL_TEST_SERVER
+from tests.support.cases import amsterdam, case_world
 from tests.support.webhook_delivery import running_delivery
 from tests.support.workflows import Recorder, order_body, order_input, order_worker, sleep_until
 from workflows.client import ensure_search_attributes
 from workflows.order import OrderWorkflow
 from workflows.order_messages import PersonalizationSubmission, ProductionSignal
+from workflows.support_case import SupportCaseWorkflow
+from workflows.support_case_messages import AgentReply, MerchantMessage, Resolution
 from workflows.webhook_messages import delivery_workflow_id
 
 HERE = Path(__file__).parent
@@ -150,9 +154,61 @@ async def webhook_delivery_gave_up() -> None:
                 await engine.dispose()
 
 
+async def support_case_breached_paused_resolved() -> None:
+    """A growth merchant's case opened on Good Friday 2027 at 17:00 in Amsterdam: at risk and
+    breached on Tuesday after Easter, answered waiting on the merchant, reminded, answered by
+    the merchant, answered in time, resolved, and closed 7 days later."""
+    async with _time_skipping() as env:
+        await ensure_search_attributes(env.client, "default")
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_engine(f"sqlite:///{tmp}/record.db")
+            await create_tables(engine)
+            try:
+                async with case_world(env, engine, Path(tmp)) as world:
+                    opened = amsterdam(2027, 3, 26, 17, 0)
+                    await sleep_until(env, opened)
+                    handle = await world.open(opened, plan=Plan.GROWTH)
+                    await sleep_until(env, amsterdam(2027, 3, 30, 11, 1))
+                    await handle.execute_update(
+                        SupportCaseWorkflow.agent_reply,
+                        AgentReply(
+                            message_id="msg_a1",
+                            agent_id="agt_1",
+                            agent_name="Sam",
+                            body="Which order is it?",
+                            waiting_on_merchant=True,
+                        ),
+                    )
+                    await env.sleep(timedelta(days=3, minutes=1))
+                    await handle.execute_update(
+                        SupportCaseWorkflow.merchant_message,
+                        MerchantMessage(message_id="msg_m2", body="SHOP-1001"),
+                    )
+                    await handle.execute_update(
+                        SupportCaseWorkflow.agent_reply,
+                        AgentReply(
+                            message_id="msg_a2",
+                            agent_id="agt_1",
+                            agent_name="Sam",
+                            body="Reprinted and on its way.",
+                        ),
+                    )
+                    await handle.execute_update(
+                        SupportCaseWorkflow.resolve, Resolution(agent_id="agt_1")
+                    )
+                    await env.sleep(timedelta(days=7, minutes=1))
+                    final = await handle.result()
+                    assert final.status == "closed" and final.sla_state == "met"
+                    history = await handle.fetch_history()
+                _write("support_case_breached_paused_resolved", history)
+            finally:
+                await engine.dispose()
+
+
 RECORDERS: dict[str, Callable[[], Awaitable[None]]] = {
     "order_full_lifecycle": order_full_lifecycle,
     "webhook_delivery_gave_up": webhook_delivery_gave_up,
+    "support_case_breached_paused_resolved": support_case_breached_paused_resolved,
 }
 
 

@@ -54,6 +54,8 @@ TOKEN = "Tk9_" + "q" * 40
         (f"POST http://api/v1/personalization/{TOKEN}", TOKEN),
         ("Authorization: Bearer dev-token-oslo", "dev-token-oslo"),
         ("headers={'x-admin-token': 'hunter2hunter2'}", "hunter2hunter2"),
+        ("token pfagt_" + "Zz9" * 15 + " refused", "pfagt_" + "Zz9" * 15),
+        ("headers={'x-agent-token': 'letmeinletmein'}", "letmeinletmein"),
         ("postgresql://printflow:pa55word@db:5432/printflow", "pa55word"),
     ],
 )
@@ -351,6 +353,9 @@ def test_a_full_order_through_real_processes_logs_json_and_no_secret(
         d["logger"] == "printflow.access" and d.get("route") == "/v1/personalization/{token}"
         for d in documents["api"]
     )
+    # Each access line names the X-Request-Id its answer carried.
+    access = [d for d in documents["api"] if d["logger"] == "printflow.access"]
+    assert access and all(re.fullmatch(r"req_[\w-]{24}", d.get("request_id") or "") for d in access)
 
 
 async def _run_id(address: str, order_id: str) -> str:

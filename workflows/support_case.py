@@ -1,0 +1,487 @@
+"""SupportCaseWorkflow: one durable workflow per support case (workflow id = case id).
+
+What a case waits for, and until when (``_next_wake``):
+
+- while the team owes an answer (``open`` with a running clock): the at-risk moment
+  (``at_risk_fraction`` of the target, in the support calendar's business time), which warns the
+  support queue, then the target itself, which marks the case ``breached`` and escalates it (the
+  escalation address, and a premium merchant's CSM);
+- while it waits on the merchant: a reminder to the merchant after 3 days, the close after 7;
+- once resolved: the close after 7 days, unless the merchant writes again;
+- otherwise (answered, nothing due): the next message.
+
+Deadlines come from ``domain.cases.start_clock`` with the calendar carried in the input (its
+public holidays written out as dates, so no lookup runs in the sandbox): the first response from
+the case's creation (the moment the API answered 201, even if Temporal started the workflow
+later), the next response from the merchant message that started the clock (``workflow.now()``).
+
+Agents and merchants change a case through Updates, so the API answers with the case as it now
+is; a validator refuses what the case's status does not allow, costing no history. Every change
+goes through ``_commit``: search attributes, then the read model (``support_cases`` and the new
+messages) and the ``support_case.updated`` webhook through one projection activity. As for orders
+(DESIGN.md, "Truth under faults"), a batch holding an Update's change is projected by a regular
+activity, which the server starts only once the Update's acceptance is persisted; changes that
+follow from timers use a local activity. E-mails go out after the change is projected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.support_cases import SupportCaseActivities
+    from domain.cases import (
+        CaseMessage,
+        CaseRefusal,
+        CaseState,
+        CaseStatus,
+        SlaState,
+        describe_due,
+        start_clock,
+    )
+    from domain.support import Plan
+    from workflows import search_attributes as sa
+    from workflows.order_messages import MAIL_REJECTED
+    from workflows.support_case_messages import (
+        AgentReply,
+        Assignment,
+        CaseInput,
+        CaseMail,
+        CaseMailKind,
+        CaseProjection,
+        Closing,
+        MerchantMessage,
+        Resolution,
+    )
+
+PROJECTION_TIMEOUT = timedelta(seconds=30)
+MAIL_TIMEOUT = timedelta(seconds=60)
+PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
+# A relay that is down is retried; a server refusing the message for good is final.
+MAIL_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[MAIL_REJECTED]
+)
+
+
+def _pairs(state: CaseState) -> list[SearchAttributePair[Any]]:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.CASE_STATUS, state.status.value),
+        SearchAttributePair(sa.SLA_STATE, state.sla_state.value),
+        SearchAttributePair(sa.MERCHANT_ID, state.merchant_id),
+    ]
+    if state.due_at is not None:
+        pairs.append(SearchAttributePair(sa.SLA_DUE_AT, state.due_at))
+    return pairs
+
+
+def case_search_attributes(state: CaseState) -> TypedSearchAttributes:
+    """What a case starts with, so the Web UI can find it before its first task runs."""
+    return TypedSearchAttributes(_pairs(state))
+
+
+@workflow.defn(name="SupportCaseWorkflow")
+class SupportCaseWorkflow:
+    @workflow.init
+    def __init__(self, inp: CaseInput) -> None:
+        self._input = inp
+        self._rules = inp.rules
+        self._state = (inp.state or inp.case).model_copy(deep=True)
+        self._new_messages: list[CaseMessage] = []
+        self._changes: list[str] = []
+        self._update_in_batch = False
+        self._projecting = asyncio.Lock()
+        # E-mails to send once their change is projected, in order.
+        self._outbox: list[CaseMail] = []
+        # Bumped by every change that can move what the case waits for.
+        self._generation = 0
+
+    @workflow.run
+    async def run(self, inp: CaseInput) -> CaseState:
+        while self._state.status is not CaseStatus.CLOSED:
+            await self._send_mails()
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+            generation = self._generation
+
+            def changed(g: int = generation) -> bool:
+                return self._generation != g or bool(self._outbox)
+
+            wake = self._next_wake()
+            if wake is None:
+                self._show(self._waiting_text())
+                await workflow.wait_condition(changed)
+                continue
+            moment, kind, summary = wake
+            if await self._wait_until(moment, summary, changed):
+                continue
+            # An Update may have changed the case while the timer fired: still due?
+            again = self._next_wake()
+            if again is None or again[1] != kind or again[0] > workflow.now():
+                continue
+            await self._fire(kind)
+        await self._send_mails()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._send_mails()  # a handler that finished last may have queued one
+        return self._state
+
+    # ------------------------------------------------------------------ what it waits for
+
+    def _next_wake(self) -> tuple[datetime, str, str] | None:
+        state, rules = self._state, self._rules
+        if state.status is CaseStatus.OPEN and state.clock is not None:
+            clock = state.clock
+            what = clock.kind.replace("_", " ")
+            due = describe_due(rules.calendar, clock.due_at)
+            if state.sla_state is SlaState.ON_TRACK:
+                at_risk = describe_due(rules.calendar, clock.at_risk_at)
+                return clock.at_risk_at, "at_risk", f"{what} at risk {at_risk} (due {due})"
+            if state.sla_state is SlaState.AT_RISK:
+                return clock.due_at, "breach", f"{what} due {due}"
+            return None  # breached: escalated; waits for the answer
+        if state.status is CaseStatus.WAITING_ON_MERCHANT and state.waiting_since is not None:
+            if not state.reminder_sent:
+                at = state.waiting_since + rules.waiting_reminder_after
+                return at, "remind", f"remind the merchant {self._when(at)}"
+            at = state.waiting_since + rules.waiting_close_after
+            return at, "close_waiting", f"close without the merchant's answer {self._when(at)}"
+        if state.status is CaseStatus.RESOLVED and state.resolved_at is not None:
+            at = state.resolved_at + rules.resolved_close_after
+            return at, "close_resolved", f"close the resolved case {self._when(at)}"
+        return None
+
+    async def _fire(self, kind: str) -> None:
+        state, inp = self._state, self._input
+        now = workflow.now()
+        if kind == "at_risk" and state.clock is not None and now >= state.clock.due_at:
+            kind = "breach"  # started late (Temporal was down): straight to the breach
+        if kind == "at_risk":
+            state.sla_state = SlaState.AT_RISK
+            await self._commit("at_risk")
+            self._mail("at_risk", [self._rules.support_address])
+        elif kind == "breach":
+            state.sla_state = SlaState.BREACHED
+            await self._commit("breached")
+            to = [self._rules.escalation_address]
+            if inp.plan is Plan.PREMIUM and inp.csm_email:
+                to.append(inp.csm_email)
+            self._mail("breached", to)
+        elif kind == "remind":
+            state.reminder_sent = True
+            await self._commit("waiting_reminder")
+            self._mail("waiting_reminder", [inp.merchant_email])
+        elif kind == "close_waiting":
+            days = self._rules.waiting_close_after.days
+            await self._close(f"no answer from the merchant for {days} days", "closed")
+        elif kind == "close_resolved":
+            days = self._rules.resolved_close_after.days
+            await self._close(f"resolved {days} days ago, no message since", "closed")
+
+    async def _close(self, reason: str, change: str) -> None:
+        state = self._state
+        now = workflow.now()
+        state.status = CaseStatus.CLOSED
+        state.closed_at, state.close_reason = now, reason
+        state.clock, state.next_response_due_at = None, None
+        if state.sla_state is SlaState.PAUSED:
+            state.sla_state = SlaState.MET
+        await self._commit(change, self._system_message(f"Case closed: {reason}."))
+
+    # ------------------------------------------------------------------ merchants and agents
+
+    @workflow.update
+    async def merchant_message(self, message: MerchantMessage) -> CaseState:
+        state, now = self._state, workflow.now()
+        state.status = CaseStatus.OPEN
+        state.waiting_since, state.reminder_sent, state.resolved_at = None, False, None
+        if state.clock is None:  # the team had the last word: a new next-response clock
+            state.clock = start_clock(self._rules, "next_response", now)
+            state.next_response_due_at = state.clock.due_at
+            state.sla_state = SlaState.ON_TRACK
+        state.messages += 1
+        await self._commit(
+            "merchant_message",
+            CaseMessage(
+                id=message.message_id,
+                author_kind="merchant",
+                author_id=state.merchant_id,
+                body=message.body,
+                attachments=message.attachments,
+                created_at=now,
+            ),
+        )
+        self._generation += 1  # after the projection: the run loop then looks again once
+        return state
+
+    @merchant_message.validator
+    def _validate_merchant_message(self, message: MerchantMessage) -> None:
+        self._refuse_if_closed()
+
+    @workflow.update
+    async def agent_reply(self, reply: AgentReply) -> CaseState:
+        state, now = self._state, workflow.now()
+        self._stop_clock(now)
+        if reply.waiting_on_merchant:
+            state.status = CaseStatus.WAITING_ON_MERCHANT
+            state.waiting_since, state.reminder_sent = now, False
+            state.sla_state = SlaState.PAUSED
+        elif state.status is CaseStatus.WAITING_ON_MERCHANT:
+            state.status = CaseStatus.OPEN
+            state.waiting_since = None
+        state.messages += 1
+        await self._commit(
+            "agent_reply",
+            CaseMessage(
+                id=reply.message_id,
+                author_kind="agent",
+                author_id=reply.agent_id,
+                body=reply.body,
+                created_at=now,
+            ),
+        )
+        self._mail(
+            "agent_reply", [self._input.merchant_email], body=reply.body, agent=reply.agent_name
+        )
+        self._generation += 1
+        return state
+
+    @agent_reply.validator
+    def _validate_agent_reply(self, reply: AgentReply) -> None:
+        self._refuse_if_closed()
+
+    @workflow.update
+    async def assign(self, assignment: Assignment) -> CaseState:
+        self._state.assignee_id = assignment.agent_id
+        await self._commit("assigned")
+        return self._state
+
+    @assign.validator
+    def _validate_assign(self, assignment: Assignment) -> None:
+        self._refuse_if_closed()
+
+    @workflow.update
+    async def resolve(self, resolution: Resolution) -> CaseState:
+        state, now = self._state, workflow.now()
+        self._stop_clock(now)
+        state.status = CaseStatus.RESOLVED
+        state.resolved_at, state.waiting_since = now, None
+        await self._commit("resolved", self._system_message("Case resolved by the support team."))
+        self._generation += 1
+        return state
+
+    @resolve.validator
+    def _validate_resolve(self, resolution: Resolution) -> None:
+        self._refuse_if_closed()
+        if self._state.status is CaseStatus.RESOLVED:
+            raise ApplicationError(
+                "the case is resolved already", type=CaseRefusal.CASE_RESOLVED, non_retryable=True
+            )
+
+    @workflow.update
+    async def close(self, closing: Closing) -> CaseState:
+        await self._close(closing.reason, "closed")
+        self._generation += 1
+        return self._state
+
+    @close.validator
+    def _validate_close(self, closing: Closing) -> None:
+        self._refuse_if_closed()
+
+    @workflow.query
+    def case(self) -> CaseState:
+        return self._state
+
+    def _refuse_if_closed(self) -> None:
+        if self._state.status is CaseStatus.CLOSED:
+            raise ApplicationError(
+                "the case is closed; open a new one",
+                type=CaseRefusal.CASE_CLOSED,
+                non_retryable=True,
+            )
+
+    def _stop_clock(self, now: datetime) -> None:
+        """The team answered (or resolved): the running clock ends, met or breached."""
+        state = self._state
+        clock = state.clock
+        if clock is not None:
+            late = state.sla_state is SlaState.BREACHED or now > clock.due_at
+            state.sla_state = SlaState.BREACHED if late else SlaState.MET
+            if clock.kind == "first_response":
+                state.first_responded_at = now
+            state.clock, state.next_response_due_at = None, None
+        elif state.sla_state is SlaState.PAUSED:
+            state.sla_state = SlaState.MET
+
+    # ------------------------------------------------------------------ the one place
+
+    async def _commit(self, change: str, message: CaseMessage | None = None) -> None:
+        """Records a change: search attributes, then read model and webhook. The only writer.
+
+        See the module's docstring (and ``OrderWorkflow._commit``): a batch holding an Update's
+        change is projected by a regular activity, others by a local one; one at a time.
+        """
+        state = self._state
+        state.version += 1
+        state.updated_at = workflow.now()
+        self._changes.append(change)
+        if message is not None:
+            self._new_messages.append(message)
+        workflow.upsert_search_attributes(self._search_attribute_updates())
+        if workflow.current_update_info() is not None:
+            self._update_in_batch = True
+        self._show(self._waiting_text())
+        workflow.logger.info(
+            "case %s: %s (status %s, sla %s, version %d)",
+            state.case_id,
+            change,
+            state.status.value,
+            state.sla_state.value,
+            state.version,
+        )
+        async with self._projecting:
+            if self._changes:  # else an earlier commit's projection carried this one
+                await self._project(local=not self._update_in_batch)
+
+    def _search_attribute_updates(self) -> list[Any]:
+        updates: list[Any] = [pair.key.value_set(pair.value) for pair in _pairs(self._state)]
+        if self._state.due_at is None:
+            updates.append(sa.SLA_DUE_AT.value_unset())
+        return updates
+
+    async def _project(self, *, local: bool) -> None:
+        projection = CaseProjection(
+            state=self._state.model_copy(deep=True),
+            new_messages=self._new_messages,
+            changes=self._changes,
+        )
+        self._new_messages, self._changes = [], []
+        self._update_in_batch = False
+        if local:
+            await workflow.execute_local_activity_method(
+                SupportCaseActivities.project_case,
+                projection,
+                start_to_close_timeout=PROJECTION_TIMEOUT,
+            )
+            return
+        await workflow.execute_activity_method(
+            SupportCaseActivities.project_case,
+            projection,
+            start_to_close_timeout=PROJECTION_TIMEOUT,
+            retry_policy=PATIENT_RETRY,
+            summary=f"read model: version {projection.state.version}",
+        )
+
+    def _mail(
+        self,
+        kind: CaseMailKind,
+        to: list[str],
+        *,
+        body: str | None = None,
+        agent: str | None = None,
+    ) -> None:
+        state, rules = self._state, self._rules
+        closes_at = None
+        if kind == "waiting_reminder" and state.waiting_since is not None:
+            closes_at = state.waiting_since + rules.waiting_close_after
+        due = state.due_at
+        self._outbox.append(
+            CaseMail(
+                kind=kind,
+                to=to,
+                case_id=state.case_id,
+                number=state.number,
+                subject=state.subject,
+                merchant_name=self._input.merchant_name,
+                category=state.category.value,
+                priority=state.priority.value,
+                due_at=due,
+                due_text=describe_due(rules.calendar, due) if due else None,
+                body=body,
+                agent_name=agent,
+                closes_at=closes_at,
+            )
+        )
+
+    async def _send_mails(self) -> None:
+        while self._outbox:
+            mail = self._outbox.pop(0)
+            try:
+                await workflow.execute_activity_method(
+                    SupportCaseActivities.send_case_mail,
+                    mail,
+                    start_to_close_timeout=MAIL_TIMEOUT,
+                    retry_policy=MAIL_RETRY,
+                    summary=f"e-mail ({mail.kind.replace('_', ' ')}) to {', '.join(mail.to)}"[:200],
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == MAIL_REJECTED):
+                    raise
+                # No retry changes a refusal; the case shows it to the team.
+                await self._commit(
+                    "notification_failed",
+                    self._system_message(
+                        f"The {mail.kind.replace('_', ' ')} e-mail was refused: {cause.message}"
+                    ),
+                )
+
+    async def _continue_as_new(self) -> None:
+        """A new run with the state so far: a long conversation keeps its history small."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._changes and not self._outbox
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _system_message(self, body: str) -> CaseMessage:
+        state = self._state
+        state.messages += 1
+        return CaseMessage(
+            id=f"msg_{state.case_id.removeprefix('case_')}_{state.version + 1}_sys",
+            author_kind="system",
+            body=body,
+            created_at=workflow.now(),
+        )
+
+    async def _wait_until(self, moment: datetime, summary: str, done: Callable[[], bool]) -> bool:
+        """Waits for ``done`` until ``moment``; True if ``done`` came first. ``summary`` names
+        the timer in the Web UI and is what the case is shown to wait for."""
+        self._show(summary)
+        remaining = moment - workflow.now()
+        if remaining <= timedelta(0):
+            return done()
+        try:
+            await workflow.wait_condition(done, timeout=remaining, timeout_summary=summary[:200])
+            return True
+        except TimeoutError:
+            return done()
+
+    def _when(self, moment: datetime) -> str:
+        return describe_due(self._rules.calendar, moment)
+
+    def _waiting_text(self) -> str:
+        state = self._state
+        match state.status:
+            case CaseStatus.OPEN if state.clock is not None:
+                due = self._when(state.clock.due_at)
+                if state.sla_state is SlaState.BREACHED:
+                    return f"breached: the {state.clock.kind.replace('_', ' ')} was due {due}"
+                return f"waiting for the team's {state.clock.kind.replace('_', ' ')}, due {due}"
+            case CaseStatus.OPEN:
+                return "answered; waiting for the merchant's next message"
+            case CaseStatus.WAITING_ON_MERCHANT:
+                return "waiting on the merchant (clock paused)"
+            case CaseStatus.RESOLVED:
+                return "resolved; a merchant message reopens it"
+        return f"closed: {state.close_reason}"
+
+    @staticmethod
+    def _show(text: str) -> None:
+        workflow.set_current_details(text[:300])
