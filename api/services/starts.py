@@ -1,21 +1,25 @@
-"""The relay from committed orders to running workflows: ``POST /v1/orders`` never waits for
-Temporal, and every order it answered 201 gets its workflow.
+"""The relays from committed rows to running workflows: ``POST /v1/orders`` and
+``POST /v1/support/cases`` never wait for Temporal, and everything they answered 201 gets its
+workflow.
 
-The order's row and its ``order_starts`` row (the outbox) commit in one transaction. Right after
-the answer, the API starts the workflow (``start_soon``); the rows of started workflows are
-deleted in batches, one write transaction for many starts (SQLite has one writer). Whatever
-prevents that (Temporal down, the API killed between commit and start) leaves the row, and the
-sweep (``run``, in every API process) starts it later, backing off while Temporal stays down.
-Starting twice is harmless: the workflow id is the order id and the start uses USE_EXISTING.
+The row and its outbox row (``order_starts``, ``support_case_starts``) commit in one transaction.
+Right after the answer, the API starts the workflow (``start_soon``); the outbox rows of started
+workflows are deleted in batches, one write transaction for many starts (SQLite has one writer).
+Whatever prevents the start (Temporal down, the API killed between commit and start) leaves the
+row, and the sweep (``run``, in every API process) starts it later, backing off while Temporal
+stays down. Starting twice is harmless: the workflow id is the row's id and the start uses
+USE_EXISTING.
 
-Until the start happened, a merchant's cancel or address change goes as update-with-start
-(``start_operation``), so an order can be changed the moment it is answered 201.
+Until the start happened, a change (an order's cancel or address, a case's message) goes as
+update-with-start (``start_operation``), so it can be made the moment the row is answered 201.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,38 +48,72 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def start_options(
-    settings: Settings, order: Order, start: OrderStart
-) -> tuple[OrderInput, dict[str, Any]]:
-    """The workflow's input and start options, the same for a start and an update-with-start."""
-    inp = OrderInput.model_validate(order.workflow_input)
-    # Ignored by Temporal if the workflow runs already; otherwise the order as created.
-    state = OrderState.model_validate(order.state)
-    return inp, {
-        "id": order.id,
+def _backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=2**attempts), MAX_BACKOFF)
+
+
+Options = tuple[Any, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Relay:
+    """What one relay starts: the outbox table and its key, the row it starts a workflow for,
+    and the workflow's input and start options built from the two."""
+
+    what: str  # "order", "case": for the logs
+    outbox: Any  # the outbox table: its key, due_at, attempts, last_error
+    key: Any  # the outbox's primary key column, the started row's id
+    row: Any  # the table of what is started
+    run: Callable[..., Any]  # the workflow's run method
+    options: Callable[[Settings, Any, Any], Options]  # (settings, row, outbox row)
+
+
+def workflow_options(
+    settings: Settings, row_id: str, search_attributes: Any, **extra: Any
+) -> dict[str, Any]:
+    """The start options every relayed workflow shares: its id is the row's."""
+    return {
+        "id": row_id,
         "task_queue": settings.task_queue,
         "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
         "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
         "task_timeout": settings.workflow_task_timeout,
-        "search_attributes": search_attributes_for(state),
-        "static_summary": start.static_summary,
-        "static_details": start.static_details,
+        "search_attributes": search_attributes,
+        **extra,
     }
 
 
+def _order_options(settings: Settings, order: Order, start: OrderStart) -> Options:
+    inp = OrderInput.model_validate(order.workflow_input)
+    # Ignored by Temporal if the workflow runs already; otherwise the order as created.
+    state = OrderState.model_validate(order.state)
+    return inp, workflow_options(
+        settings,
+        order.id,
+        search_attributes_for(state),
+        static_summary=start.static_summary,
+        static_details=start.static_details,
+    )
+
+
+ORDERS = Relay("order", OrderStart, OrderStart.order_id, Order, OrderWorkflow.run, _order_options)
+
+
 async def start_operation(
-    session: AsyncSession, settings: Settings, order: Order
+    session: AsyncSession, settings: Settings, row: Any, relay: Relay = ORDERS
 ) -> WithStartWorkflowOperation[Any, Any] | None:
-    """The start to send with an Update, while the order's workflow may not be running yet."""
-    start = await session.get(OrderStart, order.id)
+    """The start to send with an Update, while the row's workflow may not be running yet."""
+    start = await session.get(relay.outbox, row.id)
     if start is None:
         return None
-    inp, options = start_options(settings, order, start)
-    return WithStartWorkflowOperation(OrderWorkflow.run, inp, **options)
+    inp, options = relay.options(settings, row, start)
+    return WithStartWorkflowOperation(relay.run, inp, **options)
 
 
-class OrderStarter:
-    """Starts the workflows of committed orders; one per API process (``app.state.starter``)."""
+class WorkflowStarter:
+    """Starts the workflows of committed rows of one relay; one per API process and relay."""
+
+    relay: Relay = ORDERS
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], client: Client, settings: Settings
@@ -87,69 +125,74 @@ class OrderStarter:
         self._started: set[str] = set()  # started, outbox row not deleted yet
         self._forgetting: asyncio.Task[None] | None = None
 
-    def start_soon(self, order_id: str) -> None:
-        """Starts the order's workflow in the background (called after the 201 is sent)."""
-        task = asyncio.create_task(self._start(order_id))
+    def start_soon(self, row_id: str) -> None:
+        """Starts the row's workflow in the background (called after the 201 is sent)."""
+        task = asyncio.create_task(self._start(row_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
-        """Sweeps the outbox until cancelled: orders whose start is due (overdue) are started."""
+        """Sweeps the outbox until cancelled: rows whose start is due (overdue) are started."""
         while True:
             try:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # the database may be down: try again on the next turn
-                log.warning("order start sweep failed: %s", type(err).__name__)
+                log.warning("%s start sweep failed: %s", self.relay.what, type(err).__name__)
             await asyncio.sleep(SWEEP_EVERY)
 
     async def sweep(self) -> int:
-        """Claims and starts every due order; returns how many it started."""
+        """Claims and starts every due row; returns how many it started."""
+        outbox = self.relay.outbox
         async with self._sessions() as session:
             due = list(
                 await session.exec(
-                    select(OrderStart.order_id, OrderStart.due_at, OrderStart.attempts)
-                    .where(col(OrderStart.due_at) <= _now())
-                    .order_by(col(OrderStart.due_at))
+                    select(self.relay.key, outbox.due_at, outbox.attempts)
+                    .where(col(outbox.due_at) <= _now())
+                    .order_by(col(outbox.due_at))
                     .limit(SWEEP_BATCH)
                 )
             )
         started = 0
-        for order_id, due_at, attempts in due:
-            if await self._claim(order_id, due_at, attempts):
-                started += await self._start(order_id)
+        for row_id, due_at, attempts in due:
+            if await self._claim(row_id, due_at, attempts):
+                started += await self._start(row_id)
         return started
 
-    async def _claim(self, order_id: str, due_at: datetime, attempts: int) -> bool:
+    async def _claim(self, row_id: str, due_at: datetime, attempts: int) -> bool:
         """Moves the row's due time on, so another API process's sweep leaves it alone."""
+        outbox = self.relay.outbox
         async with self._sessions() as session:
             result = await session.exec(
-                update(OrderStart)
-                .where(col(OrderStart.order_id) == order_id, col(OrderStart.due_at) == due_at)
+                update(outbox)
+                .where(col(self.relay.key) == row_id, col(outbox.due_at) == due_at)
                 .values(due_at=_now() + _backoff(attempts + 1), attempts=attempts + 1)
             )
             await session.commit()
             return bool(result.rowcount)
 
-    async def _start(self, order_id: str) -> int:
+    async def _start(self, row_id: str) -> int:
+        relay = self.relay
         async with self._sessions() as session:
-            order = await session.get(Order, order_id)
-            start = await session.get(OrderStart, order_id)
-            if order is None or start is None:
+            row = await session.get(relay.row, row_id)
+            start = await session.get(relay.outbox, row_id)
+            if row is None or start is None:
                 return 0  # started already (by another process, or by an update-with-start)
-            inp, options = start_options(self._settings, order, start)
+            inp, options = relay.options(self._settings, row, start)
             attempts = start.attempts
             await session.commit()  # no connection held while Temporal answers
             try:
-                await self._client.start_workflow(OrderWorkflow.run, inp, **options)
+                await self._client.start_workflow(relay.run, inp, **options)
             except WorkflowAlreadyStartedError:
-                pass  # it ran and closed already; that is the order
+                pass  # it ran and closed already; that is the row's workflow
             except Exception as err:
-                log.warning("order %s: workflow not started yet (%s); retrying", order_id, err)
+                log.warning(
+                    "%s %s: workflow not started yet (%s); retrying", relay.what, row_id, err
+                )
                 await session.exec(
-                    update(OrderStart)
-                    .where(col(OrderStart.order_id) == order_id)
+                    update(relay.outbox)
+                    .where(col(relay.key) == row_id)
                     .values(
                         # A claim by the sweep counted this attempt already.
                         due_at=_now() + _backoff(max(attempts, 1)),
@@ -158,15 +201,15 @@ class OrderStarter:
                 )
                 await session.commit()
                 return 0
-        self._forget_soon(order_id)
+        self._forget_soon(row_id)
         return 1
 
-    def _forget_soon(self, order_id: str) -> None:
-        """Deletes the started order's outbox row, with the others started meanwhile.
+    def _forget_soon(self, row_id: str) -> None:
+        """Deletes the started row's outbox row, with the others started meanwhile.
 
         Until then the row is harmless: a sweep or an update-with-start finds the workflow
         running (USE_EXISTING)."""
-        self._started.add(order_id)
+        self._started.add(row_id)
         if self._forgetting is None or self._forgetting.done():
             self._forgetting = asyncio.create_task(self._forget(delay=FORGET_AFTER))
 
@@ -177,7 +220,7 @@ class OrderStarter:
             return
         try:
             async with self._sessions() as session:
-                await session.exec(delete(OrderStart).where(col(OrderStart.order_id).in_(ids)))
+                await session.exec(delete(self.relay.outbox).where(col(self.relay.key).in_(ids)))
                 await session.commit()
         except Exception as err:  # kept for the next batch; a sweep meanwhile starts nothing new
             log.warning("could not delete %d started outbox rows: %s", len(ids), type(err).__name__)
@@ -192,5 +235,5 @@ class OrderStarter:
         await self._forget()
 
 
-def _backoff(attempts: int) -> timedelta:
-    return min(timedelta(seconds=2**attempts), MAX_BACKOFF)
+class OrderStarter(WorkflowStarter):
+    relay = ORDERS

@@ -8,15 +8,17 @@ goes through the case's workflow and is back in the read model when the API answ
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlmodel import select
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
 
-from db.models import SupportCase
+from api.services.case_starts import CaseStarter
+from db.models import SupportCase, SupportCaseStart
 from domain.business_time import add
 from domain.cases import resolved_calendar
 from domain.support import load_support
@@ -420,3 +422,43 @@ async def test_a_case_links_the_merchants_own_failed_requests_and_drops_the_rest
     sam = await agent(api)
     seen = await api.client.get(f"/v1/agent/cases/{case['id']}", headers=as_agent(sam))
     assert seen.json()["requests"] == case["requests"]
+
+
+async def test_a_case_opened_while_temporal_is_unreachable_is_answered_and_started_later(
+    full_api: FullApi,
+) -> None:
+    api = full_api
+    key = Api.auth(await merchant(api))
+    unreachable = await Client.connect(
+        "127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter
+    )
+    down = CaseStarter(api.app.state.sessions, unreachable, api.settings)
+    api.app.state.case_starter = down
+    case = await open_case(api, key)
+    await down.close()
+    async with api.app.state.sessions() as session:
+        waiting = await session.get(SupportCaseStart, case["id"])
+        assert waiting is not None and waiting.last_error, "kept, with the reason"
+    # The merchant writes again before the workflow ever ran: update-with-start.
+    api.app.state.case_starter = CaseStarter(api.app.state.sessions, api.temporal, api.settings)
+    more = await api.client.post(
+        f"/v1/support/cases/{case['id']}/messages",
+        json={"body": "Any news?"},
+        headers=key,
+    )
+    assert more.status_code == 200, more.text
+    assert [m["body"] for m in more.json()["messages"]][-1] == "Any news?"
+    described = await api.temporal.get_workflow_handle(case["id"]).describe()
+    assert described.status == WorkflowExecutionStatus.RUNNING
+
+    # And the sweep finds nothing left to start twice.
+    up = CaseStarter(api.app.state.sessions, api.temporal, api.settings)
+    async with api.app.state.sessions() as session:
+        row = await session.get(SupportCaseStart, case["id"])
+        if row is not None:
+            row.due_at = datetime.now(UTC)
+            await session.commit()
+    await up.sweep()
+    await up.close()
+    async with api.app.state.sessions() as session:
+        assert await session.get(SupportCaseStart, case["id"]) is None
