@@ -16,9 +16,16 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.cases.console import Console, assert_page_headers, csrf_of
-from tests.cases.test_cases_api import ADMIN, agent, as_agent, merchant, open_case
+from tests.cases.test_cases_api import (
+    ADMIN,
+    agent,
+    as_agent,
+    failed_request,
+    merchant,
+    open_case,
+)
 from tests.personalization.conftest import Page
-from tests.support.api import Api
+from tests.support.api import Api, order_json
 from tests.support.production import FullApi, full_api, full_api_running
 
 __all__ = ["full_api"]
@@ -380,3 +387,26 @@ async def test_hostile_strings_render_as_text(full_api: FullApi, browser_of: Any
         and "&amp;" in page_text
         and "<style>*{display:none}</style>" in page_text
     )
+
+
+async def test_the_case_page_shows_the_linked_order_and_the_merchants_failed_requests(
+    full_api: FullApi, browser_of: Any
+) -> None:
+    api = full_api
+    key = Api.auth(await merchant(api, name="Order Shop"))
+    created = await api.client.post("/v1/orders", json=order_json("SHOP-77"), headers=key)
+    assert created.status_code == 201, created.text
+    order = created.json()
+    failed = await failed_request(api, key, "ord_missing")
+    case = await open_case(api, key, order_id=order["id"], request_ids=[failed])
+    console = await signed_in(api, browser_of, await agent(api))
+
+    response = await console.page(f"/support/cases/{case['id']}")
+    page = Page(response.text)
+    assert page.texts["order-id"] == order["id"] and "SHOP-77" in page.text
+    assert page.texts["order-status"] == order["status"].replace("_", " ")
+    assert not page.find("a", href=f"/v1/orders/{order['id']}")  # shown, not linked
+    requests = page.texts["requests-table"]
+    for part in (failed, "GET /v1/orders/{order_id}", "404", "order_not_found"):
+        assert part in requests, part
+    assert "No order linked." not in page.text
