@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///.data/printflow.db"
     public_base_url: str = "http://localhost:8000"
     admin_token: SecretStr | None = None
+    # Signs the support console's session cookies (``/support``). Unset: a random secret per
+    # API process, so sessions end when it restarts and work only on the process that made
+    # them; set it (the same value everywhere) when more than one API process serves.
+    session_secret: SecretStr | None = None
 
     smtp_host: str = "localhost"
     smtp_port: int = 1025

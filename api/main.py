@@ -14,6 +14,7 @@ from api import errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
 from api.pages import routes as pages
+from api.pages import support as console
 from api.request_ids import RequestIds
 from api.routes import (
     admin,
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(cases.router)
     app.include_router(cases.agent_router)
     app.include_router(pages.router)
+    app.include_router(console.router)
     return app
 
 

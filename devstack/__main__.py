@@ -1,7 +1,8 @@
 """``make run``: the whole printflow stack on this machine, until Ctrl-C.
 
-State lives under ``.data/`` (SQLite databases, e-mails, logs, the admin token and the demo
-merchant), so a second run finds the orders, the token and the API key of the first.
+State lives under ``.data/`` (SQLite databases, e-mails, logs, the admin token, the demo
+merchant and the demo support agent), so a second run finds the orders, the token, the API key
+and the agent token of the first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import httpx
 from devstack.stack import REPO_ROOT, PortInUseError, Stack, StackConfig, StackError
 
 DEMO_MERCHANT = {"name": "Demo Shop", "support_email": "support@demo-shop.example"}
+DEMO_AGENT = {"name": "Demo Agent", "email": "agent@printflow.example"}
 
 EXAMPLE_ORDER = {
     "order_reference_id": "demo-1",
@@ -94,7 +96,8 @@ def main() -> int:
     status = 0
     try:
         merchant = _demo_merchant(stack, data_dir)
-        print(_banner(stack, merchant), flush=True)
+        agent = _demo_agent(stack, data_dir)
+        print(_banner(stack, merchant, agent), flush=True)
         while True:
             exited = stack.exited()
             if exited:
@@ -162,6 +165,35 @@ def _demo_merchant(stack: Stack, data_dir: Path) -> dict[str, Any] | None:
     return merchant
 
 
+def _demo_agent(stack: Stack, data_dir: Path) -> dict[str, Any] | None:
+    """The demo support agent of an earlier run if its token still works, else a new one."""
+    path = data_dir / "demo-agent.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if isinstance(saved, dict) and saved.get("token") and _agent_token_works(stack, saved["token"]):
+        return saved
+    try:
+        agent = stack.create_agent(**DEMO_AGENT)
+    except StackError as error:
+        print(f"devstack: no demo agent: {error}", file=sys.stderr)
+        return None
+    _write_private(path, json.dumps(agent, indent=2) + "\n")
+    return agent
+
+
+def _agent_token_works(stack: Stack, token: str) -> bool:
+    """False only when the API rejects the token (a new database, a deactivated agent)."""
+    try:
+        response = httpx.get(
+            f"{stack.api_url}/v1/agent/me", headers={"X-Agent-Token": token}, timeout=10.0
+        )
+    except httpx.HTTPError:
+        return True
+    return response.status_code != 401
+
+
 def _key_works(stack: Stack, api_key: str) -> bool:
     """False only when the API rejects the key (e.g. .data/printflow.db was deleted)."""
     try:
@@ -191,13 +223,21 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def _banner(stack: Stack, merchant: dict[str, Any] | None) -> str:
+def _banner(
+    stack: Stack, merchant: dict[str, Any] | None, agent: dict[str, Any] | None = None
+) -> str:
     config = stack.config
     api = f"http://localhost:{config.api_port}"
     api_key = merchant.get("api_key") if merchant else None
     key_line = (
         f"{DEMO_MERCHANT['name']} <{DEMO_MERCHANT['support_email']}>, API key {api_key}"
         if api_key
+        else "not available (see the message above)"
+    )
+    agent_token = agent.get("token") if agent else None
+    agent_line = (
+        f"{DEMO_AGENT['name']}, token {agent_token}"
+        if agent_token
         else "not available (see the message above)"
     )
     curl = (
@@ -217,6 +257,8 @@ def _banner(stack: Stack, merchant: dict[str, Any] | None) -> str:
             f"  Logs                {_show(stack.log_dir)}/",
             f"  Admin token         {stack.admin_token}   (header X-Admin-Token)",
             f"  Demo merchant       {key_line}",
+            f"  Support console     {api}/support   (sign in with the demo agent's token)",
+            f"  Demo agent          {agent_line}",
             f"  Cutoffs             {_schedule_line(config.facilities_file)}",
             "",
             "Create an order:",

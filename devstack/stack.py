@@ -401,6 +401,24 @@ class Stack(ProcessManager):
         result: dict[str, Any] = response.json()
         return result
 
+    def create_agent(self, name: str, email: str, role: str = "agent") -> dict[str, Any]:
+        """Create a support agent through the admin API; the answer holds its (only) ``token``."""
+        try:
+            response = httpx.post(
+                f"{self.api_url}/v1/admin/agents",
+                json={"name": name, "email": email, "role": role},
+                headers={"X-Admin-Token": self.admin_token},
+                timeout=30.0,
+            )
+        except httpx.HTTPError as error:
+            raise StackError(f"creating agent {name!r} failed: {error}") from error
+        if response.status_code >= 300:
+            raise StackError(
+                f"creating agent {name!r} failed: HTTP {response.status_code} {response.text}"
+            )
+        result: dict[str, Any] = response.json()
+        return result
+
 
 def _select(only: Iterable[str] | None) -> Collection[str]:
     if only is None:

@@ -8,7 +8,6 @@ what to do, with the status code the JSON endpoint would answer.
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.datastructures import FormData
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
+from api.pages.html import render
 from api.services import personalization
 from domain.orders import ItemState, OrderState, PersonalizationField, Status
 from domain.personalization import error_key, max_length
@@ -273,20 +273,4 @@ def _message(
 def _page(
     request: Request, template: str, context: dict[str, Any], status_code: int
 ) -> HTMLResponse:
-    nonce = secrets.token_urlsafe(16)
-    response = templates.TemplateResponse(
-        request, template, {**context, "nonce": nonce}, status_code=status_code
-    )
-    response.headers.update(
-        {
-            # Nothing but our own inline style and a form posting back here; never framed.
-            "Content-Security-Policy": f"default-src 'none'; style-src 'nonce-{nonce}'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            # The URL carries the token: no Referer to anywhere, no cached copy, no index.
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
-            "X-Robots-Tag": "noindex, nofollow",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
-    return response
+    return render(templates, request, template, context, status_code)

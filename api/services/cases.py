@@ -330,9 +330,10 @@ async def list_queue(
     status: CaseStatus | None,
     limit: int,
     cursor: str | None,
+    assignee_id: str | None = None,
 ) -> CasePage:
     """Soonest due first; cases that owe no answer after them, oldest first. Closed cases only
-    when asked for by ``status``."""
+    when asked for by ``status``; only those assigned to ``assignee_id`` when given."""
     due, number = col(SupportCase.sla_due_at), col(SupportCase.number)
     query = select(SupportCase)
     if status is not None:
@@ -343,6 +344,8 @@ async def list_queue(
         query = query.where(SupportCase.queue == queue.value)
     if sla_state is not None:
         query = query.where(SupportCase.sla_state == sla_state.value)
+    if assignee_id is not None:
+        query = query.where(SupportCase.assignee_id == assignee_id)
     if cursor is not None:
         last_due, last_number = _decode(cursor)
         after = int(last_number)

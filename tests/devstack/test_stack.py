@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -147,6 +148,16 @@ def test_the_whole_stack_starts_replaces_a_crashed_worker_and_stops(stack: Stack
 
     merchant = stack.create_merchant("Test Shop", "support@test-shop.example")
     assert merchant["api_key"]
+    # The demo agent's token signs in to the support console of the API process.
+    agent = stack.create_agent("Test Agent", "agent@test-shop.example")
+    with httpx.Client(base_url=stack.api_url) as console:
+        form = console.get("/support/login")
+        assert form.status_code == 200
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        signed = console.post("/support/login", data={"csrf": csrf[1], "token": agent["token"]})
+        assert signed.status_code == 303, signed.text
+        assert "Signed in as Test Agent" in console.get("/support").text
 
     assert stack.kill_worker() == -signal.SIGKILL
     assert _gone(pids["worker"])

@@ -1,0 +1,46 @@
+"""What every HTML page of printflow sends: a fresh CSP nonce for its inline style, and headers
+that keep it from loading anything else, being framed, cached, indexed or leaking its URL."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+
+def page_headers(nonce: str | None) -> dict[str, str]:
+    style = f"'nonce-{nonce}'" if nonce else "'none'"
+    return {
+        # Nothing but our own inline style and forms posting back here; never framed.
+        "Content-Security-Policy": f"default-src 'none'; style-src {style}; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        # URLs may carry a credential (/p/{token}): no Referer anywhere, no cached copy, no index.
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Robots-Tag": "noindex, nofollow",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def render(
+    templates: Jinja2Templates,
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int,
+) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    response = templates.TemplateResponse(
+        request, template, {**context, "nonce": nonce}, status_code=status_code
+    )
+    response.headers.update(page_headers(nonce))
+    return response
+
+
+def secure(response: Response) -> Response:
+    """The same headers on an answer without a page (a redirect)."""
+    response.headers.update(page_headers(None))
+    return response
