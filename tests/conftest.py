@@ -6,6 +6,7 @@ Nothing here downloads: both servers come from PyPI packages installed in the ve
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -22,6 +23,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_tables
+
+log = logging.getLogger("tests")
 
 # The machine is shared: a slow moment must not fail a property test. Properties still run
 # their full number of examples; only the speed checks are off.
@@ -114,9 +117,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
+        # The application name marks this test's connections, so the teardown can find them.
+        yield f"{base}?options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
+            # A connection the test left inside a transaction (a process killed on purpose, a
+            # task cancelled mid-write) would hold its locks and make the DROP wait forever.
+            left = conn.execute(
+                "SELECT pg_terminate_backend(pid), state FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (schema,),
+            ).fetchall()
+            if left:
+                log.warning(
+                    "schema %s: ended %d connections left open: %s", schema, len(left), left
+                )
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
