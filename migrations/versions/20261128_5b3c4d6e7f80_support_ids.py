@@ -1,0 +1,91 @@
+"""Support IDs: every order gets one (``PF-`` and 8 characters), existing orders included.
+
+Adds ``orders.support_id``, gives every existing order a fresh random one, in batches, then
+makes the column NOT NULL with a unique index. Self-contained: the alphabet is copied here
+(from ``domain.contacts``) so this revision never changes with today's code.
+
+Revision ID: 5b3c4d6e7f80
+Revises: 0769adb4a74b
+Create Date: 2026-11-28 18:00:00
+"""
+
+import secrets
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "5b3c4d6e7f80"
+down_revision: str | Sequence[str] | None = "0769adb4a74b"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PREFIX = "PF-"
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32 without 0, 1, I, L, O, U
+LENGTH = 8
+BATCH = 1000
+
+_orders = sa.table("orders", sa.column("id", sa.String), sa.column("support_id", sa.String))
+
+
+def _fresh(taken: set[str]) -> str:
+    while True:
+        candidate = PREFIX + "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+        if candidate not in taken:
+            taken.add(candidate)
+            return candidate
+
+
+def backfill(connection: sa.Connection, batch: int = BATCH) -> int:
+    """Gives every order without a Support ID a fresh one, ``batch`` rows at a time; returns
+    how many it gave. Unique without the index: every ID in use or given here is remembered
+    (11 bytes each, so a million orders cost some 100 MB at most)."""
+    taken = set(
+        connection.execute(
+            sa.select(_orders.c.support_id).where(_orders.c.support_id.is_not(None))
+        ).scalars()
+    )
+    given = 0
+    while True:
+        ids = (
+            connection.execute(
+                sa.select(_orders.c.id)
+                .where(_orders.c.support_id.is_(None))
+                .order_by(_orders.c.id)
+                .limit(batch)
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
+            return given
+        connection.execute(
+            _orders.update()
+            .where(_orders.c.id == sa.bindparam("order_id"))
+            .values(support_id=sa.bindparam("new_support_id")),
+            [{"order_id": i, "new_support_id": _fresh(taken)} for i in ids],
+        )
+        given += len(ids)
+
+
+def upgrade() -> None:
+    connection = op.get_bind()
+    op.add_column("orders", sa.Column("support_id", sa.String(length=11), nullable=True))
+    backfill(connection)
+    if connection.dialect.name == "sqlite":
+        # SQLite rebuilds the table to make a column NOT NULL; with foreign keys on, dropping
+        # the old copy would trip the tables that point at orders. Deferred, they are checked
+        # at commit, when the rebuilt table holds every row again.
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    with op.batch_alter_table("orders") as batch:
+        batch.alter_column("support_id", existing_type=sa.String(length=11), nullable=False)
+    op.create_index("ix_orders_support_id", "orders", ["support_id"], unique=True)
+
+
+def downgrade() -> None:
+    connection = op.get_bind()
+    op.drop_index("ix_orders_support_id", table_name="orders")
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    with op.batch_alter_table("orders") as batch:
+        batch.drop_column("support_id")
