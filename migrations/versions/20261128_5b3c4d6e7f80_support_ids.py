@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "5b3c4d6e7f80"
 down_revision: str | Sequence[str] | None = "0769adb4a74b"
@@ -68,17 +68,51 @@ def backfill(connection: sa.Connection, batch: int = BATCH) -> int:
         given += len(ids)
 
 
+def _sqlite_rebuild_not_null(connection: sa.Connection) -> None:
+    """Makes ``orders.support_id`` NOT NULL on SQLite, which cannot alter a column in place.
+
+    Alembic's batch mode builds a copy and renames it over the original; with foreign keys on,
+    dropping the original orphans every row that points at an order (timelines, starts,
+    links, claims), and a rename never makes up for it, so the commit fails. Here the rebuilt
+    table takes the name ``orders`` before the rows go back in: each row inserted into it
+    settles the references the drop left dangling (checked at commit, deferred).
+    """
+    connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    table_sql = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'orders'"
+    ).scalar_one()
+    index_sql = (
+        connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' "
+            "AND sql IS NOT NULL"
+        )
+        .scalars()
+        .all()
+    )
+    column = "support_id VARCHAR(11)"
+    assert table_sql.count(column) == 1, table_sql
+    connection.exec_driver_sql("CREATE TABLE _orders_before_support_ids AS SELECT * FROM orders")
+    connection.exec_driver_sql("DROP TABLE orders")
+    connection.exec_driver_sql(table_sql.replace(column, f"{column} NOT NULL"))
+    connection.exec_driver_sql("INSERT INTO orders SELECT * FROM _orders_before_support_ids")
+    connection.exec_driver_sql("DROP TABLE _orders_before_support_ids")
+    for statement in index_sql:
+        connection.exec_driver_sql(statement)
+
+
 def upgrade() -> None:
+    if context.is_offline_mode():
+        raise RuntimeError(
+            "revision 5b3c4d6e7f80 draws a random Support ID for every existing order; "
+            "run it online (python migrate.py upgrade), not as --sql"
+        )
     connection = op.get_bind()
     op.add_column("orders", sa.Column("support_id", sa.String(length=11), nullable=True))
     backfill(connection)
     if connection.dialect.name == "sqlite":
-        # SQLite rebuilds the table to make a column NOT NULL; with foreign keys on, dropping
-        # the old copy would trip the tables that point at orders. Deferred, they are checked
-        # at commit, when the rebuilt table holds every row again.
-        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-    with op.batch_alter_table("orders") as batch:
-        batch.alter_column("support_id", existing_type=sa.String(length=11), nullable=False)
+        _sqlite_rebuild_not_null(connection)
+    else:
+        op.alter_column("orders", "support_id", existing_type=sa.String(length=11), nullable=False)
     op.create_index("ix_orders_support_id", "orders", ["support_id"], unique=True)
 
 
@@ -86,6 +120,7 @@ def downgrade() -> None:
     connection = op.get_bind()
     op.drop_index("ix_orders_support_id", table_name="orders")
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-    with op.batch_alter_table("orders") as batch:
-        batch.drop_column("support_id")
+        # In place (SQLite 3.35 and later): no rebuild, so nothing pointing at orders is touched.
+        connection.exec_driver_sql("ALTER TABLE orders DROP COLUMN support_id")
+    else:
+        op.drop_column("orders", "support_id")

@@ -137,9 +137,7 @@ def test_facts_come_from_the_orders_state() -> None:
     assert OrderFacts.of(state) == facts(Status.ON_HOLD, HoldKind.ADDRESS_INVALID)
     state.status, state.hold = Status.CANCELED, None
     state.cancel_reason_code = CancelReasonCode.INVENTORY_SHORTAGE
-    assert OrderFacts.of(state) == facts(
-        Status.CANCELED, code=CancelReasonCode.INVENTORY_SHORTAGE
-    )
+    assert OrderFacts.of(state) == facts(Status.CANCELED, code=CancelReasonCode.INVENTORY_SHORTAGE)
 
 
 # ---------------------------------------------------------------------------- the substitute rule
@@ -203,7 +201,8 @@ def test_offering_a_substitute_is_caught_with_the_phrase(text: str) -> None:
     verdict = check_substitute(text)
     assert verdict.caught and verdict, text
     assert verdict.rule and verdict.phrase
-    error = refused("inventory_cancellation", facts(Status.CANCELED, code=CancelReasonCode.INVENTORY_SHORTAGE), "Your order", text)  # fmt: skip
+    order = facts(Status.CANCELED, code=CancelReasonCode.INVENTORY_SHORTAGE)
+    error = refused("inventory_cancellation", order, "Your order", text)
     assert (error.code, error.status) == ("substitute_not_allowed", 422)
     assert verdict.phrase in error.message and "cancel" in error.message
 
