@@ -122,7 +122,10 @@ class HoldActivities:
 
     @activity.defn
     async def send_hold_notice(self, notice: HoldNotice) -> None:
-        text, html = self.render(notice, await self._items(notice.order_id))
+        items, support_id = await self._order(notice.order_id)
+        if notice.support_id is None:  # an order started before Support IDs: its row has one
+            notice = notice.model_copy(update={"support_id": support_id})
+        text, html = self.render(notice, items)
         message_id = await self._mailer.send(notice.support_email, subject_for(notice), text, html)
         log.info(
             "hold e-mail (%s) for order %s sent as %s", notice.notice, notice.order_id, message_id
@@ -133,6 +136,7 @@ class HoldActivities:
         context: dict[str, Any] = {
             "reference": notice.order_reference_id,
             "order_id": notice.order_id,
+            "support_id": notice.support_id,
             "kind": notice.kind,
             "problem": problem,
             "description": notice.description,
@@ -144,10 +148,15 @@ class HoldActivities:
         name = "hold_canceled" if notice.notice == "canceled" else "hold_notice"
         return render_email(name, **context)
 
-    async def _items(self, order_id: str) -> list[str]:
-        """The order's item ids, so the replace-files example names the real items."""
+    async def _order(self, order_id: str) -> tuple[list[str], str | None]:
+        """The order's item ids, so the replace-files example names the real items, and the
+        Support ID its row holds."""
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(Order.state).where(Order.id == order_id))).first()
+            row = (
+                await conn.execute(
+                    select(Order.state, Order.support_id).where(Order.id == order_id)
+                )
+            ).first()
         if row is None:
-            return []
-        return [str(item["item_reference_id"]) for item in row[0].get("items", [])]
+            return [], None
+        return [str(item["item_reference_id"]) for item in row[0].get("items", [])], row[1]

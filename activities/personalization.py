@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.mail import Mailer, render_email
-from db.models import PersonalizationLink
+from db.models import Order, PersonalizationLink
 from domain.orders import ItemState
 from domain.personalization import describe_field, hash_token
 from workflows.order_messages import IssueLink, LinkIssued
@@ -90,6 +90,7 @@ class PersonalizationActivities:
             "personalization_link",
             reference=req.order_reference_id,
             order_id=req.order_id,
+            support_id=req.support_id or await self._support_id(req.order_id),
             url=url,
             expires=format_expiry(link.expires_at),
             seq=req.seq,
@@ -109,6 +110,11 @@ class PersonalizationActivities:
         if self._webhooks is not None:
             await self._announce(req, link, url)
         return issued
+
+    async def _support_id(self, order_id: str) -> str | None:
+        """The Support ID of an order started before they existed (its row has one)."""
+        async with self._engine.connect() as conn:
+            return await conn.scalar(select(Order.support_id).where(Order.id == order_id))
 
     async def _announce(self, req: IssueLink, link: PersonalizationLink, url: str) -> None:
         """Tells the webhook, trying a few times; never fails the activity.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 from temporalio import activity
 
 from db.engine import insert_new
@@ -32,6 +33,13 @@ class ProjectionActivities:
     async def project_order(self, projection: Projection) -> None:
         state = projection.state
         async with self._engine.begin() as conn:
+            if state.support_id is None:
+                # An order started before Support IDs: its row has one (the migration gave it),
+                # and its webhooks show it as the API does.
+                found = await conn.scalar(
+                    select(col(Order.support_id)).where(col(Order.id) == state.order_id)
+                )
+                state = state.model_copy(update={"support_id": found})
             await conn.execute(
                 update(Order)
                 .where(Order.id == state.order_id, Order.version < state.version)  # type: ignore[arg-type]

@@ -118,6 +118,9 @@ class Order(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
     order_reference_id: str = Field(max_length=64)
+    # What the customer and support quote (domain.contacts): ``PF-`` and 8 characters, random,
+    # unique across all merchants; set once at create (a collision draws again) and never changed.
+    support_id: str = Field(max_length=11, unique=True, index=True)
     # sha256 of the canonical create request: a retry with the same body is the same order.
     request_hash: str = Field(max_length=64)
     # The workflow's input, so a retried create can start a workflow that a crash prevented.

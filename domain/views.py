@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from domain.orders import (
+    CancelReasonCode,
     EventType,
     Hold,
     OrderState,
@@ -65,6 +66,8 @@ class OrderPublic(BaseModel):
     id: str
     merchant_id: str
     order_reference_id: str
+    # What the customer quotes to the merchant, and the merchant to printflow (PF-XXXXXXXX).
+    support_id: str | None
     customer_reference_id: str | None
     status: Status
     approval: str
@@ -77,6 +80,7 @@ class OrderPublic(BaseModel):
     job_id: str | None
     hold: Hold | None
     cancel_reason: str | None
+    cancel_reason_code: CancelReasonCode | None
     shipments: list[Shipment]
     reorder_of: str | None
     reorders: list[str]
@@ -101,6 +105,7 @@ def order_public(
         id=state.order_id,
         merchant_id=state.merchant_id,
         order_reference_id=state.order_reference_id,
+        support_id=state.support_id,
         customer_reference_id=state.customer_reference_id,
         status=state.status,
         approval=state.approval,
@@ -128,6 +133,7 @@ def order_public(
         job_id=state.job_id,
         hold=state.hold,
         cancel_reason=state.cancel_reason,
+        cancel_reason_code=state.cancel_reason_code,
         shipments=state.shipments,
         reorder_of=state.reorder_of,
         reorders=reorders or [],

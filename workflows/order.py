@@ -200,6 +200,7 @@ class OrderWorkflow:
                     for i in state.items
                     if i.personalization_status is PersonalizationStatus.PENDING
                 ],
+                support_id=state.support_id,
             )
             self._issuing_seq = seq
             try:
@@ -364,6 +365,7 @@ class OrderWorkflow:
                     notice=notice,
                     reminder_number=hold.reminders_sent,
                     respond_by=hold.respond_by,
+                    support_id=state.support_id,
                 ),
                 start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
                 retry_policy=MAIL_RETRY,
@@ -419,7 +421,12 @@ class OrderWorkflow:
     @workflow.update
     async def cancel(self, request: CancelRequest) -> OrderState:
         self._state.cancel_reason = request.reason
-        await self._commit(EventType.CANCELED, {"reason": request.reason}, Status.CANCELED)
+        self._state.cancel_reason_code = request.reason_code
+        detail: dict[str, Any] = {"reason": request.reason}
+        if request.reason_code is not None:
+            # Only when given: cancels without a code keep the timeline entry they always had.
+            detail["reason_code"] = request.reason_code.value
+        await self._commit(EventType.CANCELED, detail, Status.CANCELED)
         return self._state
 
     @cancel.validator

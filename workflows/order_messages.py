@@ -73,6 +73,8 @@ class IssueLink(BaseModel):
     seq: int  # 1, 2, 3 … per order
     expires_at: datetime
     items: list[ItemState]  # only the items that need personalization
+    # None for orders started before Support IDs: the activity reads the order's row.
+    support_id: str | None = None
 
 
 class LinkIssued(BaseModel):
@@ -131,3 +133,5 @@ class HoldNotice(BaseModel):
     notice: HoldNoticeKind
     reminder_number: int = 0
     respond_by: datetime | None = None
+    # None for orders started before Support IDs: the activity reads the order's row.
+    support_id: str | None = None

@@ -72,6 +72,13 @@ async def list_orders(
     session: SessionDep,
     status: Status | None = None,
     order_reference_id: str | None = None,
+    support_id: Annotated[
+        str | None,
+        Query(
+            description="the order with this Support ID (PF-XXXXXXXX; any case, spaces "
+            "around it ignored): at most one order"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> OrderPage:
@@ -80,6 +87,7 @@ async def list_orders(
         merchant,
         status=status,
         order_reference_id=order_reference_id,
+        support_id=support_id,
         limit=limit,
         cursor=cursor,
     )

@@ -13,17 +13,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from api.errors import ApiError, Conflict, NotFound
+from api.errors import ApiError, Conflict, NotFound, Unavailable
 from api.pagination import newest_first
 from api.schemas import OrderPublic
 from api.services.starts import OrderStarter, start_operation
 from api.services.updates import OrderUpdate, run_update
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
+from domain.contacts import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
     Action,
@@ -99,12 +101,58 @@ async def create_order(
         personalization_values=personalization_values,
         facility_queue_base=settings.task_queue,
     )
-    state = new_state(inp)
+    for _ in range(SUPPORT_ID_ATTEMPTS):
+        inp = inp.model_copy(update={"support_id": generate_support_id()})
+        state = new_state(inp)
+        created_event = created_event_of(state)
+        if await _insert(session, settings, merchant, facility, inp, state, digest):
+            starter.start_soon(inp.order_id)
+            return order_public(state, [created_event], _now()), True
+        existing = (
+            await session.exec(
+                select(Order).where(
+                    Order.merchant_id == merchant.id,
+                    Order.order_reference_id == body.order_reference_id,
+                )
+            )
+        ).first()
+        if existing is None:
+            continue  # the Support ID was taken (the only other unique key): draw another
+        if existing.request_hash != digest:
+            raise Conflict(
+                f"order_reference_id {body.order_reference_id!r} is already used by order "
+                f"{existing.id} with a different body",
+                code="order_reference_conflict",
+                details={"order_id": existing.id},
+            ) from None
+        starter.start_soon(existing.id)  # a no-op unless it still waits for its start
+        return await render(session, OrderState.model_validate(existing.state)), False
+    raise Unavailable("no unused Support ID was found for the order; retry in a moment")
+
+
+# A Support ID is one of 30^8: a second collision in a row means something else is wrong.
+SUPPORT_ID_ATTEMPTS = 5
+
+
+async def _insert(
+    session: AsyncSession,
+    settings: Settings,
+    merchant: Merchant,
+    facility: Facility,
+    inp: OrderInput,
+    state: OrderState,
+    digest: str,
+) -> bool:
+    """Commits the order's row (with its first projection and timeline event) and its start
+    request in one transaction; False, rolled back, when a unique key refused the row."""
+    received_at, body = inp.received_at, inp.order
     created_event = created_event_of(state)
+    assert inp.support_id is not None
     row = Order(
         id=inp.order_id,
         merchant_id=merchant.id,
         order_reference_id=body.order_reference_id,
+        support_id=inp.support_id,
         request_hash=digest,
         workflow_input=inp.model_dump(mode="json"),
         status=state.status.value,
@@ -139,25 +187,8 @@ async def create_order(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        existing = (
-            await session.exec(
-                select(Order).where(
-                    Order.merchant_id == merchant.id,
-                    Order.order_reference_id == body.order_reference_id,
-                )
-            )
-        ).one()
-        if existing.request_hash != digest:
-            raise Conflict(
-                f"order_reference_id {body.order_reference_id!r} is already used by order "
-                f"{existing.id} with a different body",
-                code="order_reference_conflict",
-                details={"order_id": existing.id},
-            ) from None
-        starter.start_soon(existing.id)  # a no-op unless it still waits for its start
-        return await render(session, OrderState.model_validate(existing.state)), False
-    starter.start_soon(row.id)
-    return order_public(state, [created_event], _now()), True
+        return False
+    return True
 
 
 def _first_wait(inp: OrderInput, state: OrderState) -> str:
@@ -202,9 +233,24 @@ async def _reorders(session: AsyncSession, order_ids: list[str]) -> dict[str, li
     return result
 
 
+async def _support_ids(session: AsyncSession, states: list[OrderState]) -> None:
+    """Fills in the Support ID of orders started before Support IDs existed: their workflow
+    does not know it, their row does (the migration gave every order one)."""
+    missing = [s.order_id for s in states if s.support_id is None]
+    if not missing:
+        return
+    rows = await session.exec(select(Order.id, Order.support_id).where(col(Order.id).in_(missing)))
+    found = dict(rows.all())
+    for s in states:
+        if s.support_id is None:
+            s.support_id = found.get(s.order_id)
+
+
 async def render_many(session: AsyncSession, states: list[OrderState]) -> list[OrderPublic]:
-    """Orders as the API shows them: their state, timeline and reprints, in two queries."""
+    """Orders as the API shows them: their state, timeline and reprints, in two queries (three
+    for orders older than Support IDs)."""
     ids = [s.order_id for s in states]
+    await _support_ids(session, states)
     events, reorders = await _events(session, ids), await _reorders(session, ids)
     now = _now()
     return [order_public(s, events[s.order_id], now, reorders[s.order_id]) for s in states]
@@ -225,10 +271,21 @@ async def list_orders(
     *,
     status: Status | None,
     order_reference_id: str | None,
+    support_id: str | None = None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[OrderPublic], str | None]:
+    """The merchant's orders, newest first; ``support_id`` as a customer typed it (any case,
+    spaces around it) or a 422 that says what a Support ID looks like."""
     query = select(Order).where(Order.merchant_id == merchant.id)
+    if support_id is not None:
+        try:
+            wanted = normalize_support_id(support_id)
+        except InvalidSupportId as err:
+            raise RequestValidationError(
+                [{"loc": ("query", "support_id"), "msg": str(err), "type": "value_error"}]
+            ) from None
+        query = query.where(Order.support_id == wanted)
     if status is not None:
         query = query.where(Order.status == status.value)
     if order_reference_id is not None:

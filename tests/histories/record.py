@@ -7,7 +7,9 @@ one. Re-record only on purpose (a deliberate, versioned change to a workflow):
 
 ``order_created_before_api_wrote_creation.json`` has no recorder: earlier code wrote it (the
 order workflow before the API wrote each order's first projection) and today's code must keep
-replaying it as it is.
+replaying it as it is. ``order_canceled_before_reason_codes.json`` has none either: an order
+canceled by the merchant with a reason, recorded by the code before cancel reason codes (its
+cancel Update carries no ``reason_code``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from db.engine import create_engine
@@ -38,6 +39,7 @@ from db.migrate import (
 )
 from db.models import Merchant
 from devstack.stack import REPO_ROOT
+from domain.contacts import is_support_id
 from tests.ops.conftest import run_python
 
 OUR_TABLES = set(SQLModel.metadata.tables)
@@ -190,3 +192,89 @@ def test_the_command_line_downgrades_and_reports(database_url: str) -> None:
     assert down.returncode == 0, down.stderr
     assert "schema at base (no tables)" in down.stdout
     assert asyncio.run(current_revision(database_url)) is None
+
+
+async def test_support_ids_are_given_to_every_existing_order(database_url: str) -> None:
+    """Orders stored before Support IDs each get a fresh, unique one (back-filled in batches of
+    1000, so 1205 orders take two), their timelines and start requests untouched; then the
+    column is NOT NULL and unique. Down again, the column goes and the orders stay."""
+    await migrate(database_url, "0769adb4a74b")
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    count = 1205
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
+                    "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
+                    "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
+                ),
+                {"h": "0" * 64, "now": now},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
+                    "workflow_input, status, facility_id, state, version, created_at, "
+                    "updated_at) VALUES (:id, 'mer_1', :ref, 'x', '{}', 'scheduled', 'berlin', "
+                    "'{}', 1, :now, :now)"
+                ),
+                [{"id": f"ord_{i:05d}", "ref": f"R-{i}", "now": now} for i in range(count)],
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO order_events (order_id, seq, at, type) "
+                    "VALUES (:id, 1, :now, 'created')"
+                ),
+                [{"id": f"ord_{i:05d}", "now": now} for i in range(count)],
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO order_starts (order_id, due_at, attempts, static_summary, "
+                    "static_details) VALUES ('ord_00007', :now, 0, 's', 'd')"
+                ),
+                {"now": now},
+            )
+
+        await migrate(database_url)
+
+        async with engine.connect() as connection:
+            ids = (
+                (await connection.execute(text("SELECT support_id FROM orders ORDER BY id")))
+                .scalars()
+                .all()
+            )
+            assert len(ids) == count
+            assert all(is_support_id(i) for i in ids), [i for i in ids if not is_support_id(i)]
+            assert len(set(ids)) == count
+            events = (await connection.execute(text("SELECT count(*) FROM order_events"))).scalar()
+            starts = (await connection.execute(text("SELECT order_id FROM order_starts"))).scalar()
+            assert (events, starts) == (count, "ord_00007")
+            if connection.dialect.name == "sqlite":
+                # The rebuilt table: every timeline and start still points at its order.
+                dangling = await connection.execute(text("PRAGMA foreign_key_check"))
+                assert dangling.all() == []
+            assert await connection.run_sync(_diff) == []
+        async with engine.begin() as connection:
+            with pytest.raises(IntegrityError):
+                async with connection.begin_nested():
+                    await connection.execute(
+                        text("UPDATE orders SET support_id = :s WHERE id = 'ord_00001'"),
+                        {"s": ids[0]},
+                    )
+            with pytest.raises(IntegrityError):
+                async with connection.begin_nested():
+                    await connection.execute(
+                        text("UPDATE orders SET support_id = NULL WHERE id = 'ord_00001'")
+                    )
+
+        await downgrade(database_url, "0769adb4a74b")
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("orders")}
+            )
+            assert "support_id" not in columns
+            left = (await connection.execute(text("SELECT count(*) FROM orders"))).scalar()
+            assert left == count
+    finally:
+        await engine.dispose()

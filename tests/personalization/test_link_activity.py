@@ -17,6 +17,7 @@ from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities, link_subject
 from db.models import Merchant, Order, PersonalizationLink
 from devstack.mailsink import MailSink, free_port
+from domain.contacts import generate_support_id
 from domain.orders import OrderCreate, OrderInput, new_state
 from domain.personalization import hash_token, pending_items
 from settings import Settings
@@ -76,6 +77,7 @@ async def _order(engine: AsyncEngine) -> IssueLink:
                 id=inp.order_id,
                 merchant_id=merchant.id,
                 order_reference_id=body.order_reference_id,
+                support_id=generate_support_id(),
                 request_hash="x",
                 workflow_input=inp.model_dump(mode="json"),
                 status=state.status.value,
