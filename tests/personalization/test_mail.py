@@ -73,6 +73,7 @@ def test_html_templates_escape_and_text_templates_do_not() -> None:
         "personalization_link",
         reference="<b>R&D</b>",
         order_id="ord_1",
+        support_id="PF-7KQ2M9XR",
         url="https://pf.example/p/tok?a=1&b=2",
         expires="Tuesday, 9 June 2026, 14:05 UTC",
         seq=1,
