@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.attempts import AttemptsAlert
+from activities.customer_contacts import CustomerContactActivities
 from activities.holds import HoldActivities
 from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities
@@ -39,13 +40,19 @@ from domain.facilities import Facilities, facility_task_queue, load_facilities
 from settings import Settings
 from startup import ConfigError, check_config, configure_process, temporal_runtime
 from workflows.client import connect, enqueue_deliveries, ensure_search_attributes
+from workflows.customer_contact import CustomerContactWorkflow
 from workflows.order import OrderWorkflow
 from workflows.support_case import SupportCaseWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("printflow.worker")
 
-WORKFLOWS: Sequence[type] = (OrderWorkflow, WebhookDeliveryWorkflow, SupportCaseWorkflow)
+WORKFLOWS: Sequence[type] = (
+    OrderWorkflow,
+    WebhookDeliveryWorkflow,
+    SupportCaseWorkflow,
+    CustomerContactWorkflow,
+)
 
 # Pydantic validates e-mail addresses lazily; those modules are deterministic and safe to share.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
@@ -74,6 +81,7 @@ def build_activities(
     webhooks = WebhookActivities(engine, http)
     holds = HoldActivities(mailer, settings.public_base_url, engine)
     cases = SupportCaseActivities(engine, mailer, settings.public_base_url, emitter)
+    contacts = CustomerContactActivities(engine, mailer, settings.public_base_url, emitter)
     return [
         projection.project_order,
         facility.submit_print_job,
@@ -84,6 +92,8 @@ def build_activities(
         holds.send_hold_notice,
         cases.project_case,
         cases.send_case_mail,
+        contacts.project_contact,
+        contacts.send_contact_mail,
     ]
 
 

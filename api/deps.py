@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
 from api.services.case_starts import CaseStarter
+from api.services.contact_starts import ContactStarter
 from api.services.credentials import hash_credential
 from api.services.starts import OrderStarter
 from db.models import Agent, Merchant
@@ -159,3 +160,11 @@ def _support(request: Request) -> SupportConfig:
 
 CaseStarterDep = Annotated[CaseStarter, Depends(_case_starter)]
 SupportDep = Annotated[SupportConfig, Depends(_support)]
+
+
+def _contact_starter(request: Request) -> ContactStarter:
+    starter: ContactStarter = request.app.state.contact_starter
+    return starter
+
+
+ContactStarterDep = Annotated[ContactStarter, Depends(_contact_starter)]

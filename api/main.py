@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
+from api.pages import contacts as contact_pages
 from api.pages import routes as pages
 from api.pages import support as console
 from api.request_ids import RequestIds
@@ -20,6 +21,7 @@ from api.routes import (
     admin,
     cases,
     claims,
+    contacts,
     health,
     orders,
     personalization,
@@ -31,6 +33,7 @@ from api.routes import (
 )
 from api.services import requests as request_log
 from api.services.case_starts import CaseStarter
+from api.services.contact_starts import ContactStarter
 from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
@@ -77,9 +80,11 @@ def create_app(
         await ensure_search_attributes(app.state.temporal, cfg.temporal_namespace)
         app.state.starter = OrderStarter(app.state.sessions, app.state.temporal, cfg)
         app.state.case_starter = CaseStarter(app.state.sessions, app.state.temporal, cfg)
+        app.state.contact_starter = ContactStarter(app.state.sessions, app.state.temporal, cfg)
         background = [
             asyncio.create_task(app.state.starter.run()),
             asyncio.create_task(app.state.case_starter.run()),
+            asyncio.create_task(app.state.contact_starter.run()),
             asyncio.create_task(request_log.prune_forever(app.state.sessions)),
         ]
         try:
@@ -91,6 +96,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await app.state.starter.close()
             await app.state.case_starter.close()
+            await app.state.contact_starter.close()
             await engine.dispose()
 
     app = PrintflowApi(
@@ -117,8 +123,11 @@ def create_app(
     app.include_router(team.router)
     app.include_router(cases.router)
     app.include_router(cases.agent_router)
+    app.include_router(contacts.router)
+    app.include_router(contacts.standards_router)
     app.include_router(pages.router)
     app.include_router(console.router)
+    app.include_router(contact_pages.router)
     return app
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from domain.cases import CaseSummary
+from domain.customer_contacts import ContactSummary
 from domain.merchants import CountryCode, TimezoneName
 from domain.orders import Approval, Email
 from domain.support import Includes, Plan, PlanName
@@ -323,3 +324,46 @@ class CasePage(BaseModel):
 
     data: list[CaseSummary]
     next_cursor: str | None
+
+
+# ---------------------------------------------------------------------------- customer contacts
+
+
+class ContactMessagePublic(BaseModel):
+    id: str
+    author_kind: Literal["merchant", "customer", "system"]
+    body: str
+    created_at: datetime
+
+
+class ContactPublic(ContactSummary):
+    """A customer contact with its whole thread, oldest message first."""
+
+    merchant_id: str
+    messages: list[ContactMessagePublic]
+
+
+class ContactPage(BaseModel):
+    data: list[ContactSummary]
+    next_cursor: str | None
+
+
+class ReplyStandards(BaseModel):
+    """How a merchant kept the reply target to their customers over the window."""
+
+    window_days: int
+    since: datetime
+    until: datetime
+    target: str = Field(description="customer_reply.target, ISO 8601 business time")
+    deadlines: int = Field(description="customer messages whose reply was due (in time or missed)")
+    replied_in_time: int
+    missed: int
+    reply_in_time_rate: float | None = Field(
+        description="replied_in_time / deadlines, 0..1; null when nothing was due"
+    )
+    pending: int = Field(description="started in the window, reply not yet due nor given")
+
+
+class SupportStandards(BaseModel):
+    merchant_id: str
+    customer_reply: ReplyStandards

@@ -337,3 +337,90 @@ class SupportCaseStart(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)
     static_summary: str = Field(max_length=400)
+
+
+class CustomerContact(SQLModel, table=True):
+    """A merchant's contact with the customer of one of their orders: the read model of its
+    workflow (``workflows.customer_contact``). The API writes the row as the contact is created;
+    after that only the workflow's projection, ordered by ``version``."""
+
+    __tablename__ = "customer_contacts"
+    __table_args__ = (
+        Index("ix_customer_contacts_merchant_created", "merchant_id", "created_at", "id"),
+        Index(
+            "ix_customer_contacts_merchant_status_created",
+            "merchant_id",
+            "status",
+            "created_at",
+            "id",
+        ),
+        Index("ix_customer_contacts_support_id", "merchant_id", "support_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
+    order_id: str = Field(foreign_key="orders.id", max_length=40)
+    support_id: str = Field(max_length=11)
+    reason: str = Field(max_length=32)
+    subject: str = Field(max_length=200)
+    status: str = Field(max_length=16)
+    sla_state: str = Field(max_length=16)
+    reply_due_at: datetime | None = _utc(nullable=True)
+    # The last projected workflow state (domain.customer_contacts.ContactState as JSON).
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    workflow_input: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    version: int = 0
+    created_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class CustomerContactMessage(SQLModel, table=True):
+    """A message of a contact: the merchant's or the customer's."""
+
+    __tablename__ = "customer_contact_messages"
+    __table_args__ = (Index("ix_customer_contact_messages_contact", "contact_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    contact_id: str = Field(foreign_key="customer_contacts.id", max_length=40)
+    author_kind: str = Field(max_length=16)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _utc(nullable=False)
+
+
+class CustomerContactLink(SQLModel, table=True):
+    """A ``/c/{token}`` link e-mailed to the customer: only the token's SHA-256 is kept. Every
+    link of a contact works while the contact is open."""
+
+    __tablename__ = "customer_contact_links"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    contact_id: str = Field(foreign_key="customer_contacts.id", index=True, max_length=40)
+    created_at: datetime = _utc(nullable=False)
+
+
+class CustomerContactDeadline(SQLModel, table=True):
+    """One reply deadline of a merchant (started by a customer message): what
+    ``GET /v1/support/standards`` counts."""
+
+    __tablename__ = "customer_contact_deadlines"
+    __table_args__ = (Index("ix_customer_contact_deadlines_merchant", "merchant_id", "started_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)  # the customer message's id
+    contact_id: str = Field(foreign_key="customer_contacts.id", max_length=40)
+    merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
+    started_at: datetime = _utc(nullable=False)
+    due_at: datetime = _utc(nullable=False)
+    answered_at: datetime | None = _utc(nullable=True)
+    outcome: str | None = Field(default=None, max_length=16)  # in_time | missed
+
+
+class CustomerContactStart(SQLModel, table=True):
+    """The outbox of contact workflow starts, as ``order_starts`` is for orders."""
+
+    __tablename__ = "customer_contact_starts"
+
+    contact_id: str = Field(foreign_key="customer_contacts.id", primary_key=True, max_length=40)
+    due_at: datetime = _utc(nullable=False, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    static_summary: str = Field(max_length=400)

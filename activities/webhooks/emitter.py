@@ -21,6 +21,7 @@ from sqlmodel import select
 from db.engine import insert_new
 from db.models import Merchant, Order, WebhookEvent
 from domain.cases import CaseState, case_summary
+from domain.customer_contacts import ContactMessage, ContactState, contact_summary
 from domain.orders import EventType, OrderState, Status, TimelineEvent
 from domain.views import order_public
 
@@ -31,7 +32,15 @@ SHIPMENT_CREATED = "order.shipment_created"
 ON_HOLD = "order.on_hold"
 LINK_ISSUED = "order.personalization_link_issued"
 CASE_UPDATED = "support_case.updated"
-EVENT_TYPES = (STATUS_UPDATED, SHIPMENT_CREATED, ON_HOLD, LINK_ISSUED, CASE_UPDATED)
+CONTACT_MESSAGE = "customer_contact.message_received"
+EVENT_TYPES = (
+    STATUS_UPDATED,
+    SHIPMENT_CREATED,
+    ON_HOLD,
+    LINK_ISSUED,
+    CASE_UPDATED,
+    CONTACT_MESSAGE,
+)
 
 # Queues event ids on an order's (or a support case's) delivery workflow: (id, event_ids).
 Enqueue = Callable[[str, list[str]], Awaitable[None]]
@@ -178,6 +187,41 @@ class WebhookEmitter:
         )
         await self._enqueue(state.case_id, [event_id])
         return [event_id]
+
+    async def contact_message_received(
+        self, state: ContactState, messages: list[ContactMessage]
+    ) -> list[str]:
+        """A customer wrote (the projection holding the message is committed): one
+        ``customer_contact.message_received`` per message, on the contact's delivery workflow."""
+        if not messages or await self._webhook_url(state.merchant_id) is None:
+            return []
+        rows: list[dict[str, Any]] = []
+        for message in messages:
+            # Deterministic: a retried projection finds its event already stored.
+            event_id = f"evt_{state.contact_id}_{message.id}"
+            payload = {
+                "id": event_id,
+                "type": CONTACT_MESSAGE,
+                "created_at": message.created_at.isoformat(),
+                "data": {
+                    "contact": contact_summary(state).model_dump(mode="json"),
+                    "message": message.model_dump(mode="json"),
+                },
+            }
+            rows.append(
+                {
+                    "id": event_id,
+                    "merchant_id": state.merchant_id,
+                    "order_id": None,
+                    "type": CONTACT_MESSAGE,
+                    "created_at": message.created_at,
+                    "payload": payload,
+                }
+            )
+        await self._store(rows)
+        ids = [row["id"] for row in rows]
+        await self._enqueue(state.contact_id, ids)
+        return ids
 
     async def _store(self, rows: list[dict[str, Any]]) -> None:
         async with self._engine.begin() as conn:

@@ -1,8 +1,9 @@
-"""The relays from committed rows to running workflows: ``POST /v1/orders`` and
-``POST /v1/support/cases`` never wait for Temporal, and everything they answered 201 gets its
-workflow.
+"""The relays from committed rows to running workflows: ``POST /v1/orders``,
+``POST /v1/support/cases`` and ``POST /v1/customer-contacts`` never wait for Temporal, and
+everything they answered 201 gets its workflow.
 
-The row and its outbox row (``order_starts``, ``support_case_starts``) commit in one transaction.
+The row and its outbox row (``order_starts``, ``support_case_starts``,
+``customer_contact_starts``) commit in one transaction.
 Right after the answer, the API starts the workflow (``start_soon``); the outbox rows of started
 workflows are deleted in batches, one write transaction for many starts (SQLite has one writer).
 Whatever prevents the start (Temporal down, the API killed between commit and start) leaves the
@@ -60,7 +61,7 @@ class Relay:
     """What one relay starts: the outbox table and its key, the row it starts a workflow for,
     and the workflow's input and start options built from the two."""
 
-    what: str  # "order", "case": for the logs
+    what: str  # "order", "case", "contact": for the logs
     outbox: Any  # the outbox table: its key, due_at, attempts, last_error
     key: Any  # the outbox's primary key column, the started row's id
     row: Any  # the table of what is started

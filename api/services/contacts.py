@@ -1,0 +1,409 @@
+"""What the customer contact endpoints do: create (never waiting for Temporal), reads from the
+read model, messages as Updates of the contact's workflow, the customer's side behind a
+``/c/{token}`` link, and the merchant's support standards.
+
+Create applies the contact policy (``domain.contacts.check_contact``) to the order the Support
+ID names (another merchant's order, or none, is a 404); its refusals keep their code, status
+and details. The contact, its first message and the start of its workflow commit in one
+transaction; the relay (``contact_starts``) starts the workflow, which e-mails the customer.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from api.errors import ApiError, Conflict, Gone, NotFound
+from api.pagination import newest_first
+from api.schemas import (
+    ContactMessagePublic,
+    ContactPage,
+    ContactPublic,
+    ReplyStandards,
+    SupportStandards,
+)
+from api.services.contact_starts import ContactStarter, start_operation
+from api.services.updates import run_update
+from db.models import (
+    CustomerContact,
+    CustomerContactDeadline,
+    CustomerContactLink,
+    CustomerContactMessage,
+    CustomerContactStart,
+    Merchant,
+    Order,
+)
+from domain.contacts import ContactRefused, OrderFacts, check_contact, normalize_support_id
+from domain.customer_contacts import (
+    ContactCreate,
+    ContactRefusal,
+    ContactState,
+    ContactStatus,
+    check_reply,
+    contact_rules,
+    contact_summary,
+    new_contact_state,
+)
+from domain.orders import OrderState
+from domain.personalization import hash_token
+from domain.support import SupportConfig
+from settings import Settings
+from workflows.customer_contact import CustomerContactWorkflow
+from workflows.customer_contact_messages import (
+    ContactInput,
+    CustomerReply,
+    MerchantReply,
+    contact_task_summary,
+)
+
+STANDARDS_WINDOW = timedelta(days=30)
+# secrets.token_urlsafe(32) gives 43 characters; anything far off is refused before a query.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,128}")
+
+LINK_NOT_FOUND = "link_not_found"
+CONTACT_CLOSED = ContactRefusal.CONTACT_CLOSED.value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _message_id() -> str:
+    return "msg_" + uuid.uuid4().hex
+
+
+class Refused(ApiError):
+    """A refusal of the contact policy, with its own status."""
+
+    def __init__(self, refused: ContactRefused) -> None:
+        super().__init__(refused.message, code=refused.code, details=refused.details)
+        self.status_code = refused.status
+
+
+# ---------------------------------------------------------------------------- create
+
+
+async def create_contact(
+    session: AsyncSession,
+    starter: ContactStarter,
+    settings: Settings,
+    support: SupportConfig,
+    merchant: Merchant,
+    body: ContactCreate,
+) -> ContactPublic:
+    order = (
+        await session.exec(
+            select(Order).where(
+                Order.support_id == body.support_id, Order.merchant_id == merchant.id
+            )
+        )
+    ).first()
+    if order is None:
+        raise NotFound(
+            f"support_id: no order with Support ID {body.support_id} of yours",
+            code="order_not_found",
+        )
+    state = OrderState.model_validate(order.state)
+    try:
+        reason = check_contact(body.reason, OrderFacts.of(state), body.subject, body.body)
+    except ContactRefused as refused:
+        raise Refused(refused) from None
+
+    created_at = _now()
+    contact_id = "con_" + uuid.uuid4().hex
+    contact = new_contact_state(
+        contact_id=contact_id,
+        merchant_id=merchant.id,
+        order_id=order.id,
+        support_id=order.support_id,
+        reason=reason.value,
+        subject=body.subject,
+        created_at=created_at,
+    )
+    rules = contact_rules(support, merchant.timezone, merchant.country, created_at.date())
+    message = CustomerContactMessage(
+        id=_message_id(),
+        contact_id=contact_id,
+        author_kind="merchant",
+        body=body.body,
+        created_at=created_at,
+    )
+    inp = ContactInput(
+        contact=contact,
+        rules=rules,
+        first_message_id=message.id,
+        first_body=body.body,
+        merchant_name=merchant.name,
+        merchant_email=merchant.support_email,
+        customer_email=str(state.shipping_address.email),
+        order_reference_id=state.order_reference_id,
+    )
+    row = CustomerContact(
+        id=contact_id,
+        merchant_id=merchant.id,
+        order_id=order.id,
+        support_id=order.support_id,
+        reason=contact.reason,
+        subject=contact.subject,
+        status=contact.status.value,
+        sla_state=contact.sla_state.value,
+        reply_due_at=None,
+        state=contact.model_dump(mode="json"),
+        workflow_input=inp.model_dump(mode="json"),
+        version=contact.version,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    session.add(row)
+    await session.flush()  # the contact first: the message and the start refer to it
+    session.add(message)
+    session.add(
+        CustomerContactStart(
+            contact_id=contact_id,
+            due_at=created_at + settings.start_sweep_after,
+            static_summary=contact_task_summary(order.support_id, merchant.name, body.subject),
+        )
+    )
+    await session.commit()
+    starter.start_soon(contact_id)
+    return _public(contact, row.merchant_id, [message])
+
+
+# ---------------------------------------------------------------------------- reads
+
+
+async def contact_row(
+    session: AsyncSession, contact_id: str, merchant: Merchant
+) -> CustomerContact:
+    """The merchant's own contact (another merchant's is a 404, never a 403)."""
+    row = await session.get(CustomerContact, contact_id)
+    if row is None or row.merchant_id != merchant.id:
+        raise NotFound(f"no customer contact {contact_id}", code="contact_not_found")
+    return row
+
+
+async def thread(session: AsyncSession, contact_id: str) -> list[CustomerContactMessage]:
+    return list(
+        await session.exec(
+            select(CustomerContactMessage)
+            .where(CustomerContactMessage.contact_id == contact_id)
+            .order_by(col(CustomerContactMessage.created_at), col(CustomerContactMessage.id))
+        )
+    )
+
+
+async def render(session: AsyncSession, row: CustomerContact) -> ContactPublic:
+    state = ContactState.model_validate(row.state)
+    return _public(state, row.merchant_id, await thread(session, row.id))
+
+
+def _public(
+    state: ContactState, merchant_id: str, messages: list[CustomerContactMessage]
+) -> ContactPublic:
+    return ContactPublic(
+        **contact_summary(state).model_dump(),
+        merchant_id=merchant_id,
+        messages=[
+            ContactMessagePublic(
+                id=m.id,
+                author_kind=m.author_kind,  # type: ignore[arg-type]
+                body=m.body,
+                created_at=m.created_at,
+            )
+            for m in messages
+        ],
+    )
+
+
+async def list_contacts(
+    session: AsyncSession,
+    merchant: Merchant,
+    *,
+    support_id: str | None,
+    status: ContactStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> ContactPage:
+    query = select(CustomerContact).where(CustomerContact.merchant_id == merchant.id)
+    if support_id is not None:
+        query = query.where(CustomerContact.support_id == normalize_support_id(support_id))
+    if status is not None:
+        query = query.where(CustomerContact.status == status.value)
+    page, next_cursor = await newest_first(
+        session, query, CustomerContact, limit=limit, cursor=cursor
+    )
+    return ContactPage(
+        data=[contact_summary(ContactState.model_validate(r.state)) for r in page],
+        next_cursor=next_cursor,
+    )
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+async def _update(
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    row: CustomerContact,
+    update: object,
+    arg: object,
+    idempotency_key: str | None,
+) -> CustomerContact:
+    start = await start_operation(session, settings, row)
+    await session.commit()  # no database connection is held while the workflow answers
+
+    async def closed() -> ApiError:
+        return Conflict("the contact is closed", code=CONTACT_CLOSED)
+
+    await run_update(
+        client,
+        row.id,
+        update,  # type: ignore[arg-type]
+        arg,
+        patience=settings.update_timeout,
+        on_closed=closed,
+        update_id=(
+            f"{getattr(update, '__name__', 'update')}:{idempotency_key}"
+            if idempotency_key
+            else None
+        ),
+        start=start,
+        what="contact",
+    )
+    # The Update answered after its projection: the read model shows the change.
+    await session.refresh(row)
+    return row
+
+
+async def merchant_reply(
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    row: CustomerContact,
+    body: str,
+    idempotency_key: str | None,
+) -> ContactPublic:
+    try:
+        check_reply(body)
+    except ContactRefused as refused:
+        raise Refused(refused) from None
+    reply = MerchantReply(message_id=_message_id(), body=body)
+    row = await _update(
+        session,
+        client,
+        settings,
+        row,
+        CustomerContactWorkflow.merchant_reply,
+        reply,
+        idempotency_key,
+    )
+    return await render(session, row)
+
+
+# ---------------------------------------------------------------------------- the customer
+
+
+@dataclass
+class CustomerView:
+    row: CustomerContact
+    state: ContactState
+    shop_name: str
+    order_reference_id: str
+    messages: list[CustomerContactMessage]
+
+
+async def open_link(session: AsyncSession, token: str) -> CustomerView:
+    """The contact behind ``token``: 404 ``link_not_found``, 410 ``contact_closed`` once the
+    conversation has closed (30 days after its last message)."""
+    link = None
+    if _TOKEN_SHAPE.fullmatch(token):
+        link = await session.get(CustomerContactLink, hash_token(token))
+    if link is None:
+        raise NotFound("no such conversation link", code=LINK_NOT_FOUND)
+    row = await session.get(CustomerContact, link.contact_id)
+    assert row is not None  # a link refers to its contact (foreign key)
+    state = ContactState.model_validate(row.state)
+    merchant = await session.get(Merchant, row.merchant_id)
+    inp = ContactInput.model_validate(row.workflow_input)
+    if state.status is ContactStatus.CLOSED:
+        raise Gone(
+            "this conversation is closed",
+            code=CONTACT_CLOSED,
+            details={"shop": merchant.name if merchant else inp.merchant_name},
+        )
+    return CustomerView(
+        row=row,
+        state=state,
+        shop_name=merchant.name if merchant else inp.merchant_name,
+        order_reference_id=inp.order_reference_id,
+        messages=await thread(session, row.id),
+    )
+
+
+async def customer_reply(
+    session: AsyncSession, client: Client, settings: Settings, view: CustomerView, body: str
+) -> CustomerView:
+    reply = CustomerReply(message_id=_message_id(), body=body)
+    row = await _update(
+        session, client, settings, view.row, CustomerContactWorkflow.customer_message, reply, None
+    )
+    view.row, view.state = row, ContactState.model_validate(row.state)
+    view.messages = await thread(session, row.id)
+    return view
+
+
+# ---------------------------------------------------------------------------- standards
+
+
+async def standards(
+    session: AsyncSession, support: SupportConfig, merchant: Merchant
+) -> SupportStandards:
+    """Reply deadlines started in the last 30 days: those settled (in time or missed), the
+    rate, and those still running."""
+    until = _now()
+    since = until - STANDARDS_WINDOW
+    rows = await session.exec(
+        select(CustomerContactDeadline.outcome, func.count())
+        .where(
+            CustomerContactDeadline.merchant_id == merchant.id,
+            col(CustomerContactDeadline.started_at) >= since,
+        )
+        .group_by(CustomerContactDeadline.outcome)
+    )
+    counts = {outcome: int(n) for outcome, n in rows.all()}
+    in_time, missed = counts.get("in_time", 0), counts.get("missed", 0)
+    due = in_time + missed
+    target = support.customer_reply.target
+    return SupportStandards(
+        merchant_id=merchant.id,
+        customer_reply=ReplyStandards(
+            window_days=STANDARDS_WINDOW.days,
+            since=since,
+            until=until,
+            target=_iso_duration(target),
+            deadlines=due,
+            replied_in_time=in_time,
+            missed=missed,
+            reply_in_time_rate=round(in_time / due, 4) if due else None,
+            pending=counts.get(None, 0),
+        ),
+    )
+
+
+def _iso_duration(value: timedelta) -> str:
+    days, seconds = value.days, value.seconds
+    out = "P" + (f"{days}D" if days else "")
+    if seconds:
+        hours, rest = divmod(seconds, 3600)
+        minutes, secs = divmod(rest, 60)
+        out += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+        out += f"{secs}S" if secs else ""
+    return out if out != "P" else "PT0S"

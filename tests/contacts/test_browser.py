@@ -1,0 +1,96 @@
+"""A customer in a real browser (Debian's headless Chromium) opens the e-mailed conversation
+link, reads the merchant's message and replies; the merchant sees the reply through the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
+
+from devstack.mailsink import free_port
+from tests.contacts.test_contacts_api import CUSTOMER, berlin_merchant, contact, order
+from tests.personalization.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.api import Api, running_api
+from tests.support.contacts import link_in
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+
+if Path(CHROMIUM).exists():
+    from playwright.async_api import async_playwright
+
+
+@pytest.fixture
+async def served(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Api]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with running_api(dev_env.client, database_url, tmp_path, base_url=base) as api:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                api.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+            )
+        )
+        task = asyncio.create_task(server.serve())
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.025)
+        assert server.started, "uvicorn did not start"
+        try:
+            yield api
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def test_a_customer_reads_and_replies_in_the_browser(served: Api) -> None:
+    api = served
+    key = await berlin_merchant(api)
+    made = await order(api, key)
+    created = await api.client.post(
+        "/v1/customer-contacts",
+        json=contact(made["support_id"], body="Is it <b>Hauptstr.</b> 5 or 7?"),
+        headers=key,
+    )
+    assert created.status_code == 201, created.text
+    mail = await api.mail.wait_for(lambda m: CUSTOMER in str(m["To"]), timeout=20)
+    url = link_in(mail)
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            blocked: list[str] = []
+            page.on(
+                "console",
+                lambda m: blocked.append(m.text) if "Content Security" in m.text else None,
+            )
+            first = await page.goto(url)
+            assert first is not None and first.status == 200
+            text = await page.inner_text("main")
+            assert "Is it <b>Hauptstr.</b> 5 or 7?" in text  # shown as text, not markup
+            assert made["support_id"] in text
+            await page.get_by_label("Your reply").fill("It is number 7.\nThanks!")
+            await page.get_by_role("button", name="Send reply").click()
+            await page.wait_for_selector("#sent")
+            after = await page.inner_text("main")
+            assert "It is number 7." in after and "your message is with Mug Shop" in after
+            assert not blocked, blocked
+        finally:
+            await browser.close()
+
+    seen = (
+        await api.client.get(f"/v1/customer-contacts/{created.json()['id']}", headers=key)
+    ).json()
+    assert seen["messages"][-1] == {**seen["messages"][-1], "author_kind": "customer"}
+    assert seen["messages"][-1]["body"] == "It is number 7.\nThanks!"
+    assert seen["sla_state"] == "on_track"

@@ -1,0 +1,168 @@
+"""A customer contact's workflow in the time-skipping server, with its real activities: a real
+database (SQLite and PostgreSQL) and a real SMTP sink.
+
+The merchant works in Berlin (country DE) with the bundled ``customer_reply`` rule: one business
+day (``P1D``), Monday to Friday, whole days. Whit Monday (17 May 2027) is a public holiday in
+Germany: a customer writing on Friday 14 May at 16:00 gets the merchant's reply due on Tuesday
+18 May at 16:00 (8 hours of Friday, then 16 of Tuesday), the reminder at 75% on Tuesday 10:00.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.customer_contacts import ContactState
+from tests.support.contacts import (
+    CUSTOMER_EMAIL,
+    MERCHANT_EMAIL,
+    ContactWorld,
+    berlin,
+    contact_world,
+    link_in,
+    text_of,
+)
+from tests.support.workflows import sleep_until
+from workflows.customer_contact import CustomerContactWorkflow
+from workflows.customer_contact_messages import CustomerReply, MerchantReply
+
+FRIDAY_3PM = berlin(2027, 5, 14, 15, 0)
+FRIDAY_4PM = berlin(2027, 5, 14, 16, 0)
+TUESDAY_4PM = berlin(2027, 5, 18, 16, 0)
+
+
+@pytest.fixture
+async def world(env: WorkflowEnvironment, engine: AsyncEngine, tmp_path: Path) -> Any:
+    async with contact_world(env, engine, tmp_path) as world:
+        yield world
+
+
+async def state(handle: WorkflowHandle[Any, ContactState]) -> ContactState:
+    return await handle.query(CustomerContactWorkflow.contact)
+
+
+def near(moment: datetime | None, expected: datetime) -> bool:
+    """The time-skipping server lands a few milliseconds after the moment slept to."""
+    return moment is not None and abs(moment - expected) < timedelta(seconds=1)
+
+
+def customer(body: str, n: int = 1) -> CustomerReply:
+    return CustomerReply(message_id=f"msg_customer_{n}", body=body)
+
+
+def merchant(body: str, n: int = 1) -> MerchantReply:
+    return MerchantReply(message_id=f"msg_merchant_{n}", body=body)
+
+
+async def test_a_reply_due_across_the_weekend_and_whit_monday_is_reminded_then_missed(
+    env: WorkflowEnvironment, world: ContactWorld
+) -> None:
+    await sleep_until(env, FRIDAY_3PM)
+    handle = await world.open(FRIDAY_3PM, body="Your street number is missing.")
+
+    # The customer gets the merchant's message with a link to the conversation.
+    first = await world.mail.wait_for(lambda m: CUSTOMER_EMAIL in str(m["To"]))
+    assert "Your street number is missing." in text_of(first)
+    assert "SHOP-1001" in str(first["Subject"]) and world.support_id in text_of(first)
+    assert link_in(first).startswith("http://api/c/")
+    assert (await state(handle)).sla_state == "none"
+
+    await sleep_until(env, FRIDAY_4PM)
+    after = await handle.execute_update(
+        CustomerContactWorkflow.customer_message, customer("It is Hauptstr. 5, sorry!")
+    )
+    assert after.sla_state == "on_track"
+    assert near(after.reply_due_at, TUESDAY_4PM)
+    assert after.clock is not None and near(after.clock.remind_at, berlin(2027, 5, 18, 10, 0))
+    row = await world.row(handle.id)
+    assert near(row.reply_due_at, TUESDAY_4PM) and row.sla_state == "on_track"
+    told = await world.mail.wait_for(lambda m: "Your customer wrote" in str(m["Subject"]))
+    assert str(told["To"]) == MERCHANT_EMAIL
+    assert "It is Hauptstr. 5, sorry!" in text_of(told)
+    assert "Tue 18 May 16:00 Berlin" in text_of(told)
+    [deadline] = await world.deadlines(handle.id)
+    assert deadline.outcome is None and near(deadline.due_at, TUESDAY_4PM)
+
+    # Saturday to Whit Monday: nothing happens; Tuesday 10:00 the merchant is reminded.
+    await sleep_until(env, berlin(2027, 5, 18, 9, 59))
+    assert (await state(handle)).sla_state == "on_track"
+    assert not [m for m in world.mails_to(MERCHANT_EMAIL) if "Reminder" in str(m["Subject"])]
+    await sleep_until(env, berlin(2027, 5, 18, 10, 1))
+    assert (await state(handle)).sla_state == "at_risk"
+    reminder = await world.mail.wait_for(lambda m: "Reminder" in str(m["Subject"]))
+    assert str(reminder["To"]) == MERCHANT_EMAIL
+    assert "Tue 18 May 16:00 Berlin" in text_of(reminder)
+
+    # 16:00 passes without a reply: the miss is recorded and counted.
+    await sleep_until(env, berlin(2027, 5, 18, 15, 59))
+    assert (await state(handle)).sla_state == "at_risk"
+    await sleep_until(env, berlin(2027, 5, 18, 16, 1))
+    missed = await state(handle)
+    assert missed.sla_state == "missed" and missed.misses == 1
+    assert (await world.row(handle.id)).sla_state == "missed"
+    [deadline] = await world.deadlines(handle.id)
+    assert deadline.outcome == "missed" and deadline.answered_at is None
+
+    # A late reply reaches the customer, and does not turn the miss into "met".
+    late = await handle.execute_update(
+        CustomerContactWorkflow.merchant_reply, merchant("Thanks, fixed: Hauptstr. 5.")
+    )
+    assert late.sla_state == "missed" and late.misses == 1 and late.clock is None
+    answer = await world.mail.wait_for(
+        lambda m: CUSTOMER_EMAIL in str(m["To"]) and "Thanks, fixed" in text_of(m)
+    )
+    assert link_in(answer) != link_in(first)  # each e-mail carries a fresh link
+    [deadline] = await world.deadlines(handle.id)
+    assert deadline.outcome == "missed" and deadline.answered_at is not None
+    bodies = [(m.author_kind, m.body) for m in await world.messages(handle.id)]
+    assert bodies == [
+        ("merchant", "Your street number is missing."),
+        ("customer", "It is Hauptstr. 5, sorry!"),
+        ("merchant", "Thanks, fixed: Hauptstr. 5."),
+    ]
+
+
+async def test_a_reply_in_time_is_met_and_the_contact_closes_30_days_after_its_last_message(
+    env: WorkflowEnvironment, world: ContactWorld
+) -> None:
+    wednesday = berlin(2027, 6, 2, 9, 0)
+    await sleep_until(env, wednesday)
+    handle = await world.open(wednesday)
+    await handle.execute_update(CustomerContactWorkflow.customer_message, customer("Which?", 1))
+    await handle.execute_update(CustomerContactWorkflow.customer_message, customer("Hello?", 2))
+    running = await state(handle)
+    # The second message joins the running clock: due Thursday 09:00.
+    assert near(running.reply_due_at, berlin(2027, 6, 3, 9, 0)) and running.messages == 3
+    await sleep_until(env, berlin(2027, 6, 2, 17, 0))
+    met = await handle.execute_update(CustomerContactWorkflow.merchant_reply, merchant("Now!"))
+    assert met.sla_state == "met" and met.misses == 0 and met.reply_due_at is None
+    [deadline] = await world.deadlines(handle.id)
+    assert deadline.outcome == "in_time" and deadline.id == "msg_customer_1"
+
+    # Nobody writes for 30 days: the contact closes and takes no more messages.
+    await sleep_until(env, berlin(2027, 7, 2, 16, 59))
+    assert (await state(handle)).status == "open"
+    await sleep_until(env, berlin(2027, 7, 2, 17, 1))
+    assert (await handle.result()).status == "closed"
+    assert (await world.row(handle.id)).status == "closed"
+    with pytest.raises(RPCError):  # the workflow has ended: the API answers contact_closed
+        await handle.execute_update(CustomerContactWorkflow.customer_message, customer("Hi", 3))
+
+
+async def test_a_reply_due_time_is_the_merchants_own_timezone(
+    env: WorkflowEnvironment, world: ContactWorld
+) -> None:
+    """Thursday 23:30 in Berlin is still Thursday there: one business day is Friday 23:30."""
+    thursday = berlin(2027, 6, 10, 23, 30)
+    await sleep_until(env, thursday - timedelta(minutes=1))
+    handle = await world.open(thursday - timedelta(minutes=1))
+    await sleep_until(env, thursday)
+    after = await handle.execute_update(CustomerContactWorkflow.customer_message, customer("?"))
+    assert near(after.reply_due_at, berlin(2027, 6, 11, 23, 30))

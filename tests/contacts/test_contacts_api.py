@@ -1,0 +1,243 @@
+"""Customer contacts through the API, against real parts: the Temporal dev server with a
+worker, SQLite and PostgreSQL, a real SMTP sink. Each rule of the contact policy is asked for
+once through HTTP, allowed and refused; the customer's e-mail, the /c/{token} page and reply,
+and the merchant's support standards follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.support.api import ADMIN_TOKEN, Api, order_json
+from tests.support.contacts import link_in, text_of
+
+ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
+CUSTOMER = "erika@example.com"
+
+
+async def berlin_merchant(api: Api, name: str = "Mug Shop") -> dict[str, str]:
+    response = await api.client.post(
+        "/v1/admin/merchants",
+        json={
+            "name": name,
+            "support_email": "help@mugs.example.com",
+            "timezone": "Europe/Berlin",
+            "country": "DE",
+        },
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    return {"X-API-Key": response.json()["api_key"]}
+
+
+async def order(api: Api, key: dict[str, str]) -> dict[str, Any]:
+    response = await api.client.post("/v1/orders", json=order_json(), headers=key)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def canceled(api: Api, key: dict[str, str], code: str) -> dict[str, Any]:
+    made = await order(api, key)
+    response = await api.client.post(
+        f"/v1/orders/{made['id']}/cancel", json={"reason_code": code}, headers=key
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def contact(support_id: str, reason: str = "invalid_address", **extra: str) -> dict[str, str]:
+    return {
+        "support_id": support_id,
+        "reason": reason,
+        "subject": "About your delivery address",
+        "body": "The house number seems to be missing.\nCould you tell us?",
+        **extra,
+    }
+
+
+async def test_the_contact_rules_through_the_api(api: Api) -> None:
+    key = await berlin_merchant(api)
+    other = await berlin_merchant(api, "Other Shop")
+    scheduled = await order(api, key)
+    sid = scheduled["support_id"]
+
+    async def post(body: dict[str, str], who: dict[str, str] = key) -> Any:
+        return await api.client.post("/v1/customer-contacts", json=body, headers=who)
+
+    # A Support ID without PF-: 422 saying what one looks like.
+    bad = await post(contact("XX-7KQ2M9XR"))
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+    assert (
+        "PF-" in bad.json()["error"]["message"] and "PF-7KQ2M9XR" in bad.json()["error"]["message"]
+    )
+    # Not the merchant's own order: 404 (and nothing about whose it is).
+    assert (await post(contact(sid), other)).json()["error"]["code"] == "order_not_found"
+    assert (await post(contact(sid), other)).status_code == 404
+    # A reason outside the list: 422 with the list.
+    unknown = await post(contact(sid, "marketing"))
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["code"] == "reason_not_allowed"
+    assert unknown.json()["error"]["details"]["allowed_reasons"] == [
+        "invalid_address",
+        "delivery_delay",
+        "returned_to_sender",
+        "inventory_cancellation",
+    ]
+    # A reason that does not fit a scheduled order: 409.
+    late = await post(contact(sid, "delivery_delay"))
+    assert late.status_code == 409 and late.json()["error"]["code"] == "reason_does_not_fit"
+    assert late.json()["error"]["details"]["reasons_that_fit"] == ["invalid_address"]
+    assert (await post(contact(sid, "returned_to_sender"))).status_code == 409
+    # Offering a substitute: 422.
+    swap = await post(contact(sid, body="We can send you a similar mug instead."))
+    assert swap.status_code == 422 and swap.json()["error"]["code"] == "substitute_not_allowed"
+    # The customer's own cancel: 409, whatever the reason; an inventory cancel may be explained.
+    by_customer = await canceled(api, key, "customer_request")
+    refused = await post(contact(by_customer["support_id"], "inventory_cancellation"))
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "customer_cancellation"
+    shortage = await canceled(api, key, "inventory_shortage")
+    sorry = await post(
+        contact(
+            shortage["support_id"],
+            "inventory_cancellation",
+            body="We ran out of this mug and canceled the order. You are welcome to place a "
+            "new order when it is back in stock next month.",
+        )
+    )
+    assert sorry.status_code == 201, sorry.text
+    win_back = await post(
+        contact(shortage["support_id"], "inventory_cancellation", body="Please reconsider!")
+    )
+    assert win_back.status_code == 409
+    assert win_back.json()["error"]["code"] == "customer_cancellation"
+    # Control characters are refused like everywhere.
+    nul = await post(contact(sid, subject="Hi\x00there"))
+    assert nul.status_code == 422
+
+    # Allowed: the contact as created, the Support ID in any case.
+    created = await post(contact(f"  {sid.lower()} "))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["support_id"] == sid and body["order_id"] == scheduled["id"]
+    assert body["reason"] == "invalid_address" and body["status"] == "open"
+    assert body["sla_state"] == "none" and body["reply_due_at"] is None
+    assert [m["author_kind"] for m in body["messages"]] == ["merchant"]
+
+    # Reads: the merchant's own only; lists filter by Support ID and status.
+    got = await api.client.get(f"/v1/customer-contacts/{body['id']}", headers=key)
+    assert got.status_code == 200 and got.json()["id"] == body["id"]
+    assert (
+        await api.client.get(f"/v1/customer-contacts/{body['id']}", headers=other)
+    ).status_code == 404
+    listed = await api.client.get(
+        "/v1/customer-contacts", params={"support_id": sid, "status": "open"}, headers=key
+    )
+    assert [c["id"] for c in listed.json()["data"]] == [body["id"]]
+    everything = await api.client.get("/v1/customer-contacts", params={"limit": 1}, headers=key)
+    assert len(everything.json()["data"]) == 1 and everything.json()["next_cursor"]
+    rest = await api.client.get(
+        "/v1/customer-contacts",
+        params={"limit": 1, "cursor": everything.json()["next_cursor"]},
+        headers=key,
+    )
+    assert {everything.json()["data"][0]["id"], rest.json()["data"][0]["id"]} == {
+        body["id"],
+        sorry.json()["id"],
+    }
+    malformed = await api.client.get(
+        "/v1/customer-contacts", params={"support_id": "123"}, headers=key
+    )
+    assert malformed.status_code == 422 and "PF-" in malformed.json()["error"]["message"]
+    assert (
+        await api.client.get("/v1/customer-contacts", params={"support_id": sid}, headers=other)
+    ).json()["data"] == []
+
+
+async def test_the_customer_is_emailed_replies_on_the_page_and_the_merchant_answers(
+    api: Api,
+) -> None:
+    key = await berlin_merchant(api)
+    made = await order(api, key)
+    created = await api.client.post(
+        "/v1/customer-contacts", json=contact(made["support_id"]), headers=key
+    )
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["id"]
+
+    mail = await api.mail.wait_for(lambda m: CUSTOMER in str(m["To"]), timeout=20)
+    assert "The house number seems to be missing." in text_of(mail)
+    url = link_in(mail)
+    path = url.removeprefix(api.settings.public_base_url)
+    page = await api.client.get(path)
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert made["support_id"] in page.text and made["order_reference_id"] in page.text
+    assert "Unter den Linden" not in page.text and CUSTOMER not in page.text
+
+    # Hostile text is escaped; control characters refused with the form kept.
+    refused = await api.client.post(path, data={"body": "bad\x00text"})
+    assert refused.status_code == 422 and "bad" in refused.text
+    empty = await api.client.post(path, data={"body": "   "})
+    assert empty.status_code == 422
+    hostile = "<script>alert(1)</script> Hauptstr. 5"
+    replied = await api.client.post(path, data={"body": hostile})
+    assert replied.status_code == 200, replied.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in replied.text
+    assert "<script>alert(1)" not in replied.text
+
+    seen = (await api.client.get(f"/v1/customer-contacts/{contact_id}", headers=key)).json()
+    assert [m["author_kind"] for m in seen["messages"]] == ["merchant", "customer"]
+    assert seen["messages"][1]["body"] == hostile
+    assert seen["sla_state"] == "on_track" and seen["reply_due_at"] is not None
+    told = await api.mail.wait_for(lambda m: "Your customer wrote" in str(m["Subject"]))
+    assert "Hauptstr. 5" in text_of(told)
+
+    # The merchant's reply: the policy's text rules hold, then it is e-mailed to the customer.
+    swap = await api.client.post(
+        f"/v1/customer-contacts/{contact_id}/messages",
+        json={"body": "Would you accept a different colour?"},
+        headers=key,
+    )
+    assert swap.status_code == 422 and swap.json()["error"]["code"] == "substitute_not_allowed"
+    answer = await api.client.post(
+        f"/v1/customer-contacts/{contact_id}/messages",
+        json={"body": "Thank you, updated!"},
+        headers=key,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sla_state"] == "met" and answer.json()["reply_due_at"] is None
+    assert [m["author_kind"] for m in answer.json()["messages"]] == [
+        "merchant",
+        "customer",
+        "merchant",
+    ]
+    await api.mail.wait_for(
+        lambda m: CUSTOMER in str(m["To"]) and "Thank you, updated!" in text_of(m)
+    )
+    other = await berlin_merchant(api, "Other Shop")
+    assert (
+        await api.client.post(
+            f"/v1/customer-contacts/{contact_id}/messages", json={"body": "hi"}, headers=other
+        )
+    ).status_code == 404
+
+    # The standards: one deadline, replied in time.
+    for _ in range(50):
+        standards = (await api.client.get("/v1/support/standards", headers=key)).json()
+        if standards["customer_reply"]["deadlines"]:
+            break
+        await asyncio.sleep(0.1)
+    reply = standards["customer_reply"]
+    assert reply["window_days"] == 30 and reply["target"] == "P1D"
+    assert (reply["deadlines"], reply["replied_in_time"], reply["missed"]) == (1, 1, 0)
+    assert reply["reply_in_time_rate"] == 1.0 and reply["pending"] == 0
+    fresh = (await api.client.get("/v1/support/standards", headers=other)).json()
+    assert fresh["customer_reply"]["reply_in_time_rate"] is None
+
+    # Unknown tokens: a 404 page.
+    assert (await api.client.get("/c/" + "x" * 43)).status_code == 404
+    assert (await api.client.post("/c/short", data={"body": "hi"})).status_code == 404

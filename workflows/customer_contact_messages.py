@@ -1,0 +1,74 @@
+"""What a customer contact's workflow exchanges with the API and its activities.
+
+The API starts a contact with ``ContactInput`` and adds messages with ``MerchantReply`` (the
+merchant, ``POST /v1/customer-contacts/{id}/messages``) and ``CustomerReply`` (the customer,
+``POST /c/{token}``); the workflow sends ``ContactProjection`` to the read model and
+``ContactMail`` to the mailer. Message ids are made by the API, so a retried projection writes
+each message once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from domain.customer_contacts import ContactMessage, ContactRules, ContactState, Deadline
+
+
+def contact_task_summary(support_id: str, merchant_name: str, subject: str) -> str:
+    return f"Contact about {support_id} from {merchant_name}: {subject}"[:400]
+
+
+class ContactInput(BaseModel):
+    contact: ContactState  # as created (the API stored the same as the first projection)
+    rules: ContactRules
+    first_message_id: str
+    first_body: str  # the merchant's first message, e-mailed to the customer
+    merchant_name: str
+    merchant_email: str  # the merchant's support_email: reminders and customer messages
+    customer_email: str  # the order's shipping e-mail: the merchant's messages
+    order_reference_id: str
+    # Carried over when the run continues as new.
+    state: ContactState | None = None
+
+
+class MerchantReply(BaseModel):
+    message_id: str
+    body: str
+
+
+class CustomerReply(BaseModel):
+    message_id: str
+    body: str
+
+
+class ContactProjection(BaseModel):
+    """The contact as it now is, its new messages, the deadlines that changed, and what
+    changed (``created``, ``merchant_message``, ``customer_message``, ``reminded``, ``missed``,
+    ``closed``)."""
+
+    state: ContactState
+    new_messages: list[ContactMessage] = []
+    deadlines: list[Deadline] = []
+    changes: list[str] = []
+
+
+ContactMailKind = Literal["merchant_message", "customer_message", "reply_reminder"]
+
+
+class ContactMail(BaseModel):
+    """``merchant_message``: to the customer, with the message and a ``/c/{token}`` link (the
+    activity issues the token); the others to the merchant."""
+
+    kind: ContactMailKind
+    to: str
+    contact_id: str
+    support_id: str
+    order_reference_id: str
+    merchant_name: str
+    subject: str
+    body: str | None = None
+    due_at: datetime | None = None
+    due_text: str | None = None
