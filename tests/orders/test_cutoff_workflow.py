@@ -16,6 +16,7 @@ from tests.support.workflows import (
     OSLO,
     SYDNEY,
     Recorder,
+    clear_of_a_cutoff,
     order_input,
     order_worker,
     sleep_until,
@@ -29,7 +30,7 @@ from workflows.order_messages import AddressChange
 async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        now = await env.get_current_time()
+        now = await clear_of_a_cutoff(env)
         handle = await start(env.client, tq, order_input(now))
         state = await state_of(handle)
         assert state.status is Status.SCHEDULED
@@ -53,7 +54,7 @@ async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -
 async def test_cancel_one_second_before_the_cutoff_is_accepted(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        handle = await start(env.client, tq, order_input(await clear_of_a_cutoff(env)))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         await sleep_until(env, cutoff - timedelta(seconds=1))
@@ -71,7 +72,7 @@ async def test_cancel_one_second_before_the_cutoff_is_accepted(env: WorkflowEnvi
 async def test_cancel_one_second_after_the_cutoff_is_refused(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        handle = await start(env.client, tq, order_input(await clear_of_a_cutoff(env)))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
@@ -93,7 +94,7 @@ async def test_address_change_before_the_cutoff_reaches_the_print_job(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        inp = order_input(await env.get_current_time())
+        inp = order_input(await clear_of_a_cutoff(env))
         handle = await start(env.client, tq, inp)
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
@@ -120,7 +121,7 @@ async def test_address_change_to_another_facility_moves_the_cutoff(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        inp = order_input(await env.get_current_time())
+        inp = order_input(await clear_of_a_cutoff(env))
         handle = await start(env.client, tq, inp)
         sydney_address = ShippingAddress.model_validate(
             {
@@ -177,7 +178,7 @@ async def test_manual_approval_holds_the_order_until_approved(env: WorkflowEnvir
 async def test_refused_print_job_puts_the_order_on_hold(env: WorkflowEnvironment) -> None:
     rec = Recorder(reject_with="unknown product_uid poster_a3_matte")
     async with order_worker(env.client, rec) as tq:
-        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        handle = await start(env.client, tq, order_input(await clear_of_a_cutoff(env)))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
@@ -210,7 +211,7 @@ async def test_peak_season_has_two_cutoffs_a_day(
     async with order_worker(env.client, rec) as tq:
         arrival = _next_local(OSLO.timezone, months, arrives, await env.get_current_time())
         await sleep_until(env, arrival)
-        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        handle = await start(env.client, tq, order_input(await clear_of_a_cutoff(env)))
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         local_arrival = arrival.astimezone(ZoneInfo(OSLO.timezone))

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from domain.facilities import FacilityInfo, Schedule
 from domain.orders import OrderCreate, OrderInput, OrderState
+from domain.schedule import next_cutoff
 from worker import WORKFLOW_RUNNER
 from workflows.order import OrderWorkflow
 from workflows.order_messages import (
@@ -186,6 +187,20 @@ async def start(client: Client, task_queue: str, inp: OrderInput) -> WorkflowHan
 
 async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
     return await handle.query(OrderWorkflow.order)
+
+
+async def clear_of_a_cutoff(
+    env: WorkflowEnvironment, facility: FacilityInfo = OSLO, room: timedelta = timedelta(minutes=10)
+) -> datetime:
+    """The test server's time, first moved past the facility's next cutoff if that is less than
+    ``room`` away: the server starts at the wall clock, and a test that acts "five minutes before
+    the cutoff" must not depend on when it runs."""
+    now = await env.get_current_time()
+    cutoff = next_cutoff(facility.schedule, facility.timezone, now)
+    if cutoff - now < room:
+        await env.sleep(cutoff - now + timedelta(seconds=1))
+        now = await env.get_current_time()
+    return now
 
 
 async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
