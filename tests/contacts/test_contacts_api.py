@@ -1,15 +1,33 @@
 """Customer contacts through the API, against real parts: the Temporal dev server with a
 worker, SQLite and PostgreSQL, a real SMTP sink. Each rule of the contact policy is asked for
 once through HTTP, allowed and refused; the customer's e-mail, the /c/{token} page and reply,
-and the merchant's support standards follow.
+and the merchant's support standards follow. Then the promise under faults: a contact created
+while Temporal is unreachable is answered 201 and started later by the relay, a reply sent
+before its workflow ever ran goes with the start, and retries with the same Idempotency-Key
+apply once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.api import ADMIN_TOKEN, Api, order_json
+import pytest
+from sqlalchemy import delete
+from sqlmodel import col, func, select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.services.contact_starts import ContactStarter
+from db.models import (
+    CustomerContact,
+    CustomerContactMessage,
+    CustomerContactStart,
+    IdempotentRequest,
+)
+from tests.support.api import ADMIN_TOKEN, Api, order_json, started
 from tests.support.contacts import link_in, text_of
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
@@ -241,3 +259,183 @@ async def test_the_customer_is_emailed_replies_on_the_page_and_the_merchant_answ
     # Unknown tokens: a 404 page.
     assert (await api.client.get("/c/" + "x" * 43)).status_code == 404
     assert (await api.client.post("/c/short", data={"body": "hi"})).status_code == 404
+
+
+# ---------------------------------------------------------------------------- under faults
+
+REPLAYED = "Idempotent-Replayed"
+
+
+async def _unreachable_temporal() -> Client:
+    # Nothing listens there: every call fails, as with a Temporal server that is down.
+    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+
+
+async def _created_while_temporal_is_down(api: Api, key: dict[str, str]) -> dict[str, Any]:
+    """A contact created by an API process that cannot reach Temporal: answered 201, its
+    start kept in the outbox with the reason, no workflow."""
+    made = await order(api, key)
+    down = ContactStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
+    api.app.state.contact_starter = down
+    created = await api.client.post(
+        "/v1/customer-contacts", json=contact(made["support_id"]), headers=key
+    )
+    await down.close()
+    api.app.state.contact_starter = ContactStarter(
+        api.app.state.sessions, api.temporal, api.settings
+    )
+    assert created.status_code == 201, created.text
+    body = dict(created.json())
+    assert body["status"] == "open" and [m["author_kind"] for m in body["messages"]] == ["merchant"]
+    async with api.app.state.sessions() as session:
+        waiting = await session.get(CustomerContactStart, body["id"])
+        assert waiting is not None and waiting.last_error, "kept, with the reason"
+    with pytest.raises(RPCError) as absent:
+        await api.temporal.get_workflow_handle(body["id"]).describe()
+    assert absent.value.status == RPCStatusCode.NOT_FOUND
+    return body
+
+
+async def _make_due(api: Api, contact_id: str) -> None:
+    async with api.app.state.sessions() as session:
+        row = await session.get(CustomerContactStart, contact_id)
+        assert row is not None
+        row.due_at = datetime.now(UTC) - timedelta(seconds=1)
+        await session.commit()
+
+
+async def _outbox_gone(api: Api, contact_id: str) -> None:
+    # Started rows are deleted in batches, a moment after their start.
+    for _ in range(50):
+        async with api.app.state.sessions() as session:
+            if await session.get(CustomerContactStart, contact_id) is None:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the outbox still holds {contact_id}")
+
+
+def _mails_with(api: Api, text: str) -> int:
+    return sum(1 for m in api.mail.messages if CUSTOMER in str(m["To"]) and text in text_of(m))
+
+
+async def test_a_contact_created_while_temporal_is_unreachable_is_started_later_by_the_relay(
+    api: Api,
+) -> None:
+    key = await berlin_merchant(api)
+    created = await _created_while_temporal_is_down(api, key)
+    assert _mails_with(api, "The house number seems to be missing.") == 0
+
+    # Later, in any API process that reaches Temporal, the sweep finds it due and starts it.
+    await _make_due(api, created["id"])
+    up = ContactStarter(api.app.state.sessions, api.temporal, api.settings)
+    assert await up.sweep() == 1
+    described = await started(api.temporal.get_workflow_handle(created["id"]))
+    assert described.status == WorkflowExecutionStatus.RUNNING
+    mail = await api.mail.wait_for(
+        lambda m: CUSTOMER in str(m["To"]) and "The house number seems" in text_of(m), timeout=20
+    )
+    assert created["support_id"] in text_of(mail) and link_in(mail)
+    await up.close()
+    await _outbox_gone(api, created["id"])
+    assert await up.sweep() == 0, "nothing twice"
+    read = (await api.client.get(f"/v1/customer-contacts/{created['id']}", headers=key)).json()
+    assert read["status"] == "open" and len(read["messages"]) == 1
+
+
+async def test_a_reply_before_the_contact_workflow_ever_started_goes_with_its_start(
+    api: Api,
+) -> None:
+    key = await berlin_merchant(api)
+    created = await _created_while_temporal_is_down(api, key)
+
+    # The merchant writes again before the workflow ever ran: update-with-start.
+    more = await api.client.post(
+        f"/v1/customer-contacts/{created['id']}/messages",
+        json={"body": "Any news about the house number?"},
+        headers=key,
+    )
+    assert more.status_code == 200, more.text
+    assert [(m["author_kind"], m["body"]) for m in more.json()["messages"]] == [
+        ("merchant", "The house number seems to be missing.\nCould you tell us?"),
+        ("merchant", "Any news about the house number?"),
+    ]
+    handle = api.temporal.get_workflow_handle(created["id"])
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.RUNNING
+    # The one workflow sends both: the first message with its link, then the reply.
+    await api.mail.wait_for(
+        lambda m: CUSTOMER in str(m["To"]) and "Any news about the house number?" in text_of(m),
+        timeout=20,
+    )
+    assert _mails_with(api, "The house number seems to be missing.") == 1
+
+    # Its start request is still queued (this process could not reach Temporal): the sweep
+    # finds the workflow running and starts nothing twice.
+    await _make_due(api, created["id"])
+    up = ContactStarter(api.app.state.sessions, api.temporal, api.settings)
+    await up.sweep()
+    await up.close()
+    await _outbox_gone(api, created["id"])
+    assert (await handle.describe()).run_id == described.run_id
+    read = (await api.client.get(f"/v1/customer-contacts/{created['id']}", headers=key)).json()
+    assert len(read["messages"]) == 2
+
+
+async def _count(api: Api, table: Any, *where: Any) -> int:
+    async with api.app.state.sessions() as session:
+        return int(
+            (await session.exec(select(func.count()).select_from(table).where(*where))).one()
+        )
+
+
+async def test_a_retried_contact_and_a_retried_reply_apply_once(api: Api) -> None:
+    key = await berlin_merchant(api)
+    made = await order(api, key)
+    body = contact(made["support_id"])
+
+    create = key | {"Idempotency-Key": "contact-address-1"}
+    first = await api.client.post("/v1/customer-contacts", json=body, headers=create)
+    again = await api.client.post("/v1/customer-contacts", json=body, headers=create)
+    assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
+    assert again.content == first.content and again.headers[REPLAYED] == "true"
+    assert REPLAYED not in first.headers
+    contact_id = first.json()["id"]
+    assert await _count(api, CustomerContact, CustomerContact.order_id == made["id"]) == 1
+    listed = await api.client.get(
+        "/v1/customer-contacts", params={"support_id": made["support_id"]}, headers=key
+    )
+    assert [c["id"] for c in listed.json()["data"]] == [contact_id]
+    await started(api.temporal.get_workflow_handle(contact_id))
+
+    path = f"/v1/customer-contacts/{contact_id}/messages"
+    reply = key | {"Idempotency-Key": "reply-1"}
+    text = {"body": "Could you check the house number?"}
+    answered = await api.client.post(path, json=text, headers=reply)
+    replayed = await api.client.post(path, json=text, headers=reply)
+    assert (answered.status_code, replayed.status_code) == (200, 200), answered.text
+    assert replayed.content == answered.content and replayed.headers[REPLAYED] == "true"
+    assert len(answered.json()["messages"]) == 2
+
+    # The first answer lost (an answer of 500 or more keeps nothing): the retry runs again,
+    # and the key, also the Update's id, still applies the reply once.
+    async with api.app.state.sessions() as session:
+        await session.exec(delete(IdempotentRequest).where(col(IdempotentRequest.key) == "reply-1"))
+        await session.commit()
+    rerun = await api.client.post(path, json=text, headers=reply)
+    assert rerun.status_code == 200, rerun.text
+    assert REPLAYED not in rerun.headers
+    assert [m["id"] for m in rerun.json()["messages"]] == [
+        m["id"] for m in answered.json()["messages"]
+    ]
+    where = CustomerContactMessage.contact_id == contact_id
+    assert await _count(api, CustomerContactMessage, where) == 2
+
+    # The workflow e-mails in order: once a later reply has arrived, a second copy of the
+    # retried one would have too.
+    later = await api.client.post(path, json={"body": "Thanks in advance."}, headers=key)
+    assert later.status_code == 200, later.text
+    await api.mail.wait_for(
+        lambda m: CUSTOMER in str(m["To"]) and "Thanks in advance." in text_of(m), timeout=20
+    )
+    assert _mails_with(api, "Could you check the house number?") == 1
+    assert await _count(api, CustomerContactMessage, where) == 3

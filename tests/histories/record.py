@@ -1,9 +1,10 @@
 """Records the committed replay histories: ``.venv/bin/python -m tests.histories.record``.
 
 With no argument it records every history below; name one (``order_full_lifecycle``,
-``webhook_delivery_gave_up``, ``support_case_breached_paused_resolved``) to record only that
-one. Re-record only on purpose (a deliberate, versioned change to a workflow):
-``test_replay.py`` exists to catch accidental non-determinism against these files.
+``webhook_delivery_gave_up``, ``support_case_breached_paused_resolved``,
+``customer_contact_missed_late_reply_closed``) to record only that one. Re-record only on
+purpose (a deliberate, versioned change to a workflow): ``test_replay.py`` exists to catch
+accidental non-determinism against these files.
 
 ``order_created_before_api_wrote_creation.json`` has no recorder: earlier code wrote it (the
 order workflow before the API wrote each order's first projection) and today's code must keep
@@ -39,9 +40,12 @@ from domain.orders import (
 from domain.support import Plan
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.support.cases import amsterdam, case_world
+from tests.support.contacts import berlin, contact_world
 from tests.support.webhook_delivery import running_delivery
 from tests.support.workflows import Recorder, order_body, order_input, order_worker, sleep_until
 from workflows.client import ensure_search_attributes
+from workflows.customer_contact import CustomerContactWorkflow
+from workflows.customer_contact_messages import CustomerReply, MerchantReply
 from workflows.order import OrderWorkflow
 from workflows.order_messages import PersonalizationSubmission, ProductionSignal
 from workflows.support_case import SupportCaseWorkflow
@@ -207,10 +211,52 @@ async def support_case_breached_paused_resolved() -> None:
                 await engine.dispose()
 
 
+async def customer_contact_missed_late_reply_closed() -> None:
+    """A Berlin merchant's contact opened on Friday 14 May 2027 at 15:00: the customer writes at
+    16:00, the reply is due Tuesday 16:00 (the weekend and Whit Monday off), the merchant is
+    reminded at 10:00, misses 16:00, replies late at 17:00, and the contact closes 30 days
+    after that last message."""
+    async with _time_skipping() as env:
+        await ensure_search_attributes(env.client, "default")
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_engine(f"sqlite:///{tmp}/record.db")
+            await create_tables(engine)
+            try:
+                async with contact_world(env, engine, Path(tmp)) as world:
+                    opened = berlin(2027, 5, 14, 15, 0)
+                    await sleep_until(env, opened)
+                    handle = await world.open(opened, body="Your street number is missing.")
+                    await sleep_until(env, berlin(2027, 5, 14, 16, 0))
+                    await handle.execute_update(
+                        CustomerContactWorkflow.customer_message,
+                        CustomerReply(message_id="msg_c1", body="It is Hauptstr. 5, sorry!"),
+                    )
+                    await sleep_until(env, berlin(2027, 5, 18, 10, 1))
+                    reminded = await handle.query(CustomerContactWorkflow.contact)
+                    assert reminded.sla_state == "at_risk", reminded.sla_state
+                    await sleep_until(env, berlin(2027, 5, 18, 16, 1))
+                    missed = await handle.query(CustomerContactWorkflow.contact)
+                    assert missed.sla_state == "missed" and missed.misses == 1
+                    await sleep_until(env, berlin(2027, 5, 18, 17, 0))
+                    late = await handle.execute_update(
+                        CustomerContactWorkflow.merchant_reply,
+                        MerchantReply(message_id="msg_m2", body="Thanks, fixed: Hauptstr. 5."),
+                    )
+                    assert late.sla_state == "missed" and late.misses == 1
+                    await env.sleep(timedelta(days=30, minutes=1))
+                    final = await handle.result()
+                    assert final.status == "closed" and final.messages == 3
+                    history = await handle.fetch_history()
+                _write("customer_contact_missed_late_reply_closed", history)
+            finally:
+                await engine.dispose()
+
+
 RECORDERS: dict[str, Callable[[], Awaitable[None]]] = {
     "order_full_lifecycle": order_full_lifecycle,
     "webhook_delivery_gave_up": webhook_delivery_gave_up,
     "support_case_breached_paused_resolved": support_case_breached_paused_resolved,
+    "customer_contact_missed_late_reply_closed": customer_contact_missed_late_reply_closed,
 }
 
 

@@ -3,6 +3,7 @@ this folder, against every workflow the worker registers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,14 @@ async def test_committed_history_replays(name: str) -> None:
 
 def test_there_is_a_history_to_replay() -> None:
     assert HISTORIES, "tests/histories/ holds no history: record one with tests.histories.record"
+
+
+def test_every_workflow_the_worker_runs_has_a_committed_history() -> None:
+    recorded = {
+        json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"][
+            "name"
+        ]
+        for text in HISTORIES.values()
+    }
+    names = {getattr(w, "__temporal_workflow_definition").name for w in WORKFLOWS}
+    assert names <= recorded, f"no committed history of {sorted(names - recorded)}"
