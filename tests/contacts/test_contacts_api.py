@@ -328,7 +328,8 @@ async def test_a_contact_created_while_temporal_is_unreachable_is_started_later_
     # Later, in any API process that reaches Temporal, the sweep finds it due and starts it.
     await _make_due(api, created["id"])
     up = ContactStarter(api.app.state.sessions, api.temporal, api.settings)
-    assert await up.sweep() == 1
+    # This sweep starts it, or the API's own sweep (every 2 s) was a moment quicker.
+    assert await up.sweep() in (0, 1)
     described = await started(api.temporal.get_workflow_handle(created["id"]))
     assert described.status == WorkflowExecutionStatus.RUNNING
     mail = await api.mail.wait_for(
