@@ -6,12 +6,15 @@ seconds (``900``) or ISO 8601 (``PT15M``, ``P7D``).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +29,42 @@ def _seconds_or_iso(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
+
+PAYLOAD_KEY_BYTES = 32
+
+
+def parse_payload_keys(value: str) -> list[tuple[str, bytes]]:
+    """``id:base64key,...`` → ``[(id, key), ...]``, the encrypting key first.
+
+    Ids are letters, digits, ``.``, ``_`` and ``-``; keys are 256 bits in standard or URL-safe
+    base64 (``openssl rand -base64 32``). Errors name the entry, never the key.
+    """
+    keys: list[tuple[str, bytes]] = []
+    for n, entry in enumerate(value.split(","), 1):
+        key_id, sep, encoded = entry.strip().partition(":")
+        key_id = key_id.strip()
+        if not sep or not key_id or not re.fullmatch(r"[A-Za-z0-9._-]+", key_id):
+            raise ValueError(
+                f"entry {n} is not 'id:base64key' (ids: letters, digits, '.', '_', '-'); "
+                "expected e.g. k1:$(openssl rand -base64 32)"
+            )
+        try:
+            encoded = encoded.strip()
+            key = base64.b64decode(
+                encoded.replace("-", "+").replace("_", "/") + "=" * (-len(encoded) % 4),
+                validate=True,
+            )
+        except (binascii.Error, ValueError):
+            raise ValueError(f"key {key_id!r} is not base64") from None
+        if len(key) != PAYLOAD_KEY_BYTES:
+            raise ValueError(
+                f"key {key_id!r} has {len(key) * 8} bits; AES-256 needs {PAYLOAD_KEY_BYTES * 8}"
+            )
+        if any(key_id == known for known, _ in keys):
+            raise ValueError(f"key id {key_id!r} appears twice")
+        keys.append((key_id, key))
+    return keys
+
 
 BUNDLED_FACILITIES = Path(__file__).resolve().parent / "domain" / "facilities.json"
 BUNDLED_SUPPORT_FILE = Path(__file__).resolve().parent / "domain" / "support.json"
@@ -59,6 +98,11 @@ class Settings(BaseSettings):
     support_file: Path = BUNDLED_SUPPORT_FILE
     # How long a write waits for the order's workflow before answering 503 order_busy.
     update_timeout: Duration = timedelta(seconds=10)
+    # Encrypts every payload sent to Temporal: ``id:base64key,...``, the first encrypts
+    # (``parse_payload_keys``; docs/deploying.md "Encrypted payloads"). Unset: plain payloads.
+    payload_keys: SecretStr | None = None
+    # Origins (comma-separated) of Temporal Web UIs allowed to call ``/codec`` from a browser.
+    codec_cors_origins: str = ""
 
     # Not in the public contract; operational knobs with safe defaults.
     print_submit_timeout: Duration = timedelta(seconds=30)
@@ -90,6 +134,23 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = 500
     # On SIGTERM in-flight activities get this long to finish; at least print_submit_timeout.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _check_payload_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_payload_keys(value.get_secret_value())
+            return value
+        return None
+
+    def payload_key_list(self) -> list[tuple[str, bytes]]:
+        """The parsed ``payload_keys`` (empty: no encryption)."""
+        if self.payload_keys is None:
+            return []
+        return parse_payload_keys(self.payload_keys.get_secret_value())
+
+    def codec_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
 
 
 @lru_cache

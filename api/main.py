@@ -21,6 +21,7 @@ from api.routes import (
     admin,
     cases,
     claims,
+    codec,
     contacts,
     health,
     orders,
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(console.router)
     app.include_router(contact_pages.router)
+    app.include_router(codec.router)
     return app
 
 

@@ -1,12 +1,13 @@
 """``make run``: the whole printflow stack on this machine, until Ctrl-C.
 
-State lives under ``.data/`` (SQLite databases, e-mails, logs, the admin token, the demo
-merchant and the demo support agent), so a second run finds the orders, the token, the API key
-and the agent token of the first.
+State lives under ``.data/`` (SQLite databases, e-mails, logs, the admin token, the payload
+key, the demo merchant and the demo support agent), so a second run finds the orders, the
+token, the API key and the agent token of the first, and still reads the histories it wrote.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -69,9 +70,19 @@ def main() -> int:
     data_dir.mkdir(exist_ok=True)
     _log_mail_to_console()
     facilities = _dev_facilities(data_dir)
+    ui_port = StackConfig.ui_port
     stack = Stack(
         StackConfig(
-            data_dir=data_dir, admin_token=_admin_token(data_dir), facilities_file=facilities
+            data_dir=data_dir,
+            admin_token=_admin_token(data_dir),
+            facilities_file=facilities,
+            ui_codec=True,
+            env={
+                "PRINTFLOW_PAYLOAD_KEYS": _payload_keys(data_dir),
+                "PRINTFLOW_CODEC_CORS_ORIGINS": (
+                    f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}"
+                ),
+            },
         )
     )
     try:
@@ -145,6 +156,22 @@ def _admin_token(data_dir: Path) -> str:
     token = secrets.token_urlsafe(32)
     _write_private(path, token + "\n")
     return token
+
+
+def _payload_keys(data_dir: Path) -> str:
+    """``PRINTFLOW_PAYLOAD_KEYS`` of this machine's stack: one key, generated once and kept in
+    .data/payload-keys, so a restart still reads what earlier runs encrypted. An environment
+    that sets the variable wins (to try a rotation: ``PRINTFLOW_PAYLOAD_KEYS=new:…,dev:…``)."""
+    if os.environ.get("PRINTFLOW_PAYLOAD_KEYS", "").strip():
+        return os.environ["PRINTFLOW_PAYLOAD_KEYS"]
+    path = data_dir / "payload-keys"
+    if path.exists():
+        keys = path.read_text().strip()
+        if keys:
+            return keys
+    keys = "dev:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    _write_private(path, keys + "\n")
+    return keys
 
 
 def _demo_merchant(stack: Stack, data_dir: Path) -> dict[str, Any] | None:
@@ -256,6 +283,9 @@ def _banner(
             f"  E-mails             {_show(stack.mail_dir)}/   (SMTP on port {config.smtp_port})",
             f"  Logs                {_show(stack.log_dir)}/",
             f"  Admin token         {stack.admin_token}   (header X-Admin-Token)",
+            f"  Payload codec       {stack.codec_url}   (encrypted payloads in the Web UI: sign "
+            "in there with the admin token, then turn on 'Include cross-origin credentials' in "
+            "the UI's codec settings)",
             f"  Demo merchant       {key_line}",
             f"  Support console     {api}/support   (sign in with the demo agent's token)",
             f"  Demo agent          {agent_line}",

@@ -76,6 +76,8 @@ class StackConfig:
     simulator_port: int = DEFAULT_SIMULATOR_PORT
     smtp_port: int = 1025
     ui: bool = True
+    # The Web UI decodes encrypted payloads at the API's /codec (make run: with its keys).
+    ui_codec: bool = False
     # None: a random token per Stack (``make run`` passes a stored one, stable across runs).
     admin_token: str | None = None
     # None: the bundled facilities, pointed at this stack's simulator if it is not on :8100.

@@ -123,6 +123,11 @@ class Stack(ProcessManager):
         return f"http://{self.config.host}:{self.config.api_port}"
 
     @property
+    def codec_url(self) -> str:
+        """The API's codec endpoint as a browser on this machine reaches it (the Web UI's)."""
+        return f"http://localhost:{self.config.api_port}/codec"
+
+    @property
     def simulator_url(self) -> str:
         return f"http://{self.config.host}:{self.config.simulator_port}"
 
@@ -269,6 +274,7 @@ class Stack(ProcessManager):
             port=self.config.temporal_port,
             ui_port=self.config.ui_port if self.config.ui else None,
             namespace=self.namespace,
+            ui_codec_endpoint=self.codec_url if self.config.ui_codec else None,
         )
 
         def ready() -> bool:

@@ -40,9 +40,19 @@ def temporal_cli() -> str:
 
 
 def dev_server_command(
-    cli: str, *, db_file: Path, host: str, port: int, ui_port: int | None, namespace: str
+    cli: str,
+    *,
+    db_file: Path,
+    host: str,
+    port: int,
+    ui_port: int | None,
+    namespace: str,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
-    """``temporal server start-dev`` on SQLite with our search attributes (no UI: headless)."""
+    """``temporal server start-dev`` on SQLite with our search attributes (no UI: headless).
+
+    ``ui_codec_endpoint``: where the Web UI decodes encrypted payloads (the API's ``/codec``).
+    """
     argv = [
         cli,
         "server",
@@ -63,6 +73,8 @@ def dev_server_command(
     if ui_port is not None:
         # The news feed is fetched from the internet, which this machine may not have.
         argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+        if ui_codec_endpoint:
+            argv += ["--ui-codec-endpoint", ui_codec_endpoint]
     else:
         argv += ["--headless"]
     if namespace != "default":

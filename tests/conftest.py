@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_tables
+from settings import parse_payload_keys
+from tests.support.keys import TEST_PAYLOAD_KEYS
 
 log = logging.getLogger("tests")
 
@@ -34,6 +36,19 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("printflow")
 
 BIN = Path(sys.prefix) / "bin"
+
+# The whole suite encrypts its payloads (tests/support/keys.py): the settings of in-process APIs
+# and workers read this variable, real processes inherit it. Set it empty to run without.
+os.environ.setdefault("PRINTFLOW_PAYLOAD_KEYS", TEST_PAYLOAD_KEYS)
+
+
+def suite_converter() -> DataConverter:
+    """The data converter of every test client: ``workflows.client.data_converter`` with the
+    suite's keys, as API and worker build it from their settings."""
+    from workflows.client import data_converter
+
+    value = os.environ.get("PRINTFLOW_PAYLOAD_KEYS", "").strip()
+    return data_converter(parse_payload_keys(value) if value else ())
 
 
 def _binary(name: str) -> str:
@@ -59,7 +74,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     from workflows.client import ensure_search_attributes
 
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
+        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=suite_converter()
     )
     await ensure_search_attributes(env.client, "default")
     try:
@@ -75,7 +90,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_CLI,
-        data_converter=pydantic_data_converter,
+        data_converter=suite_converter(),
         search_attributes=search_attributes.ALL,
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal"],
     )

@@ -1,7 +1,10 @@
-"""How the API and the worker reach Temporal: one client, pydantic payloads, and the
-client-side calls both make (search attributes, queuing webhooks)."""
+"""How the API and the worker reach Temporal: one client, pydantic payloads (encrypted when
+``PRINTFLOW_PAYLOAD_KEYS`` is set), and the client-side calls both make (search attributes,
+queuing webhooks)."""
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -12,11 +15,13 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
 from workflows import search_attributes
+from workflows.codec import EncryptionCodec
 from workflows.webhook_messages import (
     ENQUEUE_SIGNAL,
     EnqueueWebhooks,
@@ -28,12 +33,25 @@ from workflows.webhooks import WebhookDeliveryWorkflow
 log = logging.getLogger("printflow.temporal")
 
 
+def data_converter(keys: Sequence[tuple[str, bytes]] = ()) -> DataConverter:
+    """Pydantic payloads; with ``keys`` (``Settings.payload_key_list``) every payload, memo and
+    summary is AES-GCM encrypted and failure messages and stack traces travel inside an
+    encrypted payload too (workflows/codec.py). The one converter of API, worker and tests."""
+    if not keys:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """``runtime``: the process's SDK runtime (metrics, log forwarding); None for the default."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings.payload_key_list()),
         runtime=runtime,
     )
 

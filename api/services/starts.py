@@ -216,16 +216,22 @@ class WorkflowStarter:
 
     async def _forget(self, delay: float = 0.0) -> None:
         await asyncio.sleep(delay)
-        ids, self._started = self._started, set()
-        if not ids:
-            return
-        try:
-            async with self._sessions() as session:
-                await session.exec(delete(self.relay.outbox).where(col(self.relay.key).in_(ids)))
-                await session.commit()
-        except Exception as err:  # kept for the next batch; a sweep meanwhile starts nothing new
-            log.warning("could not delete %d started outbox rows: %s", len(ids), type(err).__name__)
-            self._started |= ids
+        # Rows started while a delete is in flight join the next round of this same task (a
+        # new task is only made when none runs), so none is left behind.
+        while self._started:
+            ids, self._started = self._started, set()
+            try:
+                async with self._sessions() as session:
+                    await session.exec(
+                        delete(self.relay.outbox).where(col(self.relay.key).in_(ids))
+                    )
+                    await session.commit()
+            except Exception as err:  # kept for the next batch; a sweep starts nothing new
+                log.warning(
+                    "could not delete %d started outbox rows: %s", len(ids), type(err).__name__
+                )
+                self._started |= ids
+                return
 
     async def close(self) -> None:
         """Lets the starts in flight finish (what they do not finish, the next sweep does)."""

@@ -15,13 +15,13 @@ import pytest
 from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.services.case_starts import CaseStarter
 from db.models import SupportCase, SupportCaseStart
 from domain.business_time import add
 from domain.cases import resolved_calendar
 from domain.support import load_support
+from tests.conftest import suite_converter
 from tests.support.api import ADMIN_TOKEN, Api
 from tests.support.api import started as workflow_started
 from tests.support.production import FullApi, full_api, tracking
@@ -429,9 +429,7 @@ async def test_a_case_opened_while_temporal_is_unreachable_is_answered_and_start
 ) -> None:
     api = full_api
     key = Api.auth(await merchant(api))
-    unreachable = await Client.connect(
-        "127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter
-    )
+    unreachable = await Client.connect("127.0.0.1:1", lazy=True, data_converter=suite_converter())
     down = CaseStarter(api.app.state.sessions, unreachable, api.settings)
     api.app.state.case_starter = down
     case = await open_case(api, key)

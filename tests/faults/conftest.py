@@ -29,11 +29,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
+from tests.conftest import suite_converter
 from workflows.order import OrderWorkflow
 
 UPDATE_TIMEOUT = 3  # seconds an Update waits before the API answers 503 order_busy
@@ -201,9 +201,7 @@ def ask_workflow(
     """``await ask(handle)`` for the order's workflow, asking again while Temporal times out."""
 
     async def run() -> T:
-        client = await Client.connect(
-            stack.temporal_address, data_converter=pydantic_data_converter
-        )
+        client = await Client.connect(stack.temporal_address, data_converter=suite_converter())
         handle = client.get_workflow_handle_for(OrderWorkflow.run, order_id)
         deadline = time.monotonic() + timeout
         while True:

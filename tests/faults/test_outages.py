@@ -37,11 +37,11 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
+from tests.conftest import suite_converter
 from tests.support.api import order_json
 from workflows.order import OrderWorkflow
 
@@ -180,9 +180,7 @@ class Shop:
 
 def _temporal(stack: Stack, work: Callable[[Client], Any]) -> Any:
     async def run() -> Any:
-        client = await Client.connect(
-            stack.temporal_address, data_converter=pydantic_data_converter
-        )
+        client = await Client.connect(stack.temporal_address, data_converter=suite_converter())
         return await work(client)
 
     return asyncio.run(run())

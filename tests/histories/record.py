@@ -2,9 +2,9 @@
 
 With no argument it records every history below; name one (``order_full_lifecycle``,
 ``webhook_delivery_gave_up``, ``support_case_breached_paused_resolved``,
-``customer_contact_missed_late_reply_closed``) to record only that one. Re-record only on
-purpose (a deliberate, versioned change to a workflow): ``test_replay.py`` exists to catch
-accidental non-determinism against these files.
+``customer_contact_missed_late_reply_closed``, ``order_encrypted_with_test_key``) to record
+only that one. Re-record only on purpose (a deliberate, versioned change to a workflow):
+``test_replay.py`` exists to catch accidental non-determinism against these files.
 
 ``order_created_before_api_wrote_creation.json`` has no recorder: earlier code wrote it (the
 order workflow before the API wrote each order's first projection) and today's code must keep
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_tables
@@ -41,9 +42,10 @@ from domain.support import Plan
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.support.cases import amsterdam, case_world
 from tests.support.contacts import berlin, contact_world
+from tests.support.keys import TEST_KEY_A, keys
 from tests.support.webhook_delivery import running_delivery
 from tests.support.workflows import Recorder, order_body, order_input, order_worker, sleep_until
-from workflows.client import ensure_search_attributes
+from workflows.client import data_converter, ensure_search_attributes
 from workflows.customer_contact import CustomerContactWorkflow
 from workflows.customer_contact_messages import CustomerReply, MerchantReply
 from workflows.order import OrderWorkflow
@@ -67,9 +69,11 @@ ITEMS = [
 
 
 @asynccontextmanager
-async def _time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+async def _time_skipping(
+    converter: DataConverter = pydantic_data_converter,
+) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
+        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=converter
     )
     try:
         yield env
@@ -252,11 +256,46 @@ async def customer_contact_missed_late_reply_closed() -> None:
                 await engine.dispose()
 
 
+async def order_encrypted_with_test_key() -> None:
+    """An order personalized, printed, shipped and delivered with every payload encrypted under
+    the test key A (tests/support/keys.py); replays need that key among theirs."""
+    async with _time_skipping(data_converter(keys(TEST_KEY_A))) as env:
+        await ensure_search_attributes(env.client, "default")
+        async with order_worker(env.client, Recorder()) as tq:
+            inp = order_input(await env.get_current_time(), body=order_body(items=ITEMS))
+            handle = await env.client.start_workflow(
+                OrderWorkflow.run, inp, id=inp.order_id, task_queue=tq
+            )
+            await sleep_until(env, inp.received_at + timedelta(minutes=16))  # the link
+            state = await handle.query(OrderWorkflow.order)
+            await handle.execute_update(
+                OrderWorkflow.complete_personalization,
+                PersonalizationSubmission(
+                    link_id=state.link_id or "", values={"mug-1": {"name": "Ada"}}
+                ),
+            )
+            state = await handle.query(OrderWorkflow.order)
+            assert state.cutoff_at is not None
+            await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+            await _signal(env, handle, "printed")
+            tracking = {
+                "carrier": "DHL",
+                "tracking_code": "PKG2",
+                "tracking_url": "https://t.example/2",
+            }
+            await _signal(env, handle, "shipped", tracking=tracking)
+            await _signal(env, handle, "delivered")
+            await handle.result()
+            history = await handle.fetch_history()
+        _write("order_encrypted_with_test_key", history)
+
+
 RECORDERS: dict[str, Callable[[], Awaitable[None]]] = {
     "order_full_lifecycle": order_full_lifecycle,
     "webhook_delivery_gave_up": webhook_delivery_gave_up,
     "support_case_breached_paused_resolved": support_case_breached_paused_resolved,
     "customer_contact_missed_late_reply_closed": customer_contact_missed_late_reply_closed,
+    "order_encrypted_with_test_key": order_encrypted_with_test_key,
 }
 
 

@@ -1,30 +1,44 @@
 """Today's workflow code must replay the histories that earlier code wrote: every ``*.json`` in
-this folder, against every workflow the worker registers."""
+this folder, against every workflow the worker registers.
+
+They replay through the payload codec with the test keys ``B,A`` (tests/support/keys.py), as a
+worker replays after a key rotation: histories written before encryption pass through it, and
+``order_encrypted_with_test_key`` was written with every payload encrypted under key A.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.support.keys import TEST_KEY_A, TEST_KEY_B, keys
 from worker import WORKFLOW_RUNNER, WORKFLOWS
+from workflows.client import data_converter
+from workflows.codec import ENCODING
 
 HISTORIES = {path.stem: path.read_text() for path in sorted(Path(__file__).parent.glob("*.json"))}
+ENCRYPTED = "order_encrypted_with_test_key"
+
+
+def _replayer(payload_keys: str) -> Replayer:
+    return Replayer(
+        workflows=list(WORKFLOWS),
+        workflow_runner=WORKFLOW_RUNNER,
+        data_converter=data_converter(keys(payload_keys)),
+    )
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))
 async def test_committed_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(name, HISTORIES[name])
-    replayer = Replayer(
-        workflows=list(WORKFLOWS),
-        workflow_runner=WORKFLOW_RUNNER,
-        data_converter=pydantic_data_converter,
+    result = await _replayer(f"{TEST_KEY_B},{TEST_KEY_A}").replay_workflow(
+        history, raise_on_replay_failure=False
     )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
 
@@ -41,3 +55,34 @@ def test_every_workflow_the_worker_runs_has_a_committed_history() -> None:
     }
     names = {getattr(w, "__temporal_workflow_definition").name for w in WORKFLOWS}
     assert names <= recorded, f"no committed history of {sorted(names - recorded)}"
+
+
+def test_the_encrypted_history_holds_no_customer_data_in_the_clear() -> None:
+    text = HISTORIES[ENCRYPTED]
+    for word in ("Kari", "Nordmann", "Karl Johans", "kari@example.com"):
+        assert word not in text
+    encodings = [
+        base64.b64decode(value) for value in _metadata_values(json.loads(text), "encoding")
+    ]
+    assert encodings.count(ENCODING) > 10
+
+
+async def test_the_encrypted_history_needs_its_key() -> None:
+    history = WorkflowHistory.from_json(ENCRYPTED, HISTORIES[ENCRYPTED])
+    result = await _replayer(TEST_KEY_B).replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert "PayloadDecryptError" in str(result.replay_failure)
+
+
+def _metadata_values(node: object, key: str) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        metadata = node.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get(key), str):
+            found.append(metadata[key])
+        for value in node.values():
+            found += _metadata_values(value, key)
+    elif isinstance(node, list):
+        for value in node:
+            found += _metadata_values(value, key)
+    return found

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from settings import Settings
+from tests.conftest import suite_converter
 from tests.ops.conftest import TcpProxy
 from tests.support.polling import apoll
 
@@ -54,7 +54,7 @@ async def test_readyz_follows_temporal_away_and_back(
     dev_env: WorkflowEnvironment, database_url: str
 ) -> None:
     proxy = await _proxy_to(dev_env.client.service_client.config.target_host)
-    temporal = await Client.connect(proxy.address, data_converter=pydantic_data_converter)
+    temporal = await Client.connect(proxy.address, data_converter=suite_converter())
     async with _api(database_url, temporal) as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 200

@@ -73,6 +73,23 @@ def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
             {"PRINTFLOW_ENV": "prod", "PRINTFLOW_DATABASE_URL": sqlite},
             "PRINTFLOW_ENV: Input should be 'development' or 'production'",
         ),
+        "a payload key of 128 bits": (
+            {
+                "PRINTFLOW_PAYLOAD_KEYS": "k1:"
+                + "A" * 43
+                + "=,k2:"
+                + "QUFB" * 5
+                + "QQ==,k3:"
+                + "A" * 43
+                + "=",
+                "PRINTFLOW_DATABASE_URL": sqlite,
+            },
+            "PRINTFLOW_PAYLOAD_KEYS: key 'k2' has 128 bits; AES-256 needs 256",
+        ),
+        "payload keys without ids": (
+            {"PRINTFLOW_PAYLOAD_KEYS": "A" * 43 + "=", "PRINTFLOW_DATABASE_URL": sqlite},
+            "PRINTFLOW_PAYLOAD_KEYS: entry 1 is not 'id:base64key'",
+        ),
     }
 
 
@@ -82,6 +99,8 @@ CASES = [
     "production with a guessable admin token",
     "unreachable database",
     "misspelt setting value",
+    "a payload key of 128 bits",
+    "payload keys without ids",
 ]
 
 

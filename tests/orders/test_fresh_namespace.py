@@ -8,9 +8,9 @@ from pathlib import Path
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import suite_converter
 from tests.support.api import Api, order_json, running_api, started
 from workflows import search_attributes
 
@@ -27,7 +27,7 @@ async def test_the_api_registers_the_search_attributes_it_starts_orders_with(
     client = await Client.connect(
         dev_env.client.service_client.config.target_host,
         namespace=namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=suite_converter(),
     )
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     async with running_api(client, url, tmp_path, temporal_namespace=namespace) as api:

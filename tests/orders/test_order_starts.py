@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.services.starts import OrderStarter
 from db.models import OrderStart
 from domain.orders import Status
+from tests.conftest import suite_converter
 from tests.support.api import Api, order_json, started
 from workflows.order import OrderWorkflow
 
@@ -29,7 +29,7 @@ async def _outbox(api: Api) -> list[OrderStart]:
 
 async def _unreachable_temporal() -> Client:
     # Nothing listens there: every call fails, as with a Temporal server that is down.
-    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+    return await Client.connect("127.0.0.1:1", lazy=True, data_converter=suite_converter())
 
 
 async def _until_outbox_empty(api: Api) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import OrderState
+from tests.conftest import suite_converter
 from workflows.order import OrderWorkflow
 
 FACILITY_TOKEN = "tok-fault"
@@ -113,9 +113,7 @@ def workflow_state(stack: Stack, order_id: str) -> OrderState:
     """The order as its workflow holds it (a query), read through a client of our own."""
 
     async def query() -> OrderState:
-        client = await Client.connect(
-            stack.temporal_address, data_converter=pydantic_data_converter
-        )
+        client = await Client.connect(stack.temporal_address, data_converter=suite_converter())
         handle = client.get_workflow_handle_for(OrderWorkflow.run, order_id)
         return await handle.query(OrderWorkflow.order)
 
