@@ -31,7 +31,9 @@ from tests.support.cases import (
     case_world,
     text_of,
 )
+from tests.support.keys import keys
 from tests.support.workflows import sleep_until
+from workflows.client import data_converter
 from workflows.support_case import SupportCaseWorkflow
 from workflows.support_case_messages import AgentReply, Closing, MerchantMessage, Resolution
 
@@ -51,12 +53,15 @@ async def state(handle: WorkflowHandle[Any, CaseState]) -> CaseState:
 
 
 async def timer_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The summaries an operator reads on the case's timers (decrypted, as the Web UI shows)."""
     history = await handle.fetch_history()
-    return [
-        e.user_metadata.summary.data.decode().strip('"')
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.HasField("user_metadata")
-    ]
+    converter = data_converter(keys())
+    summaries = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.HasField("user_metadata"):
+            [summary] = await converter.decode([e.user_metadata.summary], [str])
+            summaries.append(summary)
+    return summaries
 
 
 def near(moment: datetime | None, expected: datetime) -> bool:
