@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     support_file: Path = BUNDLED_SUPPORT_FILE
     # How long a write waits for the order's workflow before answering 503 order_busy.
     update_timeout: Duration = timedelta(seconds=10)
+    # Webhooks may go to http and to private addresses (make run, tests); never in production.
+    webhook_allow_private: bool = False
 
     # Not in the public contract; operational knobs with safe defaults.
     print_submit_timeout: Duration = timedelta(seconds=30)
