@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     payload_keys: SecretStr | None = None
     # Origins (comma-separated) of Temporal Web UIs allowed to call ``/codec`` from a browser.
     codec_cors_origins: str = ""
+    # Webhooks may go to http and to private addresses (make run, tests); never in production.
+    webhook_allow_private: bool = False
 
     # Not in the public contract; operational knobs with safe defaults.
     print_submit_timeout: Duration = timedelta(seconds=30)

@@ -9,7 +9,10 @@ configuration stops it with one line on stderr and status 1, never a traceback::
 What is checked (``check_config``):
 - the settings themselves parse (``PRINTFLOW_ENV=prod`` names the variable and what it allows);
 - the facilities file loads (every facility, time zone and country);
-- production (``PRINTFLOW_ENV=production``) has an admin token of at least 16 characters;
+- every facility has its own ``api_token`` (in any environment);
+- production (``PRINTFLOW_ENV=production``, ``check_production``) has an admin token of at
+  least 16 characters, a facilities file of its own, payload keys and a session secret, sends
+  SMTP credentials only over STARTTLS and does not allow webhooks to private addresses;
 - the database answers ``SELECT 1`` and the Temporal frontend accepts a connection, each within a
   few seconds.
 
@@ -41,7 +44,7 @@ from temporalio.runtime import (
 from db.engine import async_url, create_engine, ping
 from domain.facilities import Facilities, FacilitiesError, load_facilities
 from logs import configure_logging, first_line, redact, register_secret
-from settings import Settings, get_settings
+from settings import BUNDLED_FACILITIES, Settings, get_settings
 
 log = logging.getLogger("printflow.startup")
 
@@ -100,22 +103,53 @@ def check_static(settings: Settings) -> Facilities:
     for facility in facilities:
         register_secret(facility.api_token.get_secret_value())
     if settings.env == "production":
-        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        if not token:
-            raise ConfigError(
-                "PRINTFLOW_ADMIN_TOKEN is required when PRINTFLOW_ENV=production "
-                "(it guards /v1/admin/*); set it to a long random string"
-            )
-        if len(token) < MIN_ADMIN_TOKEN:
-            raise ConfigError(
-                f"PRINTFLOW_ADMIN_TOKEN has {len(token)} characters; production needs at least "
-                f"{MIN_ADMIN_TOKEN} (e.g. openssl rand -hex 32)"
-            )
+        check_production(settings)
     try:
         async_url(settings.database_url)
     except Exception as err:  # noqa: BLE001 - any unparsable URL is the same mistake
         raise ConfigError(f"PRINTFLOW_DATABASE_URL: {err}") from None
     return facilities
+
+
+def check_production(settings: Settings) -> None:
+    """Production refuses what only development may use: the bundled facilities, missing
+    secrets, mail credentials in clear text, webhooks to private addresses."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        raise ConfigError(
+            "PRINTFLOW_ADMIN_TOKEN is required when PRINTFLOW_ENV=production "
+            "(it guards /v1/admin/*); set it to a long random string"
+        )
+    if len(token) < MIN_ADMIN_TOKEN:
+        raise ConfigError(
+            f"PRINTFLOW_ADMIN_TOKEN has {len(token)} characters; production needs at least "
+            f"{MIN_ADMIN_TOKEN} (e.g. openssl rand -hex 32)"
+        )
+    if settings.facilities_file.resolve() == BUNDLED_FACILITIES:
+        raise ConfigError(
+            "PRINTFLOW_FACILITIES_FILE is required when PRINTFLOW_ENV=production: the bundled "
+            "facilities file is for development (its tokens are public)"
+        )
+    if not settings.payload_keys or not settings.payload_keys.get_secret_value():
+        raise ConfigError(
+            "PRINTFLOW_PAYLOAD_KEYS is required when PRINTFLOW_ENV=production "
+            "(it encrypts what the workflows store in Temporal)"
+        )
+    if not settings.session_secret or not settings.session_secret.get_secret_value():
+        raise ConfigError(
+            "PRINTFLOW_SESSION_SECRET is required when PRINTFLOW_ENV=production "
+            "(it signs the support console's cookies); set it to a long random string"
+        )
+    if (settings.smtp_username or settings.smtp_password) and not settings.smtp_starttls:
+        raise ConfigError(
+            "PRINTFLOW_SMTP_USERNAME/PASSWORD are set without PRINTFLOW_SMTP_STARTTLS=true: "
+            "production does not send mail credentials in clear text"
+        )
+    if settings.webhook_allow_private:
+        raise ConfigError(
+            "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE=true is for development only: production sends "
+            "webhooks only to public https addresses"
+        )
 
 
 async def check_reachable(settings: Settings, timeout: float = REACH_TIMEOUT) -> None:  # noqa: ASYNC109

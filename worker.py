@@ -78,7 +78,7 @@ def build_activities(
     projection = ProjectionActivities(engine, emitter)
     facility = FacilityActivities(facilities, facility_http or http)
     personalization = PersonalizationActivities(engine, mailer, settings.public_base_url, emitter)
-    webhooks = WebhookActivities(engine, http)
+    webhooks = WebhookActivities(engine, http, allow_private=settings.webhook_allow_private)
     holds = HoldActivities(mailer, settings.public_base_url, engine)
     cases = SupportCaseActivities(engine, mailer, settings.public_base_url, emitter)
     contacts = CustomerContactActivities(engine, mailer, settings.public_base_url, emitter)

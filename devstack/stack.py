@@ -186,6 +186,8 @@ class Stack(ProcessManager):
                 "PRINTFLOW_SMTP_HOST": self.config.host,
                 "PRINTFLOW_SMTP_PORT": str(self.smtp_port),
                 "PRINTFLOW_PUBLIC_BASE_URL": self.api_url,
+                # Local webhook receivers (http://127.0.0.1:…) are fine on a developer's machine.
+                "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
             }
         )
         facilities = self.facilities_file

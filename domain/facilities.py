@@ -253,10 +253,20 @@ class Facilities:
         by_id: dict[str, Facility] = {}
         by_country: dict[str, Facility] = {}
         fallback: Facility | None = None
+        by_token: dict[str, str] = {}
         for facility in facilities:
             where = f"facility {facility.id!r}"
             if facility.id in by_id:
                 raise FacilitiesError(f"{where}: duplicate id")
+            # A token identifies the facility posting events: shared, its events could land
+            # on the other facility's orders.
+            token = facility.api_token.get_secret_value()
+            if token in by_token:
+                raise FacilitiesError(
+                    f"{where}: has the same api_token as facility {by_token[token]!r}; "
+                    "every facility needs its own"
+                )
+            by_token[token] = facility.id
             try:
                 _check_timezone(facility.timezone)
             except FacilitiesError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, SessionDep, SettingsDep
 from api.schemas import (
     AgentCreate,
     AgentCreated,
@@ -25,10 +25,19 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
     "/merchants",
     status_code=201,
     response_model=MerchantCreated,
-    responses={422: {"description": "unknown plan, time zone or country, or a bad field"}},
+    responses={
+        422: {
+            "description": "unknown plan, time zone or country, a webhook_url that is not a "
+            "public https address, or a bad field"
+        }
+    },
 )
-async def create_merchant(body: MerchantCreate, session: SessionDep) -> MerchantCreated:
-    return await merchants.create_merchant(session, body)
+async def create_merchant(
+    body: MerchantCreate, session: SessionDep, settings: SettingsDep
+) -> MerchantCreated:
+    return await merchants.create_merchant(
+        session, body, allow_private_webhooks=settings.webhook_allow_private
+    )
 
 
 @router.patch(

@@ -3,8 +3,10 @@ plan, time zone, country and customer success manager."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,6 +15,9 @@ from api.errors import NotFound
 from api.schemas import MerchantCreate, MerchantCreated, MerchantPublic, MerchantUpdate
 from api.services.credentials import hash_credential, new_credential
 from db.models import Agent, Merchant
+from domain.webhook_urls import addresses_problem, literal_address, url_problem
+
+RESOLVE_TIMEOUT = 3.0
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
@@ -26,7 +31,33 @@ def public(merchant: Merchant) -> MerchantPublic:
     return MerchantPublic.model_validate(merchant, from_attributes=True)
 
 
-async def create_merchant(session: AsyncSession, body: MerchantCreate) -> MerchantCreated:
+async def _resolve(host: str) -> list[str]:
+    """The addresses ``host`` resolves to; none when it does not (yet) resolve."""
+    try:
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except (OSError, TimeoutError):
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+async def check_webhook_url(url: str, *, allow_private: bool) -> None:
+    """422 naming ``webhook_url`` unless it is https to public addresses (DESIGN.md
+    "Perimeter"). A name that does not resolve yet is taken: every delivery checks again."""
+    problem = url_problem(url, allow_private=allow_private)
+    if problem is None and not allow_private:
+        host = urlsplit(url).hostname or ""
+        if literal_address(host) is None:
+            problem = addresses_problem(host, await _resolve(host), allow_private=False)
+    if problem is not None:
+        raise _invalid("webhook_url", problem)
+
+
+async def create_merchant(
+    session: AsyncSession, body: MerchantCreate, *, allow_private_webhooks: bool = False
+) -> MerchantCreated:
+    if body.webhook_url is not None:
+        await check_webhook_url(str(body.webhook_url), allow_private=allow_private_webhooks)
     api_key = new_credential("pf_")
     merchant = Merchant(
         id="mer_" + uuid.uuid4().hex,

@@ -46,7 +46,7 @@ class QueueRecorder(Recorder):
 
 def _facility(info: FacilityInfo, country: str) -> Facility:
     return Facility(
-        **info.model_dump(), countries=[country], api_token="tok", max_jobs_per_second=5
+        **info.model_dump(), countries=[country], api_token=f"tok-{info.id}", max_jobs_per_second=5
     )
 
 

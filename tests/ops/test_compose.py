@@ -36,11 +36,20 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 # The wrapper script pip installs swallows the binary's exit status; run the binary itself.
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
 ADMIN_TOKEN = "compose-test-admin-token-0123456789"
+# Every secret the file takes from the environment, with a value no file holds.
+SECRETS = {
+    "PRINTFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+    "PRINTFLOW_PAYLOAD_KEYS": "k1:" + "B" * 43 + "=",
+    "PRINTFLOW_SESSION_SECRET": "compose-test-session-secret-0123456789",
+    "POSTGRES_PASSWORD": "compose-test-db-password",
+    "SIMULATOR_TOKEN": "compose-test-simulator-token",
+}
 
 
 def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(COMPOSE), "--file", str(COMPOSE_FILE), *args],
+        # No .env of a developer's: only what the test passes.
+        [str(COMPOSE), "--file", str(COMPOSE_FILE), "--env-file", os.devnull, *args],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})},
@@ -52,7 +61,7 @@ def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 @cache
 def resolved() -> dict[str, Any]:
-    result = _compose("config", "--format", "json", env={"PRINTFLOW_ADMIN_TOKEN": ADMIN_TOKEN})
+    result = _compose("config", "--format", "json", env=SECRETS)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -63,7 +72,7 @@ def ours() -> dict[str, dict[str, Any]]:
 
 
 def test_the_file_is_valid_compose() -> None:
-    result = _compose("config", "--quiet", env={"PRINTFLOW_ADMIN_TOKEN": ADMIN_TOKEN})
+    result = _compose("config", "--quiet", env=SECRETS)
     assert (result.returncode, result.stderr) == (0, "")
 
 
@@ -76,17 +85,57 @@ def test_the_validation_is_real(tmp_path: Path) -> None:
         [str(COMPOSE), "--file", str(broken), "config", "--quiet"],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "PRINTFLOW_ADMIN_TOKEN": ADMIN_TOKEN},
+        env={"PATH": "/usr/bin:/bin", **SECRETS},
         timeout=60,
     )
     assert result.returncode != 0
     assert "imag" in result.stderr
 
 
-def test_it_refuses_to_start_without_an_admin_token() -> None:
-    result = _compose("config", "--quiet")
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_it_refuses_to_start_without_each_secret(name: str) -> None:
+    result = _compose("config", "--quiet", env={k: v for k, v in SECRETS.items() if k != name})
     assert result.returncode != 0
-    assert "PRINTFLOW_ADMIN_TOKEN" in result.stderr
+    assert name in result.stderr
+
+
+def test_only_the_api_is_published_on_every_interface() -> None:
+    published = {
+        (name, str(port.get("host_ip", ""))): int(port["published"])
+        for name, service in resolved()["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert published, "some ports are published"
+    public = {name for (name, host_ip) in published if host_ip not in ("127.0.0.1", "::1")}
+    assert public == {"api"}, f"published beyond this host: {sorted(public)}"
+    local = {name for (name, host_ip) in published if host_ip == "127.0.0.1"}
+    assert {"temporal", "temporal-ui", "mailpit", "simulator"} <= local | {
+        name for name, s in resolved()["services"].items() if not s.get("ports")
+    }
+
+
+# Settings and variables whose values are secrets: in the file they may only be interpolated.
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PWD|KEYS?)\b", re.IGNORECASE)
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    text = COMPOSE_FILE.read_text()
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for name, value in re.findall(r'"?([A-Za-z_]+)"?\s*:\s*"?([^",]*)', line):
+            if not _SECRET_NAME.search(name) or not value.strip():
+                continue
+            assert value.strip().startswith("${"), f"line {number}: {name} has a literal value"
+            assert not re.search(r":-[^}]", value), f"line {number}: {name} has a default value"
+    # What the environment gives is what the services get, and nothing else holds a secret.
+    rendered = json.dumps(resolved())
+    for name, secret in SECRETS.items():
+        assert secret in rendered, f"{name} reaches the services"
+    example = (REPO_ROOT / ".env.example").read_text()
+    for name in SECRETS:
+        assert f"\n{name}=\n" in example, f".env.example lists {name} without a value"
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
 
 
 def test_every_part_the_issue_asks_for_is_there() -> None:

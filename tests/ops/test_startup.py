@@ -26,6 +26,37 @@ def _closed_port() -> int:
     return port
 
 
+def _facility(name: str, country: str, token: str) -> dict[str, object]:
+    return {
+        "id": name,
+        "name": name.title(),
+        "timezone": "Europe/Oslo",
+        "countries": [country],
+        "api_url": "https://print.example",
+        "api_token": token,
+        "schedule": {"daily": ["00:00"]},
+    }
+
+
+def _production(facilities: Path, database_url: str) -> dict[str, str]:
+    """A production configuration with everything production requires."""
+    return {
+        "PRINTFLOW_ENV": "production",
+        "PRINTFLOW_DATABASE_URL": database_url,
+        "PRINTFLOW_FACILITIES_FILE": str(facilities),
+        "PRINTFLOW_ADMIN_TOKEN": "a" * 32,
+        "PRINTFLOW_PAYLOAD_KEYS": "k1:" + "A" * 43 + "=",
+        "PRINTFLOW_SESSION_SECRET": "s" * 32,
+        "PRINTFLOW_SMTP_USERNAME": "printflow",
+        "PRINTFLOW_SMTP_PASSWORD": "mail-password",
+        "PRINTFLOW_SMTP_STARTTLS": "true",
+    }
+
+
+def _without(env: dict[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != name}
+
+
 @pytest.fixture
 def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
     """name -> (environment, what the one line must say)."""
@@ -46,6 +77,13 @@ def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
         )
     )
     sqlite = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    own = tmp_path / "own-facilities.json"
+    own.write_text(
+        json.dumps([_facility("oslo", "NO", "tok-oslo"), _facility("rio", "*", "tok-rio")])
+    )
+    shared = tmp_path / "shared-token.json"
+    shared.write_text(json.dumps([_facility("oslo", "NO", "same"), _facility("rio", "*", "same")]))
+    prod = _production(own, sqlite)
     unreachable = f"postgresql://printflow:{DB_PASSWORD}@127.0.0.1:{_closed_port()}/printflow"
     return {
         "unknown time zone": (
@@ -68,6 +106,34 @@ def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
             {"PRINTFLOW_DATABASE_URL": unreachable},
             f"database postgresql://printflow:[redacted]@127.0.0.1:{unreachable.split(':')[-1]}"
             " is unreachable: connection failed",
+        ),
+        "facilities sharing a token": (
+            {"PRINTFLOW_FACILITIES_FILE": str(shared), "PRINTFLOW_DATABASE_URL": sqlite},
+            "facility 'rio': has the same api_token as facility 'oslo'",
+        ),
+        "production with the bundled facilities": (
+            _without(prod, "PRINTFLOW_FACILITIES_FILE"),
+            "PRINTFLOW_FACILITIES_FILE is required when PRINTFLOW_ENV=production",
+        ),
+        "production without payload keys": (
+            _without(prod, "PRINTFLOW_PAYLOAD_KEYS"),
+            "PRINTFLOW_PAYLOAD_KEYS is required when PRINTFLOW_ENV=production",
+        ),
+        "production without a session secret": (
+            _without(prod, "PRINTFLOW_SESSION_SECRET"),
+            "PRINTFLOW_SESSION_SECRET is required when PRINTFLOW_ENV=production",
+        ),
+        "production with SMTP credentials in clear text": (
+            {**prod, "PRINTFLOW_SMTP_STARTTLS": "false"},
+            "PRINTFLOW_SMTP_USERNAME/PASSWORD are set without PRINTFLOW_SMTP_STARTTLS=true",
+        ),
+        "production with webhooks to private addresses": (
+            {**prod, "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE": "true"},
+            "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE=true is for development only",
+        ),
+        "production complete but Temporal away": (
+            {**prod, "PRINTFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{_closed_port()}"},
+            "cannot reach Temporal at 127.0.0.1:",
         ),
         "misspelt setting value": (
             {"PRINTFLOW_ENV": "prod", "PRINTFLOW_DATABASE_URL": sqlite},
@@ -101,7 +167,16 @@ CASES = [
     "misspelt setting value",
     "a payload key of 128 bits",
     "payload keys without ids",
+    "facilities sharing a token",
+    "production with the bundled facilities",
+    "production without payload keys",
+    "production without a session secret",
+    "production with SMTP credentials in clear text",
+    "production with webhooks to private addresses",
+    "production complete but Temporal away",
 ]
+# These pass every check that needs no network; the API finds out in its lifespan (status 3).
+REACHED_THE_NETWORK = {"unreachable database", "production complete but Temporal away"}
 
 
 def _one_clear_line(stderr: str, stdout: str, expected: str) -> None:
@@ -135,7 +210,7 @@ def test_the_api_refuses_a_broken_configuration(
     )
     # Checks that need no network fail while uvicorn loads the app (status 1); the database
     # check runs in the lifespan, after which uvicorn exits with its start-up failure status 3.
-    assert result.returncode == (3 if case == "unreachable database" else 1), result.stderr
+    assert result.returncode == (3 if case in REACHED_THE_NETWORK else 1), result.stderr
     _one_clear_line(result.stderr, result.stdout, expected)
 
 

@@ -173,6 +173,8 @@ async def running_api(
             "smtp_host": mail.host,
             "smtp_port": mail.port,
             "public_base_url": base_url,
+            # Webhook receivers of tests listen on http://127.0.0.1.
+            "webhook_allow_private": True,
             # As before facilities had workers of their own: a test's end waits for nothing.
             "worker_shutdown_grace": timedelta(0),
         }

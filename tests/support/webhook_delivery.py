@@ -69,7 +69,7 @@ async def running_delivery(
         merchant_id = await add_merchant(engine, receiver.url)
         task_queue = "hooks-" + uuid.uuid4().hex
         async with httpx.AsyncClient() as http:
-            activities = WebhookActivities(engine, http)
+            activities = WebhookActivities(engine, http, allow_private=True)
             async with Worker(
                 env.client,
                 task_queue=task_queue,
