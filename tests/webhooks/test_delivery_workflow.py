@@ -7,12 +7,13 @@ refusal take a few seconds of wall-clock time.
 from __future__ import annotations
 
 import base64
-import re
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import col, func, select
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -20,9 +21,10 @@ from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATE
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
 from domain.orders import EventType, Hold, OrderState, Status, TimelineEvent, new_state
+from tests.support.keys import keys
 from tests.support.webhook_delivery import SECRET, Delivery, add_merchant
 from tests.support.workflows import order_input
-from workflows.client import enqueue_deliveries
+from workflows.client import data_converter, enqueue_deliveries
 from workflows.webhook_messages import WebhookDeliveryInput, delivery_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow
 
@@ -44,10 +46,23 @@ def _lifecycle(now: datetime) -> list[TimelineEvent]:
     ]
 
 
-def _decoded_payloads(history_json: str) -> str:
-    """Every payload in a JSON history, decoded (they are base64 in the JSON)."""
-    found = re.findall(r'"data": "([A-Za-z0-9+/=]+)"', history_json)
-    return "\n".join(base64.b64decode(data).decode(errors="replace") for data in found)
+async def _decoded_payloads(history_json: str) -> str:
+    """Every payload in a JSON history, decrypted with the suite's keys and decoded."""
+    codec = data_converter(keys()).payload_codec
+    assert codec is not None
+
+    def payloads(node: object) -> list[Payload]:
+        if isinstance(node, dict):
+            if isinstance(node.get("data"), str) and isinstance(node.get("metadata"), dict):
+                meta = {k: base64.b64decode(v) for k, v in node["metadata"].items()}
+                return [Payload(metadata=meta, data=base64.b64decode(node["data"]))]
+            return [p for value in node.values() for p in payloads(value)]
+        if isinstance(node, list):
+            return [p for value in node for p in payloads(value)]
+        return []
+
+    decoded = await codec.decode(payloads(json.loads(history_json)))
+    return "\n".join(p.data.decode(errors="replace") for p in decoded)
 
 
 async def _deliveries(d: Delivery, event_id: str) -> list[WebhookDelivery]:
@@ -137,7 +152,7 @@ async def test_a_receiver_down_for_an_hour_gets_every_event_in_order_with_one_id
 
     # Temporal's history carries event ids only: no secret, no order data.
     handle = d.env.client.get_workflow_handle(delivery_workflow_id(state.order_id))
-    history = _decoded_payloads((await handle.fetch_history()).to_json())
+    history = await _decoded_payloads((await handle.fetch_history()).to_json())
     assert ids[0] in history
     assert SECRET not in history
     assert state.shipping_address.first_name not in history and "tracking" not in history
