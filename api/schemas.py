@@ -103,6 +103,18 @@ class MerchantCreated(MerchantPublic):
     webhook_secret: str = Field(description="shown once; signs the webhooks sent to you")
 
 
+class ApiKeyRotated(BaseModel):
+    api_key: str = Field(description="the new key, shown once; printflow keeps only its hash")
+    previous_valid_until: datetime = Field(description="the replaced key works until then")
+
+
+class WebhookSecretRotated(BaseModel):
+    webhook_secret: str = Field(description="the new secret, shown once")
+    previous_valid_until: datetime = Field(
+        description="until then every webhook carries a second v1= signature, by the old secret"
+    )
+
+
 # ---------------------------------------------------------------------------- support plans
 
 
