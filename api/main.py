@@ -87,6 +87,11 @@ def create_app(
             asyncio.create_task(app.state.case_starter.run()),
             asyncio.create_task(app.state.contact_starter.run()),
             asyncio.create_task(request_log.prune_forever(app.state.sessions)),
+            asyncio.create_task(
+                app.state.metrics.refresh_forever(
+                    engine, cfg.metrics_refresh_interval.total_seconds()
+                )
+            ),
         ]
         try:
             yield

@@ -256,6 +256,7 @@ def _banner(
             f"  E-mails             {_show(stack.mail_dir)}/   (SMTP on port {config.smtp_port})",
             f"  Logs                {_show(stack.log_dir)}/",
             f"  Admin token         {stack.admin_token}   (header X-Admin-Token)",
+            f"  Metrics token       {stack.metrics_token}   ({api}/metrics, Authorization: Bearer)",
             f"  Demo merchant       {key_line}",
             f"  Support console     {api}/support   (sign in with the demo agent's token)",
             f"  Demo agent          {agent_line}",
