@@ -22,7 +22,7 @@ from pydantic import (
 from domain.cases import CaseSummary
 from domain.customer_contacts import ContactSummary
 from domain.merchants import CountryCode, TimezoneName
-from domain.orders import Approval, Email
+from domain.orders import Approval, Email, PersonalizationField, PersonalizationStatus
 from domain.support import Includes, Plan, PlanName
 from domain.text import InputModel
 from domain.views import (
@@ -379,3 +379,25 @@ class ReplyStandards(BaseModel):
 class SupportStandards(BaseModel):
     merchant_id: str
     customer_reply: ReplyStandards
+
+
+# ------------------------------------------------------------ personalization (the customer's)
+
+
+class PersonalizationItemPublic(BaseModel):
+    item_reference_id: str
+    product_uid: str
+    quantity: int
+    fields: list[PersonalizationField]
+    status: PersonalizationStatus
+    values: dict[str, str] | None = None
+
+
+class PersonalizationPublic(BaseModel):
+    """What the customer's page shows, and no more: never the address, e-mail, metadata or
+    prices of the order."""
+
+    shop_name: str
+    order_reference_id: str
+    expires_at: datetime
+    items: list[PersonalizationItemPublic]
