@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -105,6 +105,20 @@ class Settings(BaseSettings):
     codec_cors_origins: str = ""
     # Webhooks may go to http and to private addresses (make run, tests); never in production.
     webhook_allow_private: bool = False
+
+    # The perimeter (docs/api.md "Limits", docs/deploying.md): larger bodies are a 413 before
+    # they are read; each credential gets RATE_LIMIT with bursts up to RATE_LIMIT_BURST ("off":
+    # no limit), per API process. A rotated API key or webhook secret keeps working this long.
+    max_body_bytes: int = 1048576
+    rate_limit: Annotated[
+        str, Field(pattern=r"(?i)^\s*(off|0|\d+\s*/\s*(s|sec|second|m|min|minute|h|hour))\s*$")
+    ] = "20/s"
+    rate_limit_burst: int = 40
+    key_rotation_overlap: Duration = timedelta(hours=24)
+    # ``GET /metrics`` wants ``Authorization: Bearer <METRICS_TOKEN>``; unset, it answers 403.
+    # Open orders by status are counted in the background at most this often, never per scrape.
+    metrics_token: SecretStr | None = None
+    metrics_refresh_interval: Duration = timedelta(seconds=15)
 
     # Not in the public contract; operational knobs with safe defaults.
     print_submit_timeout: Duration = timedelta(seconds=30)

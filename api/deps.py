@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlmodel import select
+from sqlalchemy import or_
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
+from api.services import merchants
 from api.services.case_starts import CaseStarter
 from api.services.contact_starts import ContactStarter
 from api.services.credentials import hash_credential
@@ -76,12 +78,18 @@ async def _merchant(
 ) -> Merchant:
     if not x_api_key:
         raise Unauthorized("send your API key in the X-API-Key header")
+    digest = hash_credential(x_api_key)
     merchant = (
         await session.exec(
-            select(Merchant).where(Merchant.api_key_hash == hash_credential(x_api_key))
+            select(Merchant).where(
+                or_(
+                    col(Merchant.api_key_hash) == digest,
+                    col(Merchant.previous_api_key_hash) == digest,
+                )
+            )
         )
     ).first()
-    if merchant is None:
+    if merchant is None or not merchants.accepts_key(merchant, digest):
         raise Unauthorized("unknown API key")
     # For the failed-request log (api.request_ids): whose request this was.
     request.state.merchant_id = merchant.id

@@ -16,6 +16,7 @@ from api.idempotency import IdempotentRequests
 from api.pages import contacts as contact_pages
 from api.pages import routes as pages
 from api.pages import support as console
+from api.perimeter import BodyLimit, RateLimits, parse_rate
 from api.request_ids import RequestIds
 from api.routes import (
     admin,
@@ -87,6 +88,11 @@ def create_app(
             asyncio.create_task(app.state.case_starter.run()),
             asyncio.create_task(app.state.contact_starter.run()),
             asyncio.create_task(request_log.prune_forever(app.state.sessions)),
+            asyncio.create_task(
+                app.state.metrics.refresh_forever(
+                    engine, cfg.metrics_refresh_interval.total_seconds()
+                )
+            ),
         ]
         try:
             yield
@@ -110,6 +116,12 @@ def create_app(
     metrics.install(app)
     app.add_middleware(RefuseControlCharacters)
     app.add_middleware(IdempotentRequests)
+    # Outside everything that reads a body: the rate limit, and outermost the body limit.
+    perimeter = settings or get_settings()
+    app.add_middleware(
+        RateLimits, rate=parse_rate(perimeter.rate_limit, perimeter.rate_limit_burst)
+    )
+    app.add_middleware(BodyLimit, max_bytes=perimeter.max_body_bytes)
     if process:
         app.add_middleware(StartupGate, settings=settings or get_settings())
     app.include_router(health.router)

@@ -3,9 +3,13 @@
 - ``printflow_http_requests_total{method, route, status}``
 - ``printflow_http_request_duration_seconds{method, route}`` (histogram)
 - ``printflow_open_orders{status}``: orders not closed yet, per status, counted in the read
-  model when Prometheus scrapes (every API replica reports the same numbers: aggregate with
-  ``max by (status)``, not ``sum``)
+  model by a background task every ``METRICS_REFRESH_INTERVAL`` (15 s), never by a scrape: a
+  scrape costs the same however many orders there are and never touches the database (every API
+  replica reports the same numbers: aggregate with ``max by (status)``, not ``sum``)
 - the process's CPU, memory and file descriptors (``process_*``)
+
+``/metrics`` wants ``Authorization: Bearer <METRICS_TOKEN>``: 401 ``unauthorized`` without it
+or with another, 403 ``metrics_disabled`` while no ``PRINTFLOW_METRICS_TOKEN`` is set.
 
 ``route`` is the route's template (``/v1/orders/{order_id}``), never the raw path: the label stays
 bounded and no personalization token lands in a time series. Requests no route matched count as
@@ -19,6 +23,7 @@ The worker's metrics are the Temporal SDK's, on ``PRINTFLOW_WORKER_METRICS_PORT`
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -39,6 +44,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from api.errors import Forbidden, Unauthorized
 from db.models import Order
 from domain.orders import CLOSED, Status
 
@@ -109,6 +115,12 @@ class ApiMetrics:
         for status in OPEN_STATUSES:
             self.open_orders.labels(status=status).set(counts.get(status, 0))
 
+    async def refresh_forever(self, engine: AsyncEngine, interval: float) -> None:
+        """Counts open orders now and then every ``interval`` seconds, until cancelled."""
+        while True:
+            await self.refresh_open_orders(engine)
+            await asyncio.sleep(interval)
+
 
 def route_label(scope: Scope) -> str:
     route = scope.get("route")
@@ -175,8 +187,18 @@ router = APIRouter(tags=["operations"])
     summary="Prometheus metrics of this API process",
 )
 async def metrics(request: Request) -> Response:
+    expected = request.app.state.settings.metrics_token
+    if expected is None:
+        raise Forbidden(
+            "metrics are disabled: no PRINTFLOW_METRICS_TOKEN is set", code="metrics_disabled"
+        )
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.get_secret_value().encode()
+    ):
+        raise Unauthorized("send the metrics token as 'Authorization: Bearer <token>'")
     api_metrics: ApiMetrics = request.app.state.metrics
-    await api_metrics.refresh_open_orders(request.app.state.engine)
+    # Open orders come from the background count (refresh_forever): no query per scrape.
     return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

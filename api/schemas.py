@@ -22,7 +22,7 @@ from pydantic import (
 from domain.cases import CaseSummary
 from domain.customer_contacts import ContactSummary
 from domain.merchants import CountryCode, TimezoneName
-from domain.orders import Approval, Email
+from domain.orders import Approval, Email, PersonalizationField, PersonalizationStatus
 from domain.support import Includes, Plan, PlanName
 from domain.text import InputModel
 from domain.views import (
@@ -101,6 +101,18 @@ class MerchantPublic(BaseModel):
 class MerchantCreated(MerchantPublic):
     api_key: str = Field(description="shown once; printflow keeps only its hash")
     webhook_secret: str = Field(description="shown once; signs the webhooks sent to you")
+
+
+class ApiKeyRotated(BaseModel):
+    api_key: str = Field(description="the new key, shown once; printflow keeps only its hash")
+    previous_valid_until: datetime = Field(description="the replaced key works until then")
+
+
+class WebhookSecretRotated(BaseModel):
+    webhook_secret: str = Field(description="the new secret, shown once")
+    previous_valid_until: datetime = Field(
+        description="until then every webhook carries a second v1= signature, by the old secret"
+    )
 
 
 # ---------------------------------------------------------------------------- support plans
@@ -367,3 +379,25 @@ class ReplyStandards(BaseModel):
 class SupportStandards(BaseModel):
     merchant_id: str
     customer_reply: ReplyStandards
+
+
+# ------------------------------------------------------------ personalization (the customer's)
+
+
+class PersonalizationItemPublic(BaseModel):
+    item_reference_id: str
+    product_uid: str
+    quantity: int
+    fields: list[PersonalizationField]
+    status: PersonalizationStatus
+    values: dict[str, str] | None = None
+
+
+class PersonalizationPublic(BaseModel):
+    """What the customer's page shows, and no more: never the address, e-mail, metadata or
+    prices of the order."""
+
+    shop_name: str
+    order_reference_id: str
+    expires_at: datetime
+    items: list[PersonalizationItemPublic]

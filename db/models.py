@@ -69,6 +69,12 @@ class Merchant(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=64, sa_column_kwargs={"server_default": "UTC"})
     country: str | None = Field(default=None, max_length=2)
     csm_agent_id: str | None = Field(default=None, max_length=40)
+    # Rotation (POST /v1/admin/merchants/{id}/rotate-key, .../rotate-webhook-secret): the key
+    # and secret they replaced keep working until these moments (KEY_ROTATION_OVERLAP).
+    previous_api_key_hash: str | None = Field(default=None, index=True, max_length=64)
+    previous_api_key_valid_until: datetime | None = _utc(nullable=True)
+    previous_webhook_secret: str | None = Field(default=None, max_length=100)
+    previous_webhook_secret_valid_until: datetime | None = _utc(nullable=True)
 
 
 class Agent(SQLModel, table=True):

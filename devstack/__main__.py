@@ -286,6 +286,7 @@ def _banner(
             f"  Payload codec       {stack.codec_url}   (encrypted payloads in the Web UI: sign "
             "in there with the admin token, then turn on 'Include cross-origin credentials' in "
             "the UI's codec settings)",
+            f"  Metrics token       {stack.metrics_token}   ({api}/metrics, Authorization: Bearer)",
             f"  Demo merchant       {key_line}",
             f"  Support console     {api}/support   (sign in with the demo agent's token)",
             f"  Demo agent          {agent_line}",

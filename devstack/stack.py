@@ -100,6 +100,8 @@ class Stack(ProcessManager):
             stop_grace=self.config.stop_grace,
         )
         self.admin_token = config.admin_token or secrets.token_urlsafe(32)
+        # /metrics answers only with it (Authorization: Bearer); printed by make run.
+        self.metrics_token = secrets.token_urlsafe(32)
         self.mail = MailSink(self.data_dir / "mail", host=host, port=self.config.smtp_port)
         self._smtp_log: logging.Handler | None = None
         self._facilities_copy: Path | None = None
@@ -183,6 +185,7 @@ class Stack(ProcessManager):
                 "PRINTFLOW_TEMPORAL_ADDRESS": self.temporal_address,
                 "PRINTFLOW_DATABASE_URL": self.database_url,
                 "PRINTFLOW_ADMIN_TOKEN": self.admin_token,
+                "PRINTFLOW_METRICS_TOKEN": self.metrics_token,
                 "PRINTFLOW_SMTP_HOST": self.config.host,
                 "PRINTFLOW_SMTP_PORT": str(self.smtp_port),
                 "PRINTFLOW_PUBLIC_BASE_URL": self.api_url,

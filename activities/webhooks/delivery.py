@@ -26,7 +26,7 @@ from activities.webhooks.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     body_bytes,
-    sign,
+    sign_all,
 )
 from db.engine import session_factory
 from db.models import Merchant, WebhookDelivery, WebhookEvent
@@ -127,7 +127,12 @@ class WebhookActivities:
             if merchant is None or not url:
                 log.info("webhook %s not sent: the merchant has no webhook_url", event.id)
                 return DeliveryResult(outcome="no_webhook_url")
-            secret = merchant.webhook_secret
+            # During a rotation's overlap both secrets sign: a receiver accepts either.
+            secrets = [merchant.webhook_secret]
+            previous = merchant.previous_webhook_secret
+            until = merchant.previous_webhook_secret_valid_until
+            if previous and until is not None and datetime.now(UTC) < until:
+                secrets.append(previous)
             last = (
                 await session.exec(
                     select(func.max(WebhookDelivery.attempt)).where(
@@ -145,7 +150,7 @@ class WebhookActivities:
             "User-Agent": "printflow-webhooks/1",
             EVENT_ID_HEADER: event_id,
             TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(secret, timestamp, body),
+            SIGNATURE_HEADER: sign_all(secrets, timestamp, body),
         }
         started = time.perf_counter()
         status_code: int | None = None

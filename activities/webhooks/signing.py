@@ -1,8 +1,9 @@
 """The webhook signature scheme: what ``docs/webhooks.md`` promises receivers.
 
 ``Printflow-Signature: v1=<hex HMAC-SHA256 of "{timestamp}.{body}">`` with the merchant's
-webhook secret, and ``Printflow-Timestamp`` the Unix time it was signed at. Pure functions, so
-receivers' reference code (and our tests) use exactly what the sender uses.
+webhook secret, and ``Printflow-Timestamp`` the Unix time it was signed at. While a rotated
+secret is still valid the header carries two values, ``v1=<by the new>,v1=<by the old>``.
+Pure functions, so receivers' reference code (and our tests) use exactly what the sender uses.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     """``v1=<hex HMAC-SHA256 of "{timestamp}.{body}">``, the ``Printflow-Signature`` header."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
+
+
+def sign_all(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """The header for several secrets (the current first, then one being rotated out)."""
+    return ",".join(sign(secret, timestamp, body) for secret in secrets)
 
 
 def verify_signature(

@@ -1,5 +1,5 @@
-"""Operators' API: merchants (created, their support plan changed) and the support team's
-agents. Guarded by ``X-Admin-Token``."""
+"""Operators' API: merchants (created, their support plan changed, their credentials rotated)
+and the support team's agents. Guarded by ``X-Admin-Token``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from api.schemas import (
     AgentCreated,
     AgentList,
     AgentPublic,
+    ApiKeyRotated,
     MerchantCreate,
     MerchantCreated,
     MerchantPublic,
     MerchantUpdate,
+    WebhookSecretRotated,
 )
 from api.services import agents, merchants
 
@@ -52,6 +54,31 @@ async def update_merchant(
     merchant_id: str, body: MerchantUpdate, session: SessionDep
 ) -> MerchantPublic:
     return await merchants.update_merchant(session, merchant_id, body)
+
+
+@router.post(
+    "/merchants/{merchant_id}/rotate-key",
+    response_model=ApiKeyRotated,
+    responses={404: {"description": "no such merchant"}},
+)
+async def rotate_key(merchant_id: str, session: SessionDep, settings: SettingsDep) -> ApiKeyRotated:
+    """A new API key, shown once; the old one keeps working until ``previous_valid_until``."""
+    return await merchants.rotate_api_key(session, merchant_id, settings.key_rotation_overlap)
+
+
+@router.post(
+    "/merchants/{merchant_id}/rotate-webhook-secret",
+    response_model=WebhookSecretRotated,
+    responses={404: {"description": "no such merchant"}},
+)
+async def rotate_webhook_secret(
+    merchant_id: str, session: SessionDep, settings: SettingsDep
+) -> WebhookSecretRotated:
+    """A new webhook secret, shown once; until ``previous_valid_until`` every webhook is signed
+    with both (two ``v1=`` values in ``Printflow-Signature``)."""
+    return await merchants.rotate_webhook_secret(
+        session, merchant_id, settings.key_rotation_overlap
+    )
 
 
 @router.post("/agents", status_code=201, response_model=AgentCreated)

@@ -1,18 +1,31 @@
 """Merchants, as operators manage them: create one (its secrets shown once), change its support
-plan, time zone, country and customer success manager."""
+plan, time zone, country and customer success manager, rotate its API key or webhook secret.
+
+Rotation: the new key or secret is shown once (the key stored as its sha256); the one it
+replaces keeps working until ``KEY_ROTATION_OVERLAP`` (24 h) from now, so the merchant can roll
+the new one out without a gap. A second rotation inside that window replaces the older one at
+once: only the current and the one just before it ever work."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import NotFound
-from api.schemas import MerchantCreate, MerchantCreated, MerchantPublic, MerchantUpdate
+from api.schemas import (
+    ApiKeyRotated,
+    MerchantCreate,
+    MerchantCreated,
+    MerchantPublic,
+    MerchantUpdate,
+    WebhookSecretRotated,
+)
 from api.services.credentials import hash_credential, new_credential
 from db.models import Agent, Merchant
 from domain.webhook_urls import addresses_problem, literal_address, url_problem
@@ -108,3 +121,49 @@ async def update_merchant(
     session.add(merchant)
     await session.commit()
     return public(merchant)
+
+
+def accepts_key(merchant: Merchant, digest: str, now: datetime | None = None) -> bool:
+    """Whether an API key of sha256 ``digest`` is the merchant's current one, or the previous
+    one still inside its overlap window."""
+    if hmac.compare_digest(merchant.api_key_hash.encode(), digest.encode()):
+        return True
+    previous, until = merchant.previous_api_key_hash, merchant.previous_api_key_valid_until
+    return (
+        previous is not None
+        and until is not None
+        and hmac.compare_digest(previous.encode(), digest.encode())
+        and (now or datetime.now(UTC)) < until
+    )
+
+
+async def rotate_api_key(
+    session: AsyncSession, merchant_id: str, overlap: timedelta
+) -> ApiKeyRotated:
+    merchant = await session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound(f"no merchant {merchant_id}")
+    api_key = new_credential("pf_")
+    until = datetime.now(UTC) + overlap
+    merchant.previous_api_key_hash = merchant.api_key_hash
+    merchant.previous_api_key_valid_until = until
+    merchant.api_key_hash = hash_credential(api_key)
+    merchant.api_key_prefix = api_key[:10]
+    session.add(merchant)
+    await session.commit()
+    return ApiKeyRotated(api_key=api_key, previous_valid_until=until)
+
+
+async def rotate_webhook_secret(
+    session: AsyncSession, merchant_id: str, overlap: timedelta
+) -> WebhookSecretRotated:
+    merchant = await session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound(f"no merchant {merchant_id}")
+    until = datetime.now(UTC) + overlap
+    merchant.previous_webhook_secret = merchant.webhook_secret
+    merchant.previous_webhook_secret_valid_until = until
+    merchant.webhook_secret = new_credential("whsec_")
+    session.add(merchant)
+    await session.commit()
+    return WebhookSecretRotated(webhook_secret=merchant.webhook_secret, previous_valid_until=until)

@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, Gone, NotFound
+from api.schemas import PersonalizationItemPublic, PersonalizationPublic
 from api.services.updates import run_update
 from db.models import Merchant, Order, PersonalizationLink
 from domain.orders import ItemState, OrderState, PersonalizationStatus, RefusalCode, Status
@@ -202,3 +203,27 @@ def _refusal(code: str, message: str, details: Any) -> ApiError:
 
 def _not_found() -> NotFound:
     return NotFound("no personalization link with this token", code=LINK_NOT_FOUND)
+
+
+def customer_view(ctx: LinkContext, state: OrderState | None = None) -> PersonalizationPublic:
+    """What the customer's page shows for ``ctx`` (with ``state``'s values once submitted):
+    the shop, the order's reference, the link's expiry and the items to personalize with their
+    fields and limits. Never the address, e-mail, metadata or anything else of the order."""
+    wanted = {i.item_reference_id for i in ctx.items}
+    items = [i for i in (state or ctx.state).items if i.item_reference_id in wanted]
+    return PersonalizationPublic(
+        shop_name=ctx.shop_name,
+        order_reference_id=ctx.state.order_reference_id,
+        expires_at=ctx.link.expires_at,
+        items=[
+            PersonalizationItemPublic(
+                item_reference_id=i.item_reference_id,
+                product_uid=i.product_uid,
+                quantity=i.quantity,
+                fields=i.personalization.fields if i.personalization else [],
+                status=i.personalization_status,
+                values=i.personalization_values,
+            )
+            for i in items
+        ],
+    )

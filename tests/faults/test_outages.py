@@ -543,9 +543,13 @@ def test_a_503_for_temporal_down_is_an_answer_not_a_crash(tmp_path: Path) -> Non
             )
             assert_unavailable(cancel, "the cancel with Temporal down")
             route = 'method="POST",route="/v1/orders/{order_id}/cancel"'
+            scrape = {"Authorization": f"Bearer {stack.metrics_token}"}
             metrics = wait_for(
                 "the cancel to be counted",
-                lambda: route in (text := httpx.get(f"{stack.api_url}/metrics").text) and text,
+                lambda: (
+                    route in (text := httpx.get(f"{stack.api_url}/metrics", headers=scrape).text)
+                    and text
+                ),
                 5,
             )
             assert f'{route},status="503"' in metrics, "the 503 is not counted as a 503"

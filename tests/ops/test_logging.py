@@ -300,7 +300,10 @@ def test_a_full_order_through_real_processes_logs_json_and_no_secret(
             return text if completed.search(text) else ""
 
         worker_scrape = poll("the run's completion metric", worker_metrics_after_completion, 30)
-        api_scrape = http.get(f"{stack.api_url}/metrics").text
+        api_scrape = http.get(
+            f"{stack.api_url}/metrics",
+            headers={"Authorization": f"Bearer {stack.metrics_token}"},
+        ).text
         run_id = asyncio.run(_run_id(stack.temporal_address, order_id))
 
     # The worker's Prometheus endpoint serves the SDK's metrics about this very work.

@@ -1,4 +1,5 @@
-"""The API's ``/metrics``: requests by route template, latencies, and open orders by status.
+"""The API's ``/metrics``: requests by route template, latencies, and open orders by status;
+only with the metrics token, and never a query per scrape.
 
 Against the real stack of tests/support/api.py (dev server, in-process worker, SQLite and
 PostgreSQL).
@@ -6,14 +7,25 @@ PostgreSQL).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from sqlalchemy import event
+from temporalio.testing import WorkflowEnvironment
 
-from tests.support.api import Api, order_json
+from tests.support.api import METRICS_TOKEN, Api, order_json, running_api
+
+SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 async def _samples(api: Api) -> list[Sample]:
-    response = await api.client.get("/metrics")
+    response = await api.client.get("/metrics", headers=SCRAPE)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     return [s for family in text_string_to_metric_families(response.text) for s in family.samples]
@@ -52,6 +64,16 @@ async def test_requests_are_counted_by_route_template_not_by_path(api: Api) -> N
     assert not any(order_id in r or "x" * 43 in r for r in routes), "raw paths never become labels"
 
 
+async def _eventually(api: Api, check: Callable[[list[Sample]], bool]) -> list[Sample]:
+    """Scrapes until ``check`` holds: the count is refreshed in the background (0.2 s here)."""
+    for _ in range(50):
+        samples = await _samples(api)
+        if check(samples):
+            return samples
+        await asyncio.sleep(0.1)
+    raise AssertionError("the open-orders gauges never caught up")
+
+
 async def test_open_orders_are_counted_per_status_from_the_read_model(api: Api) -> None:
     before = await _samples(api)
     assert _value(before, "printflow_open_orders", status="scheduled") == 0
@@ -67,9 +89,73 @@ async def test_open_orders_are_counted_per_status_from_the_read_model(api: Api) 
     response = await api.client.post(f"/v1/orders/{canceled.json()['id']}/cancel", headers=auto)
     assert response.json()["status"] == "canceled"
 
-    samples = await _samples(api)
+    samples = await _eventually(
+        api, lambda s: _value(s, "printflow_open_orders", status="scheduled") == 2
+    )
     assert _value(samples, "printflow_open_orders", status="scheduled") == 2
     assert _value(samples, "printflow_open_orders", status="pending_approval") == 1
     assert _value(samples, "printflow_open_orders", status="in_production") == 0
     assert _value(samples, "printflow_open_orders", status="canceled") is None, "closed: not open"
     assert _value(samples, "printflow_open_orders_refresh_failures_total") == 0
+
+
+async def test_metrics_need_the_token(api: Api) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
+        response = await api.client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert "printflow_" not in response.text
+
+
+@pytest.fixture
+async def untokened(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Api]:
+    async with running_api(dev_env.client, database_url, tmp_path, metrics_token=None) as api:
+        yield api
+
+
+async def test_without_a_metrics_token_set_metrics_are_refused(untokened: Api) -> None:
+    response = await untokened.client.get("/metrics", headers=SCRAPE)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "metrics_disabled"
+
+
+@pytest.fixture
+async def slow_refresh(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Api]:
+    async with running_api(
+        dev_env.client, database_url, tmp_path, metrics_refresh_interval=timedelta(hours=1)
+    ) as api:
+        yield api
+
+
+async def test_a_scrape_never_queries_the_database(slow_refresh: Api) -> None:
+    api = slow_refresh
+    key = api.auth(await api.merchant())
+    assert (await api.client.post("/v1/orders", json=order_json(), headers=key)).status_code == 201
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = api.app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(5):
+            samples = await _samples(api)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == [], statements
+    # Counted at start-up (no orders then), not again before the next refresh an hour later.
+    assert _value(samples, "printflow_open_orders", status="scheduled") == 0
+
+    # The same listener sees the background count when it runs.
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await api.app.state.metrics.refresh_open_orders(api.app.state.engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert any("orders" in s and "GROUP BY" in s.upper() for s in statements), statements
+    assert _value(await _samples(api), "printflow_open_orders", status="scheduled") == 1

@@ -27,7 +27,9 @@ def _error(response: Any, status: int, code: str) -> dict[str, Any]:
     return dict(error)
 
 
-async def test_completion_answers_with_the_order_and_needs_no_api_key(shop: Shop) -> None:
+async def test_completion_answers_with_what_the_page_shows_and_needs_no_api_key(
+    shop: Shop,
+) -> None:
     merchant = await shop.merchant(approval="manual")
     order, path = await shop.order_with_link(merchant)
 
@@ -35,18 +37,52 @@ async def test_completion_answers_with_the_order_and_needs_no_api_key(shop: Shop
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["id"] == order["id"] and body["status"] == "pending_approval"
-    mug = body["items"][0]["personalization"]
-    assert mug == {
-        "fields": mug["fields"],
-        "status": "completed",
-        "values": {"name": "Ada", "photo": "https://img.example/ada.png"},
-    }
-    assert body["allowed_actions"]["approve"] is True
+    assert set(body) == {"shop_name", "order_reference_id", "expires_at", "items"}
+    assert body["shop_name"] == merchant["name"]
+    assert body["order_reference_id"] == order["order_reference_id"]
+    mug = body["items"][0]
+    assert mug["item_reference_id"] == "mug-1" and mug["status"] == "completed"
+    assert mug["values"] == {"name": "Ada", "photo": "https://img.example/ada.png"}
+    assert {f["name"]: f.get("max_length") for f in mug["fields"]}["name"] == 20
     assert (await shop.order(merchant, order["id"]))["status"] == "pending_approval"
 
     again = await shop.client.post(_endpoint(path), json={"items": VALUES})
     _error(again, 409, "already_personalized")
+
+
+async def test_the_link_reads_as_the_page_shows_it_never_address_email_or_metadata(
+    shop: Shop,
+) -> None:
+    merchant = await shop.merchant()
+    body = personalized_order()
+    body["metadata"] = {"internal_price": "12.50", "crm_id": "CRM-998877"}
+    order, path = await shop.order_with_link(merchant, body)
+    full = await shop.order(merchant, order["id"])
+    address = full["shipping_address"]
+
+    read = await shop.client.get(_endpoint(path))
+    assert read.status_code == 200, read.text
+    view = read.json()
+    assert [i["item_reference_id"] for i in view["items"]] == ["mug-1", "poster-1"]
+    assert all(i["status"] == "pending" and i["values"] is None for i in view["items"])
+    assert view["expires_at"]
+    completed = await shop.client.post(_endpoint(path), json={"items": VALUES})
+    assert completed.status_code == 200, completed.text
+    for answer in (read, completed):
+        text = answer.text
+        for secret in (
+            address["email"],
+            address["address_line_1"],
+            address["last_name"],
+            address["post_code"],
+            "CRM-998877",
+            "12.50",
+            order["id"],
+            merchant["support_email"],
+        ):
+            assert secret not in text, f"{secret!r} leaked"
+        for key in ("shipping_address", "metadata", "id", "status", "events", "facility"):
+            assert key not in answer.json(), key
 
 
 async def test_values_that_break_the_rules_are_a_422_naming_each_field(shop: Shop) -> None:
@@ -114,4 +150,5 @@ async def test_an_expired_link_is_410_and_its_successor_works(shop: Shop) -> Non
     _error(await shop.client.post(_endpoint(first), json={"items": VALUES}), 410, "link_expired")
     response = await shop.client.post(_endpoint(second), json={"items": VALUES})
     assert response.status_code == 200, response.text
-    assert response.json()["status"] == "scheduled"
+    assert {i["status"] for i in response.json()["items"]} == {"completed"}
+    assert (await shop.order(merchant, order["id"]))["status"] == "scheduled"

@@ -36,6 +36,7 @@ from simulator.app import create_app as create_simulator
 from worker import WORKFLOW_RUNNER, WORKFLOWS, build_activities, facility_workers
 
 ADMIN_TOKEN = "admin-test-token"
+METRICS_TOKEN = "metrics-test-token"
 FACILITY_URL = "http://facility.test"
 
 TEST_FACILITIES = [
@@ -177,6 +178,12 @@ async def running_api(
             "webhook_allow_private": True,
             # As before facilities had workers of their own: a test's end waits for nothing.
             "worker_shutdown_grace": timedelta(0),
+            # Tests poll and create in bursts with one key; tests/ops/test_perimeter.py sets
+            # the real limit. Open orders are recounted often so /metrics follows quickly.
+            "rate_limit": "1000/s",
+            "rate_limit_burst": 2000,
+            "metrics_token": METRICS_TOKEN,
+            "metrics_refresh_interval": timedelta(seconds=0.2),
         }
         values.update(overrides)
         settings = Settings(**values)
