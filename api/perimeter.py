@@ -12,8 +12,9 @@ outside the idempotency middleware, the guards and the routes):
   the next request fits). The credential is the ``X-API-Key`` of a merchant, the
   ``Authorization`` bearer token of a facility (or of a Prometheus scrape), or the
   ``X-Agent-Token`` of an agent; the limiter keys on the header's name and the sha256 of its
-  value, never the value. The admin API (``X-Admin-Token``, ``/v1/admin/*``) is exempt: one
-  operator secret, used by scripts that create merchants in bulk. Requests without any of these
+  value, never the value. The admin API (``X-Admin-Token``, ``/v1/admin/*``) and the payload codec
+  (``/codec``, the Web UI decodes a history's payloads in bursts) are exempt: operator secrets,
+  used by scripts that create merchants in bulk and by the Web UI. Requests without any of these
   (health probes, the customer's pages) are not limited here.
 
 The limiter is the ``limits`` library's moving window, in memory: a rate R per second with burst
@@ -41,7 +42,8 @@ BODY_TOO_LARGE = "body_too_large"
 RATE_LIMITED = "rate_limited"
 # Whose requests are limited, by the header that carries the credential; the first one present.
 LIMITED_CREDENTIALS = (b"x-api-key", b"authorization", b"x-agent-token")
-_ADMIN_PREFIX = "/v1/admin/"
+# Operator endpoints: the admin API and the payload codec (the Web UI decodes in bursts).
+_EXEMPT_PREFIXES = ("/v1/admin/", "/codec")
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*")
 
@@ -140,7 +142,7 @@ class RateLimits:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         item = self.item
-        if item is None or scope["type"] != "http" or scope["path"].startswith(_ADMIN_PREFIX):
+        if item is None or scope["type"] != "http" or scope["path"].startswith(_EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", ()))

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -38,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench import baseline, history, memory, orders, plot, wave
 from bench.common import (
@@ -57,7 +58,8 @@ from devstack.config import REPO_ROOT, SimulatorOptions, StackConfig
 from devstack.mailsink import free_port
 from devstack.stack import Stack
 from devstack.temporal import poller_identities
-from settings import Settings
+from settings import Settings, parse_payload_keys
+from workflows.client import data_converter
 
 PHASES = ("memory", "throughput", "wave", "latency", "history")
 GOALS = {
@@ -154,10 +156,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def measure(stack: Stack, bare_queue: str, args: argparse.Namespace) -> dict[str, Any]:
+    # The stack's keys: the bare worker encrypts as printflow's worker does.
+    keys = parse_payload_keys(stack.config.env["PRINTFLOW_PAYLOAD_KEYS"])
     client = await Client.connect(
-        stack.temporal_address, namespace=stack.namespace, data_converter=pydantic_data_converter
+        stack.temporal_address, namespace=stack.namespace, data_converter=data_converter(keys)
     )
-    merchant = await asyncio.to_thread(stack.create_merchant, "Bench", "bench@example.com")
+    # A shop per client at the most (each key has its own rate limit, as in production).
+    shops = max([args.concurrency, *args.levels])
+    merchants = [
+        await asyncio.to_thread(stack.create_merchant, f"Bench {n}", f"bench{n}@example.com")
+        for n in range(shops)
+    ]
     pids = stack.pids
     worker = pids["worker"]
     busy_pids = [pids["worker"], pids["api"], pids["temporal"], pids["bare-worker"]]
@@ -171,7 +180,7 @@ async def measure(stack: Stack, bare_queue: str, args: argparse.Namespace) -> di
     conc = args.concurrency
     # Enough connections that open-loop arrivals never queue in the client.
     async with http_client(stack.api_url, max([100, conc, *args.levels])) as http:
-        api = Api(http, merchant["api_key"])
+        api = Api(http, [m["api_key"] for m in merchants])
         if "memory" in args.only:
             say(f"memory: {args.memory_orders} orders waiting for a far cutoff ...")
             out["memory"] = await memory.run(
@@ -484,8 +493,12 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp) / "stack",
             facilities_file=facilities_file,
             simulator=SimulatorOptions(report_events=False),
-            # Its own metrics port: this machine may run `make run` on 9464 meanwhile.
-            env={"PRINTFLOW_WORKER_METRICS_PORT": str(free_port("127.0.0.1"))},
+            env={
+                # Its own metrics port: this machine may run `make run` on 9464 meanwhile.
+                "PRINTFLOW_WORKER_METRICS_PORT": str(free_port("127.0.0.1")),
+                # Encrypted payloads, as `make run` and production have them.
+                "PRINTFLOW_PAYLOAD_KEYS": "bench:" + base64.b64encode(os.urandom(32)).decode(),
+            },
         )
         stack = Stack(config)
         period = wave.period_for(args.wave)

@@ -115,22 +115,33 @@ class Api:
     """The merchant's side of the API, as a shop's integration uses it."""
 
     http: httpx.AsyncClient
-    api_key: str
+    # Many shops, not one: each merchant's key has its own rate limit (RATE_LIMIT, 20/s by
+    # default), as in production; orders go round the keys and are read with their own.
+    api_keys: list[str]
     # Wall-clock time each create was sent and how long it took, by order id.
     created: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Creates sent again after the connection broke (the answer never came).
     resent: int = 0
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.api_key}
+    # The key that created each order, by order id.
+    owners: dict[str, str] = field(default_factory=dict)
+    _turn: int = 0
+
+    def _next_key(self) -> str:
+        self._turn += 1
+        return self.api_keys[self._turn % len(self.api_keys)]
+
+    def headers(self, order_id: str | None = None) -> dict[str, str]:
+        key = self.owners[order_id] if order_id is not None else self._next_key()
+        return {"X-API-Key": key}
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         sent_at = time.time()
         started = time.perf_counter()
+        headers = self.headers()
         for attempt in range(3):
             try:
-                response = await self.http.post("/v1/orders", json=body, headers=self.headers)
+                response = await self.http.post("/v1/orders", json=body, headers=headers)
                 break
             except httpx.TransportError:
                 # As a shop's integration does: the same order again. The order reference makes
@@ -143,11 +154,12 @@ class Api:
             raise BenchError(f"create answered {response.status_code}: {response.text[:300]}")
         order: dict[str, Any] = response.json()
         self.created[order["id"]] = (sent_at, took)
+        self.owners[order["id"]] = headers["X-API-Key"]
         return order
 
     async def get(self, order_id: str) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
-        response = await self.http.get(f"/v1/orders/{order_id}", headers=self.headers)
+        response = await self.http.get(f"/v1/orders/{order_id}", headers=self.headers(order_id))
         took = time.perf_counter() - started
         if response.status_code != 200:
             raise BenchError(f"get answered {response.status_code}: {response.text[:300]}")
@@ -156,7 +168,9 @@ class Api:
     async def cancel(self, order_id: str) -> float:
         started = time.perf_counter()
         response = await self.http.post(
-            f"/v1/orders/{order_id}/cancel", headers=self.headers, json={"reason": "bench"}
+            f"/v1/orders/{order_id}/cancel",
+            headers=self.headers(order_id),
+            json={"reason": "bench"},
         )
         took = time.perf_counter() - started
         if response.status_code != 200 or response.json().get("status") != "canceled":
