@@ -40,6 +40,11 @@ BIN = Path(sys.prefix) / "bin"
 # The whole suite encrypts its payloads (tests/support/keys.py): the settings of in-process APIs
 # and workers read this variable, real processes inherit it. Set it empty to run without.
 os.environ.setdefault("PRINTFLOW_PAYLOAD_KEYS", TEST_PAYLOAD_KEYS)
+# Tests poll their own orders from one key many times a second (the fault suite's observer
+# reads every order every 100 ms), beyond a merchant's 20/s: the processes they start get a
+# limit tests never reach. tests/ops/test_perimeter.py sets the real limits and checks them.
+os.environ.setdefault("PRINTFLOW_RATE_LIMIT", "1000/s")
+os.environ.setdefault("PRINTFLOW_RATE_LIMIT_BURST", "2000")
 
 
 def suite_converter() -> DataConverter:
