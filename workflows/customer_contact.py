@@ -15,23 +15,21 @@ sandbox, and a running contact keeps the rules it started with.
 
 Messages arrive as Updates (``merchant_reply`` from the API, ``customer_message`` from the
 ``/c/{token}`` page) so the caller answers with the contact as it now is; a validator refuses
-them once the contact is closed, costing no history. Every change goes through ``_commit``:
-search attributes, then the read model and the ``customer_contact.message_received`` webhook
-through one projection activity, a regular one for a batch holding an Update's change (DESIGN.md,
-"Truth under faults": the server starts it only once the Update's acceptance is persisted), a
-local one for changes that follow from timers. E-mails go out after their change is projected.
+them once the contact is closed, costing no history. Every change goes through ``_commit``
+(``workflows.conversation``): search attributes, then the read model and the
+``customer_contact.message_received`` webhook through one projection activity, a regular one for
+a batch holding an Update's change. E-mails go out after their change is projected.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.customer_contacts import CustomerContactActivities
@@ -46,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         start_clock,
     )
     from workflows import search_attributes as sa
+    from workflows.conversation import Conversation
     from workflows.customer_contact_messages import (
         ContactInput,
         ContactMail,
@@ -54,14 +53,6 @@ with workflow.unsafe.imports_passed_through():
         CustomerReply,
         MerchantReply,
     )
-    from workflows.order_messages import MAIL_REJECTED
-
-PROJECTION_TIMEOUT = timedelta(seconds=30)
-MAIL_TIMEOUT = timedelta(seconds=60)
-PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
-MAIL_RETRY = RetryPolicy(
-    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[MAIL_REJECTED]
-)
 
 
 def _pairs(state: ContactState) -> list[SearchAttributePair[Any]]:
@@ -80,19 +71,16 @@ def contact_search_attributes(state: ContactState) -> TypedSearchAttributes:
 
 
 @workflow.defn(name="CustomerContactWorkflow")
-class CustomerContactWorkflow:
+class CustomerContactWorkflow(Conversation):
     @workflow.init
     def __init__(self, inp: ContactInput) -> None:
+        self._conversation()
         self._input = inp
         self._rules = inp.rules
         self._state = (inp.state or inp.contact).model_copy(deep=True)
         self._new_messages: list[ContactMessage] = []
         self._deadlines: list[Deadline] = []
-        self._changes: list[str] = []
-        self._update_in_batch = False
-        self._projecting = asyncio.Lock()
         self._outbox: list[ContactMail] = []
-        self._generation = 0
         if inp.state is None:
             # The merchant's first message goes to the customer with their link.
             self._outbox.append(
@@ -231,27 +219,16 @@ class CustomerContactWorkflow:
     # ------------------------------------------------------------------ the one place
 
     async def _commit(self, change: str, message: ContactMessage | None = None) -> None:
-        """Records a change: search attributes, then read model and webhook. The only writer."""
-        state = self._state
-        state.version += 1
-        state.updated_at = workflow.now()
-        self._changes.append(change)
         if message is not None:
             self._new_messages.append(message)
-        workflow.upsert_search_attributes(self._search_attribute_updates())
-        if workflow.current_update_info() is not None:
-            self._update_in_batch = True
-        self._show(self._waiting_text())
-        workflow.logger.info(
-            "contact %s: %s (sla %s, version %d)",
-            state.contact_id,
-            change,
-            state.sla_state.value,
-            state.version,
+        await self._record(change)
+
+    def _log_line(self, change: str) -> str:
+        state = self._state
+        return (
+            f"contact {state.contact_id}: {change} "
+            f"(sla {state.sla_state.value}, version {state.version})"
         )
-        async with self._projecting:
-            if self._changes:  # else an earlier commit's projection carried this one
-                await self._project(local=not self._update_in_batch)
 
     def _search_attribute_updates(self) -> list[Any]:
         updates: list[Any] = [pair.key.value_set(pair.value) for pair in _pairs(self._state)]
@@ -266,21 +243,9 @@ class CustomerContactWorkflow:
             deadlines=self._deadlines,
             changes=self._changes,
         )
-        self._new_messages, self._deadlines, self._changes = [], [], []
-        self._update_in_batch = False
-        if local:
-            await workflow.execute_local_activity_method(
-                CustomerContactActivities.project_contact,
-                projection,
-                start_to_close_timeout=PROJECTION_TIMEOUT,
-            )
-            return
-        await workflow.execute_activity_method(
-            CustomerContactActivities.project_contact,
-            projection,
-            start_to_close_timeout=PROJECTION_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
-            summary=f"read model: version {projection.state.version}",
+        self._new_messages, self._deadlines = [], []
+        await self._run_projection(
+            CustomerContactActivities.project_contact, projection, local=local
         )
 
     def _deadline(
@@ -313,46 +278,15 @@ class CustomerContactWorkflow:
             due_text=describe(self._rules, due) if due else None,
         )
 
-    async def _send_mails(self) -> None:
-        while self._outbox:
-            mail = self._outbox.pop(0)
-            try:
-                await workflow.execute_activity_method(
-                    CustomerContactActivities.send_contact_mail,
-                    mail,
-                    start_to_close_timeout=MAIL_TIMEOUT,
-                    retry_policy=MAIL_RETRY,
-                    summary=f"e-mail ({mail.kind.replace('_', ' ')})",
-                )
-            except ActivityError as err:
-                cause = err.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == MAIL_REJECTED):
-                    raise
-                workflow.logger.warning(
-                    "contact %s: %s e-mail refused: %s",
-                    self._state.contact_id,
-                    mail.kind,
-                    cause.message,
-                )
+    def _mail_activity(self) -> Callable[..., Any]:
+        return CustomerContactActivities.send_contact_mail
 
-    async def _continue_as_new(self) -> None:
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._changes and not self._outbox
+    async def _mail_refused(self, mail: ContactMail, reason: str) -> None:
+        workflow.logger.warning(
+            "contact %s: %s e-mail refused: %s", self._state.contact_id, mail.kind, reason
         )
-        workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
 
     # ------------------------------------------------------------------ helpers
-
-    async def _wait_until(self, moment: datetime, summary: str, done: Callable[[], bool]) -> bool:
-        self._show(summary)
-        remaining = moment - workflow.now()
-        if remaining <= timedelta(0):
-            return done()
-        try:
-            await workflow.wait_condition(done, timeout=remaining, timeout_summary=summary[:200])
-            return True
-        except TimeoutError:
-            return done()
 
     def _waiting_text(self) -> str:
         state = self._state
@@ -364,7 +298,3 @@ class CustomerContactWorkflow:
                 return f"missed: the merchant's reply was due {due}"
             return f"waiting for the merchant's reply, due {due}"
         return "waiting for the customer"
-
-    @staticmethod
-    def _show(text: str) -> None:
-        workflow.set_current_details(text[:300])

@@ -17,23 +17,21 @@ later), the next response from the merchant message that started the clock (``wo
 
 Agents and merchants change a case through Updates, so the API answers with the case as it now
 is; a validator refuses what the case's status does not allow, costing no history. Every change
-goes through ``_commit``: search attributes, then the read model (``support_cases`` and the new
-messages) and the ``support_case.updated`` webhook through one projection activity. As for orders
-(DESIGN.md, "Truth under faults"), a batch holding an Update's change is projected by a regular
-activity, which the server starts only once the Update's acceptance is persisted; changes that
-follow from timers use a local activity. E-mails go out after the change is projected.
+goes through ``_commit`` (``workflows.conversation``): search attributes, then the read model
+(``support_cases`` and the new messages) and the ``support_case.updated`` webhook through one
+projection activity, a regular one for a batch holding an Update's change. E-mails go out after
+the change is projected.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.support_cases import SupportCaseActivities
@@ -48,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.support import Plan
     from workflows import search_attributes as sa
-    from workflows.order_messages import MAIL_REJECTED
+    from workflows.conversation import Conversation
     from workflows.support_case_messages import (
         AgentReply,
         Assignment,
@@ -60,14 +58,6 @@ with workflow.unsafe.imports_passed_through():
         MerchantMessage,
         Resolution,
     )
-
-PROJECTION_TIMEOUT = timedelta(seconds=30)
-MAIL_TIMEOUT = timedelta(seconds=60)
-PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
-# A relay that is down is retried; a server refusing the message for good is final.
-MAIL_RETRY = RetryPolicy(
-    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[MAIL_REJECTED]
-)
 
 
 def _pairs(state: CaseState) -> list[SearchAttributePair[Any]]:
@@ -87,20 +77,16 @@ def case_search_attributes(state: CaseState) -> TypedSearchAttributes:
 
 
 @workflow.defn(name="SupportCaseWorkflow")
-class SupportCaseWorkflow:
+class SupportCaseWorkflow(Conversation):
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
+        self._conversation()
         self._input = inp
         self._rules = inp.rules
         self._state = (inp.state or inp.case).model_copy(deep=True)
         self._new_messages: list[CaseMessage] = []
-        self._changes: list[str] = []
-        self._update_in_batch = False
-        self._projecting = asyncio.Lock()
         # E-mails to send once their change is projected, in order.
         self._outbox: list[CaseMail] = []
-        # Bumped by every change that can move what the case waits for.
-        self._generation = 0
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseState:
@@ -321,32 +307,16 @@ class SupportCaseWorkflow:
     # ------------------------------------------------------------------ the one place
 
     async def _commit(self, change: str, message: CaseMessage | None = None) -> None:
-        """Records a change: search attributes, then read model and webhook. The only writer.
-
-        See the module's docstring (and ``OrderWorkflow._commit``): a batch holding an Update's
-        change is projected by a regular activity, others by a local one; one at a time.
-        """
-        state = self._state
-        state.version += 1
-        state.updated_at = workflow.now()
-        self._changes.append(change)
         if message is not None:
             self._new_messages.append(message)
-        workflow.upsert_search_attributes(self._search_attribute_updates())
-        if workflow.current_update_info() is not None:
-            self._update_in_batch = True
-        self._show(self._waiting_text())
-        workflow.logger.info(
-            "case %s: %s (status %s, sla %s, version %d)",
-            state.case_id,
-            change,
-            state.status.value,
-            state.sla_state.value,
-            state.version,
+        await self._record(change)
+
+    def _log_line(self, change: str) -> str:
+        state = self._state
+        return (
+            f"case {state.case_id}: {change} (status {state.status.value}, "
+            f"sla {state.sla_state.value}, version {state.version})"
         )
-        async with self._projecting:
-            if self._changes:  # else an earlier commit's projection carried this one
-                await self._project(local=not self._update_in_batch)
 
     def _search_attribute_updates(self) -> list[Any]:
         updates: list[Any] = [pair.key.value_set(pair.value) for pair in _pairs(self._state)]
@@ -360,22 +330,8 @@ class SupportCaseWorkflow:
             new_messages=self._new_messages,
             changes=self._changes,
         )
-        self._new_messages, self._changes = [], []
-        self._update_in_batch = False
-        if local:
-            await workflow.execute_local_activity_method(
-                SupportCaseActivities.project_case,
-                projection,
-                start_to_close_timeout=PROJECTION_TIMEOUT,
-            )
-            return
-        await workflow.execute_activity_method(
-            SupportCaseActivities.project_case,
-            projection,
-            start_to_close_timeout=PROJECTION_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
-            summary=f"read model: version {projection.state.version}",
-        )
+        self._new_messages = []
+        await self._run_projection(SupportCaseActivities.project_case, projection, local=local)
 
     def _mail(
         self,
@@ -408,35 +364,18 @@ class SupportCaseWorkflow:
             )
         )
 
-    async def _send_mails(self) -> None:
-        while self._outbox:
-            mail = self._outbox.pop(0)
-            try:
-                await workflow.execute_activity_method(
-                    SupportCaseActivities.send_case_mail,
-                    mail,
-                    start_to_close_timeout=MAIL_TIMEOUT,
-                    retry_policy=MAIL_RETRY,
-                    summary=f"e-mail ({mail.kind.replace('_', ' ')}) to {', '.join(mail.to)}"[:200],
-                )
-            except ActivityError as err:
-                cause = err.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == MAIL_REJECTED):
-                    raise
-                # No retry changes a refusal; the case shows it to the team.
-                await self._commit(
-                    "notification_failed",
-                    self._system_message(
-                        f"The {mail.kind.replace('_', ' ')} e-mail was refused: {cause.message}"
-                    ),
-                )
+    def _mail_activity(self) -> Callable[..., Any]:
+        return SupportCaseActivities.send_case_mail
 
-    async def _continue_as_new(self) -> None:
-        """A new run with the state so far: a long conversation keeps its history small."""
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._changes and not self._outbox
+    def _mail_summary(self, mail: CaseMail) -> str:
+        return f"e-mail ({mail.kind.replace('_', ' ')}) to {', '.join(mail.to)}"[:200]
+
+    async def _mail_refused(self, mail: CaseMail, reason: str) -> None:
+        # No retry changes a refusal; the case shows it to the team.
+        await self._commit(
+            "notification_failed",
+            self._system_message(f"The {mail.kind.replace('_', ' ')} e-mail was refused: {reason}"),
         )
-        workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
 
     # ------------------------------------------------------------------ helpers
 
@@ -449,19 +388,6 @@ class SupportCaseWorkflow:
             body=body,
             created_at=workflow.now(),
         )
-
-    async def _wait_until(self, moment: datetime, summary: str, done: Callable[[], bool]) -> bool:
-        """Waits for ``done`` until ``moment``; True if ``done`` came first. ``summary`` names
-        the timer in the Web UI and is what the case is shown to wait for."""
-        self._show(summary)
-        remaining = moment - workflow.now()
-        if remaining <= timedelta(0):
-            return done()
-        try:
-            await workflow.wait_condition(done, timeout=remaining, timeout_summary=summary[:200])
-            return True
-        except TimeoutError:
-            return done()
 
     def _when(self, moment: datetime) -> str:
         return describe_due(self._rules.calendar, moment)
@@ -481,7 +407,3 @@ class SupportCaseWorkflow:
             case CaseStatus.RESOLVED:
                 return "resolved; a merchant message reopens it"
         return f"closed: {state.close_reason}"
-
-    @staticmethod
-    def _show(text: str) -> None:
-        workflow.set_current_details(text[:300])

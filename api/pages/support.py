@@ -302,40 +302,26 @@ async def case_page(
     return _case(request, session, agent, support, view, 200, notice=notice)
 
 
-@router.post("/cases/{case_id}/reply", response_class=HTMLResponse)
-async def reply(
+# The console's three forms, by the last part of their path, and what the page then says.
+ACTIONS = {"reply": "replied", "assign": "assigned", "resolve": "resolved"}
+
+
+@router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
+async def change(
     request: Request,
     case_id: str,
+    action: str,
     db: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
     support: SupportDep,
 ) -> Response:
-    return await _change(request, case_id, db, temporal, settings, support, "replied")
-
-
-@router.post("/cases/{case_id}/assign", response_class=HTMLResponse)
-async def assign_to_me(
-    request: Request,
-    case_id: str,
-    db: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    support: SupportDep,
-) -> Response:
-    return await _change(request, case_id, db, temporal, settings, support, "assigned")
-
-
-@router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
-async def resolve(
-    request: Request,
-    case_id: str,
-    db: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    support: SupportDep,
-) -> Response:
-    return await _change(request, case_id, db, temporal, settings, support, "resolved")
+    """Reply (optionally waiting on the merchant), assign to me, or resolve."""
+    if action not in ACTIONS:
+        return _message(
+            request, None, None, 404, "Page not found", ["The console has no such form."]
+        )
+    return await _change(request, case_id, db, temporal, settings, support, ACTIONS[action])
 
 
 async def _change(
@@ -378,7 +364,11 @@ async def _change(
         problem, status = err.message, err.status_code
     except Exception:
         log.exception("the console's %s of case %s failed", done, case_id)
-        problem, status = "The case did not answer just now; nothing was changed. Try again.", 503
+        problem = (
+            "The case did not answer just now, so the change may not have been made: "
+            "check the case, then try again."
+        )
+        status = 503
     else:
         return secure(RedirectResponse(f"/support/cases/{case_id}?done={done}", 303))
     await db.rollback()  # which expires what was loaded: read the agent and the case again
@@ -464,6 +454,10 @@ def _case(
             "requests": requests,
             "notice": notice,
             "problem": problem,
+            # A refusal changed nothing; an answer that never came (503) may still change it.
+            "problem_title": (
+                "The change may not have been made" if status_code >= 500 else "Nothing was changed"
+            ),
             "body": body,
             "waiting": waiting,
             "mine": case.assignee == agent.id,

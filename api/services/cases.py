@@ -398,12 +398,7 @@ async def _update(
         arg,
         patience=settings.update_timeout,
         on_closed=closed,
-        # Temporal runs an Update id once per workflow: a retry gets the first outcome.
-        update_id=(
-            f"{getattr(update, '__name__', 'update')}:{idempotency_key}"
-            if idempotency_key
-            else None
-        ),
+        idempotency_key=idempotency_key,
         start=start,
         what="case",
     )

@@ -270,11 +270,7 @@ async def _update(
         arg,
         patience=settings.update_timeout,
         on_closed=closed,
-        update_id=(
-            f"{getattr(update, '__name__', 'update')}:{idempotency_key}"
-            if idempotency_key
-            else None
-        ),
+        idempotency_key=idempotency_key,
         start=start,
         what="contact",
     )

@@ -327,15 +327,7 @@ async def update_order(
         arg,
         patience=settings.update_timeout,
         on_closed=closed,
-        # Temporal runs an Update id once per workflow: a retry gets the first outcome.
-        update_id=_update_id(update, idempotency_key),
+        idempotency_key=idempotency_key,
         start=start,
     )
     return await render(session, state)
-
-
-def _update_id(update: OrderUpdate, idempotency_key: str | None) -> str | None:
-    """The Update's id: the merchant's key, scoped to the action it was sent with."""
-    if idempotency_key is None:
-        return None
-    return f"{getattr(update, '__name__', 'update')}:{idempotency_key}"

@@ -41,24 +41,29 @@ def conflict(code: str, message: str, details: Any) -> ApiError:
 
 async def run_update(
     client: Client,
-    order_id: str,
+    workflow_id: str,
     update: UpdateMethodMultiParam[..., Result],
     arg: Any = None,
     *,
     patience: timedelta,
     on_closed: OnClosed,
     on_refusal: OnRefusal = conflict,
-    update_id: str | None = None,
+    idempotency_key: str | None = None,
     start: WithStartWorkflowOperation[Any, Any] | None = None,
     what: str = "order",
 ) -> Result:
-    """Runs ``update`` (an update method of the workflow whose id is ``order_id``) and returns
-    what it answers: the order (or, ``what="case"``, the support case) as it now is.
+    """Runs ``update`` (an update method of the workflow ``workflow_id``) and returns what it
+    answers: the order (or, ``what="case"``/``"contact"``, the case or contact) as it now is.
 
-    ``patience`` is UPDATE_TIMEOUT. ``start``: for an order whose workflow the relay may not
-    have started yet, the Update goes with its start (update-with-start, USE_EXISTING).
+    ``patience`` is UPDATE_TIMEOUT. ``idempotency_key``: the caller's, scoped to the Update it
+    was sent with, is the Update's id, and Temporal runs an Update id once per workflow: a retry
+    gets the first outcome. ``start``: for a row whose workflow the relay may not have started
+    yet, the Update goes with its start (update-with-start, USE_EXISTING).
     """
     args = [] if arg is None else [arg]
+    update_id = (
+        f"{getattr(update, '__name__', 'update')}:{idempotency_key}" if idempotency_key else None
+    )
     try:
         async with asyncio.timeout(patience.total_seconds()):
             if start is not None:
@@ -71,7 +76,7 @@ async def run_update(
                     # (The operation holds the same error for its handle: collect it.)
                     with contextlib.suppress(WorkflowAlreadyStartedError):
                         await start.workflow_handle()
-            handle = client.get_workflow_handle(order_id)
+            handle = client.get_workflow_handle(workflow_id)
             return await handle.execute_update(update, args=args, id=update_id)
     except TimeoutError:
         raise Unavailable(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.cases.console import Console, assert_page_headers, csrf_of
@@ -24,6 +25,7 @@ from tests.cases.test_cases_api import (
     merchant,
     open_case,
 )
+from tests.conftest import suite_converter
 from tests.personalization.conftest import Page
 from tests.support.api import Api, order_json
 from tests.support.production import FullApi, full_api, full_api_running
@@ -352,6 +354,33 @@ async def test_reply_assign_and_resolve_change_the_case_through_its_workflow(
 
     missing = await console.page("/support/cases/case_nope", status=404)
     assert "Case not found" in Page(missing.text).text
+    unknown = await console.http.post(f"{path}/delete", data={"csrf": page_csrf})
+    assert unknown.status_code == 404 and "no such form" in Page(unknown.text).text
+
+
+async def test_a_change_temporal_never_answers_is_not_shown_as_refused(
+    full_api: FullApi, browser_of: Any
+) -> None:
+    # Temporal cannot be reached: the reply may or may not reach the case later, so the page must
+    # not say "Nothing was changed" as it does for a refusal; what was typed stays in the form.
+    api = full_api
+    sam = await agent(api)
+    case = await open_case(api, Api.auth(await merchant(api)))
+    console = await signed_in(api, browser_of, sam)
+    path = f"/support/cases/{case['id']}"
+    reachable = api.app.state.temporal
+    api.app.state.temporal = await Client.connect(
+        "127.0.0.1:1", lazy=True, data_converter=suite_converter()
+    )
+    try:
+        lost = await console.submit(path, f"{path}/reply", {"body": "Checking with print."})
+    finally:
+        api.app.state.temporal = reachable
+    assert lost.status_code == 503
+    page = Page(lost.text)
+    assert "The change may not have been made" in page.text
+    assert "Nothing was changed" not in page.text
+    assert page.control("body")["value"] == "Checking with print."
 
 
 async def test_hostile_strings_render_as_text(full_api: FullApi, browser_of: Any) -> None:
