@@ -29,10 +29,14 @@ from tests.support.cases import (
     CaseWorld,
     amsterdam,
     case_world,
-    text_of,
 )
 from tests.support.keys import keys
-from tests.support.workflows import sleep_until
+from tests.support.mail import text_of
+from tests.support.workflows import (
+    history_event_types,
+    projected_after_acceptance,
+    sleep_until,
+)
 from workflows.client import data_converter
 from workflows.support_case import SupportCaseWorkflow
 from workflows.support_case_messages import AgentReply, Closing, MerchantMessage, Resolution
@@ -297,3 +301,16 @@ def test_the_dates_are_what_the_docstring_says() -> None:
     before = amsterdam(2027, 3, 27, 12, 0).utcoffset()
     after = amsterdam(2027, 3, 29, 12, 0).utcoffset()
     assert (before, after) == (UTC_OFFSET_BEFORE, UTC_OFFSET_AFTER)
+
+
+async def test_an_agent_reply_is_projected_only_after_its_acceptance_is_in_the_history(
+    env: WorkflowEnvironment, world: CaseWorld
+) -> None:
+    # As for orders: a stalled worker may lose the task that accepted the Update, so the read
+    # model must not show the reply before the acceptance is in the history.
+    handle = await world.open(await env.get_current_time())
+    await state(handle)  # its first task has run
+    before = len(await history_event_types(handle))
+    answered = await handle.execute_update(SupportCaseWorkflow.agent_reply, reply("On it."))
+    assert (await world.row(handle.id)).version == answered.version, "answered after projection"
+    assert projected_after_acceptance(await history_event_types(handle), before)

@@ -27,9 +27,13 @@ from tests.support.contacts import (
     berlin,
     contact_world,
     link_in,
-    text_of,
 )
-from tests.support.workflows import sleep_until
+from tests.support.mail import text_of
+from tests.support.workflows import (
+    history_event_types,
+    projected_after_acceptance,
+    sleep_until,
+)
 from workflows.customer_contact import CustomerContactWorkflow
 from workflows.customer_contact_messages import CustomerReply, MerchantReply
 
@@ -166,3 +170,18 @@ async def test_a_reply_due_time_is_the_merchants_own_timezone(
     await sleep_until(env, thursday)
     after = await handle.execute_update(CustomerContactWorkflow.customer_message, customer("?"))
     assert near(after.reply_due_at, berlin(2027, 6, 11, 23, 30))
+
+
+async def test_messages_are_projected_only_after_their_acceptance_is_in_the_history(
+    env: WorkflowEnvironment, world: ContactWorld
+) -> None:
+    handle = await world.open(await env.get_current_time())
+    await state(handle)  # its first task has run
+    for update, message in (
+        (CustomerContactWorkflow.customer_message, customer("It is Hauptstr. 5.")),
+        (CustomerContactWorkflow.merchant_reply, merchant("Thanks, fixed.")),
+    ):
+        before = len(await history_event_types(handle))
+        answered = await handle.execute_update(update, message)  # type: ignore[arg-type]
+        assert (await world.row(handle.id)).version == answered.version
+        assert projected_after_acceptance(await history_event_types(handle), before)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.orders import CancelRequest, ProductionEventIn, Status
 from tests.support.polling import apoll
-from tests.support.workflows import Recorder, order_input, sleep_until, start, state_of
+from tests.support.workflows import (
+    Recorder,
+    history_event_types,
+    order_input,
+    sleep_until,
+    start,
+    state_of,
+)
 from worker import WORKFLOW_RUNNER
 from workflows.order import OrderWorkflow
 from workflows.order_messages import ProductionSignal
@@ -37,15 +42,6 @@ def _worker(env: WorkflowEnvironment, rec: Recorder, task_queue: str) -> Worker:
     )
 
 
-async def _event_types(handle: WorkflowHandle[Any, Any]) -> list[int | str]:
-    """The history's event types; a local activity's marker shows as "local_activity"."""
-    types: list[int | str] = []
-    async for e in handle.fetch_history_events():
-        marker = e.marker_recorded_event_attributes.marker_name
-        types.append("local_activity" if "local_activity" in marker else e.event_type)
-    return types
-
-
 async def test_a_cancel_is_projected_only_after_its_acceptance_is_in_the_history(
     env: WorkflowEnvironment,
 ) -> None:
@@ -53,12 +49,12 @@ async def test_a_cancel_is_projected_only_after_its_acceptance_is_in_the_history
     tq = "tq-" + uuid.uuid4().hex
     async with _worker(env, rec, tq):
         handle = await start(env.client, tq, order_input(await env.get_current_time()))
-        before = len(await _event_types(handle))
+        before = len(await history_event_types(handle))
         canceled = await handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason="dup"))
         assert canceled.status is Status.CANCELED
         # The Update answers after its projection: a GET right after shows the cancel.
         assert rec.statuses()[-1] == "canceled"
-        types = await _event_types(handle)
+        types = await history_event_types(handle)
 
     accepted = types.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
     scheduled = [

@@ -168,11 +168,6 @@ class CaseWorld:
         return [m for m in self.mail.messages if address in str(m["To"])]
 
 
-def text_of(message: EmailMessage) -> str:
-    text: str = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    return text.replace("\r\n", "\n")
-
-
 @asynccontextmanager
 async def case_world(
     env: WorkflowEnvironment, engine: AsyncEngine, tmp_path: Path

@@ -38,6 +38,7 @@ from domain.contacts import generate_support_id
 from domain.customer_contacts import ContactState, contact_rules, new_contact_state
 from domain.support import load_support
 from settings import Settings
+from tests.support.mail import text_of
 from worker import WORKFLOW_RUNNER
 from workflows.customer_contact import CustomerContactWorkflow, contact_search_attributes
 from workflows.customer_contact_messages import ContactInput
@@ -51,11 +52,6 @@ LINK = re.compile(r"https?://\S+/c/[A-Za-z0-9_-]{20,}")
 
 def berlin(*args: int) -> datetime:
     return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
-
-
-def text_of(message: EmailMessage) -> str:
-    text: str = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    return text.replace("\r\n", "\n")
 
 
 def link_in(message: EmailMessage) -> str:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -207,3 +208,22 @@ async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
     now = await env.get_current_time()
     assert moment > now, f"{moment} is already past ({now})"
     await env.sleep(moment - now)
+
+
+async def history_event_types(handle: WorkflowHandle[Any, Any]) -> list[int | str]:
+    """The history's event types; a local activity's marker shows as "local_activity"."""
+    types: list[int | str] = []
+    async for e in handle.fetch_history_events():
+        marker = e.marker_recorded_event_attributes.marker_name
+        types.append("local_activity" if "local_activity" in marker else e.event_type)
+    return types
+
+
+def projected_after_acceptance(types: list[int | str], before: int) -> bool:
+    """An Update's change went to a regular activity scheduled after its acceptance, and no
+    local activity (which runs before its task is committed) ran after ``before`` events."""
+    accepted = types.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, before)
+    scheduled = [
+        i for i, t in enumerate(types) if t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    return any(i > accepted for i in scheduled) and "local_activity" not in types[before:]
