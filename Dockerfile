@@ -21,19 +21,21 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
  && pip install -r /tmp/requirements.txt tzdata \
  && rm /tmp/requirements.txt
 
-COPY settings.py worker.py migrate.py logs.py startup.py alembic.ini ./
+COPY worker.py migrate.py alembic.ini ./
 COPY activities/ activities/
 COPY api/ api/
+COPY contracts/ contracts/
 COPY db/ db/
 COPY domain/ domain/
 COPY migrations/ migrations/
+COPY runtime/ runtime/
 COPY simulator/ simulator/
 COPY workflows/ workflows/
 
 # Bytecode at build time: the image never writes it (PYTHONDONTWRITEBYTECODE, a read-only /app),
-# and without it the workflow sandbox compiles workflows/order.py for every workflow it builds.
-RUN python -m compileall -q settings.py worker.py migrate.py logs.py startup.py \
-    activities api db domain migrations simulator workflows
+# and without it the workflow sandbox compiles workflows/orders.py for every workflow it builds.
+RUN python -m compileall -q worker.py migrate.py \
+    activities api contracts db domain migrations runtime simulator workflows
 
 # Not root: nothing here needs it, and a compromised process should own nothing.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app printflow

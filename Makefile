@@ -19,9 +19,9 @@ run: $(STAMP) bytecode
 	PRINTFLOW_DEV_SCHEDULE=$(or $(SCHEDULE),fast) $(BIN)/python -m devstack
 
 # Bytecode as the Docker image has it: where PYTHONDONTWRITEBYTECODE is set, the workflow sandbox
-# would otherwise compile workflows/order.py for every workflow it builds (docs/performance.md).
+# would otherwise compile workflows/orders.py for every workflow it builds (docs/performance.md).
 bytecode: $(STAMP)
-	$(BIN)/python -m compileall -q *.py activities api db domain workflows simulator devstack bench
+	$(BIN)/python -m compileall -q *.py activities api contracts db domain runtime workflows simulator devstack bench
 
 # Chromium for the browser tests comes from Debian; we install it when we are root and it is missing.
 browser:

@@ -17,7 +17,7 @@ import sys
 from sqlalchemy.engine import make_url
 
 from db.migrate import MigrationError, current_revision, downgrade, head_revision, migrate
-from startup import ConfigError, check_database, configure_process
+from runtime.startup import ConfigError, check_database, configure_process
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,24 +25,24 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.attempts import AttemptsAlert
-from activities.customer_contacts import CustomerContactActivities
+from activities.cases import SupportCaseActivities
+from activities.contacts import CustomerContactActivities
+from activities.facility import FacilityActivities
 from activities.holds import HoldActivities
 from activities.mail import Mailer
+from activities.order_projection import ProjectionActivities
 from activities.personalization import PersonalizationActivities
-from activities.print_jobs import FacilityActivities
-from activities.projection import ProjectionActivities
-from activities.support_cases import SupportCaseActivities
 from activities.webhooks.delivery import WebhookActivities
 from activities.webhooks.emitter import WebhookEmitter
 from db.engine import create_engine
 from db.migrate import migrate
 from domain.facilities import Facilities, facility_task_queue, load_facilities
-from settings import Settings
-from startup import ConfigError, check_config, configure_process, temporal_runtime
+from runtime.settings import Settings
+from runtime.startup import ConfigError, check_config, configure_process, temporal_runtime
+from workflows.cases import SupportCaseWorkflow
 from workflows.client import connect, enqueue_deliveries, ensure_search_attributes
-from workflows.customer_contact import CustomerContactWorkflow
-from workflows.order import OrderWorkflow
-from workflows.support_case import SupportCaseWorkflow
+from workflows.contacts import CustomerContactWorkflow
+from workflows.orders import OrderWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("printflow.worker")

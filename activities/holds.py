@@ -18,9 +18,9 @@ from temporalio import activity
 
 from activities.mail import Mailer, render_email
 from activities.personalization import format_expiry
+from contracts.orders import HoldNotice
 from db.models import Order
 from domain.orders import HoldKind
-from workflows.order_messages import HoldNotice
 
 log = logging.getLogger("printflow.holds")
 

@@ -18,8 +18,8 @@ import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from temporalio.exceptions import ApplicationError
 
-from settings import Settings
-from workflows.order_messages import MAIL_REJECTED
+from contracts.errors import MAIL_REJECTED
+from runtime.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

@@ -27,10 +27,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.mail import Mailer, render_email
+from contracts.orders import IssueLink, LinkIssued
 from db.models import Order, PersonalizationLink
 from domain.orders import ItemState
 from domain.personalization import describe_field, hash_token
-from workflows.order_messages import IssueLink, LinkIssued
 
 log = logging.getLogger("printflow.personalization")
 

@@ -22,7 +22,7 @@ from api.services.starts import OrderStarter
 from db.models import Agent, Merchant
 from domain.facilities import Facilities, Facility
 from domain.support import SupportConfig
-from settings import Settings
+from runtime.settings import Settings
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -13,9 +13,9 @@ from temporalio.client import Client
 from api import errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
+from api.pages import console as console_pages
 from api.pages import contacts as contact_pages
-from api.pages import routes as pages
-from api.pages import support as console
+from api.pages import personalization as personalization_pages
 from api.perimeter import BodyLimit, RateLimits, parse_rate
 from api.request_ids import RequestIds
 from api.routes import (
@@ -29,11 +29,11 @@ from api.routes import (
     personalization,
     plans,
     production,
-    requests,
+    request_log,
     team,
     webhooks,
 )
-from api.services import requests as request_log
+from api.services import request_log as request_log_service
 from api.services.case_starts import CaseStarter
 from api.services.contact_starts import ContactStarter
 from api.services.starts import OrderStarter
@@ -42,8 +42,14 @@ from db.migrate import migrate
 from domain.facilities import load_facilities
 from domain.merchants import known_timezones
 from domain.support import load_support
-from settings import Settings, get_settings
-from startup import ConfigError, StartupGate, check_static, configure_process, temporal_runtime
+from runtime.settings import Settings, get_settings
+from runtime.startup import (
+    ConfigError,
+    StartupGate,
+    check_static,
+    configure_process,
+    temporal_runtime,
+)
 from workflows.client import connect, ensure_search_attributes
 
 
@@ -87,7 +93,7 @@ def create_app(
             asyncio.create_task(app.state.starter.run()),
             asyncio.create_task(app.state.case_starter.run()),
             asyncio.create_task(app.state.contact_starter.run()),
-            asyncio.create_task(request_log.prune_forever(app.state.sessions)),
+            asyncio.create_task(request_log_service.prune_forever(app.state.sessions)),
             asyncio.create_task(
                 app.state.metrics.refresh_forever(
                     engine, cfg.metrics_refresh_interval.total_seconds()
@@ -132,14 +138,14 @@ def create_app(
     app.include_router(claims.router)
     app.include_router(webhooks.router)
     app.include_router(plans.router)
-    app.include_router(requests.router)
+    app.include_router(request_log.router)
     app.include_router(team.router)
     app.include_router(cases.router)
     app.include_router(cases.agent_router)
     app.include_router(contacts.router)
     app.include_router(contacts.standards_router)
-    app.include_router(pages.router)
-    app.include_router(console.router)
+    app.include_router(personalization_pages.router)
+    app.include_router(console_pages.router)
     app.include_router(contact_pages.router)
     app.include_router(codec.router)
     return app

@@ -10,7 +10,7 @@
   recorded in ``request_log`` after the answer has been sent: request id, method, route template
   (``/v1/orders/{order_id}``, ``unmatched`` when no route matched), status and the envelope's
   ``error.code``. Never a body, a header, a raw path or a query string. Support reads them
-  through ``api.services.requests``; writing one that fails is logged, never the caller's
+  through ``api.services.request_log``; writing one that fails is logged, never the caller's
   problem (the answer is gone already).
 """
 

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from domain.cases import CaseSummary
-from domain.customer_contacts import ContactSummary
+from domain.contacts import ContactSummary
 from domain.merchants import CountryCode, TimezoneName
 from domain.orders import Approval, Email, PersonalizationField, PersonalizationStatus
 from domain.support import Includes, Plan, PlanName

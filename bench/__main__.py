@@ -58,7 +58,7 @@ from devstack.config import REPO_ROOT, SimulatorOptions, StackConfig
 from devstack.mailsink import free_port
 from devstack.stack import Stack
 from devstack.temporal import poller_identities
-from settings import Settings, parse_payload_keys
+from runtime.settings import Settings, parse_payload_keys
 from workflows.client import data_converter
 
 PHASES = ("memory", "throughput", "wave", "latency", "history")

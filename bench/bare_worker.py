@@ -18,7 +18,7 @@ import signal
 from temporalio.worker import Worker
 
 from bench.bare import ACTIVITIES, WORKFLOWS
-from startup import configure_process, temporal_runtime
+from runtime.startup import configure_process, temporal_runtime
 from worker import WORKFLOW_RUNNER
 from workflows.client import connect
 

@@ -124,7 +124,7 @@ class Order(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     merchant_id: str = Field(foreign_key="merchants.id", max_length=40)
     order_reference_id: str = Field(max_length=64)
-    # What the customer and support quote (domain.contacts): ``PF-`` and 8 characters, random,
+    # What the customer and support quote (domain.contact_policy): ``PF-`` and 8 characters, random,
     # unique across all merchants; set once at create (a collision draws again) and never changed.
     support_id: str = Field(max_length=11, unique=True, index=True)
     # sha256 of the canonical create request: a retry with the same body is the same order.
@@ -270,7 +270,7 @@ class IdempotentRequest(SQLModel, table=True):
 
 
 class SupportCase(SQLModel, table=True):
-    """A support case: the read model of its workflow (``workflows.support_case``).
+    """A support case: the read model of its workflow (``workflows.cases``).
 
     The API writes the row as the case is created (its first projection); after that only the
     case's workflow writes it, through its projection, ordered by ``version``.
@@ -347,7 +347,7 @@ class SupportCaseStart(SQLModel, table=True):
 
 class CustomerContact(SQLModel, table=True):
     """A merchant's contact with the customer of one of their orders: the read model of its
-    workflow (``workflows.customer_contact``). The API writes the row as the contact is created;
+    workflow (``workflows.contacts``). The API writes the row as the contact is created;
     after that only the workflow's projection, ordered by ``version``."""
 
     __tablename__ = "customer_contacts"
@@ -372,7 +372,7 @@ class CustomerContact(SQLModel, table=True):
     status: str = Field(max_length=16)
     sla_state: str = Field(max_length=16)
     reply_due_at: datetime | None = _utc(nullable=True)
-    # The last projected workflow state (domain.customer_contacts.ContactState as JSON).
+    # The last projected workflow state (domain.contacts.ContactState as JSON).
     state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     workflow_input: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     version: int = 0

@@ -1,494 +1,111 @@
-"""Customer contacts: Support IDs, and the rules on when and how a merchant may contact a customer.
+"""A customer contact's conversation and its reply clock: what the API stores, what the
+contact's workflow keeps, and the rules of the merchant's reply deadline.
 
-Pure: no I/O and no clock. The one source of randomness, ``generate_support_id``, takes its
-chooser as an argument (``secrets.choice`` unless a test passes its own); never call it from a
-workflow.
+Pure, like ``domain.cases``: no I/O and no clock (callers pass ``now``). Which contacts may go
+out at all is ``domain.contact_policy`` (the contact policy); this module is what happens after.
 
-Support IDs
------------
-Every order has one: ``PF-`` and 8 characters from ``SUPPORT_ID_ALPHABET``, Crockford's
-base32 without 0, 1 and the letters it already leaves out (I, L, O, U), so nobody reading one
-out over the phone confuses O with 0 or I/L with 1. 30^8 (about 6.6 × 10^11) possible IDs; the
-database's unique index catches the rare collision and the caller draws again.
-``normalize_support_id`` accepts what people type (lower case, spaces around it).
+Statuses: ``open`` while the conversation goes on; ``closed`` 30 days (``close_after``) after
+its last message, when its ``/c/{token}`` links stop working and nothing can be added.
 
-The contact policy
-------------------
-``check_contact(reason, order, subject, body)`` returns None when the contact may go out and
-raises ``ContactRefused(code, message, status)`` otherwise, checking in this order:
-
-=========================  ======  ============================================================
-code                       status  when
-=========================  ======  ============================================================
-``reason_not_allowed``     422     ``reason`` is not one of ``ContactReason`` (the message and
-                                   ``details`` list the allowed ones)
-``customer_cancellation``  409     the order was canceled with ``reason_code`` ``customer_request``:
-                                   the customer canceled it themselves; nobody contacts them
-                                   about it, whatever the reason given
-``reason_does_not_fit``    409     the reason does not fit the order's state (table below)
-``substitute_not_allowed`` 422     the subject or body offers a substitute product
-                                   (``check_substitute``): cancel instead
-``customer_cancellation``  409     the subject or body asks why the customer canceled, or tries
-                                   to win them back (``check_win_back``)
-=========================  ======  ============================================================
-
-Which order each reason fits (statuses as in DESIGN, "Order statuses"):
-
-==========================  ==================================================================
-reason                      fits an order that is
-==========================  ==================================================================
-``invalid_address``         not yet shipped (``pending_personalization``, ``pending_approval``,
-                            ``scheduled``, ``in_production``, ``printed``), or ``on_hold``
-                            because of its address (hold kind ``address_invalid``)
-``delivery_delay``          ``shipped`` and not (yet) delivered
-``returned_to_sender``      ``returned`` (the parcel came back, shipped or delivered before)
-``inventory_cancellation``  ``canceled`` with ``reason_code`` ``inventory_shortage``
-==========================  ==================================================================
+The reply clock (``sla_state``): a customer message while no clock runs starts one; the merchant
+owes a reply within ``customer_reply.target`` (default ``P1D``) of business time in the
+merchant's own time zone, their country's public holidays off (``contact_rules``). More customer
+messages before that reply join the running clock. ``on_track`` until the reminder
+(``reminder_fraction`` of the target, the merchant is e-mailed), ``at_risk`` until the deadline,
+``missed`` after it (recorded and counted in ``GET /v1/support/standards``). The merchant's reply
+stops it: ``met`` when in time, ``missed`` stays when late. ``none``: nothing is owed (the
+merchant had the last word).
 """
 
 from __future__ import annotations
 
-import html
-import re
-import secrets
-import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from domain.orders import CancelReasonCode, HoldKind, OrderState, Status
+from domain.business_time import Calendar, add
+from domain.cases import describe_due, resolved_calendar
+from domain.contact_policy import ContactRefused, check_substitute, check_win_back
+from domain.support import SupportConfig
+from domain.support_ids import normalize_support_id
+from domain.text import REFUSED, InputModel, has_control_characters
 
-# ---------------------------------------------------------------------------- Support IDs
-
-SUPPORT_ID_PREFIX = "PF-"
-SUPPORT_ID_LENGTH = 8
-# Crockford's base32 (0-9, A-Z without I, L, O, U), without 0 and 1 as well.
-SUPPORT_ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-SUPPORT_ID_EXAMPLE = "PF-7KQ2M9XR"
-SUPPORT_ID_PATTERN = re.compile(
-    rf"^{re.escape(SUPPORT_ID_PREFIX)}[{SUPPORT_ID_ALPHABET}]{{{SUPPORT_ID_LENGTH}}}$"
-)
-SUPPORT_ID_FORMAT = (
-    f"a Support ID looks like {SUPPORT_ID_EXAMPLE}: '{SUPPORT_ID_PREFIX}' and "
-    f"{SUPPORT_ID_LENGTH} characters from {SUPPORT_ID_ALPHABET} "
-    "(digits 2-9 and letters; never 0, O, 1, I, L or U)"
-)
+MAX_BODY = 10_000
+MAX_SUBJECT = 200
+REMINDER_FRACTION = 0.75
+CLOSE_AFTER = timedelta(days=30)
 
 
-class InvalidSupportId(ValueError):
-    """Not a Support ID; the message says what is wrong and what one looks like."""
+class ContactStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
 
 
-def generate_support_id(choice: Callable[[str], str] = secrets.choice) -> str:
-    """A fresh random Support ID (about 39 bits): uniqueness is the database's to enforce."""
-    return SUPPORT_ID_PREFIX + "".join(
-        choice(SUPPORT_ID_ALPHABET) for _ in range(SUPPORT_ID_LENGTH)
-    )
+class ReplySla(StrEnum):
+    NONE = "none"
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    MET = "met"
+    MISSED = "missed"
 
 
-def normalize_support_id(value: str) -> str:
-    """``value`` as stored (``PF-`` and upper case), accepting spaces around it and lower case.
+class ContactRefusal(StrEnum):
+    """Why a contact's workflow refuses a message (the API answers 409 with the code)."""
 
-    Raises ``InvalidSupportId`` naming the problem: the prefix, the length, or the characters.
-    """
-    text = value.strip().upper()
-    if not text.startswith(SUPPORT_ID_PREFIX):
-        raise InvalidSupportId(f"must start with '{SUPPORT_ID_PREFIX}'; {SUPPORT_ID_FORMAT}")
-    rest = text[len(SUPPORT_ID_PREFIX) :]
-    if len(rest) != SUPPORT_ID_LENGTH:
-        raise InvalidSupportId(
-            f"must have {SUPPORT_ID_LENGTH} characters after '{SUPPORT_ID_PREFIX}', "
-            f"not {len(rest)}; {SUPPORT_ID_FORMAT}"
-        )
-    wrong = sorted({c for c in rest if c not in SUPPORT_ID_ALPHABET})
-    if wrong:
-        shown = ", ".join(repr(c) for c in wrong)
-        raise InvalidSupportId(
-            f"has characters a Support ID never has ({shown}); {SUPPORT_ID_FORMAT}"
-        )
-    return text
+    CONTACT_CLOSED = "contact_closed"
 
 
-def is_support_id(value: str) -> bool:
-    """True for a Support ID exactly as stored (already normalized)."""
-    return SUPPORT_ID_PATTERN.fullmatch(value) is not None
+AuthorKind = Literal["merchant", "customer", "system"]
 
 
-# ---------------------------------------------------------------------------- reasons and facts
+# ---------------------------------------------------------------------------- what comes in
 
 
-class ContactReason(StrEnum):
-    INVALID_ADDRESS = "invalid_address"
-    DELIVERY_DELAY = "delivery_delay"
-    RETURNED_TO_SENDER = "returned_to_sender"
-    INVENTORY_CANCELLATION = "inventory_cancellation"
+def clean_message(value: str) -> str:
+    """Message text: line breaks are text (``\\r\\n`` read as ``\\n``), tab too; every other
+    control character is refused."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if has_control_characters(value.replace("\n", "")):
+        raise ValueError(REFUSED.replace("line breaks, ", ""))
+    return value
 
 
-ALLOWED_REASONS: tuple[str, ...] = tuple(r.value for r in ContactReason)
+class _ContactInput(InputModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
-BEFORE_SHIPMENT = frozenset(
-    {
-        Status.PENDING_PERSONALIZATION,
-        Status.PENDING_APPROVAL,
-        Status.SCHEDULED,
-        Status.IN_PRODUCTION,
-        Status.PRINTED,
-    }
-)
-
-
-class OrderFacts(BaseModel):
-    """What the policy needs to know about an order (``OrderFacts.of(state)`` from its state)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    status: Status
-    hold_kind: HoldKind | None = None
-    cancel_reason_code: CancelReasonCode | None = None
-
+    @field_validator("*", mode="before")
     @classmethod
-    def of(cls, state: OrderState) -> OrderFacts:
-        return cls(
-            status=state.status,
-            hold_kind=state.hold.kind if state.hold is not None else None,
-            cancel_reason_code=state.cancel_reason_code,
-        )
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:  # type: ignore[override]
+        if info.field_name == "body" and isinstance(value, str):
+            return clean_message(value)
+        if isinstance(value, str) and has_control_characters(value):
+            raise ValueError(REFUSED)
+        return value
 
 
-def _fits(reason: ContactReason, order: OrderFacts) -> bool:
-    match reason:
-        case ContactReason.INVALID_ADDRESS:
-            return order.status in BEFORE_SHIPMENT or (
-                order.status is Status.ON_HOLD and order.hold_kind is HoldKind.ADDRESS_INVALID
-            )
-        case ContactReason.DELIVERY_DELAY:
-            return order.status is Status.SHIPPED
-        case ContactReason.RETURNED_TO_SENDER:
-            return order.status is Status.RETURNED
-        case ContactReason.INVENTORY_CANCELLATION:
-            return (
-                order.status is Status.CANCELED
-                and order.cancel_reason_code is CancelReasonCode.INVENTORY_SHORTAGE
-            )
+class ContactCreate(_ContactInput):
+    support_id: str = Field(min_length=1, max_length=40)
+    # Any text: the policy answers an unknown reason with the allowed list (reason_not_allowed).
+    reason: str = Field(min_length=1, max_length=64)
+    subject: str = Field(min_length=1, max_length=MAX_SUBJECT)
+    body: str = Field(min_length=1, max_length=MAX_BODY)
+
+    @field_validator("support_id")
+    @classmethod
+    def _support_id(cls, value: str) -> str:
+        return normalize_support_id(value)  # InvalidSupportId is a ValueError: a 422 naming it
 
 
-_FITS_TEXT = {
-    ContactReason.INVALID_ADDRESS: "an order not yet shipped, or on hold because of its address",
-    ContactReason.DELIVERY_DELAY: "a shipped order that is not delivered yet",
-    ContactReason.RETURNED_TO_SENDER: "a returned order",
-    ContactReason.INVENTORY_CANCELLATION: ("an order canceled with reason_code inventory_shortage"),
-}
+class ContactMessageCreate(_ContactInput):
+    body: str = Field(min_length=1, max_length=MAX_BODY)
 
 
-def reasons_for(order: OrderFacts) -> list[str]:
-    """The reasons a contact about ``order`` may give (empty: none; e.g. a customer's cancel)."""
-    if _customer_canceled(order):
-        return []
-    return [r.value for r in ContactReason if _fits(r, order)]
-
-
-def _customer_canceled(order: OrderFacts) -> bool:
-    return (
-        order.status is Status.CANCELED
-        and order.cancel_reason_code is CancelReasonCode.CUSTOMER_REQUEST
-    )
-
-
-# ---------------------------------------------------------------------------- reading text
-
-# Letters that look Latin but are not (Cyrillic, Greek), as they are used to dodge word filters.
-_LOOKALIKES = str.maketrans(
-    {
-        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
-        "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i",
-        "ј": "j", "ԁ": "d", "ɡ": "g", "ո": "n", "α": "a", "β": "b", "ε": "e", "ι": "i",
-        "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
-    }
-)  # fmt: skip
-_LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
-)
-_TAG = re.compile(r"<[^>]{0,200}>")
-# A word that mixes letters with look-alike digits or symbols: "5ub5titute", "$imilar".
-_MIXED_WORD = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
-# Letters spelled out one by one: "s u b s t i t u t e", "s-u-b-s-t-i-t-u-t-e", "s.i.m.i.l.a.r".
-_SPACED = re.compile(r"\b[a-z](?:[ .\-_*/'|]{1,3}[a-z]\b){2,}")
-_NOT_WORD = re.compile(r"[^a-z0-9.!?]+")
-
-
-def _spaced_out(match: re.Match[str]) -> str:
-    return re.sub(r"[^a-z]", "", match.group(0))
-
-
-def _leet(match: re.Match[str]) -> str:
-    word = match.group(0)
-    return word.translate(_LEET) if not word.isdigit() else word
-
-
-def normalize_text(text: str) -> str:
-    """``text`` as the rules read it: one line of lower-case ASCII words and sentence marks.
-
-    Undoes what is used to slip past a word filter: HTML tags and entities, full-width and
-    styled letters (NFKC), accents, invisible characters (zero-width spaces, soft hyphens),
-    Cyrillic and Greek look-alikes, digits for letters, and letters spelled out one by one.
-    """
-    text = html.unescape(_TAG.sub(" ", text))
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_LOOKALIKES)
-    text = "".join(
-        c
-        for c in unicodedata.normalize("NFKD", text)
-        if not unicodedata.combining(c) and unicodedata.category(c) != "Cf"
-    )
-    text = _MIXED_WORD.sub(_leet, text)
-    text = _SPACED.sub(_spaced_out, text)
-    text = _NOT_WORD.sub(" ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a text rule found: ``caught`` with the ``rule`` and the ``phrase`` that matched
-    (as the rule read it, see ``normalize_text``), or not caught."""
-
-    caught: bool
-    rule: str | None = None
-    phrase: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.caught
-
-
-_CLEAR = Verdict(caught=False)
-
-
-@dataclass(frozen=True)
-class _Rule:
-    name: str
-    pattern: re.Pattern[str]
-    # True if the match is about something other than a product (an address, a date…).
-    excused: Callable[[re.Match[str]], bool] = lambda match: False
-
-
-def _first(rules: Sequence[_Rule], *texts: str) -> Verdict:
-    for text in texts:
-        plain = normalize_text(text)
-        for rule in rules:
-            for match in rule.pattern.finditer(plain):
-                if not rule.excused(match):
-                    return Verdict(caught=True, rule=rule.name, phrase=match.group(0))
-    return _CLEAR
-
-
-# ---------------------------------------------------------------------------- the substitute rule
-
-# Words that make "another …" or "a different …" an offer of another thing.
-_OTHER = r"(?:similar|different|another|other|alternative|alternate|comparable|equivalent)"
-# What those words may be about without being a product: a contact about an invalid address or
-# a late parcel talks of another address, a different day, another carrier.
-_NOT_PRODUCTS = frozenset(
-    """
-    address addresses street house building apartment flat floor door doorstep neighbour
-    neighbor location pickup pick collection point post office locker parcelshop
-    day days date dates time times week weeks month months morning afternoon evening slot
-    carrier carriers courier couriers delivery deliveries service shipping route method way
-    email e mail phone number contact name recipient spelling postcode zip code city country
-    order orders purchase purchases
-    """.split()
-)
-_SENTENCE = r"[^.!?]"
-
-
-def _about_non_product(match: re.Match[str]) -> bool:
-    """True if the words right after the "other" word name a non-product (an address…)."""
-    after = match.group("after") or ""
-    return any(word in _NOT_PRODUCTS for word in after.split()[:3])
-
-
-SUBSTITUTE_RULES: tuple[_Rule, ...] = (
-    _Rule("substitute", re.compile(r"\bsubstitut(?:e|es|ed|ing|ion|ions)\b")),
-    _Rule(
-        "other product instead",
-        re.compile(rf"\b(?:a |an |the )?{_OTHER}\b(?P<after>(?: [a-z0-9]+){{0,4}}?) instead\b"),
-        _about_non_product,
-    ),
-    _Rule(
-        "replace it with another",
-        re.compile(
-            rf"\b(?:replac|swap|exchang|switch|chang)\w*\b{_SENTENCE}{{0,40}}?"
-            rf"\b(?:with|for|to|by) (?:a |an |the |some )?{_OTHER}\b"
-            rf"(?P<after>(?: [a-z0-9]+){{0,3}})"
-        ),
-        _about_non_product,
-    ),
-    _Rule(
-        "would you accept another",
-        re.compile(
-            rf"\b(?:would|will|could|can|do|are) you\b{_SENTENCE}{{0,30}}?"
-            r"\b(?:accept|like|prefer|take|want|consider|be (?:happy|ok|okay|fine|interested)"
-            r"|mind|be open to|settle for|choose|pick|go for)\b"
-            rf"{_SENTENCE}{{0,20}}?\b(?:a |an |the |some )?{_OTHER}\b"
-            r"(?P<after>(?: [a-z0-9]+){0,3})"
-        ),
-        _about_non_product,
-    ),
-    _Rule(
-        "offer another product",
-        re.compile(
-            rf"\b(?:offer|send|ship|give|provide|propose|suggest|recommend|make|print)\w*\b"
-            rf"{_SENTENCE}{{0,20}}?\b(?:a |an |the |some )?"
-            r"(?:similar|alternative|alternate|comparable|equivalent|substitute)\b"
-            r"(?P<after>(?: [a-z0-9]+){0,3})"
-        ),
-        _about_non_product,
-    ),
-    _Rule(
-        "alternative product",
-        re.compile(
-            r"\b(?:similar|alternative|alternate|comparable|equivalent|lookalike|look alike)"
-            r" (?:product|item|article|model|design|version|style|colou?r|motif|print|one)s?\b"
-        ),
-    ),
-)
-
-
-def check_substitute(*texts: str) -> Verdict:
-    """Does any of ``texts`` offer the customer a substitute product instead of a cancel?
-
-    printflow's rule: a merchant who cannot deliver what was ordered cancels the order
-    (``reason_code: inventory_shortage``) and may tell the customer, and may invite a new
-    order; it never proposes another product in its place: the customer did not order that,
-    and a "yes" in a reply is no order (no price, no address check, no personalization).
-
-    The text is read as ``normalize_text`` leaves it, so tags, accents, look-alike letters,
-    digits for letters and spelled-out words do not hide a phrase. The rules, in order:
-
-    ===========================  ==========================================  ====================
-    rule                         catches                                     lets through
-    ===========================  ==========================================  ====================
-    substitute                   "we can substitute it", "a substitution",   —
-                                 "no substitutes" (the word in any form:
-                                 talk of cancels, not of substitutes)
-    other product instead        "we can send you a similar mug instead",    "ship it to another
-                                 "another one instead"                       address instead"
-    replace it with another      "replace it with another design",           "we will send a
-                                 "swap it for a different size",             replacement parcel",
-                                 "exchange it for another model"             "change it to a
-                                                                             different address"
-    would you accept another     "would you accept a different colour",      "could you give us
-                                 "would you like a similar print"            a different phone
-                                                                             number"
-    offer another product        "we can offer an alternative",              "we will send you
-                                 "we could send a comparable poster"         a new link"
-    alternative product          "an alternative product", "a similar        "the item is back in
-                                 item", "in a comparable colour"             stock next month",
-                                                                             "you are welcome to
-                                                                             place a new order"
-    ===========================  ==========================================  ====================
-
-    The "other" words (similar, different, another, other, alternative, comparable,
-    equivalent) followed within three words by an address, a date, a carrier and the like
-    (``_NOT_PRODUCTS``) are not about a product, and pass. Returns the first rule that caught
-    a phrase, with the phrase; a falsy verdict if none did.
-    """
-    return _first(SUBSTITUTE_RULES, *texts)
-
-
-# ---------------------------------------------------------------------------- a customer's cancel
-
-WIN_BACK_RULES: tuple[_Rule, ...] = (
-    _Rule(
-        "asks why they canceled",
-        re.compile(
-            rf"\b(?:why|what made|what led)\b{_SENTENCE}{{0,30}}?\byou\b{_SENTENCE}{{0,20}}?"
-            r"\bcancel\w*"
-        ),
-    ),
-    _Rule(
-        "asks for the cancel's reason",
-        re.compile(r"\breasons? (?:for|behind|of) (?:your|their) (?:decision (?:to )?)?cancel\w*"),
-    ),
-    _Rule(
-        "tries to win them back",
-        re.compile(
-            r"\b(?:reconsider\w*|change (?:your|their) mind|win (?:you|them) back"
-            r"|(?:we )?miss you|give us (?:another|a second) (?:chance|try)"
-            r"|(?:keep|restore|reinstate|reactivate|undo|revert)\w* (?:your|the|their) "
-            r"(?:order|purchase|cancel\w*)"
-            r"|(?:un ?cancel\w*))\b"
-        ),
-    ),
-)
-
-
-def check_win_back(*texts: str) -> Verdict:
-    """Does any of ``texts`` ask the customer why they canceled, or try to win them back?
-
-    ==========================  =============================================  ================
-    rule                        catches                                        lets through
-    ==========================  =============================================  ================
-    asks why they canceled      "may we ask why you canceled?", "what made     "which is why we
-                                you cancel"                                    had to cancel"
-    asks for the cancel's       "what was the reason for your cancellation"    "the reason for
-    reason                                                                     the cancellation
-                                                                               is a shortage"
-    tries to win them back      "please reconsider", "we miss you", "keep      "you are welcome
-                                your order", "give us another chance",         to place a new
-                                "we can uncancel it"                           order"
-    ==========================  =============================================  ================
-    """
-    return _first(WIN_BACK_RULES, *texts)
-
-
-# ---------------------------------------------------------------------------- the policy
-
-
-class ContactRefused(Exception):
-    """A contact the policy refuses: ``code`` for machines, ``message`` for people, ``status``
-    the HTTP status to answer with, ``details`` what the caller needs to fix it."""
-
-    def __init__(self, code: str, message: str, status: int, details: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.details = details
-
-
-def check_contact(reason: str, order: OrderFacts, subject: str, body: str) -> ContactReason:
-    """Refuses (``ContactRefused``) a contact that breaks a rule of the policy (module docstring);
-    returns the reason as a ``ContactReason`` when the contact may go out."""
-    try:
-        known = ContactReason(reason)
-    except ValueError:
-        raise ContactRefused(
-            "reason_not_allowed",
-            f"a customer may be contacted only about: {', '.join(ALLOWED_REASONS)}; not {reason!r}",
-            422,
-            {"allowed_reasons": list(ALLOWED_REASONS)},
-        ) from None
-    if _customer_canceled(order):
-        raise ContactRefused(
-            "customer_cancellation",
-            "the customer canceled this order themselves (reason_code customer_request); "
-            "they are not contacted about it",
-            409,
-        )
-    if not _fits(known, order):
-        where = order.status.value
-        if order.status is Status.ON_HOLD and order.hold_kind is not None:
-            where += f" ({order.hold_kind.value})"
-        if order.status is Status.CANCELED:
-            where += f" (reason_code {order.cancel_reason_code or 'none'})"
-        raise ContactRefused(
-            "reason_does_not_fit",
-            f"{known.value} is for {_FITS_TEXT[known]}; this order is {where}",
-            409,
-            {"reason": known.value, "reasons_that_fit": reasons_for(order)},
-        )
-    offer = check_substitute(subject, body)
+def check_reply(body: str) -> None:
+    """The policy's text rules hold for every merchant message, not only the first: no
+    substitute offers (422), nothing about a customer's own cancel (409)."""
+    offer = check_substitute(body)
     if offer:
         raise ContactRefused(
             "substitute_not_allowed",
@@ -498,7 +115,7 @@ def check_contact(reason: str, order: OrderFacts, subject: str, body: str) -> Co
             422,
             {"rule": offer.rule, "phrase": offer.phrase},
         )
-    win_back = check_win_back(subject, body)
+    win_back = check_win_back(body)
     if win_back:
         raise ContactRefused(
             "customer_cancellation",
@@ -507,4 +124,170 @@ def check_contact(reason: str, order: OrderFacts, subject: str, body: str) -> Co
             409,
             {"rule": win_back.rule, "phrase": win_back.phrase},
         )
-    return known
+
+
+# ---------------------------------------------------------------------------- the rules
+
+
+class ContactRules(BaseModel):
+    """What a contact's clock follows; read when the contact is created and carried in its
+    workflow input, so a running contact keeps the rules it started with."""
+
+    calendar: Calendar  # the merchant's, holidays written out as closed dates
+    target: timedelta
+    reminder_fraction: float = REMINDER_FRACTION
+    close_after: timedelta = CLOSE_AFTER
+
+
+def merchant_calendar(config: SupportConfig, timezone: str, country: str | None) -> Calendar:
+    """The merchant's working week (``customer_reply.hours``) in their own time zone, with
+    their country's public holidays (none known for the country: none off)."""
+    try:
+        return Calendar(
+            timezone=timezone, holidays_country=country, hours=config.customer_reply.hours
+        )
+    except ValueError:  # a country the holidays package does not know
+        return Calendar(timezone=timezone, hours=config.customer_reply.hours)
+
+
+def contact_rules(
+    config: SupportConfig, timezone: str, country: str | None, created: date
+) -> ContactRules:
+    """The rules for a contact created on ``created``: the merchant's calendar with its public
+    holidays resolved to dates (as ``domain.cases.resolved_calendar`` does for cases), so the
+    workflow never looks holidays up and a package upgrade never changes a running deadline."""
+    calendar = resolved_calendar(merchant_calendar(config, timezone, country), created)
+    return ContactRules(calendar=calendar, target=config.customer_reply.target)
+
+
+class Clock(BaseModel):
+    """A running reply clock: the customer message that started it, reminder and deadline."""
+
+    message_id: str
+    started_at: datetime
+    remind_at: datetime
+    due_at: datetime
+
+
+def start_clock(rules: ContactRules, message_id: str, start: datetime) -> Clock:
+    return Clock(
+        message_id=message_id,
+        started_at=start,
+        remind_at=add(rules.calendar, start, rules.target * rules.reminder_fraction),
+        due_at=add(rules.calendar, start, rules.target),
+    )
+
+
+def describe(rules: ContactRules, moment: datetime) -> str:
+    """``Tue 03 Nov 16:00 Berlin``: a deadline as the merchant reads it."""
+    return describe_due(rules.calendar, moment)
+
+
+# ---------------------------------------------------------------------------- the contact
+
+
+class ContactMessage(BaseModel):
+    id: str
+    author_kind: AuthorKind
+    body: str
+    created_at: datetime
+
+
+class Deadline(BaseModel):
+    """One reply deadline, as ``customer_contact_deadlines`` keeps it for the standards:
+    ``outcome`` None while it runs, then ``in_time`` or ``missed``."""
+
+    id: str  # the customer message that started the clock
+    contact_id: str
+    merchant_id: str
+    started_at: datetime
+    due_at: datetime
+    answered_at: datetime | None = None
+    outcome: Literal["in_time", "missed"] | None = None
+
+
+class ContactState(BaseModel):
+    """What a contact's workflow keeps (and projects to ``customer_contacts``). No message
+    bodies: they live in the read model."""
+
+    contact_id: str
+    merchant_id: str
+    order_id: str
+    support_id: str
+    reason: str
+    subject: str
+    status: ContactStatus = ContactStatus.OPEN
+    sla_state: ReplySla = ReplySla.NONE
+    clock: Clock | None = None
+    misses: int = 0
+    last_message_at: datetime
+    closed_at: datetime | None = None
+    messages: int = 1
+    version: int = 1
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def reply_due_at(self) -> datetime | None:
+        return self.clock.due_at if self.clock else None
+
+    @property
+    def closes_at(self) -> datetime:
+        return self.last_message_at + CLOSE_AFTER
+
+
+def new_contact_state(
+    *,
+    contact_id: str,
+    merchant_id: str,
+    order_id: str,
+    support_id: str,
+    reason: str,
+    subject: str,
+    created_at: datetime,
+) -> ContactState:
+    return ContactState(
+        contact_id=contact_id,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        support_id=support_id,
+        reason=reason,
+        subject=subject,
+        last_message_at=created_at,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
+class ContactSummary(BaseModel):
+    """A contact as lists and webhooks show it (the detail adds its messages)."""
+
+    id: str
+    support_id: str
+    order_id: str
+    reason: str
+    subject: str
+    status: ContactStatus
+    reply_due_at: datetime | None
+    sla_state: ReplySla
+    misses: int
+    closes_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def contact_summary(state: ContactState) -> ContactSummary:
+    return ContactSummary(
+        id=state.contact_id,
+        support_id=state.support_id,
+        order_id=state.order_id,
+        reason=state.reason,
+        subject=state.subject,
+        status=state.status,
+        reply_due_at=state.reply_due_at,
+        sla_state=state.sla_state,
+        misses=state.misses,
+        closes_at=state.closes_at if state.status is ContactStatus.OPEN else None,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+    )

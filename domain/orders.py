@@ -342,7 +342,7 @@ class OrderInput(BaseModel):
     hold_timeout: timedelta = timedelta(days=7)
     delivery_timeout: timedelta = timedelta(days=30)
     reorder_of: str | None = None
-    # ``PF-`` and 8 characters (domain.contacts), assigned by the API with the order's row;
+    # ``PF-`` and 8 characters (domain.contact_policy), assigned by the API with the order's row;
     # None in orders started before support IDs existed (the row has one all the same).
     support_id: str | None = None
     # A reprint carries its original's personalization: these items need not wait for it.

@@ -56,7 +56,7 @@ def _database_url() -> str:
     url = config.attributes.get("database_url")
     if url:
         return str(url)
-    from settings import get_settings
+    from runtime.settings import get_settings
 
     return get_settings().database_url
 

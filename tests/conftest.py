@@ -23,8 +23,8 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_tables
-from settings import parse_payload_keys
-from tests.support.keys import TEST_PAYLOAD_KEYS
+from runtime.settings import parse_payload_keys
+from tests.helpers.keys import TEST_PAYLOAD_KEYS
 
 log = logging.getLogger("tests")
 
@@ -37,7 +37,7 @@ hypothesis_settings.load_profile("printflow")
 
 BIN = Path(sys.prefix) / "bin"
 
-# The whole suite encrypts its payloads (tests/support/keys.py): the settings of in-process APIs
+# The whole suite encrypts its payloads (tests/helpers/keys.py): the settings of in-process APIs
 # and workers read this variable, real processes inherit it. Set it empty to run without.
 os.environ.setdefault("PRINTFLOW_PAYLOAD_KEYS", TEST_PAYLOAD_KEYS)
 # Tests poll their own orders from one key many times a second (the fault suite's observer
@@ -169,8 +169,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def api(
     dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
 ) -> AsyncIterator[Any]:
-    """The API with its worker against real parts (see tests/support/api.py)."""
-    from tests.support.api import running_api
+    """The API with its worker against real parts (see tests/helpers/api.py)."""
+    from tests.helpers.api import running_api
 
     async with running_api(dev_env.client, database_url, tmp_path) as running:
         yield running

@@ -19,15 +19,15 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from settings import Settings
-from workflows import search_attributes
-from workflows.codec import EncryptionCodec
-from workflows.webhook_messages import (
+from contracts.webhooks import (
     ENQUEUE_SIGNAL,
     EnqueueWebhooks,
     WebhookDeliveryInput,
     delivery_workflow_id,
 )
+from runtime.settings import Settings
+from workflows import search_attributes
+from workflows.codec import EncryptionCodec
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("printflow.temporal")

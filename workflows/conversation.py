@@ -25,7 +25,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.order_messages import MAIL_REJECTED
+    from contracts.errors import MAIL_REJECTED
 
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 MAIL_TIMEOUT = timedelta(seconds=60)

@@ -20,9 +20,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks.delivery import WebhookActivities
-    from workflows.webhook_messages import (
+    from contracts.errors import EVENT_MISSING
+    from contracts.webhooks import (
         ENQUEUE_SIGNAL,
-        EVENT_MISSING,
         DeliverWebhook,
         EnqueueWebhooks,
         GiveUp,

@@ -28,16 +28,11 @@ from activities.webhooks.signing import (
     body_bytes,
     sign_all,
 )
+from contracts.errors import DELIVERY_FAILED, EVENT_MISSING
+from contracts.webhooks import DeliverWebhook, DeliveryResult, GiveUp
 from db.engine import session_factory
 from db.models import Merchant, WebhookDelivery, WebhookEvent
 from domain.webhook_urls import addresses_problem, literal_address, url_problem
-from workflows.webhook_messages import (
-    DELIVERY_FAILED,
-    EVENT_MISSING,
-    DeliverWebhook,
-    DeliveryResult,
-    GiveUp,
-)
 
 log = logging.getLogger("printflow.webhooks")
 

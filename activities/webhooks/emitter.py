@@ -21,7 +21,7 @@ from sqlmodel import select
 from db.engine import insert_new
 from db.models import Merchant, Order, WebhookEvent
 from domain.cases import CaseState, case_summary
-from domain.customer_contacts import ContactMessage, ContactState, contact_summary
+from domain.contacts import ContactMessage, ContactState, contact_summary
 from domain.orders import EventType, OrderState, Status, TimelineEvent
 from domain.views import order_public
 

@@ -1,7 +1,8 @@
 """``/c/{token}``: the conversation a customer opens from the e-mail about their order.
 
-As the personalization pages (``api.pages.routes``): plain HTML, no JavaScript, nothing loaded
-from anywhere else, the same Content-Security-Policy with a nonce, no-store and no Referer. The
+As the personalization pages (``api.pages.personalization``): plain HTML, no JavaScript,
+nothing loaded from anywhere else, the same Content-Security-Policy with a nonce, no-store and
+no Referer. The
 link is the customer's capability (256 random bits, stored hashed), so the form needs no CSRF
 token; the reply is checked like every text (length, no control characters but line breaks and
 tab). The page shows the thread and what the customer already knows about the order (its
@@ -22,9 +23,9 @@ from pydantic import ValidationError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
-from api.pages.routes import _message, _page
+from api.pages.personalization import _message, _page
 from api.services import contacts
-from domain.customer_contacts import MAX_BODY, ContactMessageCreate
+from domain.contacts import MAX_BODY, ContactMessageCreate
 
 log = logging.getLogger("printflow.pages")
 

@@ -25,7 +25,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from api.errors import envelope
-from settings import Settings
+from runtime.settings import Settings
 from workflows.codec import EncryptionCodec, PayloadDecryptError
 
 router = APIRouter(prefix="/codec", tags=["operations"])

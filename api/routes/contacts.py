@@ -20,8 +20,8 @@ from api.deps import (
 )
 from api.schemas import ContactPage, ContactPublic, SupportStandards
 from api.services import contacts
-from domain.contacts import InvalidSupportId
-from domain.customer_contacts import ContactCreate, ContactMessageCreate, ContactStatus
+from domain.contacts import ContactCreate, ContactMessageCreate, ContactStatus
+from domain.support_ids import InvalidSupportId
 
 router = APIRouter(prefix="/v1/customer-contacts", tags=["customer contacts"])
 standards_router = APIRouter(prefix="/v1/support", tags=["support"])

@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 from api.errors import envelope
 from db.engine import ping
-from logs import first_line
+from runtime.logs import first_line
 
 CHECK_TIMEOUT = 2.0
 

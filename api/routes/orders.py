@@ -17,6 +17,7 @@ from api.deps import (
 )
 from api.schemas import OrderPage, OrderPublic
 from api.services import orders
+from contracts.orders import AddressChange
 from domain.orders import (
     Action,
     CancelRequest,
@@ -25,8 +26,7 @@ from domain.orders import (
     ShippingAddress,
     Status,
 )
-from workflows.order import OrderWorkflow
-from workflows.order_messages import AddressChange
+from workflows.orders import OrderWorkflow
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 

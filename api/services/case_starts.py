@@ -11,11 +11,11 @@ from temporalio.client import WithStartWorkflowOperation
 
 from api.services import starts
 from api.services.starts import Options, Relay, WorkflowStarter, workflow_options
+from contracts.cases import CaseInput
 from db.models import SupportCase, SupportCaseStart
 from domain.cases import CaseState
-from settings import Settings
-from workflows.support_case import SupportCaseWorkflow, case_search_attributes
-from workflows.support_case_messages import CaseInput
+from runtime.settings import Settings
+from workflows.cases import SupportCaseWorkflow, case_search_attributes
 
 
 def _case_options(settings: Settings, case: SupportCase, start: SupportCaseStart) -> Options:

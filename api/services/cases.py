@@ -24,8 +24,17 @@ from api.errors import ApiError, Conflict, Forbidden, NotFound
 from api.pagination import _decode, _encode, newest_first
 from api.schemas import CaseMessagePublic, CasePage, CasePublic, RequestLogEntry
 from api.services.case_starts import CaseStarter, start_operation
-from api.services.requests import requests_for
+from api.services.request_log import requests_for
 from api.services.updates import run_update
+from contracts.cases import (
+    AgentReply,
+    Assignment,
+    CaseInput,
+    Closing,
+    MerchantMessage,
+    Resolution,
+    case_task_summary,
+)
 from db.models import (
     Agent,
     Merchant,
@@ -50,17 +59,8 @@ from domain.cases import (
 )
 from domain.orders import OrderState, Status
 from domain.support import INCLUDES, SupportConfig, plan_named
-from settings import Settings
-from workflows.support_case import SupportCaseWorkflow
-from workflows.support_case_messages import (
-    AgentReply,
-    Assignment,
-    CaseInput,
-    Closing,
-    MerchantMessage,
-    Resolution,
-    case_task_summary,
-)
+from runtime.settings import Settings
+from workflows.cases import SupportCaseWorkflow
 
 FIRST_NUMBER = 1001
 NUMBER_ATTEMPTS = 5

@@ -24,7 +24,7 @@ from api.services.starts import OrderStarter
 from db.models import Claim, Merchant, Order
 from domain.facilities import Facilities
 from domain.orders import Action, OrderCreate, OrderState, PersonalizationStatus, refusal
-from settings import Settings
+from runtime.settings import Settings
 
 REFERENCE_MAX = 64  # OrderCreate.order_reference_id
 

@@ -11,11 +11,11 @@ from temporalio.client import WithStartWorkflowOperation
 
 from api.services import starts
 from api.services.starts import Options, Relay, WorkflowStarter, workflow_options
+from contracts.contacts import ContactInput
 from db.models import CustomerContact, CustomerContactStart
-from domain.customer_contacts import ContactState
-from settings import Settings
-from workflows.customer_contact import CustomerContactWorkflow, contact_search_attributes
-from workflows.customer_contact_messages import ContactInput
+from domain.contacts import ContactState
+from runtime.settings import Settings
+from workflows.contacts import CustomerContactWorkflow, contact_search_attributes
 
 
 def _contact_options(

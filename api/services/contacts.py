@@ -2,7 +2,7 @@
 read model, messages as Updates of the contact's workflow, the customer's side behind a
 ``/c/{token}`` link, and the merchant's support standards.
 
-Create applies the contact policy (``domain.contacts.check_contact``) to the order the Support
+Create applies the contact policy (``domain.contact_policy.check_contact``) to the order the Support
 ID names (another merchant's order, or none, is a 404); its refusals keep their code, status
 and details. The contact, its first message and the start of its workflow commit in one
 transaction; the relay (``contact_starts``) starts the workflow, which e-mails the customer.
@@ -31,6 +31,12 @@ from api.schemas import (
 )
 from api.services.contact_starts import ContactStarter, start_operation
 from api.services.updates import run_update
+from contracts.contacts import (
+    ContactInput,
+    CustomerReply,
+    MerchantReply,
+    contact_task_summary,
+)
 from db.models import (
     CustomerContact,
     CustomerContactDeadline,
@@ -40,8 +46,8 @@ from db.models import (
     Merchant,
     Order,
 )
-from domain.contacts import ContactRefused, OrderFacts, check_contact, normalize_support_id
-from domain.customer_contacts import (
+from domain.contact_policy import ContactRefused, OrderFacts, check_contact
+from domain.contacts import (
     ContactCreate,
     ContactRefusal,
     ContactState,
@@ -54,14 +60,9 @@ from domain.customer_contacts import (
 from domain.orders import OrderState
 from domain.personalization import hash_token
 from domain.support import SupportConfig
-from settings import Settings
-from workflows.customer_contact import CustomerContactWorkflow
-from workflows.customer_contact_messages import (
-    ContactInput,
-    CustomerReply,
-    MerchantReply,
-    contact_task_summary,
-)
+from domain.support_ids import normalize_support_id
+from runtime.settings import Settings
+from workflows.contacts import CustomerContactWorkflow
 
 STANDARDS_WINDOW = timedelta(days=30)
 # secrets.token_urlsafe(32) gives 43 characters; anything far off is refused before a query.

@@ -25,7 +25,6 @@ from api.schemas import OrderPublic
 from api.services.starts import OrderStarter, start_operation
 from api.services.updates import OrderUpdate, run_update
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
-from domain.contacts import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
     Action,
@@ -41,8 +40,9 @@ from domain.orders import (
     created_event as created_event_of,
 )
 from domain.schedule import describe_cutoff
+from domain.support_ids import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.views import order_public
-from settings import Settings
+from runtime.settings import Settings
 
 
 def _now() -> datetime:

@@ -32,11 +32,11 @@ from temporalio.client import Client
 from api.errors import ApiError, Conflict, Gone, NotFound
 from api.schemas import PersonalizationItemPublic, PersonalizationPublic
 from api.services.updates import run_update
+from contracts.orders import PersonalizationSubmission
 from db.models import Merchant, Order, PersonalizationLink
 from domain.orders import ItemState, OrderState, PersonalizationStatus, RefusalCode, Status
 from domain.personalization import clean_values, hash_token, pending_items, validate_values
-from workflows.order import OrderWorkflow
-from workflows.order_messages import PersonalizationSubmission
+from workflows.orders import OrderWorkflow
 
 log = logging.getLogger("printflow.api.personalization")
 

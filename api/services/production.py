@@ -20,11 +20,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Conflict, NotFound, Unavailable
 from api.schemas import EventAccepted
+from contracts.orders import ProductionSignal
 from db.models import Order, OrderEvent, ProductionEvent
 from domain.facilities import Facility
 from domain.orders import EventType, ProductionEventIn
-from workflows.order import OrderWorkflow
-from workflows.order_messages import ProductionSignal
+from workflows.orders import OrderWorkflow
 
 log = logging.getLogger("printflow.api.production")
 

@@ -34,8 +34,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from db.models import Order, OrderStart
 from domain.orders import OrderInput, OrderState
-from settings import Settings
-from workflows.order import OrderWorkflow, search_attributes_for
+from runtime.settings import Settings
+from workflows.orders import OrderWorkflow, search_attributes_for
 
 log = logging.getLogger("printflow.api.starts")
 

@@ -17,7 +17,7 @@ from api.schemas import (
     WebhookEventPublic,
 )
 from db.models import Merchant, WebhookDelivery, WebhookEvent
-from settings import Settings
+from runtime.settings import Settings
 from workflows.client import enqueue_deliveries
 
 

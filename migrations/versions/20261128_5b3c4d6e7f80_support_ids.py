@@ -2,7 +2,7 @@
 
 Adds ``orders.support_id``, gives every existing order a fresh random one, in batches, then
 makes the column NOT NULL with a unique index. Self-contained: the alphabet is copied here
-(from ``domain.contacts``) so this revision never changes with today's code.
+(from ``domain.contact_policy``) so this revision never changes with today's code.
 
 Revision ID: 5b3c4d6e7f80
 Revises: 0769adb4a74b

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.api import Api
+from tests.helpers.api import Api
 
 CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]+)">')
 

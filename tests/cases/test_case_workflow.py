@@ -20,9 +20,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.cases import AgentReply, Closing, MerchantMessage, Resolution
 from domain.cases import CaseState
 from domain.support import Plan
-from tests.support.cases import (
+from tests.helpers.cases import (
     CSM_EMAIL,
     MERCHANT_EMAIL,
     SUPPORT,
@@ -30,16 +31,15 @@ from tests.support.cases import (
     amsterdam,
     case_world,
 )
-from tests.support.keys import keys
-from tests.support.mail import text_of
-from tests.support.workflows import (
+from tests.helpers.keys import keys
+from tests.helpers.mail import text_of
+from tests.helpers.workflows import (
     history_event_types,
     projected_after_acceptance,
     sleep_until,
 )
+from workflows.cases import SupportCaseWorkflow
 from workflows.client import data_converter
-from workflows.support_case import SupportCaseWorkflow
-from workflows.support_case_messages import AgentReply, Closing, MerchantMessage, Resolution
 
 GOOD_FRIDAY_5PM = amsterdam(2027, 3, 26, 17, 0)
 UTC_OFFSET_BEFORE = timedelta(hours=1)  # CET

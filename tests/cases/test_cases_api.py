@@ -22,9 +22,9 @@ from domain.business_time import add
 from domain.cases import resolved_calendar
 from domain.support import load_support
 from tests.conftest import suite_converter
-from tests.support.api import ADMIN_TOKEN, Api
-from tests.support.api import started as workflow_started
-from tests.support.production import FullApi, full_api, tracking
+from tests.helpers.api import ADMIN_TOKEN, Api
+from tests.helpers.api import started as workflow_started
+from tests.helpers.production import FullApi, full_api, tracking
 
 __all__ = ["full_api"]
 

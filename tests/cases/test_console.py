@@ -26,9 +26,9 @@ from tests.cases.test_cases_api import (
     open_case,
 )
 from tests.conftest import suite_converter
+from tests.helpers.api import Api, order_json
+from tests.helpers.production import FullApi, full_api, full_api_running
 from tests.personalization.conftest import Page
-from tests.support.api import Api, order_json
-from tests.support.production import FullApi, full_api, full_api_running
 
 __all__ = ["full_api"]
 

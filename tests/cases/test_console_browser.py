@@ -12,9 +12,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from devstack.mailsink import free_port
 from tests.cases.test_cases_api import agent, as_agent, merchant, open_case
+from tests.helpers.api import Api
+from tests.helpers.production import FullApi, full_api_running
 from tests.personalization.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.api import Api
-from tests.support.production import FullApi, full_api_running
 
 pytestmark = [
     pytest.mark.browser,

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import func, select
 
 from db.models import Agent, IdempotentRequest, Merchant
-from tests.support.api import ADMIN_TOKEN, Api
+from tests.helpers.api import ADMIN_TOKEN, Api
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 FREE_INCLUDES = {"ticket": True, "chat": True, "priority": False, "callback": False, "csm": False}

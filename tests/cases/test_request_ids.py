@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from api.services.requests import prune, requests_for
+from api.services.request_log import prune, requests_for
 from db.models import RequestLog
-from tests.support.api import ADMIN_TOKEN, Api, order_json
+from tests.helpers.api import ADMIN_TOKEN, Api, order_json
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 FRESH = re.compile(r"req_[A-Za-z0-9_\-]{24}")

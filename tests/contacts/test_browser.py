@@ -13,9 +13,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from devstack.mailsink import free_port
 from tests.contacts.test_contacts_api import CUSTOMER, berlin_merchant, contact, order
+from tests.helpers.api import Api, running_api
+from tests.helpers.contacts import link_in
 from tests.personalization.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.api import Api, running_api
-from tests.support.contacts import link_in
 
 pytestmark = [
     pytest.mark.browser,

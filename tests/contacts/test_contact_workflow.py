@@ -19,8 +19,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.customer_contacts import ContactState
-from tests.support.contacts import (
+from contracts.contacts import CustomerReply, MerchantReply
+from domain.contacts import ContactState
+from tests.helpers.contacts import (
     CUSTOMER_EMAIL,
     MERCHANT_EMAIL,
     ContactWorld,
@@ -28,14 +29,13 @@ from tests.support.contacts import (
     contact_world,
     link_in,
 )
-from tests.support.mail import text_of
-from tests.support.workflows import (
+from tests.helpers.mail import text_of
+from tests.helpers.workflows import (
     history_event_types,
     projected_after_acceptance,
     sleep_until,
 )
-from workflows.customer_contact import CustomerContactWorkflow
-from workflows.customer_contact_messages import CustomerReply, MerchantReply
+from workflows.contacts import CustomerContactWorkflow
 
 FRIDAY_3PM = berlin(2027, 5, 14, 15, 0)
 FRIDAY_4PM = berlin(2027, 5, 14, 16, 0)

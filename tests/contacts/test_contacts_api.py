@@ -27,9 +27,9 @@ from db.models import (
     CustomerContactStart,
     IdempotentRequest,
 )
-from tests.support.api import ADMIN_TOKEN, Api, order_json, started
-from tests.support.contacts import link_in
-from tests.support.mail import text_of
+from tests.helpers.api import ADMIN_TOKEN, Api, order_json, started
+from tests.helpers.contacts import link_in
+from tests.helpers.mail import text_of
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 CUSTOMER = "erika@example.com"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.contacts import (
+from domain.contact_policy import (
     ALLOWED_REASONS,
     ContactReason,
     ContactRefused,
@@ -19,7 +19,7 @@ from domain.contacts import (
     reasons_for,
 )
 from domain.orders import CancelReasonCode, HoldKind, Status
-from tests.support.workflows import order_input
+from tests.helpers.workflows import order_input
 
 FINE = ("About your order", "Thank you for your patience.")
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.contacts import (
+from domain.support_ids import (
     SUPPORT_ID_ALPHABET,
     InvalidSupportId,
     generate_support_id,

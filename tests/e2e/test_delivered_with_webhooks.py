@@ -21,8 +21,8 @@ import pytest
 
 from activities.webhooks.emitter import SHIPMENT_CREATED, STATUS_UPDATED
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from tests.support.api import order_json
-from tests.support.webhook_receiver import Receiver
+from tests.helpers.api import order_json
+from tests.helpers.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from tests.support.api import order_json
-from tests.support.polling import poll
+from tests.helpers.api import order_json
+from tests.helpers.polling import poll
 
 pytestmark = pytest.mark.e2e
 

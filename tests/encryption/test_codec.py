@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 
-from settings import Settings, parse_payload_keys
-from tests.support.keys import TEST_KEY_A, TEST_KEY_B, keys
+from runtime.settings import Settings, parse_payload_keys
+from tests.helpers.keys import TEST_KEY_A, TEST_KEY_B, keys
 from workflows.client import data_converter
 from workflows.codec import ENCODING, KEY_ID, EncryptionCodec, PayloadDecryptError
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.api import ADMIN_TOKEN, Api, running_api
-from tests.support.keys import TEST_KEY_B
+from tests.helpers.api import ADMIN_TOKEN, Api, running_api
+from tests.helpers.keys import TEST_KEY_B
 
 UI = "http://localhost:8233"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Namespace": "default"}
@@ -69,7 +69,7 @@ async def test_decode_reads_what_the_workflows_wrote(api: Api) -> None:
     from tests.encryption.test_histories import payloads_in
 
     key = Api.auth(await api.merchant())
-    from tests.support.api import order_json, started
+    from tests.helpers.api import order_json, started
 
     created = await api.client.post("/v1/orders", json=order_json(), headers=key)
     handle = api.temporal.get_workflow_handle(created.json()["id"])
@@ -147,7 +147,7 @@ async def test_the_preflight_of_the_web_ui_is_allowed_and_others_are_not(api: Ap
 
 
 async def test_an_unknown_key_id_and_a_broken_body_are_422(api: Api) -> None:
-    from tests.support.keys import keys
+    from tests.helpers.keys import keys
     from workflows.client import data_converter
 
     [other] = await data_converter(keys(TEST_KEY_B)).encode(["x"])

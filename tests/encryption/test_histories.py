@@ -15,12 +15,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from tests.support.api import Api, order_json, started
-from tests.support.keys import TEST_KEY_B, keys
+from tests.helpers.api import Api, order_json, started
+from tests.helpers.keys import TEST_KEY_B, keys
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 from workflows.client import data_converter
 from workflows.codec import ENCODING, EncryptionCodec
-from workflows.order import OrderWorkflow
+from workflows.orders import OrderWorkflow
 
 CUSTOMER = {
     "first_name": "Wilhelmine",

@@ -14,10 +14,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.orders import AddressChange, PrintJobRequest, PrintJobResult
 from domain.facilities import Facilities, Facility, FacilityInfo, facility_task_queue
 from domain.orders import OrderInput, ShippingAddress
-from settings import Settings
-from tests.support.workflows import (
+from runtime.settings import Settings
+from tests.helpers.workflows import (
     OSLO,
     SYDNEY,
     Recorder,
@@ -27,8 +28,7 @@ from tests.support.workflows import (
     state_of,
 )
 from worker import WORKFLOW_RUNNER, facility_workers
-from workflows.order import OrderWorkflow
-from workflows.order_messages import AddressChange, PrintJobRequest, PrintJobResult
+from workflows.orders import OrderWorkflow
 
 
 class QueueRecorder(Recorder):

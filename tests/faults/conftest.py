@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
 from tests.conftest import suite_converter
-from workflows.order import OrderWorkflow
+from workflows.orders import OrderWorkflow
 
 UPDATE_TIMEOUT = 3  # seconds an Update waits before the API answers 503 order_busy
 TASK_TIMEOUT = 2  # seconds: the workflow task timeout of every new order

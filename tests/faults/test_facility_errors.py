@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import order_json
-from tests.support.faults import assert_truthful, facility_jobs, fault_stack, wait_for
+from tests.helpers.api import order_json
+from tests.helpers.faults import assert_truthful, facility_jobs, fault_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 

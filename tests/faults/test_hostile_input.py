@@ -26,7 +26,7 @@ import pytest
 from sqlmodel import func, select
 
 from db.models import Claim, Merchant, ProductionEvent
-from tests.support.api import ADMIN_TOKEN, FACILITY_URL, TEST_FACILITIES, Api, order_json
+from tests.helpers.api import ADMIN_TOKEN, FACILITY_URL, TEST_FACILITIES, Api, order_json
 
 HOSTILE = {
     "line-feed": "REF\nBcc: x@evil.test",

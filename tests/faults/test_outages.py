@@ -42,8 +42,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
 from tests.conftest import suite_converter
-from tests.support.api import order_json
-from workflows.order import OrderWorkflow
+from tests.helpers.api import order_json
+from workflows.orders import OrderWorkflow
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import order_json
-from tests.support.faults import (
+from tests.helpers.api import order_json
+from tests.helpers.faults import (
     Observer,
     assert_truthful,
     facility_jobs,

@@ -33,7 +33,7 @@ from tests.faults.conftest import (
     wait_until_settled,
     waits_for_cutoff,
 )
-from tests.support.api import order_json
+from tests.helpers.api import order_json
 
 pytestmark = pytest.mark.e2e
 

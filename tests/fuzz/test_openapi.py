@@ -3,7 +3,7 @@ bounded number of cases per operation): no answer is a 5xx, and every error is t
 DESIGN.md, ``{"error": {"code", "message", "details"}}``.
 
 The API runs as a real server (uvicorn on 127.0.0.1) with its workers, the Temporal dev server,
-an SQLite database and a mail sink (``tests/support/api.py``), in a thread of its own; the
+an SQLite database and a mail sink (``tests/helpers/api.py``), in a thread of its own; the
 generated requests carry a merchant's API key, the admin token, an agent's token and a
 facility's token, so they get past authentication to the code behind it.
 """
@@ -28,8 +28,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from settings import Settings
-from tests.support.api import ADMIN_TOKEN, TEST_FACILITIES, running_api
+from runtime.settings import Settings
+from tests.helpers.api import ADMIN_TOKEN, TEST_FACILITIES, running_api
 
 CASES_PER_OPERATION = 25
 

@@ -30,6 +30,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.cases import AgentReply, MerchantMessage, Resolution
+from contracts.contacts import CustomerReply, MerchantReply
+from contracts.orders import PersonalizationSubmission, ProductionSignal
+from contracts.webhooks import delivery_workflow_id
 from db.engine import create_engine, create_tables
 from domain.orders import (
     HoldResolution,
@@ -40,19 +44,15 @@ from domain.orders import (
 )
 from domain.support import Plan
 from tests.conftest import TEMPORAL_TEST_SERVER
-from tests.support.cases import amsterdam, case_world
-from tests.support.contacts import berlin, contact_world
-from tests.support.keys import TEST_KEY_A, keys
-from tests.support.webhook_delivery import running_delivery
-from tests.support.workflows import Recorder, order_body, order_input, order_worker, sleep_until
+from tests.helpers.cases import amsterdam, case_world
+from tests.helpers.contacts import berlin, contact_world
+from tests.helpers.keys import TEST_KEY_A, keys
+from tests.helpers.webhook_delivery import running_delivery
+from tests.helpers.workflows import Recorder, order_body, order_input, order_worker, sleep_until
+from workflows.cases import SupportCaseWorkflow
 from workflows.client import data_converter, ensure_search_attributes
-from workflows.customer_contact import CustomerContactWorkflow
-from workflows.customer_contact_messages import CustomerReply, MerchantReply
-from workflows.order import OrderWorkflow
-from workflows.order_messages import PersonalizationSubmission, ProductionSignal
-from workflows.support_case import SupportCaseWorkflow
-from workflows.support_case_messages import AgentReply, MerchantMessage, Resolution
-from workflows.webhook_messages import delivery_workflow_id
+from workflows.contacts import CustomerContactWorkflow
+from workflows.orders import OrderWorkflow
 
 HERE = Path(__file__).parent
 ITEMS = [
@@ -258,7 +258,7 @@ async def customer_contact_missed_late_reply_closed() -> None:
 
 async def order_encrypted_with_test_key() -> None:
     """An order personalized, printed, shipped and delivered with every payload encrypted under
-    the test key A (tests/support/keys.py); replays need that key among theirs."""
+    the test key A (tests/helpers/keys.py); replays need that key among theirs."""
     async with _time_skipping(data_converter(keys(TEST_KEY_A))) as env:
         await ensure_search_attributes(env.client, "default")
         async with order_worker(env.client, Recorder()) as tq:

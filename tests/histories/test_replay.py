@@ -1,7 +1,7 @@
 """Today's workflow code must replay the histories that earlier code wrote: every ``*.json`` in
 this folder, against every workflow the worker registers.
 
-They replay through the payload codec with the test keys ``B,A`` (tests/support/keys.py), as a
+They replay through the payload codec with the test keys ``B,A`` (tests/helpers/keys.py), as a
 worker replays after a key rotation: histories written before encryption pass through it, and
 ``order_encrypted_with_test_key`` was written with every payload encrypted under key A.
 """
@@ -16,7 +16,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from tests.support.keys import TEST_KEY_A, TEST_KEY_B, keys
+from tests.helpers.keys import TEST_KEY_A, TEST_KEY_B, keys
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 from workflows.client import data_converter
 from workflows.codec import ENCODING

@@ -17,10 +17,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from settings import Settings
+from runtime.settings import Settings
 from tests.conftest import suite_converter
+from tests.helpers.polling import apoll
 from tests.ops.conftest import TcpProxy
-from tests.support.polling import apoll
 
 
 @asynccontextmanager

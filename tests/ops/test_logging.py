@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from devstack.mailsink import free_port
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from logs import (
+from runtime.logs import (
     REDACTED,
     JsonFormatter,
     RedactingFilter,
@@ -33,9 +33,9 @@ from logs import (
     redact,
     register_secret,
 )
+from tests.helpers.api import Api, order_json
+from tests.helpers.polling import apoll, poll
 from tests.ops.conftest import facility, log_lines
-from tests.support.api import Api, order_json
-from tests.support.polling import apoll, poll
 
 KEY = "pf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"
 WEBHOOK_SECRET = "whsec_" + "z" * 40

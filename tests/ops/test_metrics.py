@@ -1,7 +1,7 @@
 """The API's ``/metrics``: requests by route template, latencies, and open orders by status;
 only with the metrics token, and never a query per scrape.
 
-Against the real stack of tests/support/api.py (dev server, in-process worker, SQLite and
+Against the real stack of tests/helpers/api.py (dev server, in-process worker, SQLite and
 PostgreSQL).
 """
 
@@ -19,7 +19,7 @@ from prometheus_client.samples import Sample
 from sqlalchemy import event
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.api import METRICS_TOKEN, Api, order_json, running_api
+from tests.helpers.api import METRICS_TOKEN, Api, order_json, running_api
 
 SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 

@@ -39,7 +39,7 @@ from db.migrate import (
 )
 from db.models import Merchant
 from devstack.stack import REPO_ROOT
-from domain.contacts import is_support_id
+from domain.support_ids import is_support_id
 from tests.ops.conftest import run_python
 
 OUR_TABLES = set(SQLModel.metadata.tables)

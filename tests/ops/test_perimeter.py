@@ -1,5 +1,5 @@
 """The perimeter: the body limit (413 before the body is read) and the rate limit per credential
-(429 with Retry-After), against the real API of tests/support/api.py on SQLite and PostgreSQL.
+(429 with Retry-After), against the real API of tests/helpers/api.py on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.perimeter import Rate, RateLimits, parse_rate
-from tests.support.api import Api, order_json, running_api
+from tests.helpers.api import Api, order_json, running_api
 
 LIMIT = 4096
 

@@ -20,9 +20,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devstack.stack import SimulatorOptions, Stack, StackConfig
+from tests.helpers.api import order_json
+from tests.helpers.polling import poll
 from tests.ops.conftest import facility
-from tests.support.api import order_json
-from tests.support.polling import poll
 
 pytestmark = pytest.mark.e2e
 

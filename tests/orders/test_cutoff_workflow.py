@@ -10,9 +10,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.orders import AddressChange
 from domain.orders import CancelRequest, ShippingAddress, Status
 from domain.schedule import next_cutoff
-from tests.support.workflows import (
+from tests.helpers.workflows import (
     OSLO,
     SYDNEY,
     Recorder,
@@ -23,8 +24,7 @@ from tests.support.workflows import (
     start,
     state_of,
 )
-from workflows.order import OrderWorkflow
-from workflows.order_messages import AddressChange
+from workflows.orders import OrderWorkflow
 
 
 async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -> None:

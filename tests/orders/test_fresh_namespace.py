@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import suite_converter
-from tests.support.api import Api, order_json, running_api, started
+from tests.helpers.api import Api, order_json, running_api, started
 from workflows import search_attributes
 
 

@@ -19,7 +19,7 @@ from sqlmodel import col, func, select
 from temporalio.testing import WorkflowEnvironment
 
 from db.models import IdempotentRequest, Merchant
-from tests.support.api import ADMIN_TOKEN, Api, order_json, running_api
+from tests.helpers.api import ADMIN_TOKEN, Api, order_json, running_api
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 REPLAYED = "Idempotent-Replayed"

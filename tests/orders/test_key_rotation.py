@@ -10,7 +10,7 @@ from sqlalchemy import text, update
 from api.idempotency import WITHHELD
 from db.engine import create_engine
 from db.models import Merchant
-from tests.support.api import ADMIN_TOKEN, Api, order_json
+from tests.helpers.api import ADMIN_TOKEN, Api, order_json
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 

@@ -18,8 +18,8 @@ from api.services.starts import OrderStarter
 from db.models import OrderStart
 from domain.orders import Status
 from tests.conftest import suite_converter
-from tests.support.api import Api, order_json, started
-from workflows.order import OrderWorkflow
+from tests.helpers.api import Api, order_json, started
+from workflows.orders import OrderWorkflow
 
 
 async def _outbox(api: Api) -> list[OrderStart]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import select
 
 from db.models import Merchant, Order
-from tests.support.api import ADMIN_TOKEN, Api, order_json
+from tests.helpers.api import ADMIN_TOKEN, Api, order_json
 
 
 async def test_admin_creates_merchants_and_keeps_only_the_key_hash(api: Api) -> None:

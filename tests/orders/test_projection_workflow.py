@@ -15,9 +15,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.orders import ProductionSignal
 from domain.orders import CancelRequest, ProductionEventIn, Status
-from tests.support.polling import apoll
-from tests.support.workflows import (
+from tests.helpers.polling import apoll
+from tests.helpers.workflows import (
     Recorder,
     history_event_types,
     order_input,
@@ -26,8 +27,7 @@ from tests.support.workflows import (
     state_of,
 )
 from worker import WORKFLOW_RUNNER
-from workflows.order import OrderWorkflow
-from workflows.order_messages import ProductionSignal
+from workflows.orders import OrderWorkflow
 
 
 def _worker(env: WorkflowEnvironment, rec: Recorder, task_queue: str) -> Worker:

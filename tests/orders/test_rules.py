@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from domain.orders import Action, Hold, OrderCreate, Status, allowed_actions, refusal
-from settings import Settings
+from runtime.settings import Settings
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 LATER = NOW + timedelta(hours=6)

@@ -16,14 +16,14 @@ from temporalio.testing import WorkflowEnvironment
 import api.services.orders as order_service
 from activities.holds import HoldActivities
 from activities.mail import Mailer, render_email
+from contracts.orders import HoldNotice
 from db.models import Order
-from domain.contacts import generate_support_id, is_support_id
 from domain.orders import HoldKind, new_state
+from domain.support_ids import generate_support_id, is_support_id
 from domain.views import order_public
-from settings import Settings
-from tests.support.api import Api, order_json, running_api
-from tests.support.workflows import order_input
-from workflows.order_messages import HoldNotice
+from runtime.settings import Settings
+from tests.helpers.api import Api, order_json, running_api
+from tests.helpers.workflows import order_input
 
 # ---------------------------------------------------------------------------- Support IDs
 

@@ -22,7 +22,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.mailsink import MailSink
-from tests.support.api import Api, order_json, running_api
+from tests.helpers.api import Api, order_json, running_api
 
 LINK = re.compile(r"https?://[^\s\"'<>]+/p/([A-Za-z0-9_-]+)")
 

@@ -15,15 +15,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities, link_subject
+from contracts.orders import IssueLink
 from db.models import Merchant, Order, PersonalizationLink
 from devstack.mailsink import MailSink, free_port
-from domain.contacts import generate_support_id
 from domain.orders import OrderCreate, OrderInput, new_state
 from domain.personalization import hash_token, pending_items
-from settings import Settings
+from domain.support_ids import generate_support_id
+from runtime.settings import Settings
+from tests.helpers.workflows import OSLO
 from tests.personalization.conftest import LINK, html_part, link_in, personalized_order, text_part
-from tests.support.workflows import OSLO
-from workflows.order_messages import IssueLink
 
 BASE = "https://printflow.example"
 EXPIRES = datetime(2030, 6, 11, 14, 5, tzinfo=UTC)

@@ -11,10 +11,10 @@ from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
 from activities.mail import Mailer, render_email
+from contracts.errors import MAIL_REJECTED
 from devstack.mailsink import MailSink, free_port
-from settings import Settings
+from runtime.settings import Settings
 from tests.personalization.conftest import html_part, text_part
-from workflows.order_messages import MAIL_REJECTED
 
 
 def _settings(sink_port: int, **overrides: object) -> Settings:

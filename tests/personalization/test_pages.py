@@ -10,6 +10,7 @@ import pytest
 
 from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities
+from contracts.orders import IssueLink
 from db.engine import create_engine
 from domain.orders import OrderState
 from domain.personalization import pending_items
@@ -21,7 +22,6 @@ from tests.personalization.conftest import (
     path_of,
     personalized_order,
 )
-from workflows.order_messages import IssueLink
 
 GOOD = {
     "mug-1.name": "  Ada  ",

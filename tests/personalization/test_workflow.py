@@ -11,9 +11,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.orders import PersonalizationSubmission
 from domain.orders import CancelRequest, HoldResolution, Status
-from tests.support.polling import apoll
-from tests.support.workflows import (
+from tests.helpers.polling import apoll
+from tests.helpers.workflows import (
     Recorder,
     order_body,
     order_input,
@@ -22,8 +23,7 @@ from tests.support.workflows import (
     start,
     state_of,
 )
-from workflows.order import OrderWorkflow
-from workflows.order_messages import PersonalizationSubmission
+from workflows.orders import OrderWorkflow
 
 MUG_NAME = {
     "item_reference_id": "mug-1",

@@ -1,3 +1,3 @@
-from tests.support.production import full_api
+from tests.helpers.production import full_api
 
 __all__ = ["full_api"]

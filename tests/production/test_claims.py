@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.support.api import Api, order_json
-from tests.support.production import FullApi
+from tests.helpers.api import Api, order_json
+from tests.helpers.production import FullApi
 
 TWO_ITEMS = [
     {

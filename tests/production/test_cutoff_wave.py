@@ -28,7 +28,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from simulator.floor import Simulator, peak_per_window
-from tests.support.api import FACILITY_URL, Api, order_json, running_api
+from tests.helpers.api import FACILITY_URL, Api, order_json, running_api
 
 ORDERS = 40
 LIMIT = 10

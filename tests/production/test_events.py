@@ -13,9 +13,9 @@ from sqlmodel import func, select
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.models import ProductionEvent
-from tests.support.api import Api, order_json
-from tests.support.polling import apoll
-from tests.support.production import TOKENS, FullApi, tracking
+from tests.helpers.api import Api, order_json
+from tests.helpers.polling import apoll
+from tests.helpers.production import TOKENS, FullApi, tracking
 
 
 async def _events_stored(api: FullApi, order_id: str) -> int:

@@ -10,11 +10,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.holds import PROBLEMS, HoldActivities
 from activities.mail import Mailer
+from contracts.orders import HoldNotice
 from domain.orders import HoldKind
-from settings import Settings
-from tests.support.api import Api
-from tests.support.production import full_api_running
-from workflows.order_messages import HoldNotice
+from runtime.settings import Settings
+from tests.helpers.api import Api
+from tests.helpers.production import full_api_running
 
 
 async def test_an_unanswered_hold_is_reminded_then_canceled_and_the_merchant_told(

@@ -11,13 +11,14 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.orders import AddressChange, ProductionSignal
 from domain.orders import (
     CancelRequest,
     HoldResolution,
     ProductionEventIn,
     Status,
 )
-from tests.support.workflows import (
+from tests.helpers.workflows import (
     OSLO,
     Recorder,
     order_input,
@@ -26,8 +27,7 @@ from tests.support.workflows import (
     start,
     state_of,
 )
-from workflows.order import OrderWorkflow
-from workflows.order_messages import AddressChange, ProductionSignal
+from workflows.orders import OrderWorkflow
 
 
 async def _in_production(env: WorkflowEnvironment, tq: str) -> WorkflowHandle[Any, Any]:

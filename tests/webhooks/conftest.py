@@ -1,5 +1,5 @@
 """Webhook fixtures: ``delivery`` (the delivery workflow on the time-skipping server, a real
-database and a real receiver, see tests/support/webhook_delivery.py) and ``full_api`` (the
+database and a real receiver, see tests/helpers/webhook_delivery.py) and ``full_api`` (the
 in-process API with webhooks, for the deliveries endpoint tests)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.production import full_api
-from tests.support.webhook_delivery import Delivery, running_delivery
+from tests.helpers.production import full_api
+from tests.helpers.webhook_delivery import Delivery, running_delivery
 
 __all__ = ["full_api"]
 

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import update
 
 from db.models import Merchant
-from tests.support.api import Api
-from tests.support.production import FullApi, tracking
+from tests.helpers.api import Api
+from tests.helpers.production import FullApi, tracking
 
 
 async def _deliveries(api: FullApi, key: dict[str, str], **params: Any) -> dict[str, Any]:

@@ -18,14 +18,14 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
+from contracts.webhooks import WebhookDeliveryInput, delivery_workflow_id
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
 from domain.orders import EventType, Hold, OrderState, Status, TimelineEvent, new_state
-from tests.support.keys import keys
-from tests.support.webhook_delivery import SECRET, Delivery, add_merchant
-from tests.support.workflows import order_input
+from tests.helpers.keys import keys
+from tests.helpers.webhook_delivery import SECRET, Delivery, add_merchant
+from tests.helpers.workflows import order_input
 from workflows.client import data_converter, enqueue_deliveries
-from workflows.webhook_messages import WebhookDeliveryInput, delivery_workflow_id
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 

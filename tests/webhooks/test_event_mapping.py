@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED, events_for
 from domain.orders import Hold, Status, TimelineEvent, new_state
-from tests.support.workflows import order_input
+from tests.helpers.workflows import order_input
 
 NOW = datetime(2026, 6, 9, 14, 5, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from activities.webhooks.emitter import LINK_ISSUED
-from tests.support.api import Api, order_json
-from tests.support.production import full_api_running
+from tests.helpers.api import Api, order_json
+from tests.helpers.production import full_api_running
 
 PERSONALIZED = [
     {

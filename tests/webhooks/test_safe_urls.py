@@ -30,13 +30,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.webhooks.delivery import WebhookActivities
 from api.main import create_app
+from contracts.webhooks import DeliverWebhook
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
 from domain.webhook_urls import address_refusal, url_problem
-from settings import Settings
-from tests.support.api import ADMIN_TOKEN
-from tests.support.webhook_delivery import add_merchant
-from workflows.webhook_messages import DeliverWebhook
+from runtime.settings import Settings
+from tests.helpers.api import ADMIN_TOKEN
+from tests.helpers.webhook_delivery import add_merchant
 
 REFUSED = {
     "127.0.0.1": "loopback",

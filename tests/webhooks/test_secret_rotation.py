@@ -11,9 +11,9 @@ from sqlalchemy import update
 from activities.webhooks.signing import verify_signature
 from db.engine import create_engine
 from db.models import Merchant
-from tests.support.api import ADMIN_TOKEN
-from tests.support.production import FullApi
-from tests.support.webhook_receiver import Received
+from tests.helpers.api import ADMIN_TOKEN
+from tests.helpers.production import FullApi
+from tests.helpers.webhook_receiver import Received
 
 
 def _verifies(secret: str, received: Received) -> bool:

@@ -17,14 +17,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.facilities import FacilityInfo, Schedule
-from domain.orders import OrderCreate, OrderInput, OrderState
-from domain.schedule import next_cutoff
-from worker import WORKFLOW_RUNNER
-from workflows.order import OrderWorkflow
-from workflows.order_messages import (
-    FACILITY_REJECTED,
-    MAIL_REJECTED,
+from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
+from contracts.orders import (
     FacilityOutcome,
     HoldNotice,
     IssueLink,
@@ -33,6 +27,11 @@ from workflows.order_messages import (
     PrintJobResult,
     Projection,
 )
+from domain.facilities import FacilityInfo, Schedule
+from domain.orders import OrderCreate, OrderInput, OrderState
+from domain.schedule import next_cutoff
+from worker import WORKFLOW_RUNNER
+from workflows.orders import OrderWorkflow
 
 OSLO = FacilityInfo(
     id="oslo",

@@ -34,7 +34,18 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.support_cases import SupportCaseActivities
+    from activities.cases import SupportCaseActivities
+    from contracts.cases import (
+        AgentReply,
+        Assignment,
+        CaseInput,
+        CaseMail,
+        CaseMailKind,
+        CaseProjection,
+        Closing,
+        MerchantMessage,
+        Resolution,
+    )
     from domain.cases import (
         CaseMessage,
         CaseRefusal,
@@ -47,17 +58,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.support import Plan
     from workflows import search_attributes as sa
     from workflows.conversation import Conversation
-    from workflows.support_case_messages import (
-        AgentReply,
-        Assignment,
-        CaseInput,
-        CaseMail,
-        CaseMailKind,
-        CaseProjection,
-        Closing,
-        MerchantMessage,
-        Resolution,
-    )
 
 
 def _pairs(state: CaseState) -> list[SearchAttributePair[Any]]:

@@ -21,8 +21,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.cases import SupportCaseActivities
 from activities.mail import Mailer
-from activities.support_cases import SupportCaseActivities
+from contracts.cases import CaseInput
 from db.engine import session_factory
 from db.models import Merchant, SupportCase, SupportCaseMessage
 from devstack.mailsink import MailSink
@@ -35,10 +36,9 @@ from domain.cases import (
     target_key,
 )
 from domain.support import Plan, load_support
-from settings import Settings
+from runtime.settings import Settings
 from worker import WORKFLOW_RUNNER
-from workflows.support_case import SupportCaseWorkflow, case_search_attributes
-from workflows.support_case_messages import CaseInput
+from workflows.cases import SupportCaseWorkflow, case_search_attributes
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 SUPPORT = load_support()

@@ -66,8 +66,8 @@ def parse_payload_keys(value: str) -> list[tuple[str, bytes]]:
     return keys
 
 
-BUNDLED_FACILITIES = Path(__file__).resolve().parent / "domain" / "facilities.json"
-BUNDLED_SUPPORT_FILE = Path(__file__).resolve().parent / "domain" / "support.json"
+BUNDLED_FACILITIES = Path(__file__).resolve().parents[1] / "domain" / "facilities.json"
+BUNDLED_SUPPORT_FILE = Path(__file__).resolve().parents[1] / "domain" / "support.json"
 
 
 class Settings(BaseSettings):

@@ -31,7 +31,7 @@ from api.pages.html import render, secure
 from api.services import cases, console
 from db.models import Agent
 from domain.cases import AgentMessageCreate, Queue, SlaState
-from settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger("printflow.console")
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from settings import Settings
+from runtime.settings import Settings
 
 REDACTED = "[redacted]"
 

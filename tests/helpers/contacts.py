@@ -23,8 +23,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.customer_contacts import CustomerContactActivities
+from activities.contacts import CustomerContactActivities
 from activities.mail import Mailer
+from contracts.contacts import ContactInput
 from db.engine import session_factory
 from db.models import (
     CustomerContact,
@@ -34,14 +35,13 @@ from db.models import (
     Order,
 )
 from devstack.mailsink import MailSink
-from domain.contacts import generate_support_id
-from domain.customer_contacts import ContactState, contact_rules, new_contact_state
+from domain.contacts import ContactState, contact_rules, new_contact_state
 from domain.support import load_support
-from settings import Settings
-from tests.support.mail import text_of
+from domain.support_ids import generate_support_id
+from runtime.settings import Settings
+from tests.helpers.mail import text_of
 from worker import WORKFLOW_RUNNER
-from workflows.customer_contact import CustomerContactWorkflow, contact_search_attributes
-from workflows.customer_contact_messages import ContactInput
+from workflows.contacts import CustomerContactWorkflow, contact_search_attributes
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SUPPORT = load_support()

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from domain.customer_contacts import ContactMessage, ContactRules, ContactState, Deadline
+from domain.contacts import ContactMessage, ContactRules, ContactState, Deadline
 
 
 def contact_task_summary(support_id: str, merchant_name: str, subject: str) -> str:

@@ -30,10 +30,23 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.facility import FacilityActivities
     from activities.holds import HoldActivities
+    from activities.order_projection import ProjectionActivities
     from activities.personalization import PersonalizationActivities
-    from activities.print_jobs import FacilityActivities
-    from activities.projection import ProjectionActivities
+    from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
+    from contracts.orders import (
+        AddressChange,
+        FacilityOutcome,
+        HoldNotice,
+        HoldNoticeKind,
+        IssueLink,
+        PersonalizationSubmission,
+        PrintJobItem,
+        PrintJobRequest,
+        ProductionSignal,
+        Projection,
+    )
     from domain.facilities import facility_task_queue
     from domain.orders import (
         CLOSED,
@@ -56,20 +69,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.personalization import clean_values, validate_values
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
-    from workflows.order_messages import (
-        FACILITY_REJECTED,
-        MAIL_REJECTED,
-        AddressChange,
-        FacilityOutcome,
-        HoldNotice,
-        HoldNoticeKind,
-        IssueLink,
-        PersonalizationSubmission,
-        PrintJobItem,
-        PrintJobRequest,
-        ProductionSignal,
-        Projection,
-    )
 
 # Since this patch the API stores the order's first projection with its row; older runs
 # project their creation themselves.

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from api.deps import MerchantDep, SessionDep
 from api.schemas import RequestLogEntry
-from api.services import requests
+from api.services import request_log
 
 router = APIRouter(prefix="/v1/requests", tags=["support"])
 
@@ -20,4 +20,4 @@ router = APIRouter(prefix="/v1/requests", tags=["support"])
 async def get_request(
     request_id: str, merchant: MerchantDep, session: SessionDep
 ) -> RequestLogEntry:
-    return await requests.request_for(session, merchant.id, request_id)
+    return await request_log.request_for(session, merchant.id, request_id)

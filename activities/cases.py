@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.mail import Mailer, render_email
+from contracts.cases import CaseMail, CaseProjection
 from db.engine import insert_new
 from db.models import SupportCase, SupportCaseMessage
-from workflows.support_case_messages import CaseMail, CaseProjection
 
 if TYPE_CHECKING:
     from activities.webhooks.emitter import WebhookEmitter

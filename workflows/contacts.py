@@ -10,7 +10,7 @@ What a contact waits for (``_next_wake``):
 - otherwise: the close, ``close_after`` (30 days) after the last message.
 
 Deadlines are business time in the merchant's own calendar, carried in the input with its public
-holidays written out as dates (``domain.customer_contacts.contact_rules``): no lookup runs in the
+holidays written out as dates (``domain.contacts.contact_rules``): no lookup runs in the
 sandbox, and a running contact keeps the rules it started with.
 
 Messages arrive as Updates (``merchant_reply`` from the API, ``customer_message`` from the
@@ -32,8 +32,16 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.customer_contacts import CustomerContactActivities
-    from domain.customer_contacts import (
+    from activities.contacts import CustomerContactActivities
+    from contracts.contacts import (
+        ContactInput,
+        ContactMail,
+        ContactMailKind,
+        ContactProjection,
+        CustomerReply,
+        MerchantReply,
+    )
+    from domain.contacts import (
         ContactMessage,
         ContactRefusal,
         ContactState,
@@ -45,14 +53,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.conversation import Conversation
-    from workflows.customer_contact_messages import (
-        ContactInput,
-        ContactMail,
-        ContactMailKind,
-        ContactProjection,
-        CustomerReply,
-        MerchantReply,
-    )
 
 
 def _pairs(state: ContactState) -> list[SearchAttributePair[Any]]:

@@ -1,4 +1,4 @@
-"""The API of ``tests/support/api.py`` plus a real webhook receiver on 127.0.0.1.
+"""The API of ``tests/helpers/api.py`` plus a real webhook receiver on 127.0.0.1.
 
 Facility events are posted by the tests themselves, with the facility's token.
 """
@@ -16,8 +16,8 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.api import ADMIN_TOKEN, TEST_FACILITIES, Api, order_json, running_api
-from tests.support.webhook_receiver import Receiver
+from tests.helpers.api import ADMIN_TOKEN, TEST_FACILITIES, Api, order_json, running_api
+from tests.helpers.webhook_receiver import Receiver
 
 TOKENS = {f["id"]: f["api_token"] for f in TEST_FACILITIES}
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.mail import Mailer, render_email
+from contracts.contacts import ContactMail, ContactProjection
 from db.engine import insert_new
 from db.models import (
     CustomerContact,
@@ -30,7 +31,6 @@ from db.models import (
     CustomerContactMessage,
 )
 from domain.personalization import hash_token
-from workflows.customer_contact_messages import ContactMail, ContactProjection
 
 if TYPE_CHECKING:
     from activities.webhooks.emitter import WebhookEmitter

@@ -43,8 +43,8 @@ from temporalio.runtime import (
 
 from db.engine import async_url, create_engine, ping
 from domain.facilities import Facilities, FacilitiesError, load_facilities
-from logs import configure_logging, first_line, redact, register_secret
-from settings import BUNDLED_FACILITIES, Settings, get_settings
+from runtime.logs import configure_logging, first_line, redact, register_secret
+from runtime.settings import BUNDLED_FACILITIES, Settings, get_settings
 
 log = logging.getLogger("printflow.startup")
 

@@ -20,7 +20,7 @@ from activities.webhooks.delivery import WebhookActivities
 from activities.webhooks.emitter import WebhookEmitter
 from db.engine import session_factory
 from db.models import Merchant
-from tests.support.webhook_receiver import Receiver
+from tests.helpers.webhook_receiver import Receiver
 from worker import WORKFLOW_RUNNER
 from workflows.client import enqueue_deliveries
 from workflows.webhooks import WebhookDeliveryWorkflow

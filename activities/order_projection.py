@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 from temporalio import activity
 
+from contracts.orders import Projection
 from db.engine import insert_new
 from db.models import Order, OrderEvent
-from workflows.order_messages import Projection
 
 if TYPE_CHECKING:
     from activities.webhooks.emitter import WebhookEmitter

@@ -30,7 +30,7 @@ from api.main import create_app
 from db.engine import create_engine
 from devstack.mailsink import MailSink
 from domain.facilities import Facilities
-from settings import Settings
+from runtime.settings import Settings
 from simulator.app import SimulatorConfig
 from simulator.app import create_app as create_simulator
 from worker import WORKFLOW_RUNNER, WORKFLOWS, build_activities, facility_workers

@@ -12,9 +12,6 @@ from pydantic import BaseModel
 
 # The signal name is also given to signal-with-start, which takes names only.
 ENQUEUE_SIGNAL = "enqueue"
-# ApplicationError types of the delivering activity.
-EVENT_MISSING = "WebhookEventMissing"
-DELIVERY_FAILED = "WebhookDeliveryFailed"
 
 
 def delivery_workflow_id(order_id: str) -> str:

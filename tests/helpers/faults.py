@@ -25,7 +25,7 @@ from temporalio.client import Client
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import OrderState
 from tests.conftest import suite_converter
-from workflows.order import OrderWorkflow
+from workflows.orders import OrderWorkflow
 
 FACILITY_TOKEN = "tok-fault"
 # What the apps run with in these tests: short enough that a stall is over in seconds.

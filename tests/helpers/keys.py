@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 
-from settings import parse_payload_keys
+from runtime.settings import parse_payload_keys
 
 TEST_KEY_A = "test-a:" + base64.b64encode(b"printflow TEST key A, not secret").decode()
 TEST_KEY_B = "test-b:" + base64.b64encode(b"printflow TEST key B, not secret").decode()

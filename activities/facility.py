@@ -13,13 +13,9 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts.errors import FACILITY_REJECTED
+from contracts.orders import FacilityOutcome, PrintJobRequest, PrintJobResult
 from domain.facilities import Facilities
-from workflows.order_messages import (
-    FACILITY_REJECTED,
-    FacilityOutcome,
-    PrintJobRequest,
-    PrintJobResult,
-)
 
 
 class FacilityActivities:

@@ -24,11 +24,6 @@ from domain.orders import (
     TimelineEvent,
 )
 
-# ApplicationError types the order workflow reacts to: refusals that no retry changes.
-FACILITY_REJECTED = "FacilityRejected"
-MAIL_REJECTED = "MailRejected"
-
-
 # ---------------------------------------------------------------------------- from the API
 
 
