@@ -1,7 +1,7 @@
 """Support cases: what a merchant sends, what a case's workflow keeps, and the rules of its clock.
 
 A case is a conversation between a merchant and the platform's support team, with response
-targets in business time (DESIGN.md, "Support"). Pure, like ``domain.orders``: no I/O and no
+targets in business time (docs/support.md, "The clock"). Pure, like ``domain.orders``: no I/O and no
 clock (callers pass ``now``), so the workflow, the API and the tests share every rule.
 
 Statuses:

@@ -20,7 +20,7 @@ code                       status  when
                                    to win them back (``check_win_back``)
 =========================  ======  ============================================================
 
-Which order each reason fits (statuses as in DESIGN, "Order statuses"):
+Which order each reason fits (statuses as in docs/api.md, "Order statuses"):
 
 ==========================  ==================================================================
 reason                      fits an order that is

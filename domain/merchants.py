@@ -1,8 +1,9 @@
 """Where a merchant is: their time zone (IANA name) and country (ISO 3166-1 alpha-2).
 
-Both decide the merchant's own business days (their reply targets to customers, DESIGN.md
-"Customer contacts"). Time zones are checked against the IANA database the process has
-(``zoneinfo``), not merely parsed: ``localtime`` or a path would load, but mean nothing.
+Both decide the merchant's own business days (their reply targets to customers,
+docs/customer-contacts.md, "The reply clock"). Time zones are checked against the IANA database
+the process has (``zoneinfo``), not merely parsed: ``localtime`` or a path would load, but mean
+nothing.
 """
 
 from __future__ import annotations

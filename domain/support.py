@@ -1,6 +1,6 @@
 """What support a merchant's plan includes, and the support file: calendar, targets, addresses.
 
-Plans (DESIGN.md, "Support"): ``free``, ``lite``, ``growth``, ``premium``; the names merchants
+Plans (docs/support.md, "Plans"): ``free``, ``lite``, ``growth``, ``premium``; the names merchants
 knew before (``essential``, ``small_shop``, ``large_shop``, ``business``) map one to one. Every
 plan has tickets and live chat; priority handling from ``growth`` up; a phone callback and a
 dedicated customer success manager with ``premium``.

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     personalization_email_delay: Duration = timedelta(minutes=15)
     personalization_link_ttl: Duration = timedelta(days=7)
     facilities_file: Path = BUNDLED_FACILITIES
-    # The support desk: calendar, response targets, addresses (DESIGN.md "Support").
+    # The support desk: calendar, response targets, addresses (docs/support.md, "The support file").
     support_file: Path = BUNDLED_SUPPORT_FILE
     # How long a write waits for the order's workflow before answering 503 order_busy.
     update_timeout: Duration = timedelta(seconds=10)

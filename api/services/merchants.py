@@ -55,8 +55,8 @@ async def _resolve(host: str) -> list[str]:
 
 
 async def check_webhook_url(url: str, *, allow_private: bool) -> None:
-    """422 naming ``webhook_url`` unless it is https to public addresses (DESIGN.md
-    "Perimeter"). A name that does not resolve yet is taken: every delivery checks again."""
+    """422 naming ``webhook_url`` unless it is https to public addresses (docs/webhooks.md,
+    "Setting it up"). A name that does not resolve yet is taken: every delivery checks again."""
     problem = url_problem(url, allow_private=allow_private)
     if problem is None and not allow_private:
         host = urlsplit(url).hostname or ""

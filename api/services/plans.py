@@ -1,4 +1,5 @@
-"""What a merchant's support plan includes (DESIGN.md "Support"), and their CSM if they have one."""
+"""What a merchant's support plan includes (docs/support.md, "Plans"), and their CSM if they
+have one."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ with short update and workflow-task timeouts so that a stall is over in seconds.
 ``Observer`` reads orders through the API again and again in the background and keeps every
 status it saw, so a change the API showed for a moment and then took back is caught.
 
-``assert_consistent`` is the promise of DESIGN.md, "Truth under faults": the read model says
+``assert_consistent`` is the promise of docs/api.md, "Truth under faults": the read model says
 what the workflow holds, an order the API ever showed as ``canceled`` is canceled for good and
 never reached the facility, no order has two print jobs, and a timeline counts up one by one
 and never goes on after ``canceled``.

@@ -1,6 +1,6 @@
 """The whole API, fuzzed from its own OpenAPI description (schemathesis, a fixed seed and a
 bounded number of cases per operation): no answer is a 5xx, and every error is the envelope of
-DESIGN.md, ``{"error": {"code", "message", "details"}}``.
+docs/api.md, "Errors": ``{"error": {"code", "message", "details"}}``.
 
 The API runs as a real server (uvicorn on 127.0.0.1) with its workers, the Temporal dev server,
 an SQLite database and a mail sink (``tests/helpers/api.py``), in a thread of its own; the

@@ -1,4 +1,5 @@
-"""The table of DESIGN.md: which action is allowed in which status, and nothing else."""
+"""The table of docs/api.md, "Order statuses": which action is allowed in which status, and
+nothing else."""
 
 from __future__ import annotations
 
