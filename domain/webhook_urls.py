@@ -20,15 +20,53 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
 
 
+# NAT64's well-known prefix (RFC 6052): the last 32 bits are the IPv4 address a packet to it
+# reaches through the translator. Python calls the whole range global.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# The deprecated IPv4-compatible addresses ``::a.b.c.d`` (RFC 4291; ``::`` and ``::1`` are
+# themselves): some stacks still send them as IPv4, no receiver uses them.
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Ranges refused whatever they hold: NAT64 for local use (RFC 8215), whose translator is some
+# network's own, and the deprecated site-local fec0::/10 (RFC 3879), private in all but name.
+_REFUSED_V6 = (
+    (ipaddress.IPv6Network("64:ff9b:1::/48"), "reserved"),
+    (ipaddress.IPv6Network("fec0::/10"), "private"),
+)
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a packet to ``ip`` really goes to, if ``ip`` is a way of writing one:
+    IPv4-mapped, 6to4 (2002::/16), NAT64 (64:ff9b::/96)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_refusal(address: IPAddress | str) -> str | None:
-    """Why webhooks may not go to ``address`` (``"loopback"``, ``"private"`` …), or None."""
+    """Why webhooks may not go to ``address`` (``"loopback"``, ``"private"`` …), or None.
+
+    An IPv6 address that embeds an IPv4 address is judged by that address
+    (``64:ff9b::a9fe:a9fe`` reaches 169.254.169.254: link-local); IPv4-compatible addresses by
+    theirs, and refused even when it is public; Teredo, local-use NAT64 and site-local
+    addresses are refused outright.
+    """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped or ip.sixtofour
-        if mapped is not None:
-            return address_refusal(mapped)
         if ip.teredo is not None:
             return "reserved"
+        for network, kind in _REFUSED_V6:
+            if ip in network:
+                return kind
+        embedded = _embedded_v4(ip)
+        if embedded is not None:
+            return address_refusal(embedded)
+        if ip in _V4_COMPATIBLE and int(ip) > 1:
+            v4 = ipaddress.IPv4Address(int(ip))
+            return address_refusal(v4) or "reserved"
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:

@@ -33,7 +33,7 @@ from api.main import create_app
 from contracts.webhooks import DeliverWebhook
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
-from domain.webhook_urls import address_refusal, url_problem
+from domain.webhook_urls import address_refusal, addresses_problem, url_problem
 from runtime.settings import Settings
 from tests.helpers.api import ADMIN_TOKEN
 from tests.helpers.webhook_delivery import add_merchant
@@ -56,6 +56,20 @@ REFUSED = {
     "::ffff:127.0.0.1": "loopback",
     "::ffff:169.254.169.254": "link-local",
     "::ffff:10.0.0.1": "private",
+    # IPv6 spellings of IPv4 addresses, judged by the IPv4 address they reach.
+    "64:ff9b::a9fe:a9fe": "link-local",  # NAT64 to 169.254.169.254
+    "64:ff9b::7f00:1": "loopback",
+    "64:ff9b::a00:1": "private",
+    "::a9fe:a9fe": "link-local",  # IPv4-compatible
+    "::10.0.0.1": "private",
+    "::8.8.8.8": "reserved",  # deprecated: refused even to a public address
+    "2002:a9fe:a9fe::1": "link-local",  # 6to4
+    "2002:c0a8:101::1": "private",
+    # Refused whatever they hold.
+    "64:ff9b:1::808:808": "reserved",  # NAT64 for local use
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2": "reserved",  # Teredo
+    "fec0::1": "private",  # site-local
+    "feff:ffff::1": "private",
 }
 
 
@@ -64,11 +78,23 @@ def test_each_kind_of_non_public_address_is_named(address: str, kind: str) -> No
     assert address_refusal(address) == kind
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700::1111"])
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808"]
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert address_refusal(address) is None
     host = f"[{address}]" if ":" in address else address
     assert url_problem(f"https://{host}/hooks", allow_private=False) is None
+
+
+def test_a_name_resolving_to_nat64_metadata_is_refused_after_dns() -> None:
+    problem = addresses_problem(
+        "hooks.example.com", ["2606:4700::1111", "64:ff9b::a9fe:a9fe"], allow_private=False
+    )
+    assert problem == (
+        "must be a public address; hooks.example.com resolves to 64:ff9b::a9fe:a9fe, "
+        "which is link-local"
+    )
 
 
 @asynccontextmanager
