@@ -187,13 +187,16 @@ class PersonalizationLink(SQLModel, table=True):
 
 
 class ProductionEvent(SQLModel, table=True):
-    """What facilities reported, once per ``event_id``: a repeated event is a no-op."""
+    """What facilities reported, once per facility and ``event_id``: a repeated event is a no-op.
+
+    Each facility numbers its own events, so two facilities may use the same id.
+    """
 
     __tablename__ = "production_events"
 
+    facility_id: str = Field(primary_key=True, max_length=64)
     event_id: str = Field(primary_key=True, max_length=100)
     order_id: str = Field(foreign_key="orders.id", index=True, max_length=40)
-    facility_id: str = Field(max_length=64)
     type: str = Field(max_length=32)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     received_at: datetime = _utc(nullable=False)

@@ -1,9 +1,10 @@
 """Facilities report back: ``POST /v1/production/events`` with the facility's bearer token.
 
-An event is recorded once per ``event_id`` (the ``production_events`` primary key) and then
-signaled to the order's workflow, which alone decides what it means for the order. The insert
-and the signal share one transaction: if the signal fails, the insert is rolled back and the
-facility gets a 503, so its retry is not mistaken for a duplicate and the event is not lost.
+An event is recorded once per facility and ``event_id`` (the ``production_events`` primary key:
+each facility numbers its own events) and then signaled to the order's workflow, which alone
+decides what it means for the order. The insert and the signal share one transaction: if the
+signal fails, the insert is rolled back and the facility gets a 503, so its retry is not
+mistaken for a duplicate and the event is not lost.
 """
 
 from __future__ import annotations
@@ -89,11 +90,15 @@ def _row(facility: Facility, body: ProductionEventIn, received_at: datetime) -> 
     )
 
 
+def _key(facility: Facility, body: ProductionEventIn) -> dict[str, str]:
+    return {"facility_id": facility.id, "event_id": body.event_id}
+
+
 async def _duplicate(
     session: AsyncSession, facility: Facility, body: ProductionEventIn
 ) -> EventAccepted:
-    seen = await session.get(ProductionEvent, body.event_id)
-    if seen is not None and (seen.order_id != body.order_id or seen.facility_id != facility.id):
+    seen = await session.get(ProductionEvent, _key(facility, body))
+    if seen is not None and seen.order_id != body.order_id:
         # Not a retry: dropping it as a duplicate would lose a real event.
         raise Conflict(
             f"event_id {body.event_id} was already used for another order",
@@ -140,6 +145,6 @@ async def _record_for_closed_order(
             return EventAccepted(duplicate=False)
         except IntegrityError:
             await session.rollback()
-        if await session.get(ProductionEvent, body.event_id) is not None:
+        if await session.get(ProductionEvent, _key(facility, body)) is not None:
             return await _duplicate(session, facility, body)
     raise Unavailable("the event could not be recorded; retry with the same event_id")

@@ -278,3 +278,65 @@ async def test_support_ids_are_given_to_every_existing_order(database_url: str) 
             assert left == count
     finally:
         await engine.dispose()
+
+
+async def test_facility_event_ids_become_unique_per_facility(database_url: str) -> None:
+    """Events stored under the old key (event_id alone) survive the new one, (facility_id,
+    event_id); then a second facility may report an id another used, the same facility may
+    not. Down again is refused while two facilities share an id, and works once they do not."""
+    await migrate(database_url, "7d5e6f708192")
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    insert = text(
+        "INSERT INTO production_events (event_id, order_id, facility_id, type, payload, "
+        "received_at) VALUES (:e, 'ord_1', :f, 'printed', '{}', :now)"
+    )
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
+                    "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
+                    "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
+                ),
+                {"h": "0" * 64, "now": now},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
+                    "workflow_input, status, facility_id, state, version, created_at, "
+                    "updated_at, support_id) VALUES ('ord_1', 'mer_1', 'R-1', 'x', '{}', "
+                    "'printed', 'berlin', '{}', 1, :now, :now, 'PF-ABCDEFGH')"
+                ),
+                {"now": now},
+            )
+            await connection.execute(insert, {"e": "evt-1", "f": "berlin", "now": now})
+
+        await migrate(database_url)
+
+        async with engine.begin() as connection:
+            await connection.execute(insert, {"e": "evt-1", "f": "newark", "now": now})
+            with pytest.raises(IntegrityError):
+                async with connection.begin_nested():
+                    await connection.execute(insert, {"e": "evt-1", "f": "berlin", "now": now})
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT facility_id, event_id FROM production_events ORDER BY facility_id")
+            )
+            assert rows.all() == [("berlin", "evt-1"), ("newark", "evt-1")]
+            assert await connection.run_sync(_diff) == []
+
+        with pytest.raises(RuntimeError, match="1 event ids were reported by more than one"):
+            await downgrade(database_url, "7d5e6f708192")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("DELETE FROM production_events WHERE facility_id = 'newark'")
+            )
+        await downgrade(database_url, "7d5e6f708192")
+        async with engine.connect() as connection:
+            left = await connection.execute(
+                text("SELECT facility_id, event_id FROM production_events")
+            )
+            assert left.all() == [("berlin", "evt-1")]
+    finally:
+        await engine.dispose()

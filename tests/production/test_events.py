@@ -124,6 +124,28 @@ async def test_a_repeated_event_id_is_a_no_op(full_api: FullApi) -> None:
     assert clash.json()["error"]["code"] == "event_id_conflict"
 
 
+async def test_two_facilities_may_use_the_same_event_id(full_api: FullApi) -> None:
+    """Each facility numbers its own events: Berlin's report is not Reykjavik's duplicate."""
+    api = full_api
+    key = Api.auth(await api.merchant())
+    at_reykjavik = await api.in_production(key)
+    created = await api.client.post("/v1/orders", json=order_json(country="DE"), headers=key)
+    assert created.status_code == 201, created.text
+    at_berlin = created.json()["id"]
+    event_id = "evt-" + uuid.uuid4().hex[:8]
+    for facility, order_id in (("reykjavik", at_reykjavik["id"]), ("berlin", at_berlin)):
+        body = {"event_id": event_id, "order_id": order_id, "type": "printed"}
+        auth = {"Authorization": f"Bearer {TOKENS[facility]}"}
+        answer = await api.client.post("/v1/production/events", json=body, headers=auth)
+        assert (answer.status_code, answer.json()) == (
+            202,
+            {"accepted": True, "duplicate": False},
+        ), (facility, answer.text)
+        again = await api.client.post("/v1/production/events", json=body, headers=auth)
+        assert again.json() == {"accepted": True, "duplicate": True}
+        assert await _events_stored(api, order_id) == 1
+
+
 async def test_invalid_events_get_the_validation_envelope(full_api: FullApi) -> None:
     api = full_api
     key = Api.auth(await api.merchant())
