@@ -8,7 +8,9 @@ public holiday. Two operations, exact to the microsecond and correct across DST 
   passed since ``start`` (``start`` itself for a zero duration);
 - ``between(calendar, start, end)``: how much open time lies in ``[start, end)``.
 
-They are inverse: ``between(c, s, add(c, s, d)) == d`` for every ``d >= 0``.
+They are inverse: ``between(c, s, add(c, s, d)) == d`` for every ``d >= 0``. Besides them,
+``resolved_calendar`` writes a calendar's public holidays out as dates (what a workflow carries)
+and ``describe_due`` shows a deadline in the calendar's time zone.
 
 A calendar has working hours per weekday in its own time zone (``"09:00-18:00"``, several
 per day allowed, ``"00:00-24:00"`` is a whole day), the public holidays of a country from the
@@ -208,3 +210,27 @@ def between(calendar: Calendar, start: datetime, end: datetime) -> timedelta:
                 total += overlap
         day += timedelta(days=1)
     return total
+
+
+def resolved_calendar(calendar: Calendar, start: date, years: int = 3) -> Calendar:
+    """The calendar with its public holidays written out as closed dates, from ``start``'s year
+    on, and no holiday lookup left.
+
+    A case's or a contact's workflow carries this one: its deadlines then never depend on the
+    ``holidays`` package at replay time (an upgrade that changes a holiday cannot change a
+    running conversation's history), and no lookup runs inside the workflow sandbox.
+    """
+    if calendar.holidays_country is None:
+        return calendar
+    closed = set(calendar.closed_dates)
+    for year in range(start.year, start.year + years):
+        closed |= set(holidays.country_holidays(calendar.holidays_country, years=year))
+    return calendar.model_copy(update={"holidays_country": None, "closed_dates": frozenset(closed)})
+
+
+def describe_due(calendar: Calendar, moment: datetime) -> str:
+    """``Tue 03 Nov 16:00 Amsterdam``: a deadline as a person in the calendar's time zone reads
+    it."""
+    local = moment.astimezone(ZoneInfo(calendar.timezone))
+    place = calendar.timezone.rsplit("/", 1)[-1].replace("_", " ")
+    return f"{local:%a %d %b %H:%M} {place}"

@@ -18,7 +18,9 @@ was the team's, starts a clock: the first response target from the case's creati
 response target from that message. ``on_track`` until ``at_risk_fraction`` of the target has
 passed in business time, ``at_risk`` until the target, ``breached`` after it. An agent's reply
 (or a resolve) stops it: ``met`` when in time, ``breached`` stays when late. While the case waits
-on the merchant the state is ``paused``; their message starts the next-response clock.
+on the merchant the state is ``paused``; their message starts the next-response clock. The clock
+itself (``ResponseClock``, ``start_clock``, ``SlaState``) is ``domain.sla``'s, shared with
+customer contacts.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-import holidays
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,7 +39,9 @@ from pydantic import (
     model_validator,
 )
 
-from domain.business_time import Calendar, add
+from domain.business_time import Calendar, resolved_calendar
+from domain.sla import ResponseClock, start_clock
+from domain.sla import SlaState as SlaState  # a case's, as the API names it
 from domain.support import INCLUDES, Plan, SupportConfig, Targets
 from domain.text import REFUSED, InputModel, has_control_characters
 
@@ -77,14 +79,6 @@ class CaseStatus(StrEnum):
     WAITING_ON_MERCHANT = "waiting_on_merchant"
     RESOLVED = "resolved"
     CLOSED = "closed"
-
-
-class SlaState(StrEnum):
-    ON_TRACK = "on_track"
-    AT_RISK = "at_risk"
-    BREACHED = "breached"
-    MET = "met"
-    PAUSED = "paused"
 
 
 class Queue(StrEnum):
@@ -233,22 +227,6 @@ def route(plan: Plan, category: Category, csm_agent_id: str | None) -> tuple[Que
     return Queue.SUPPORT, None
 
 
-def resolved_calendar(calendar: Calendar, start: date, years: int = 3) -> Calendar:
-    """The calendar with its public holidays written out as closed dates, from ``start``'s year
-    on, and no holiday lookup left.
-
-    A case's workflow carries this one: its deadlines then never depend on the ``holidays``
-    package at replay time (an upgrade that changes a holiday cannot change a running case's
-    history), and no lookup runs inside the workflow sandbox.
-    """
-    if calendar.holidays_country is None:
-        return calendar
-    closed = set(calendar.closed_dates)
-    for year in range(start.year, start.year + years):
-        closed |= set(holidays.country_holidays(calendar.holidays_country, years=year))
-    return calendar.model_copy(update={"holidays_country": None, "closed_dates": frozenset(closed)})
-
-
 class CaseRules(BaseModel):
     """What a case's clock and its notices follow; read when the case is created and carried in
     its workflow input, so a running case keeps the rules it started with."""
@@ -271,34 +249,6 @@ def rules_for(config: SupportConfig, key: str, created: date) -> CaseRules:
         support_address=config.support_address,
         escalation_address=config.escalation_address,
     )
-
-
-class Clock(BaseModel):
-    """A running response clock: started, at risk, due (UTC instants)."""
-
-    kind: Literal["first_response", "next_response"]
-    started_at: datetime
-    at_risk_at: datetime
-    due_at: datetime
-
-
-def start_clock(
-    rules: CaseRules, kind: Literal["first_response", "next_response"], start: datetime
-) -> Clock:
-    target = getattr(rules.targets, kind)
-    return Clock(
-        kind=kind,
-        started_at=start,
-        at_risk_at=add(rules.calendar, start, target * rules.at_risk_fraction),
-        due_at=add(rules.calendar, start, target),
-    )
-
-
-def describe_due(calendar: Calendar, moment: datetime) -> str:
-    """``Tue 10:30 Amsterdam``: as a person in the support team's time zone reads a deadline."""
-    local = moment.astimezone(ZoneInfo(calendar.timezone))
-    place = calendar.timezone.rsplit("/", 1)[-1].replace("_", " ")
-    return f"{local:%a %d %b %H:%M} {place}"
 
 
 # ---------------------------------------------------------------------------- the case
@@ -333,7 +283,7 @@ class CaseState(BaseModel):
     first_response_due_at: datetime
     first_responded_at: datetime | None = None
     next_response_due_at: datetime | None = None
-    clock: Clock | None = None
+    clock: ResponseClock | None = None
     waiting_since: datetime | None = None
     reminder_sent: bool = False
     resolved_at: datetime | None = None
@@ -364,7 +314,14 @@ def new_case_state(
     """A case as it is created: the API stores it and the workflow starts from it."""
     priority = priority_for(plan)
     queue, assignee = route(plan, body.category, csm_agent_id)
-    clock = start_clock(rules, "first_response", created_at)
+    clock = start_clock(
+        ResponseClock,
+        rules.calendar,
+        created_at,
+        rules.targets.first_response,
+        rules.at_risk_fraction,
+        kind="first_response",
+    )
     return CaseState(
         case_id=case_id,
         number=number,

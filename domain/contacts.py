@@ -14,7 +14,8 @@ messages before that reply join the running clock. ``on_track`` until the remind
 (``reminder_fraction`` of the target, the merchant is e-mailed), ``at_risk`` until the deadline,
 ``missed`` after it (recorded and counted in ``GET /v1/support/standards``). The merchant's reply
 stops it: ``met`` when in time, ``missed`` stays when late. ``none``: nothing is owed (the
-merchant had the last word).
+merchant had the last word). The clock itself (``ReplyClock``, ``start_clock``, ``ReplySla``) is
+``domain.sla``'s, shared with support cases.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from domain.business_time import Calendar, add
-from domain.cases import describe_due, resolved_calendar
+from domain.business_time import Calendar, resolved_calendar
 from domain.contact_policy import ContactRefused, check_substitute, check_win_back
+from domain.sla import ReplyClock, ReplySla
 from domain.support import SupportConfig
 from domain.support_ids import normalize_support_id
 from domain.text import REFUSED, InputModel, has_control_characters
@@ -41,14 +42,6 @@ CLOSE_AFTER = timedelta(days=30)
 class ContactStatus(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-class ReplySla(StrEnum):
-    NONE = "none"
-    ON_TRACK = "on_track"
-    AT_RISK = "at_risk"
-    MET = "met"
-    MISSED = "missed"
 
 
 class ContactRefusal(StrEnum):
@@ -154,33 +147,10 @@ def contact_rules(
     config: SupportConfig, timezone: str, country: str | None, created: date
 ) -> ContactRules:
     """The rules for a contact created on ``created``: the merchant's calendar with its public
-    holidays resolved to dates (as ``domain.cases.resolved_calendar`` does for cases), so the
+    holidays resolved to dates (``domain.business_time.resolved_calendar``, as for cases), so the
     workflow never looks holidays up and a package upgrade never changes a running deadline."""
     calendar = resolved_calendar(merchant_calendar(config, timezone, country), created)
     return ContactRules(calendar=calendar, target=config.customer_reply.target)
-
-
-class Clock(BaseModel):
-    """A running reply clock: the customer message that started it, reminder and deadline."""
-
-    message_id: str
-    started_at: datetime
-    remind_at: datetime
-    due_at: datetime
-
-
-def start_clock(rules: ContactRules, message_id: str, start: datetime) -> Clock:
-    return Clock(
-        message_id=message_id,
-        started_at=start,
-        remind_at=add(rules.calendar, start, rules.target * rules.reminder_fraction),
-        due_at=add(rules.calendar, start, rules.target),
-    )
-
-
-def describe(rules: ContactRules, moment: datetime) -> str:
-    """``Tue 03 Nov 16:00 Berlin``: a deadline as the merchant reads it."""
-    return describe_due(rules.calendar, moment)
 
 
 # ---------------------------------------------------------------------------- the contact
@@ -218,7 +188,7 @@ class ContactState(BaseModel):
     subject: str
     status: ContactStatus = ContactStatus.OPEN
     sla_state: ReplySla = ReplySla.NONE
-    clock: Clock | None = None
+    clock: ReplyClock | None = None
     misses: int = 0
     last_message_at: datetime
     closed_at: datetime | None = None

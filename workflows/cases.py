@@ -25,7 +25,6 @@ the change is projected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -46,18 +45,13 @@ with workflow.unsafe.imports_passed_through():
         MerchantMessage,
         Resolution,
     )
-    from domain.cases import (
-        CaseMessage,
-        CaseRefusal,
-        CaseState,
-        CaseStatus,
-        SlaState,
-        describe_due,
-        start_clock,
-    )
+    from domain.business_time import describe_due
+    from domain.cases import CaseMessage, CaseRefusal, CaseState, CaseStatus
+    from domain.sla import ResponseClock, SlaState, start_clock
     from domain.support import Plan
     from workflows import search_attributes as sa
-    from workflows.conversation import Conversation
+    from workflows.common import Outbox, Projector
+    from workflows.conversation import Conversation, Wake
 
 
 def _pairs(state: CaseState) -> list[SearchAttributePair[Any]]:
@@ -76,50 +70,56 @@ def case_search_attributes(state: CaseState) -> TypedSearchAttributes:
     return TypedSearchAttributes(_pairs(state))
 
 
+def _log_line(state: CaseState, change: str) -> str:
+    return (
+        f"case {state.case_id}: {change} (status {state.status.value}, "
+        f"sla {state.sla_state.value}, version {state.version})"
+    )
+
+
+def _mail_summary(mail: CaseMail) -> str:
+    return f"e-mail ({mail.kind.replace('_', ' ')}) to {', '.join(mail.to)}"[:200]
+
+
 @workflow.defn(name="SupportCaseWorkflow")
-class SupportCaseWorkflow(Conversation):
+class SupportCaseWorkflow:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
-        self._conversation()
         self._input = inp
         self._rules = inp.rules
-        self._state = (inp.state or inp.case).model_copy(deep=True)
+        self._state = state = (inp.state or inp.case).model_copy(deep=True)
         self._new_messages: list[CaseMessage] = []
+        self._projector = Projector(
+            state,
+            build=self._projection,
+            activity=SupportCaseActivities.project_case,
+            search_attributes=lambda s: sa.updates(_pairs(s), unset=[sa.SLA_DUE_AT]),
+            details=self._waiting_text,
+            log=_log_line,
+        )
         # E-mails to send once their change is projected, in order.
-        self._outbox: list[CaseMail] = []
+        self._outbox = Outbox(
+            activity=SupportCaseActivities.send_case_mail,
+            summary=_mail_summary,
+            refused=self._mail_refused,
+        )
+        self._conversation = Conversation(
+            inp,
+            self._projector,
+            self._outbox,
+            closed=lambda: state.status is CaseStatus.CLOSED,
+            next_wake=self._next_wake,
+            fire=self._fire,
+        )
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseState:
-        while self._state.status is not CaseStatus.CLOSED:
-            await self._send_mails()
-            if workflow.info().is_continue_as_new_suggested():
-                await self._continue_as_new()
-            generation = self._generation
-
-            def changed(g: int = generation) -> bool:
-                return self._generation != g or bool(self._outbox)
-
-            wake = self._next_wake()
-            if wake is None:
-                self._show(self._waiting_text())
-                await workflow.wait_condition(changed)
-                continue
-            moment, kind, summary = wake
-            if await self._wait_until(moment, summary, changed):
-                continue
-            # An Update may have changed the case while the timer fired: still due?
-            again = self._next_wake()
-            if again is None or again[1] != kind or again[0] > workflow.now():
-                continue
-            await self._fire(kind)
-        await self._send_mails()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._send_mails()  # a handler that finished last may have queued one
+        await self._conversation.run()
         return self._state
 
     # ------------------------------------------------------------------ what it waits for
 
-    def _next_wake(self) -> tuple[datetime, str, str] | None:
+    def _next_wake(self) -> Wake | None:
         state, rules = self._state, self._rules
         if state.status is CaseStatus.OPEN and state.clock is not None:
             clock = state.clock
@@ -127,19 +127,21 @@ class SupportCaseWorkflow(Conversation):
             due = describe_due(rules.calendar, clock.due_at)
             if state.sla_state is SlaState.ON_TRACK:
                 at_risk = describe_due(rules.calendar, clock.at_risk_at)
-                return clock.at_risk_at, "at_risk", f"{what} at risk {at_risk} (due {due})"
+                return Wake(clock.at_risk_at, "at_risk", f"{what} at risk {at_risk} (due {due})")
             if state.sla_state is SlaState.AT_RISK:
-                return clock.due_at, "breach", f"{what} due {due}"
+                return Wake(clock.due_at, "breach", f"{what} due {due}")
             return None  # breached: escalated; waits for the answer
         if state.status is CaseStatus.WAITING_ON_MERCHANT and state.waiting_since is not None:
             if not state.reminder_sent:
                 at = state.waiting_since + rules.waiting_reminder_after
-                return at, "remind", f"remind the merchant {self._when(at)}"
+                return Wake(at, "remind", f"remind the merchant {self._when(at)}")
             at = state.waiting_since + rules.waiting_close_after
-            return at, "close_waiting", f"close without the merchant's answer {self._when(at)}"
+            return Wake(
+                at, "close_waiting", f"close without the merchant's answer {self._when(at)}"
+            )
         if state.status is CaseStatus.RESOLVED and state.resolved_at is not None:
             at = state.resolved_at + rules.resolved_close_after
-            return at, "close_resolved", f"close the resolved case {self._when(at)}"
+            return Wake(at, "close_resolved", f"close the resolved case {self._when(at)}")
         return None
 
     async def _fire(self, kind: str) -> None:
@@ -187,7 +189,15 @@ class SupportCaseWorkflow(Conversation):
         state.status = CaseStatus.OPEN
         state.waiting_since, state.reminder_sent, state.resolved_at = None, False, None
         if state.clock is None:  # the team had the last word: a new next-response clock
-            state.clock = start_clock(self._rules, "next_response", now)
+            rules = self._rules
+            state.clock = start_clock(
+                ResponseClock,
+                rules.calendar,
+                now,
+                rules.targets.next_response,
+                rules.at_risk_fraction,
+                kind="next_response",
+            )
             state.next_response_due_at = state.clock.due_at
             state.sla_state = SlaState.ON_TRACK
         state.messages += 1
@@ -202,7 +212,7 @@ class SupportCaseWorkflow(Conversation):
                 created_at=now,
             ),
         )
-        self._generation += 1  # after the projection: the run loop then looks again once
+        self._conversation.moved()  # after the projection: the run loop then looks again once
         return state
 
     @merchant_message.validator
@@ -234,7 +244,7 @@ class SupportCaseWorkflow(Conversation):
         self._mail(
             "agent_reply", [self._input.merchant_email], body=reply.body, agent=reply.agent_name
         )
-        self._generation += 1
+        self._conversation.moved()
         return state
 
     @agent_reply.validator
@@ -258,7 +268,7 @@ class SupportCaseWorkflow(Conversation):
         state.status = CaseStatus.RESOLVED
         state.resolved_at, state.waiting_since = now, None
         await self._commit("resolved", self._system_message("Case resolved by the support team."))
-        self._generation += 1
+        self._conversation.moved()
         return state
 
     @resolve.validator
@@ -272,7 +282,7 @@ class SupportCaseWorkflow(Conversation):
     @workflow.update
     async def close(self, closing: Closing) -> CaseState:
         await self._close(closing.reason, "closed")
-        self._generation += 1
+        self._conversation.moved()
         return self._state
 
     @close.validator
@@ -296,7 +306,7 @@ class SupportCaseWorkflow(Conversation):
         state = self._state
         clock = state.clock
         if clock is not None:
-            late = state.sla_state is SlaState.BREACHED or now > clock.due_at
+            late = state.sla_state is SlaState.BREACHED or clock.late(now)
             state.sla_state = SlaState.BREACHED if late else SlaState.MET
             if clock.kind == "first_response":
                 state.first_responded_at = now
@@ -307,31 +317,19 @@ class SupportCaseWorkflow(Conversation):
     # ------------------------------------------------------------------ the one place
 
     async def _commit(self, change: str, message: CaseMessage | None = None) -> None:
+        """Every change goes through here: see ``workflows.common.Projector``."""
         if message is not None:
             self._new_messages.append(message)
-        await self._record(change)
+        await self._projector.commit(change)
 
-    def _log_line(self, change: str) -> str:
-        state = self._state
-        return (
-            f"case {state.case_id}: {change} (status {state.status.value}, "
-            f"sla {state.sla_state.value}, version {state.version})"
-        )
-
-    def _search_attribute_updates(self) -> list[Any]:
-        updates: list[Any] = [pair.key.value_set(pair.value) for pair in _pairs(self._state)]
-        if self._state.due_at is None:
-            updates.append(sa.SLA_DUE_AT.value_unset())
-        return updates
-
-    async def _project(self, *, local: bool) -> None:
+    def _projection(self, changes: list[str]) -> CaseProjection:
         projection = CaseProjection(
             state=self._state.model_copy(deep=True),
             new_messages=self._new_messages,
-            changes=self._changes,
+            changes=changes,
         )
         self._new_messages = []
-        await self._run_projection(SupportCaseActivities.project_case, projection, local=local)
+        return projection
 
     def _mail(
         self,
@@ -346,7 +344,7 @@ class SupportCaseWorkflow(Conversation):
         if kind == "waiting_reminder" and state.waiting_since is not None:
             closes_at = state.waiting_since + rules.waiting_close_after
         due = state.due_at
-        self._outbox.append(
+        self._outbox.add(
             CaseMail(
                 kind=kind,
                 to=to,
@@ -363,12 +361,6 @@ class SupportCaseWorkflow(Conversation):
                 closes_at=closes_at,
             )
         )
-
-    def _mail_activity(self) -> Callable[..., Any]:
-        return SupportCaseActivities.send_case_mail
-
-    def _mail_summary(self, mail: CaseMail) -> str:
-        return f"e-mail ({mail.kind.replace('_', ' ')}) to {', '.join(mail.to)}"[:200]
 
     async def _mail_refused(self, mail: CaseMail, reason: str) -> None:
         # No retry changes a refusal; the case shows it to the team.
@@ -392,8 +384,7 @@ class SupportCaseWorkflow(Conversation):
     def _when(self, moment: datetime) -> str:
         return describe_due(self._rules.calendar, moment)
 
-    def _waiting_text(self) -> str:
-        state = self._state
+    def _waiting_text(self, state: CaseState) -> str:
         match state.status:
             case CaseStatus.OPEN if state.clock is not None:
                 due = self._when(state.clock.due_at)

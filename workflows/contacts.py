@@ -23,9 +23,8 @@ a batch holding an Update's change. E-mails go out after their change is project
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -41,18 +40,18 @@ with workflow.unsafe.imports_passed_through():
         CustomerReply,
         MerchantReply,
     )
+    from domain.business_time import describe_due
     from domain.contacts import (
         ContactMessage,
         ContactRefusal,
         ContactState,
         ContactStatus,
         Deadline,
-        ReplySla,
-        describe,
-        start_clock,
     )
+    from domain.sla import ReplyClock, ReplySla, start_clock
     from workflows import search_attributes as sa
-    from workflows.conversation import Conversation
+    from workflows.common import Outbox, Projector
+    from workflows.conversation import Conversation, Wake
 
 
 def _pairs(state: ContactState) -> list[SearchAttributePair[Any]]:
@@ -70,62 +69,68 @@ def contact_search_attributes(state: ContactState) -> TypedSearchAttributes:
     return TypedSearchAttributes(_pairs(state))
 
 
+def _log_line(state: ContactState, change: str) -> str:
+    sla, version = state.sla_state.value, state.version
+    return f"contact {state.contact_id}: {change} (sla {sla}, version {version})"
+
+
+def _mail_summary(mail: ContactMail) -> str:
+    return f"e-mail ({mail.kind.replace('_', ' ')})"
+
+
 @workflow.defn(name="CustomerContactWorkflow")
-class CustomerContactWorkflow(Conversation):
+class CustomerContactWorkflow:
     @workflow.init
     def __init__(self, inp: ContactInput) -> None:
-        self._conversation()
         self._input = inp
         self._rules = inp.rules
-        self._state = (inp.state or inp.contact).model_copy(deep=True)
+        self._state = state = (inp.state or inp.contact).model_copy(deep=True)
         self._new_messages: list[ContactMessage] = []
         self._deadlines: list[Deadline] = []
-        self._outbox: list[ContactMail] = []
+        self._projector = Projector(
+            state,
+            build=self._projection,
+            activity=CustomerContactActivities.project_contact,
+            search_attributes=lambda s: sa.updates(_pairs(s), unset=[sa.SLA_DUE_AT]),
+            details=self._waiting_text,
+            log=_log_line,
+        )
+        self._outbox = Outbox(
+            activity=CustomerContactActivities.send_contact_mail,
+            summary=_mail_summary,
+            refused=self._mail_refused,
+        )
         if inp.state is None:
             # The merchant's first message goes to the customer with their link.
-            self._outbox.append(
+            self._outbox.add(
                 self._mail("merchant_message", inp.customer_email, body=inp.first_body)
             )
+        self._conversation = Conversation(
+            inp,
+            self._projector,
+            self._outbox,
+            closed=lambda: state.status is ContactStatus.CLOSED,
+            next_wake=self._next_wake,
+            fire=self._fire,
+        )
 
     @workflow.run
     async def run(self, inp: ContactInput) -> ContactState:
-        while self._state.status is not ContactStatus.CLOSED:
-            await self._send_mails()
-            if workflow.info().is_continue_as_new_suggested():
-                await self._continue_as_new()
-            generation = self._generation
-
-            def changed(g: int = generation) -> bool:
-                return self._generation != g or bool(self._outbox)
-
-            moment, kind, summary = self._next_wake()
-            if await self._wait_until(moment, summary, changed):
-                continue
-            again = self._next_wake()
-            if again[1] != kind or again[0] > workflow.now():
-                continue  # an Update moved what the contact waits for
-            await self._fire(kind)
-        await self._send_mails()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._send_mails()
+        await self._conversation.run()
         return self._state
 
     # ------------------------------------------------------------------ what it waits for
 
-    def _next_wake(self) -> tuple[datetime, str, str]:
+    def _next_wake(self) -> Wake:
         state = self._state
         clock = state.clock
         if clock is not None and state.sla_state is ReplySla.ON_TRACK:
-            due = describe(self._rules, clock.due_at)
-            return clock.remind_at, "remind", f"remind the merchant (reply due {due})"
+            due = self._when(clock.due_at)
+            return Wake(clock.at_risk_at, "remind", f"remind the merchant (reply due {due})")
         if clock is not None and state.sla_state is ReplySla.AT_RISK:
-            return (
-                clock.due_at,
-                "miss",
-                f"merchant's reply due {describe(self._rules, clock.due_at)}",
-            )
+            return Wake(clock.due_at, "miss", f"merchant's reply due {self._when(clock.due_at)}")
         closes = state.last_message_at + self._rules.close_after
-        return closes, "close", f"close {describe(self._rules, closes)} unless someone writes"
+        return Wake(closes, "close", f"close {self._when(closes)} unless someone writes")
 
     async def _fire(self, kind: str) -> None:
         state, clock = self._state, self._state.clock
@@ -134,7 +139,7 @@ class CustomerContactWorkflow(Conversation):
         if kind == "remind" and clock is not None:
             state.sla_state = ReplySla.AT_RISK
             await self._commit("reminded")
-            self._outbox.append(self._mail("reply_reminder", self._input.merchant_email))
+            self._outbox.add(self._mail("reply_reminder", self._input.merchant_email))
         elif kind == "miss" and clock is not None:
             state.sla_state = ReplySla.MISSED
             state.misses += 1
@@ -152,7 +157,15 @@ class CustomerContactWorkflow(Conversation):
     async def customer_message(self, message: CustomerReply) -> ContactState:
         state, now = self._state, workflow.now()
         if state.clock is None:  # the merchant had the last word: a new reply clock
-            state.clock = start_clock(self._rules, message.message_id, now)
+            rules = self._rules
+            state.clock = start_clock(
+                ReplyClock,
+                rules.calendar,
+                now,
+                rules.target,
+                rules.reminder_fraction,
+                message_id=message.message_id,
+            )
             state.sla_state = ReplySla.ON_TRACK
             self._deadlines.append(self._deadline(state.clock))
         state.messages += 1
@@ -163,10 +176,10 @@ class CustomerContactWorkflow(Conversation):
                 id=message.message_id, author_kind="customer", body=message.body, created_at=now
             ),
         )
-        self._outbox.append(
+        self._outbox.add(
             self._mail("customer_message", self._input.merchant_email, body=message.body)
         )
-        self._generation += 1
+        self._conversation.moved()
         return state
 
     @customer_message.validator
@@ -178,7 +191,7 @@ class CustomerContactWorkflow(Conversation):
         state, now = self._state, workflow.now()
         clock = state.clock
         if clock is not None:
-            late = state.sla_state is ReplySla.MISSED or now > clock.due_at
+            late = state.sla_state is ReplySla.MISSED or clock.late(now)
             if late and state.sla_state is not ReplySla.MISSED:
                 state.misses += 1  # the timer had not fired yet: a miss all the same
             state.sla_state = ReplySla.MISSED if late else ReplySla.MET
@@ -194,10 +207,10 @@ class CustomerContactWorkflow(Conversation):
                 id=reply.message_id, author_kind="merchant", body=reply.body, created_at=now
             ),
         )
-        self._outbox.append(
+        self._outbox.add(
             self._mail("merchant_message", self._input.customer_email, body=reply.body)
         )
-        self._generation += 1
+        self._conversation.moved()
         return state
 
     @merchant_reply.validator
@@ -219,37 +232,27 @@ class CustomerContactWorkflow(Conversation):
     # ------------------------------------------------------------------ the one place
 
     async def _commit(self, change: str, message: ContactMessage | None = None) -> None:
+        """Every change goes through here: see ``workflows.common.Projector``."""
         if message is not None:
             self._new_messages.append(message)
-        await self._record(change)
+        await self._projector.commit(change)
 
-    def _log_line(self, change: str) -> str:
-        state = self._state
-        return (
-            f"contact {state.contact_id}: {change} "
-            f"(sla {state.sla_state.value}, version {state.version})"
-        )
-
-    def _search_attribute_updates(self) -> list[Any]:
-        updates: list[Any] = [pair.key.value_set(pair.value) for pair in _pairs(self._state)]
-        if self._state.reply_due_at is None:
-            updates.append(sa.SLA_DUE_AT.value_unset())
-        return updates
-
-    async def _project(self, *, local: bool) -> None:
+    def _projection(self, changes: list[str]) -> ContactProjection:
         projection = ContactProjection(
             state=self._state.model_copy(deep=True),
             new_messages=self._new_messages,
             deadlines=self._deadlines,
-            changes=self._changes,
+            changes=changes,
         )
         self._new_messages, self._deadlines = [], []
-        await self._run_projection(
-            CustomerContactActivities.project_contact, projection, local=local
-        )
+        return projection
 
     def _deadline(
-        self, clock: Any, *, outcome: Any = None, answered_at: datetime | None = None
+        self,
+        clock: ReplyClock,
+        *,
+        outcome: Literal["in_time", "missed"] | None = None,
+        answered_at: datetime | None = None,
     ) -> Deadline:
         state = self._state
         return Deadline(
@@ -275,11 +278,8 @@ class CustomerContactWorkflow(Conversation):
             subject=state.subject,
             body=body,
             due_at=due,
-            due_text=describe(self._rules, due) if due else None,
+            due_text=self._when(due) if due else None,
         )
-
-    def _mail_activity(self) -> Callable[..., Any]:
-        return CustomerContactActivities.send_contact_mail
 
     async def _mail_refused(self, mail: ContactMail, reason: str) -> None:
         workflow.logger.warning(
@@ -288,12 +288,15 @@ class CustomerContactWorkflow(Conversation):
 
     # ------------------------------------------------------------------ helpers
 
-    def _waiting_text(self) -> str:
-        state = self._state
+    def _when(self, moment: datetime) -> str:
+        """A deadline as the merchant reads it, in their own time zone."""
+        return describe_due(self._rules.calendar, moment)
+
+    def _waiting_text(self, state: ContactState) -> str:
         if state.status is ContactStatus.CLOSED:
             return "closed"
         if state.clock is not None:
-            due = describe(self._rules, state.clock.due_at)
+            due = self._when(state.clock.due_at)
             if state.sla_state is ReplySla.MISSED:
                 return f"missed: the merchant's reply was due {due}"
             return f"waiting for the merchant's reply, due {due}"

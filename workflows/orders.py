@@ -20,8 +20,6 @@ nothing outward ever shows a change that this workflow's history does not hold (
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +67,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.personalization import clean_values, validate_values
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
+    from workflows.common import (
+        MAIL_RETRY,
+        SIDE_EFFECT_TIMEOUT,
+        Projector,
+        continue_as_new,
+        rejection,
+        show,
+        wait_until,
+    )
 
 # Since this patch the API stores the order's first projection with its row; older runs
 # project their creation themselves.
@@ -76,10 +83,6 @@ API_WRITES_CREATION = "api-writes-creation"
 # Since this patch a change made by an Update is projected only once the Update is accepted and
 # persisted, and projections run one at a time, in order (see ``_commit``).
 PROJECT_AFTER_ACCEPT = "project-after-accept"
-PROJECTION_TIMEOUT = timedelta(seconds=30)
-SIDE_EFFECT_TIMEOUT = timedelta(seconds=60)
-# E-mails and facility notices: retry until they go through, backing off to every 5 minutes.
-PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 # A new run every few links keeps the history of an order that waits for months small.
 LINKS_PER_RUN = 10
 SEEN_EVENTS_KEPT = 200
@@ -95,10 +98,6 @@ SUBMIT_RETRY = RetryPolicy(
 # Facility notices: 5xx, 408, 429 and time-outs retry; another 4xx is the facility refusing.
 NOTIFY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5), non_retryable_error_types=[FACILITY_REJECTED]
-)
-# E-mails: a relay that is down is retried; a server that refuses the message is final.
-MAIL_RETRY = RetryPolicy(
-    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[MAIL_REJECTED]
 )
 
 
@@ -125,10 +124,14 @@ class OrderWorkflow:
     def __init__(self, inp: OrderInput) -> None:
         self._input = inp
         self._state = inp.state or new_state(inp)
-        self._unprojected: list[TimelineEvent] = []
-        # Set when a change in ``_unprojected`` was made by an Update (see ``_commit``).
-        self._update_in_batch = False
-        self._projecting = asyncio.Lock()
+        self._projector = Projector(
+            self._state,
+            build=self._projection,
+            activity=ProjectionActivities.project_order,
+            search_attributes=lambda s: sa.updates(_search_attribute_pairs(s)),
+            details=self._waiting_text,
+            log=_log_line,
+        )
         # Bumped by every change that can move a deadline; timed waits restart on it.
         self._generation = 0
         self._links_this_run = 0
@@ -165,7 +168,7 @@ class OrderWorkflow:
             elif status is Status.SHIPPED:
                 await self._await_delivery()
             else:
-                self._show(self._waiting_text())
+                show(self._waiting_text(self._state))
                 await workflow.wait_condition(lambda s=status: self._state.status is not s)  # type: ignore[misc]
 
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -182,7 +185,7 @@ class OrderWorkflow:
                     text = f"waiting to e-mail the personalization link at {_hm(due)}"
                 else:
                     text = f"waiting for personalization; link {state.link_seq} expires {_hm(due)}"
-                if await self._wait_until(due, text, lambda: state.status is not _PERSONALIZING):
+                if await wait_until(due, text, lambda: state.status is not _PERSONALIZING):
                     return
             if self._links_this_run >= LINKS_PER_RUN:
                 await self._continue_as_new()
@@ -212,7 +215,7 @@ class OrderWorkflow:
                 )
             except ActivityError as err:
                 self._issuing_seq = None
-                reason = _rejection(err, MAIL_REJECTED)
+                reason = rejection(err, MAIL_REJECTED)
                 if reason is None:
                     raise
                 # Retrying cannot help: the merchant answers the hold (proceed sends a new link).
@@ -234,7 +237,7 @@ class OrderWorkflow:
             if cutoff > workflow.now():
                 generation = self._generation
                 text = f"waiting for {describe_cutoff(self._state.facility, cutoff)}"
-                if await self._wait_until(
+                if await wait_until(
                     cutoff,
                     text,
                     lambda g=generation: (
@@ -269,7 +272,7 @@ class OrderWorkflow:
 
     async def _submit(self) -> None:
         state = self._state
-        self._show(f"submitting the print job to {state.facility.name}")
+        show(f"submitting the print job to {state.facility.name}")
         try:
             result = await workflow.execute_activity_method(
                 FacilityActivities.submit_print_job,
@@ -280,7 +283,7 @@ class OrderWorkflow:
                 summary=f"print job to {state.facility.name}",
             )
         except ActivityError as err:
-            reason = _rejection(err, FACILITY_REJECTED)
+            reason = rejection(err, FACILITY_REJECTED)
             if reason is None:
                 raise
             await self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=Status.SCHEDULED)
@@ -299,7 +302,7 @@ class OrderWorkflow:
             reminder_at = hold.since + inp.hold_reminder_interval * (hold.reminders_sent + 1)
             wake = min(reminder_at, hold.respond_by)
             text = f"on hold ({hold.kind}); merchant must answer by {_hm(hold.respond_by)}"
-            if await self._wait_until(wake, text, lambda: state.status is not Status.ON_HOLD):
+            if await wait_until(wake, text, lambda: state.status is not Status.ON_HOLD):
                 break
             if workflow.now() >= hold.respond_by:
                 state.cancel_reason = f"no answer to the hold ({hold.kind}) in time"
@@ -336,7 +339,7 @@ class OrderWorkflow:
                 summary=f"tell {state.facility.name}: {outcome.outcome} job {state.job_id}",
             )
         except ActivityError as err:
-            reason = _rejection(err, FACILITY_REJECTED)
+            reason = rejection(err, FACILITY_REJECTED)
             if reason is None:
                 raise
             if canceled:
@@ -371,7 +374,7 @@ class OrderWorkflow:
                 summary=f"hold e-mail ({notice}) to the merchant",
             )
         except ActivityError as err:
-            reason = _rejection(err, MAIL_REJECTED)
+            reason = rejection(err, MAIL_REJECTED)
             if reason is None:
                 raise
             # The order stays on hold; the merchant still sees it in the API and on webhooks.
@@ -384,7 +387,7 @@ class OrderWorkflow:
             assert state.last_shipped_at is not None
             deadline = state.last_shipped_at + self._input.delivery_timeout
             generation = self._generation
-            if await self._wait_until(
+            if await wait_until(
                 deadline,
                 f"shipped; closes by {_hm(deadline)} if no delivery is reported",
                 lambda g=generation: (
@@ -396,24 +399,6 @@ class OrderWorkflow:
             await self._commit(EventType.CLOSED, {"reason": "no delivery reported"})
             self._done = True
             return
-
-    async def _wait_until(
-        self, moment: datetime, summary: str, done: Callable[[], bool], details: str | None = None
-    ) -> bool:
-        """Waits for ``done`` until ``moment``; True if ``done`` came first.
-
-        ``summary`` names the timer in the Web UI; ``details`` (or the summary) is shown as
-        what the order waits for.
-        """
-        self._show(details or summary)
-        remaining = moment - workflow.now()
-        if remaining <= timedelta(0):
-            return done()
-        try:
-            await workflow.wait_condition(done, timeout=remaining, timeout_summary=summary[:200])
-            return True
-        except TimeoutError:
-            return done()
 
     # ------------------------------------------------------------------ merchant's updates
 
@@ -606,82 +591,39 @@ class OrderWorkflow:
     ) -> None:
         """Records a change: timeline, search attributes, read model. The only writer.
 
-        The read model, and the webhooks its projection emits, must never show a change that
-        the history does not hold. A local activity runs before its workflow task is
-        committed, so it may project only what follows from events the history already holds
-        (timers, signals, activity results): a retried task recomputes exactly that. An
-        Update's change is not in the history until the task that accepts it completes, and
-        an Update whose task fails or times out can vanish. So a batch holding an Update's
-        change is projected by a regular activity, which the server starts only once that
-        task (the acceptance with it) is committed; the Update answers after its projection.
-        Projections run one at a time, so webhooks are queued in the order changes happened.
+        The projector (``workflows.common.Projector``) projects a batch holding an Update's
+        change by a regular activity, once the Update's acceptance is in the history, and one
+        projection at a time. Histories written before ``PROJECT_AFTER_ACCEPT`` projected such
+        a change at once, by a local activity; they replay as they were written.
         """
         state = self._state
-        now = workflow.now()
         changed = status is not None and status is not state.status
         if status is not None:
             state.status = status
-        state.version += 1
         state.event_seq += 1
-        state.updated_at = now
-        self._unprojected.append(
+        projector = self._projector
+        projector.record(
             TimelineEvent(
                 seq=state.event_seq,
-                at=now,
+                at=workflow.now(),
                 type=event,
                 detail=detail,
                 status=state.status.value if changed else None,
             )
         )
-        workflow.upsert_search_attributes(
-            [pair.key.value_set(pair.value) for pair in _search_attribute_pairs(state)]
-        )
-        if workflow.current_update_info() is not None:
-            self._update_in_batch = True
-        self._show(self._waiting_text())
-        workflow.logger.info(
-            "order %s: %s (status %s, version %d)",
-            state.order_id,
-            event,
-            state.status.value,
-            state.version,
-        )
-        contended = self._projecting.locked()
-        if (contended or self._update_in_batch) and not workflow.patched(PROJECT_AFTER_ACCEPT):
+        contended = projector.contended
+        if (contended or projector.update_in_batch) and not workflow.patched(PROJECT_AFTER_ACCEPT):
             # Replaying a history written before the patch: each change projected at once.
-            await self._project(local=True)
+            await projector.project(local=True)
             return
-        async with self._projecting:
-            if self._unprojected:  # else an earlier commit's projection carried this one
-                await self._project(local=not self._update_in_batch)
+        await projector.project_pending()
 
-    async def _project(self, *, local: bool) -> None:
-        projection = Projection(
-            state=self._state.model_copy(deep=True), new_events=self._unprojected
-        )
-        self._unprojected = []
-        self._update_in_batch = False
-        if local:
-            await workflow.execute_local_activity_method(
-                ProjectionActivities.project_order,
-                projection,
-                start_to_close_timeout=PROJECTION_TIMEOUT,
-            )
-            return
-        await workflow.execute_activity_method(
-            ProjectionActivities.project_order,
-            projection,
-            start_to_close_timeout=PROJECTION_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
-            summary=f"read model: version {projection.state.version}",
-        )
+    def _projection(self, events: list[TimelineEvent]) -> Projection:
+        return Projection(state=self._state.model_copy(deep=True), new_events=events)
 
     async def _continue_as_new(self) -> None:
         """A new run with the state so far: long waits and many shipments keep histories small."""
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._unprojected
-        )
-        workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
+        await continue_as_new(self._input, self._projector)
 
     # ------------------------------------------------------------------ helpers
 
@@ -734,8 +676,7 @@ class OrderWorkflow:
         facility = self._state.facility
         return next_cutoff(facility.schedule, facility.timezone, after)
 
-    def _waiting_text(self) -> str:
-        state = self._state
+    def _waiting_text(self, state: OrderState) -> str:
         match state.status:
             case Status.PENDING_PERSONALIZATION:
                 return "waiting for the customer's personalization"
@@ -751,23 +692,16 @@ class OrderWorkflow:
                 return f"printed at {state.facility.name}; waiting for shipment"
         return str(state.status.value)
 
-    @staticmethod
-    def _show(text: str) -> None:
-        workflow.set_current_details(text[:300])
-
 
 _PERSONALIZING = Status.PENDING_PERSONALIZATION
 _SHIPPABLE = (Status.IN_PRODUCTION, Status.PRINTED, Status.SHIPPED)
 _HOLDABLE = (Status.IN_PRODUCTION, Status.PRINTED)
 
 
+def _log_line(state: OrderState, event: TimelineEvent) -> str:
+    status, version = state.status.value, state.version
+    return f"order {state.order_id}: {event.type} (status {status}, version {version})"
+
+
 def _hm(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _rejection(err: ActivityError, error_type: str) -> str | None:
-    """The reason, when an activity failed with ``error_type`` (a refusal no retry changes)."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type == error_type:
-        return cause.message
-    return None

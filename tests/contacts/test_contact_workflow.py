@@ -84,7 +84,7 @@ async def test_a_reply_due_across_the_weekend_and_whit_monday_is_reminded_then_m
     )
     assert after.sla_state == "on_track"
     assert near(after.reply_due_at, TUESDAY_4PM)
-    assert after.clock is not None and near(after.clock.remind_at, berlin(2027, 5, 18, 10, 0))
+    assert after.clock is not None and near(after.clock.at_risk_at, berlin(2027, 5, 18, 10, 0))
     row = await world.row(handle.id)
     assert near(row.reply_due_at, TUESDAY_4PM) and row.sla_state == "on_track"
     told = await world.mail.wait_for(lambda m: "Your customer wrote" in str(m["Subject"]))

@@ -1,0 +1,244 @@
+"""What the order, support case and customer contact workflows share: small helpers a workflow
+holds or calls, never a base class.
+
+- the timeouts and retry policies of their activities (``PROJECTION_TIMEOUT``,
+  ``SIDE_EFFECT_TIMEOUT``, ``PATIENT_RETRY``, ``MAIL_RETRY``);
+- ``show``, what the Web UI shows a workflow to wait for, and ``wait_until``, a wait for a
+  condition until a moment (one named timer);
+- ``Projector``, the one writer of a workflow's state outward, and ``Outbox``, its e-mails;
+- ``continue_as_new``, a new run with the state so far.
+
+The read model, and the webhooks its projection emits, must never show a change that the history
+does not hold. A local activity runs before its workflow task is committed, so it may project
+only what follows from events the history already holds (timers, signals, activity results): a
+retried task recomputes exactly that. An Update's change is not in the history until the task
+that accepts it completes, and an Update whose task fails or times out can vanish. So a batch of
+changes holding an Update's change is projected by a regular activity, which the server starts
+only once that task (the acceptance with it) is committed; the Update answers after its
+projection. Projections run one at a time, so the read model and the webhooks see changes in the
+order they happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Generic, Never, NoReturn, Protocol, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.errors import MAIL_REJECTED
+
+PROJECTION_TIMEOUT = timedelta(seconds=30)
+# E-mails and facility notices.
+SIDE_EFFECT_TIMEOUT = timedelta(seconds=60)
+# Retry until it goes through, backing off to every 5 minutes.
+PATIENT_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
+# E-mails: a relay that is down is retried; a server that refuses the message is final.
+MAIL_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[MAIL_REJECTED]
+)
+
+
+def show(text: str) -> None:
+    """What the workflow is shown to wait for (its current details in the Web UI)."""
+    workflow.set_current_details(text[:300])
+
+
+async def wait_until(
+    moment: datetime, summary: str, done: Callable[[], bool], details: str | None = None
+) -> bool:
+    """Waits for ``done`` until ``moment``; True if ``done`` came first.
+
+    ``summary`` names the timer in the Web UI; ``details`` (or the summary) is shown as what the
+    workflow waits for.
+    """
+    show(details or summary)
+    remaining = moment - workflow.now()
+    if remaining <= timedelta(0):
+        return done()
+    try:
+        await workflow.wait_condition(done, timeout=remaining, timeout_summary=summary[:200])
+        return True
+    except TimeoutError:
+        return done()
+
+
+def rejection(err: ActivityError, error_type: str) -> str | None:
+    """The reason, when an activity failed with ``error_type`` (a refusal no retry changes)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == error_type:
+        return cause.message
+    return None
+
+
+class Versioned(Protocol):
+    """A workflow's state as a projector keeps it: every change bumps ``version``."""
+
+    version: int
+    updated_at: datetime
+
+
+StateT = TypeVar("StateT", bound=Versioned)
+ChangeT = TypeVar("ChangeT")
+ProjectionT = TypeVar("ProjectionT")
+MailT = TypeVar("MailT")
+# An activity method, named by the class that defines it: the workflow never calls it itself.
+Activity = Callable[[Never, ProjectionT], Awaitable[None]]
+
+
+class Projector(Generic[StateT, ChangeT, ProjectionT]):
+    """The one writer of a workflow's ``state`` outward.
+
+    ``record`` notes a change: the state's version, the search attributes, what the workflow is
+    shown to wait for, a log line. ``project_pending`` then projects every change not projected
+    yet, with the ``build`` projection, through ``activity``: a local activity, unless an Update
+    made one of the changes (see the module's docstring). A projection waits for the one running,
+    and an earlier change's projection may carry a later change, leaving nothing to do.
+    """
+
+    def __init__(
+        self,
+        state: StateT,
+        *,
+        build: Callable[[list[ChangeT]], ProjectionT],
+        activity: Activity[ProjectionT],
+        search_attributes: Callable[[StateT], Sequence[SearchAttributeUpdate[Any]]],
+        details: Callable[[StateT], str],
+        log: Callable[[StateT, ChangeT], str],
+    ) -> None:
+        self.state = state
+        self.changes: list[ChangeT] = []
+        # Set when one of ``changes`` was made by an Update.
+        self.update_in_batch = False
+        self._lock = asyncio.Lock()
+        self._build = build
+        self._activity = activity
+        self._search_attributes = search_attributes
+        self._details = details
+        self._log = log
+
+    @property
+    def pending(self) -> bool:
+        """Some change is not projected yet."""
+        return bool(self.changes)
+
+    @property
+    def contended(self) -> bool:
+        """A projection is running."""
+        return self._lock.locked()
+
+    def details(self) -> str:
+        return self._details(self.state)
+
+    def record(self, change: ChangeT) -> None:
+        state = self.state
+        state.version += 1
+        state.updated_at = workflow.now()
+        self.changes.append(change)
+        workflow.upsert_search_attributes(self._search_attributes(state))
+        if workflow.current_update_info() is not None:
+            self.update_in_batch = True
+        show(self._details(state))
+        workflow.logger.info(self._log(state, change))
+
+    async def commit(self, change: ChangeT) -> None:
+        """Records ``change`` and projects it (with any before it)."""
+        self.record(change)
+        await self.project_pending()
+
+    async def project_pending(self) -> None:
+        async with self._lock:
+            if self.changes:  # else an earlier commit's projection carried these
+                await self.project(local=not self.update_in_batch)
+
+    async def project(self, *, local: bool) -> None:
+        """Projects the changes so far at once (``project_pending`` waits its turn)."""
+        projection = self._build(self.changes)
+        version = self.state.version
+        self.changes = []
+        self.update_in_batch = False
+        if local:
+            await workflow.execute_local_activity_method(
+                self._activity, projection, start_to_close_timeout=PROJECTION_TIMEOUT
+            )
+            return
+        await workflow.execute_activity_method(
+            self._activity,
+            projection,
+            start_to_close_timeout=PROJECTION_TIMEOUT,
+            retry_policy=PATIENT_RETRY,
+            summary=f"read model: version {version}",
+        )
+
+
+class Outbox(Generic[MailT]):
+    """E-mails to send once the change that caused them is projected, in order, through
+    ``activity``; ``refused`` hears of one a mail server refused for good."""
+
+    def __init__(
+        self,
+        *,
+        activity: Activity[MailT],
+        summary: Callable[[MailT], str],
+        refused: Callable[[MailT, str], Awaitable[None]],
+    ) -> None:
+        self.mails: list[MailT] = []
+        self._activity = activity
+        self._summary = summary
+        self._refused = refused
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.mails)
+
+    def add(self, mail: MailT) -> None:
+        self.mails.append(mail)
+
+    async def send(self) -> None:
+        """Sends every mail queued, and those queued meanwhile."""
+        while self.mails:
+            mail = self.mails.pop(0)
+            try:
+                await workflow.execute_activity_method(
+                    self._activity,
+                    mail,
+                    start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                    retry_policy=MAIL_RETRY,
+                    summary=self._summary(mail),
+                )
+            except ActivityError as err:
+                reason = rejection(err, MAIL_REJECTED)
+                if reason is None:
+                    raise
+                await self._refused(mail, reason)
+
+
+async def continue_as_new(
+    inp: BaseModel,
+    projector: Projector[StateT, ChangeT, ProjectionT],
+    outbox: Outbox[MailT] | None = None,
+) -> NoReturn:
+    """A new run of ``inp`` with the state so far (carried as ``state``), once every handler
+    has finished and every change is projected: long lives keep their histories small.
+
+    Mails queued meanwhile (an Update that finishes while this run waits may queue one) are
+    sent first: nothing else sends them while the run waits here.
+    """
+    while True:
+        if outbox is not None:
+            await outbox.send()
+        await workflow.wait_condition(
+            lambda: (
+                (outbox is not None and outbox.pending)
+                or (workflow.all_handlers_finished() and not projector.pending)
+            )
+        )
+        if outbox is None or not outbox.pending:
+            break
+    workflow.continue_as_new(inp.model_copy(update={"state": projector.state}))
