@@ -142,6 +142,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's JSON reading gave up on a body nested past Python's recursion limit.
+            return envelope(
+                422,
+                "validation_error",
+                "body: JSON nested too deeply to read",
+                [{"field": "", "message": "JSON nested too deeply", "type": "json_invalid"}],
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return envelope(exc.status_code, code, str(exc.detail))
 

@@ -17,13 +17,15 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from domain.facilities import FacilityInfo
 from domain.schedule import next_cutoff
-from domain.text import REFUSED, InputModel, find_control_characters
+from domain.text import REFUSED, InputModel, find_control_characters, nesting_depth
 
 
 class Status(StrEnum):
@@ -198,6 +200,11 @@ class OrderItemIn(_Strict):
     personalization: PersonalizationSpec | None = None
 
 
+# An order's free-form metadata: levels of objects and arrays, characters (as Python shows it).
+METADATA_MAX_DEPTH = 8
+METADATA_MAX_CHARS = 4000
+
+
 class OrderCreate(_Strict):
     order_reference_id: str = _stripped(64)
     customer_reference_id: str | None = Field(default=None, max_length=64)
@@ -211,11 +218,36 @@ class OrderCreate(_Strict):
         refs = [i.item_reference_id for i in self.items]
         if len(refs) != len(set(refs)):
             raise ValueError("item_reference_id must be unique within an order")
-        if self.metadata is not None and len(str(self.metadata)) > 4000:
-            raise ValueError("metadata is limited to 4000 characters")
-        if find_control_characters(self.metadata):
-            raise ValueError(f"metadata: {REFUSED}")
         return self
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_fits(
+        cls, metadata: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        """Whatever is accepted can run: the workflow's input carries the metadata through
+        Temporal's converter, whose JSON reader stops at a nesting depth (about 200), so the
+        depth is capped far below that, before anything walks the value.
+
+        The depth is checked where an order comes in (validated from Python objects: the API's
+        parsed body, a stored row). Read back from JSON (Temporal's converter decoding a
+        workflow's input), an order is taken as it was accepted: one accepted before the cap
+        must still decode, and its history replay.
+        """
+        if metadata is None:
+            return None
+        if info.mode == "python" and nesting_depth(metadata, METADATA_MAX_DEPTH) > (
+            METADATA_MAX_DEPTH
+        ):
+            raise ValueError(
+                f"nested more than {METADATA_MAX_DEPTH} levels deep "
+                "(objects and arrays, metadata itself the first)"
+            )
+        if find_control_characters(metadata):
+            raise ValueError(REFUSED)
+        if len(str(metadata)) > METADATA_MAX_CHARS:
+            raise ValueError(f"limited to {METADATA_MAX_CHARS} characters")
+        return metadata
 
 
 class CancelReasonCode(StrEnum):

@@ -9,6 +9,7 @@ customer's poster may have several lines): ``domain.personalization`` checks tho
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -22,17 +23,36 @@ def has_control_characters(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def _walk(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value inside ``value`` (dict keys too) with its depth, ``value`` itself at 0:
+    without recursion, so JSON nested as deep as a body can hold is walked like any other."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        yield item, depth
+        if isinstance(item, dict):
+            for k, v in item.items():
+                stack.append((k, depth + 1))
+                stack.append((v, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+
+
 def find_control_characters(value: Any) -> bool:
     """True when any string in ``value`` (nested dicts and lists, keys too) has one."""
-    if isinstance(value, str):
-        return has_control_characters(value)
-    if isinstance(value, dict):
-        return any(
-            find_control_characters(k) or find_control_characters(v) for k, v in value.items()
-        )
-    if isinstance(value, list | tuple):
-        return any(find_control_characters(v) for v in value)
-    return False
+    return any(isinstance(item, str) and has_control_characters(item) for item, _ in _walk(value))
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How many levels of dicts and lists ``value`` has (``{"a": 1}``: 1, ``{"a": [1]}``: 2,
+    a string: 0); counting stops past ``limit``, so the answer is at most ``limit + 1``."""
+    deepest = 0
+    for item, depth in _walk(value):
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, depth + 1)
+            if deepest > limit:
+                break
+    return deepest
 
 
 class InputModel(BaseModel):
