@@ -1,20 +1,24 @@
 """FastAPI dependencies: the database session, the Temporal client, who is calling (a merchant,
-a facility, an operator, an agent of the support team)."""
+a facility, an operator, an agent of the support team), and ``caller``: the same checks outside
+a route, for the idempotency middleware (``api.idempotency``), which claims a key only for a
+caller whose credential is valid."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.datastructures import Headers
 from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
-from api.services import merchants
+from api.perimeter import failed_authentication
+from api.services import merchants, personalization
 from api.services.case_starts import CaseStarter
 from api.services.contact_starts import ContactStarter
 from api.services.credentials import hash_credential
@@ -78,7 +82,16 @@ async def _merchant(
 ) -> Merchant:
     if not x_api_key:
         raise Unauthorized("send your API key in the X-API-Key header")
-    digest = hash_credential(x_api_key)
+    merchant = await _merchant_of(session, x_api_key)
+    if merchant is None:
+        raise Unauthorized("unknown API key")
+    # For the failed-request log (api.request_ids): whose request this was.
+    request.state.merchant_id = merchant.id
+    return merchant
+
+
+async def _merchant_of(session: AsyncSession, api_key: str) -> Merchant | None:
+    digest = hash_credential(api_key)
     merchant = (
         await session.exec(
             select(Merchant).where(
@@ -89,26 +102,32 @@ async def _merchant(
             )
         )
     ).first()
-    if merchant is None or not merchants.accepts_key(merchant, digest):
-        raise Unauthorized("unknown API key")
-    # For the failed-request log (api.request_ids): whose request this was.
-    request.state.merchant_id = merchant.id
-    return merchant
+    return merchant if merchant is not None and merchants.accepts_key(merchant, digest) else None
 
 
 MerchantDep = Annotated[Merchant, Depends(_merchant)]
 
 
-def _admin(settings: SettingsDep, x_admin_token: Annotated[str | None, Header()] = None) -> None:
+def _admin(
+    request: Request, settings: SettingsDep, x_admin_token: Annotated[str | None, Header()] = None
+) -> None:
     expected = settings.admin_token
     if expected is None:
         raise Forbidden(
             "the admin API is disabled: no PRINTFLOW_ADMIN_TOKEN is set", code="admin_disabled"
         )
-    if not x_admin_token or not hmac.compare_digest(
-        x_admin_token.encode(), expected.get_secret_value().encode()
-    ):
+    if not _admin_token_ok(settings, x_admin_token):
+        failed_authentication(request)  # a 403, counted like a 401 (api.perimeter)
         raise Forbidden("wrong or missing X-Admin-Token", code="forbidden")
+
+
+def _admin_token_ok(settings: Settings, given: str | None) -> bool:
+    expected = settings.admin_token
+    return (
+        expected is not None
+        and bool(given)
+        and hmac.compare_digest((given or "").encode(), expected.get_secret_value().encode())
+    )
 
 
 AdminDep = Depends(_admin)
@@ -125,14 +144,19 @@ def _facility(
 
 
 def _match_token(facilities: Facilities, token: str) -> Facility:
+    found = _facility_of(facilities, token)
+    if found is None:
+        raise Unauthorized("unknown facility token")
+    return found
+
+
+def _facility_of(facilities: Facilities, token: str) -> Facility | None:
     found: Facility | None = None
     given = token.encode()
     # Compare against every facility, without stopping early, so timing tells nothing.
     for facility in facilities:
         if hmac.compare_digest(given, facility.api_token.get_secret_value().encode()):
             found = facility
-    if found is None:
-        raise Unauthorized("unknown facility token")
     return found
 
 
@@ -145,12 +169,16 @@ async def _agent(
     """The active agent whose token the request carries (``X-Agent-Token``), else 401."""
     if not x_agent_token:
         raise Unauthorized("send your agent token in the X-Agent-Token header")
-    agent = (
-        await session.exec(select(Agent).where(Agent.token_hash == hash_credential(x_agent_token)))
-    ).first()
-    if agent is None or not agent.active:
+    agent = await _active_agent(session, x_agent_token)
+    if agent is None:
         raise Unauthorized("unknown agent token")
     return agent
+
+
+async def _active_agent(session: AsyncSession, token: str) -> Agent | None:
+    found = await session.exec(select(Agent).where(Agent.token_hash == hash_credential(token)))
+    agent = found.first()
+    return agent if agent is not None and agent.active else None
 
 
 AgentDep = Annotated[Agent, Depends(_agent)]
@@ -176,3 +204,50 @@ def _contact_starter(request: Request) -> ContactStarter:
 
 
 ContactStarterDep = Annotated[ContactStarter, Depends(_contact_starter)]
+
+
+# ---------------------------------------------------------------------------- outside a route
+
+
+def _idempotency_ref(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` hashed with its caller's credential (set by
+    ``api.idempotency``), for the rows a write creates: a retry finds what the first run made."""
+    ref: str | None = getattr(request.state, "idempotency_ref", None)
+    return ref
+
+
+IdempotencyRefDep = Annotated[str | None, Depends(_idempotency_ref)]
+
+
+async def caller(state: Any, headers: Headers, path: str) -> bytes | None:
+    """The credential that authenticates a request to ``path`` as its route would check it
+    (``header-name:value``, or ``path:`` and the path when the path's token is the credential),
+    or None when it carries no valid one. The admin API wants ``X-Admin-Token``, the agents'
+    ``X-Agent-Token``, the facilities' their bearer token, a personalization link its token in
+    the path, and the rest a merchant's ``X-API-Key``."""
+    settings: Settings = state.settings
+    if path.startswith("/v1/admin/"):
+        token = headers.get("x-admin-token")
+        if token is None or not _admin_token_ok(settings, token):
+            return None
+        return b"x-admin-token:" + token.encode("latin-1")
+    if path.startswith("/v1/production/"):
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or _facility_of(state.facilities, token.strip()) is None:
+            return None
+        return b"authorization:" + headers["authorization"].encode("latin-1")
+    if path.startswith("/v1/personalization/"):
+        token = path.removeprefix("/v1/personalization/")
+        async with state.sessions() as session:
+            known = await personalization.known_token(session, token)
+        return b"path:" + path.encode() if known else None
+    header = "x-agent-token" if path.startswith("/v1/agent/") else "x-api-key"
+    value = headers.get(header)
+    if not value:
+        return None
+    async with state.sessions() as session:
+        if header == "x-agent-token":
+            valid = await _active_agent(session, value) is not None
+        else:
+            valid = await _merchant_of(session, value) is not None
+    return header.encode() + b":" + value.encode("latin-1") if valid else None

@@ -3,21 +3,36 @@
 For POST, PUT and PATCH under ``/v1/`` that carry the header (1 to 200 printable ASCII
 characters, no space; anything else is a 422 ``validation_error``):
 
-- A key belongs to its caller: the scope is the sha256 of the credential header (X-API-Key,
-  else X-Admin-Token, X-Agent-Token, Authorization; else the path, which holds a personalization
-  token). The credential itself is never stored.
+- Only an authenticated caller's key is kept: the credential the route wants is checked first
+  (``api.deps.caller``: the merchant's X-API-Key, the operator's X-Admin-Token, an agent's
+  X-Agent-Token, a facility's bearer token, a personalization token in the path). A request
+  without a valid one passes through untouched, and its route refuses it: a stranger writes
+  nothing.
+- A key belongs to its caller: the scope is the sha256 of that credential (header name and
+  value; the path for a personalization token). The credential itself is never stored.
 - Before the app runs, a row (scope, key) is inserted in progress with the sha256 of the request
-  (method, path, query, body); the primary key picks one among concurrent duplicates.
+  (method, path, query, body); the primary key picks one among concurrent duplicates. The key
+  hashed with the scope (``request.state.idempotency_ref``) is also stored by the writes that
+  create something without a natural key (cases, customer contacts, merchants, agents): a
+  request that runs again finds what the first run created and answers it.
 - An answer below 500 is stored (status, JSON body, content type) before it is sent; a retry
   with the same key and request gets it again with ``Idempotent-Replayed: true``. An answer of
-  500 or more (503 too) deletes the row: the write may not have happened, and a retry runs again
-  (order Updates still apply once: the key is also their Update id).
+  500 or more (503 too) deletes the row: the write did not happen, or a retry finds its result
+  (order Updates apply once: the key is also their Update id). An answer larger than
+  ``IDEMPOTENCY_MAX_ANSWER_BYTES`` (64 KiB) is not kept either (the row is deleted): a retry runs
+  again and finds the same result.
+- If the answer cannot be stored (the database stopped answering after the app committed), the
+  app's answer is sent as it is, never a 503 for a write that happened; the row stays in
+  progress and is taken over 60 s later, when a retry runs again and finds what was made.
 - The same key with another request: 422 ``idempotency_key_reused``. While the first one runs:
   409 ``idempotency_key_in_progress`` with ``Retry-After: 1``; a row in progress for 60 s was
   abandoned (its process died) and the next retry takes it over.
-- The database failing here is a 503 ``temporarily_unavailable`` with Retry-After, never a 500.
+- The database failing before the app runs is a 503 ``temporarily_unavailable`` with
+  Retry-After, never a 500; nothing ran.
 
-Requests without the header pass through untouched. Rows are kept; they may be pruned after 24 h.
+Requests without the header pass through untouched. Rows are deleted ``IDEMPOTENCY_TTL`` (24 h)
+after they were made (``api.services.retention``). Replays are marked in
+``scope["state"]["idempotent_replay"]`` for ``/metrics`` and the access log.
 """
 
 from __future__ import annotations
@@ -26,12 +41,14 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,22 +63,36 @@ SHOWN_ONCE = frozenset({"api_key", "webhook_secret", "token"})
 WITHHELD = "(shown once, in the first answer; not kept)"
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 _KEY = re.compile(rb"[\x21-\x7e]{1,200}")
-_CREDENTIALS = (b"x-api-key", b"x-admin-token", b"x-agent-token", b"authorization")
 _DATABASE_ERRORS = (SQLAlchemyError, OSError)  # OSError: ConnectionError, TimeoutError
 _Row = IdempotentRequest
 
 
+# Who is calling, as the route would check it: the credential that scopes the key, or None.
+Caller = Callable[[Any, Headers, str], Awaitable[bytes | None]]
+
+
 class IdempotentRequests:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, caller: Caller) -> None:
         self.app = app
+        self.caller = caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         writes = scope["type"] == "http" and scope["method"] in _WRITES
-        headers = dict(scope["headers"]) if writes and scope["path"].startswith("/v1/") else {}
-        raw_key = headers.get(b"idempotency-key")
-        if raw_key is None:
+        headers = Headers(scope=scope) if writes and scope["path"].startswith("/v1/") else None
+        raw = headers.get("idempotency-key") if headers is not None else None
+        if headers is None or raw is None:
             await self.app(scope, receive, send)
             return
+        state = scope["app"].state
+        try:
+            credential = await self.caller(state, headers, scope["path"])
+        except _DATABASE_ERRORS as err:
+            await _unavailable(err)(scope, receive, send)
+            return
+        if credential is None:  # the route refuses it; nothing is kept for a stranger
+            await self.app(scope, receive, send)
+            return
+        raw_key = raw.encode("latin-1")
         if not _KEY.fullmatch(raw_key):
             why = "Idempotency-Key: 1 to 200 printable ASCII characters, without spaces"
             field = [{"field": "header.Idempotency-Key", "message": why, "type": "invalid"}]
@@ -76,10 +107,8 @@ class IdempotentRequests:
             more = message.get("more_body", False)
         body = b"".join(parts)
         path = scope["path"].encode("utf-8", "surrogatepass")
-        credential = next((n + b":" + headers[n] for n in _CREDENTIALS if headers.get(n)), None)
-        owner = _sha256(credential or b"path:" + path)
+        owner = _sha256(credential)
         request = _sha256(scope["method"].encode(), path, scope.get("query_string", b""), body)
-        state = scope["app"].state
         key = raw_key.decode("ascii")
         try:
             claimed = await _claim(state, owner, key, request)
@@ -87,8 +116,11 @@ class IdempotentRequests:
             await _unavailable(err)(scope, receive, send)
             return
         if isinstance(claimed, _Row):
+            if claimed.request_hash == request and claimed.status_code is not None:
+                scope.setdefault("state", {})["idempotent_replay"] = True
             await _answer_for(claimed, request)(scope, receive, send)
             return
+        scope.setdefault("state", {})["idempotency_ref"] = reference(owner, key)
 
         pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -111,18 +143,25 @@ class IdempotentRequests:
             raise  # the error handlers outside answer it (a 503 or a 500)
         status = int(start.get("status", 500))
         answer = b"".join(chunks)
-        if status >= 500:
+        if status >= 500 or len(answer) > state.settings.idempotency_max_answer_bytes:
             await _forget(state, owner, key, claimed)
         else:
             content_type = dict(start.get("headers", ())).get(b"content-type", b"")
             try:
                 await _complete(state, owner, key, claimed, status, answer, content_type)
             except _DATABASE_ERRORS as err:
-                # The write happened but its answer is not kept: "maybe", and GET tells.
-                await _unavailable(err)(scope, receive, send)
-                return
+                # The write happened: its answer goes out. The row stays in progress until it
+                # is abandoned; the retry that takes it over finds what this run made.
+                log.warning(
+                    "idempotency: answer not kept, row left in progress (%s)", type(err).__name__
+                )
         await send(start)
         await send({"type": "http.response.body", "body": answer, "more_body": False})
+
+
+def reference(owner: str, key: str) -> str:
+    """The key as the rows a write creates keep it: hashed with its caller's scope."""
+    return _sha256(b"idempotency-ref", owner.encode(), key.encode())
 
 
 def _sha256(*parts: bytes) -> str:

@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 from temporalio.client import Client
 
-from api import errors, metrics
+from api import deps, errors, metrics
 from api.guards import RefuseControlCharacters
 from api.idempotency import IdempotentRequests
+from api.metrics import MetricsMiddleware
 from api.pages import console as console_pages
 from api.pages import contacts as contact_pages
 from api.pages import personalization as personalization_pages
-from api.perimeter import BodyLimit, RateLimits, parse_rate
+from api.perimeter import AuthFailures, BodyLimit, RateLimits, parse_count, parse_rate
 from api.request_ids import RequestIds
 from api.routes import (
     admin,
@@ -55,10 +56,13 @@ from workflows.client import connect, ensure_search_attributes
 
 class PrintflowApi(FastAPI):
     """The app with ``X-Request-Id`` outside everything, Starlette's error middleware included,
-    so the 500 of an unexpected error carries one too (``api.request_ids``)."""
+    so the 500 of an unexpected error carries one too (``api.request_ids``); right inside it the
+    metrics and the access log, which so see every answer (the perimeter's, the guards', the
+    replays and the 500s)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIds(super().build_middleware_stack())
+        stack = MetricsMiddleware(super().build_middleware_stack(), self.state.metrics)
+        return RequestIds(stack)
 
 
 def create_app(
@@ -121,13 +125,15 @@ def create_app(
     errors.install(app)
     metrics.install(app)
     app.add_middleware(RefuseControlCharacters)
-    app.add_middleware(IdempotentRequests)
-    # Outside everything that reads a body: the rate limit, and outermost the body limit.
+    app.add_middleware(IdempotentRequests, caller=deps.caller)
+    # Outside everything that reads a body: failed authentications per address, the body
+    # limit, and outermost the rate limit per credential (a 413 counts against it too).
     perimeter = settings or get_settings()
+    app.add_middleware(AuthFailures, rate=parse_count(perimeter.auth_failure_limit))
+    app.add_middleware(BodyLimit, max_bytes=perimeter.max_body_bytes)
     app.add_middleware(
         RateLimits, rate=parse_rate(perimeter.rate_limit, perimeter.rate_limit_burst)
     )
-    app.add_middleware(BodyLimit, max_bytes=perimeter.max_body_bytes)
     if process:
         app.add_middleware(StartupGate, settings=settings or get_settings())
     app.include_router(health.router)

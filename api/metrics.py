@@ -1,6 +1,11 @@
 """The API's Prometheus metrics, at ``GET /metrics`` on the API's own port (8000 by default).
 
-- ``printflow_http_requests_total{method, route, status}``
+- ``printflow_http_requests_total{method, route, status}``: every answer, those of the perimeter
+  too (413 ``body_too_large``, 429 ``rate_limited`` and ``too_many_failed_authentications``),
+  the guards' and the idempotency middleware's replays
+- ``printflow_http_refusals_total{reason}``: the perimeter's refusals, by their error code
+- ``printflow_idempotent_replays_total{method, route}``: answers replayed for an
+  ``Idempotency-Key`` (``Idempotent-Replayed: true``)
 - ``printflow_http_request_duration_seconds{method, route}`` (histogram)
 - ``printflow_open_orders{status}``: orders not closed yet, per status, counted in the read
   model by a background task every ``METRICS_REFRESH_INTERVAL`` (15 s), never by a scrape: a
@@ -12,10 +17,13 @@
 or with another, 403 ``metrics_disabled`` while no ``PRINTFLOW_METRICS_TOKEN`` is set.
 
 ``route`` is the route's template (``/v1/orders/{order_id}``), never the raw path: the label stays
-bounded and no personalization token lands in a time series. Requests no route matched count as
-``route="unmatched"``. The same middleware writes the access log (``printflow.access``), also by
-template, which is why ``logs.configure_logging`` silences uvicorn's own; each line carries the
-answer's ``X-Request-Id`` (``request_id``).
+bounded and no personalization token lands in a time series. A request answered before routing
+(a limit, a guard, a replay) is labelled with the template its path matches; requests no route
+matches count as ``route="unmatched"``. The middleware wraps the whole app (inside
+``api.request_ids`` only), so it sees every answer. It writes the access log
+(``printflow.access``), also by template, which is why ``logs.configure_logging`` silences
+uvicorn's own; each line carries the answer's ``X-Request-Id`` (``request_id``), the perimeter's
+refusal (``refusal``) and whether the answer was replayed (``replayed``).
 
 The worker's metrics are the Temporal SDK's, on ``PRINTFLOW_WORKER_METRICS_PORT`` (9464).
 """
@@ -43,6 +51,7 @@ from prometheus_client import (
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
+from starlette.routing import Match
 
 from api.errors import Forbidden, Unauthorized
 from db.models import Order
@@ -81,6 +90,19 @@ class ApiMetrics:
             "Time from request to the end of the response, by route template.",
             ["method", "route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "printflow_http_refusals",
+            "Requests the perimeter refused (body_too_large, rate_limited, "
+            "too_many_failed_authentications).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "printflow_idempotent_replays",
+            "Answers replayed for a repeated Idempotency-Key, by route template.",
+            ["method", "route"],
             registry=self.registry,
         )
         self.open_orders = Gauge(
@@ -124,8 +146,35 @@ class ApiMetrics:
 
 def route_label(scope: Scope) -> str:
     route = scope.get("route")
+    if route is None:  # answered before routing: the template the path would have matched
+        route = _matching_route(scope)
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(template) if template else "unmatched"
+
+
+def _matching_route(scope: Scope) -> Any:
+    app = scope.get("app")
+    state = getattr(app, "state", None)
+    if state is None:
+        return None
+    routes = getattr(state, "flat_routes", None)
+    if routes is None:
+        routes = state.flat_routes = list(_flatten(getattr(app, "routes", ())))
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
+
+
+def _flatten(routes: Any) -> Any:
+    """The app's routes, those of included routers too (FastAPI keeps them in the router)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flatten(inner.routes)
+        else:
+            yield route
 
 
 class MetricsMiddleware:
@@ -155,24 +204,35 @@ class MetricsMiddleware:
             method = str(scope.get("method", ""))
             route = route_label(scope)
             self.metrics.observe(method, route, status, seconds)
+            state = scope.get("state", {})
+            refusal = state.get("refusal")  # api.perimeter
+            replayed = bool(state.get("idempotent_replay"))  # api.idempotency
+            if refusal:
+                self.metrics.refusals.labels(reason=refusal).inc()
+            if replayed:
+                self.metrics.replays.labels(method=method, route=route).inc()
             # Unmatched requests show their raw path (the redacting filter still applies).
             shown = route if route != "unmatched" else str(scope.get("path", ""))
             # Set by api.request_ids, which wraps the whole app.
-            request_id = scope.get("state", {}).get("request_id")
+            request_id = state.get("request_id")
+            note = f" {refusal}" if refusal else (" replayed" if replayed else "")
             access_log.log(
                 logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
-                "%s %s %d %.1fms %s",
+                "%s %s %d %.1fms %s%s",
                 method,
                 shown,
                 status,
                 seconds * 1000,
                 request_id or "-",
+                note,
                 extra={
                     "http_method": method,
                     "route": route,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 1),
                     "request_id": request_id,
+                    "refusal": refusal,
+                    "replayed": replayed,
                 },
             )
 
@@ -203,9 +263,9 @@ async def metrics(request: Request) -> Response:
 
 
 def install(app: FastAPI) -> ApiMetrics:
-    """Adds the middleware and ``/metrics`` to ``app``; the metrics live on ``app.state``."""
+    """Adds ``/metrics`` to ``app``; the metrics live on ``app.state``. ``api.main`` wraps the
+    app's whole middleware stack in ``MetricsMiddleware``, so it counts every answer."""
     api_metrics = ApiMetrics()
     app.state.metrics = api_metrics
-    app.add_middleware(MetricsMiddleware, metrics=api_metrics)
     app.include_router(router)
     return api_metrics

@@ -1,6 +1,7 @@
-"""The API's perimeter: how big a request may be and how often a caller may send one.
+"""The API's perimeter: how big a request may be, how often a caller may send one, and how often
+an address may fail to authenticate.
 
-Both are pure ASGI middleware that run before anything reads the body (``api.main`` puts them
+All are pure ASGI middleware that run before anything reads the body (``api.main`` puts them
 outside the idempotency middleware, the guards and the routes):
 
 - ``BodyLimit``: a request body above ``MAX_BODY_BYTES`` is a 413 ``body_too_large``, with or
@@ -12,15 +13,33 @@ outside the idempotency middleware, the guards and the routes):
   the next request fits). The credential is the ``X-API-Key`` of a merchant, the
   ``Authorization`` bearer token of a facility (or of a Prometheus scrape), or the
   ``X-Agent-Token`` of an agent; the limiter keys on the header's name and the sha256 of its
-  value, never the value. The admin API (``X-Admin-Token``, ``/v1/admin/*``) and the payload codec
-  (``/codec``, the Web UI decodes a history's payloads in bursts) are exempt: operator secrets,
-  used by scripts that create merchants in bulk and by the Web UI. Requests without any of these
-  (health probes, the customer's pages) are not limited here.
+  value, never the value. Every credential a request carries counts, each header every time it
+  appears: a request is refused when any of them is spent, so adding a made-up key to a request
+  never escapes the limit of the real one. The admin API (``X-Admin-Token``, ``/v1/admin/*``)
+  and the payload codec (``/codec``, the Web UI decodes a history's payloads in bursts) are
+  exempt: operator secrets, used by scripts that create merchants in bulk and by the Web UI.
+  Requests without any of these (health probes, the customer's pages) are not limited here.
+- ``AuthFailures``: failed authentications count per client address, ``AUTH_FAILURE_LIMIT``
+  (``20/minute``): a 401 anywhere (API, ``/metrics``, the console's sign-in, ``/codec`` and its
+  sign-in), a 404 on a path whose token is the credential (``/c/``, ``/p/``,
+  ``/v1/personalization/``: an unknown link) and a wrong ``X-Admin-Token`` (a 403, marked by
+  ``failed_authentication``). Beyond the limit, a failure is answered 429
+  ``too_many_failed_authentications`` with ``Retry-After`` instead (an HTML page on the pages),
+  whatever it carried. Only failures are refused: a request whose credential is valid is
+  answered as always, so other callers behind the same address never lock a merchant, an agent
+  or an operator out. A failure costs its lookup and writes nothing (no idempotency row, no
+  request-log row: ``api.idempotency`` claims a key only for an authenticated caller).
 
-The limiter is the ``limits`` library's moving window, in memory: a rate R per second with burst
-B becomes "at most B requests in any B/R seconds" (40 in any 2 s for the defaults), which allows
-the burst and holds the average to R. The counts live in each API process: with N replicas
-behind a load balancer a key gets up to N times the rate.
+The limiters are the ``limits`` library's moving window, in memory: a rate R per second with
+burst B becomes "at most B requests in any B/R seconds" (40 in any 2 s for the defaults), which
+allows the burst and holds the average to R; ``20/minute`` of failures is "at most 20 in any
+60 s". The counts live in each API process: with N replicas behind a load balancer a key gets up
+to N times the rate. The address is the connection's (``scope["client"]``): behind a proxy, run
+uvicorn with ``--proxy-headers`` and ``--forwarded-allow-ips`` so it is the caller's.
+
+Each refusal is marked in ``scope["state"]["refusal"]`` (``rate_limited``,
+``too_many_failed_authentications``, ``body_too_large``) for ``/metrics`` and the access log
+(``api.metrics``); none is written to the request log (``api.request_ids``).
 """
 
 from __future__ import annotations
@@ -30,18 +49,27 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import envelope
 
 BODY_TOO_LARGE = "body_too_large"
 RATE_LIMITED = "rate_limited"
-# Whose requests are limited, by the header that carries the credential; the first one present.
-LIMITED_CREDENTIALS = (b"x-api-key", b"authorization", b"x-agent-token")
+TOO_MANY_FAILURES = "too_many_failed_authentications"
+# Whose requests are limited, by the header that carries the credential; every one present.
+LIMITED_CREDENTIALS = frozenset({b"x-api-key", b"authorization", b"x-agent-token"})
+# Paths whose token is the credential: a 404 there is an unknown token, a failed authentication.
+TOKEN_PATHS = ("/c/", "/p/", "/v1/personalization/")
+_AUTH_FAILED = "auth_failed"
+# Pages answer a page; the rest (the API, the codec's endpoints) the JSON envelope.
+_PAGE_PREFIXES = ("/c/", "/p/", "/support")
+_PAGE_PATHS = frozenset({"/codec", "/codec/session"})
 # Operator endpoints: the admin API and the payload codec (the Web UI decodes in bursts).
 _EXEMPT_PREFIXES = ("/v1/admin/", "/codec")
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
@@ -61,6 +89,25 @@ class Rate:
         return max(1, math.ceil(self.burst / self.per_second))
 
 
+def parse_count(value: str) -> Rate | None:
+    """``"20/minute"``: at most 20 in any minute (the whole count as the burst); ``"off"``."""
+    found = _RATE.fullmatch(value.strip().lower())
+    if found is None:
+        return parse_rate(value, 1)  # "off", or the error that names what is expected
+    return parse_rate(value, int(found.group(1)))
+
+
+def refused_as(scope: Scope, reason: str) -> None:
+    """Marks the request as refused at the perimeter, for the metrics and the access log."""
+    scope.setdefault("state", {})["refusal"] = reason
+
+
+def failed_authentication(request: Any) -> None:
+    """Counts the request as a failed authentication although it is not answered 401 (a wrong
+    ``X-Admin-Token`` is a 403)."""
+    request.state.auth_failed = True
+
+
 def parse_rate(value: str, burst: int) -> Rate | None:
     """``"20/s"``, ``"600/min"``, ``"1000/hour"``; ``"off"`` (or ``"0"``): no limit."""
     text = value.strip().lower()
@@ -72,6 +119,10 @@ def parse_rate(value: str, burst: int) -> Rate | None:
     if burst <= 0:
         raise ValueError("RATE_LIMIT_BURST must be at least 1")
     return Rate(int(found.group(1)) / _UNITS[found.group(2)], burst)
+
+
+def _retry_after(reset_time: float) -> int:
+    return max(1, math.ceil(reset_time - time.time()))
 
 
 class _TooLarge(Exception):
@@ -99,6 +150,7 @@ class BodyLimit:
         limit = self.max_bytes
         length = dict(scope.get("headers", ())).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
+            refused_as(scope, BODY_TOO_LARGE)
             await _too_large(limit)(scope, receive, send)
             return
 
@@ -128,6 +180,7 @@ class BodyLimit:
         except _TooLarge:
             pass
         if refused and not started:
+            refused_as(scope, BODY_TOO_LARGE)
             await _too_large(limit)(scope, receive, send)
 
 
@@ -145,19 +198,18 @@ class RateLimits:
         if item is None or scope["type"] != "http" or scope["path"].startswith(_EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", ()))
-        credential = next(
-            (n + b":" + headers[n] for n in LIMITED_CREDENTIALS if headers.get(n)), None
-        )
-        if credential is None:
+        keys = {
+            hashlib.sha256(name + b":" + value).hexdigest()
+            for name, value in scope.get("headers", ())
+            if name in LIMITED_CREDENTIALS and value
+        }
+        spent = [key for key in sorted(keys) if not await self.limiter.hit(item, key)]
+        if not spent:
             await self.app(scope, receive, send)
             return
-        key = hashlib.sha256(credential).hexdigest()
-        if await self.limiter.hit(item, key):
-            await self.app(scope, receive, send)
-            return
-        stats = await self.limiter.get_window_stats(item, key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        resets = [(await self.limiter.get_window_stats(item, key)).reset_time for key in spent]
+        retry_after = _retry_after(max(resets))
+        refused_as(scope, RATE_LIMITED)
         response = envelope(
             429,
             RATE_LIMITED,
@@ -165,4 +217,74 @@ class RateLimits:
             {"retry_after": retry_after},
             headers={"Retry-After": str(retry_after)},
         )
+        await response(scope, receive, send)
+
+
+_LIMITED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Too many attempts</title></head><body><h1>Too many attempts</h1>
+<p>Too many links or sign-ins that did not work came from your network. Please try again in
+{seconds} seconds.</p></body></html>"""
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _failed(scope: Scope, status: int) -> bool:
+    if status == 401:
+        return True
+    if status == 404 and scope["path"].startswith(TOKEN_PATHS):
+        return True
+    return bool(scope.get("state", {}).get(_AUTH_FAILED))
+
+
+class AuthFailures:
+    def __init__(self, app: ASGIApp, rate: Rate | None) -> None:
+        self.app = app
+        self.item = (
+            RateLimitItemPerSecond(rate.burst, rate.window_seconds) if rate is not None else None
+        )
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        item = self.item
+        if item is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = "address:" + (str(client[0]) if client else "unknown")
+        refused = False
+
+        async def watch(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and _failed(scope, message["status"]):
+                refused = not await self.limiter.hit(item, key)
+            if not refused:
+                await send(message)
+
+        await self.app(scope, receive, watch)
+        if not refused:
+            return
+        stats = await self.limiter.get_window_stats(item, key)
+        retry_after = _retry_after(stats.reset_time)
+        refused_as(scope, TOO_MANY_FAILURES)
+        headers = {"Retry-After": str(retry_after)}
+        path = scope["path"]
+        response: Response
+        if path.startswith(_PAGE_PREFIXES) or path in _PAGE_PATHS:
+            page = _LIMITED_PAGE.format(seconds=retry_after)
+            response = HTMLResponse(page, 429, headers={**_PAGE_HEADERS, **headers})
+        else:
+            response = envelope(
+                429,
+                TOO_MANY_FAILURES,
+                "too many failed authentications from your address; "
+                f"retry in {retry_after} s with a valid credential",
+                {"retry_after": retry_after},
+                headers=headers,
+            )
         await response(scope, receive, send)

@@ -7,7 +7,9 @@
 - The id is in ``scope["state"]["request_id"]`` (``request.state.request_id`` in a route) and in
   the access log line (``api.metrics``).
 - An answer of 400 or above to a merchant (a request whose ``X-API-Key`` is a merchant's) is
-  recorded in ``request_log`` after the answer has been sent: request id, method, route template
+  recorded in ``request_log`` after the answer has been sent, but for a 401 (nobody
+  authenticated) and a 429 (``api.perimeter``'s limits: counted in ``/metrics``, never written
+  row by row, so a limited caller costs the database nothing): request id, method, route template
   (``/v1/orders/{order_id}``, ``unmatched`` when no route matched), status and the envelope's
   ``error.code``. Never a body, a header, a raw path or a query string. Support reads them
   through ``api.services.request_log``; writing one that fails is logged, never the caller's
@@ -36,6 +38,8 @@ _VALID = re.compile(rb"[A-Za-z0-9._\-]{1,100}")
 # Error envelopes are small; a body beyond this is not read for its code.
 _MAX_ERROR_BODY = 16 * 1024
 _WRITE_TIMEOUT = 5.0
+# Nobody authenticated (401), or a limit refused it before anything ran (429).
+_NOT_RECORDED = frozenset({401, 429})
 
 log = logging.getLogger("printflow.api")
 
@@ -80,7 +84,7 @@ class RequestIds:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if status >= 400 and api_key:
+            if status >= 400 and status not in _NOT_RECORDED and api_key:
                 await _record(scope, request_id, status, b"".join(error_body), api_key)
 
 

@@ -114,7 +114,17 @@ class Settings(BaseSettings):
         str, Field(pattern=r"(?i)^\s*(off|0|\d+\s*/\s*(s|sec|second|m|min|minute|h|hour))\s*$")
     ] = "20/s"
     rate_limit_burst: int = 40
+    # Failed authentications (a 401, a wrong admin token, an unknown link token) per client
+    # address: beyond this, failures are answered 429; a valid credential is never refused.
+    auth_failure_limit: Annotated[
+        str, Field(pattern=r"(?i)^\s*(off|0|\d+\s*/\s*(s|sec|second|m|min|minute|h|hour))\s*$")
+    ] = "20/minute"
     key_rotation_overlap: Duration = timedelta(hours=24)
+    # Idempotency-Key answers (``idempotent_requests``) and the outbox rows of started workflows
+    # are deleted this long after they were made; answers over IDEMPOTENCY_MAX_ANSWER_BYTES are
+    # not kept at all (a retry runs again, and finds what the first run created).
+    idempotency_ttl: Duration = timedelta(hours=24)
+    idempotency_max_answer_bytes: int = 65536
     # ``GET /metrics`` wants ``Authorization: Bearer <METRICS_TOKEN>``; unset, it answers 403.
     # Open orders by status are counted in the background at most this often, never per scrape.
     metrics_token: SecretStr | None = None

@@ -45,6 +45,9 @@ os.environ.setdefault("PRINTFLOW_PAYLOAD_KEYS", TEST_PAYLOAD_KEYS)
 # limit tests never reach. tests/ops/test_perimeter.py sets the real limits and checks them.
 os.environ.setdefault("PRINTFLOW_RATE_LIMIT", "1000/s")
 os.environ.setdefault("PRINTFLOW_RATE_LIMIT_BURST", "2000")
+# Tests send wrong credentials on purpose, many from one address; tests/ops/test_perimeter.py
+# checks the real failure limit.
+os.environ.setdefault("PRINTFLOW_AUTH_FAILURE_LIMIT", "10000/minute")
 
 
 def suite_converter() -> DataConverter:

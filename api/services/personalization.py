@@ -201,6 +201,17 @@ def _refusal(code: str, message: str, details: Any) -> ApiError:
     return Conflict(message, code=code)
 
 
+async def known_token(session: AsyncSession, token: str) -> bool:
+    """Whether ``token`` is a link's (expired or used ones too): the path's credential."""
+    if not _TOKEN_SHAPE.fullmatch(token):
+        return False
+    digest = hash_token(token)
+    found = await session.exec(
+        select(PersonalizationLink.token_hash).where(PersonalizationLink.token_hash == digest)
+    )
+    return found.first() is not None
+
+
 def _not_found() -> NotFound:
     return NotFound("no personalization link with this token", code=LINK_NOT_FOUND)
 

@@ -182,6 +182,7 @@ async def running_api(
             # the real limit. Open orders are recounted often so /metrics follows quickly.
             "rate_limit": "1000/s",
             "rate_limit_burst": 2000,
+            "auth_failure_limit": "10000/minute",
             "metrics_token": METRICS_TOKEN,
             "metrics_refresh_interval": timedelta(seconds=0.2),
         }

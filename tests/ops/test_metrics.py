@@ -8,6 +8,7 @@ PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -159,3 +160,63 @@ async def test_a_scrape_never_queries_the_database(slow_refresh: Api) -> None:
         event.remove(engine, "before_cursor_execute", record)
     assert any("orders" in s and "GROUP BY" in s.upper() for s in statements), statements
     assert _value(await _samples(api), "printflow_open_orders", status="scheduled") == 1
+
+
+@pytest.fixture
+async def small(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """Bodies up to 2 KiB, three requests at once per key, three failed sign-ins a minute."""
+    async with running_api(
+        dev_env.client,
+        database_url,
+        tmp_path,
+        max_body_bytes=2048,
+        rate_limit="3/s",
+        rate_limit_burst=3,
+        auth_failure_limit="3/minute",
+    ) as api:
+        yield api
+
+
+async def test_refusals_of_the_perimeter_and_replays_are_counted_and_logged(
+    small: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = small
+    caplog.set_level(logging.INFO, logger="printflow.access")
+    key = api.auth(await api.merchant())
+    big = order_json(metadata={"notes": "x" * 4096})
+    assert (await api.client.post("/v1/orders", json=big, headers=key)).status_code == 413
+    replay = key | {"Idempotency-Key": "metrics-1"}
+    first = await api.client.post("/v1/orders", json=order_json("MET-1"), headers=replay)
+    await asyncio.sleep(1.1)  # a fresh window: the next two fit, then the limit
+    again = await api.client.post("/v1/orders", json=order_json("MET-1"), headers=replay)
+    assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    statuses = [(await api.client.get("/v1/orders", headers=key)).status_code for _ in range(3)]
+    assert statuses[-1] == 429, statuses
+    for n in range(4):
+        await api.client.get("/v1/orders", headers={"X-API-Key": f"pf_guess-{n}"})
+
+    samples = await _samples(api)
+    total = "printflow_http_requests_total"
+    assert _value(samples, total, method="POST", route="/v1/orders", status="413") == 1
+    assert _value(samples, total, method="GET", route="/v1/orders", status="429") == 2
+    assert _value(samples, total, method="GET", route="/v1/orders", status="401") == 3
+    refusals = "printflow_http_refusals_total"
+    assert _value(samples, refusals, reason="body_too_large") == 1
+    assert _value(samples, refusals, reason="rate_limited") == 1
+    assert _value(samples, refusals, reason="too_many_failed_authentications") == 1
+    replays = "printflow_idempotent_replays_total"
+    assert _value(samples, replays, method="POST", route="/v1/orders") == 1
+
+    access = [r for r in caplog.records if r.name == "printflow.access"]
+    refused = [(r.status, r.refusal) for r in access if getattr(r, "refusal", None)]  # type: ignore[attr-defined]
+    assert sorted(refused) == [
+        (413, "body_too_large"),
+        (429, "rate_limited"),
+        (429, "too_many_failed_authentications"),
+    ], refused
+    replayed = [r for r in access if getattr(r, "replayed", False)]
+    assert len(replayed) == 1 and "replayed" in replayed[0].getMessage()
+    assert all("/v1/orders" in r.getMessage() for r in access if r.status in (413, 429))  # type: ignore[attr-defined]

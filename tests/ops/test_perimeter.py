@@ -1,5 +1,6 @@
-"""The perimeter: the body limit (413 before the body is read) and the rate limit per credential
-(429 with Retry-After), against the real API of tests/helpers/api.py on SQLite and PostgreSQL.
+"""The perimeter: the body limit (413 before the body is read), the rate limit per credential
+(429 with Retry-After) and the limit of failed authentications per client address, against the
+real API of tests/helpers/api.py on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import col, func, select
 from temporalio.testing import WorkflowEnvironment
 
 from api.perimeter import Rate, RateLimits, parse_rate
-from tests.helpers.api import Api, order_json, running_api
+from db.models import IdempotentRequest, RequestLog
+from tests.cases.console import Console
+from tests.helpers.api import ADMIN_TOKEN, Api, order_json, running_api
 
 LIMIT = 4096
 
@@ -161,3 +165,145 @@ async def test_the_limiter_keys_on_a_hash_never_the_credential() -> None:
     kept = " ".join(limits.limiter.storage.events)  # type: ignore[attr-defined]
     assert "pf_secret-key" not in kept
     assert hashlib.sha256(b"x-api-key:pf_secret-key").hexdigest() in kept
+
+
+# --------------------------------------------------------------- strangers and failed sign-ins
+
+
+@pytest.fixture
+async def guarded(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """Five requests at once per credential; ten failed authentications a minute per address."""
+    async with running_api(
+        dev_env.client,
+        database_url,
+        tmp_path,
+        rate_limit="5/s",
+        rate_limit_burst=5,
+        auth_failure_limit="10/minute",
+    ) as api:
+        yield api
+
+
+async def _rows(api: Api, table: Any, *where: Any) -> int:
+    async with api.app.state.sessions() as session:
+        query = select(func.count()).select_from(table).where(*where)
+        return int((await session.exec(query)).one())
+
+
+def _from(api: Api, address: str) -> httpx.AsyncClient:
+    """A client of the same app from another address."""
+    transport = httpx.ASGITransport(app=api.app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url=api.settings.public_base_url)
+
+
+async def test_strangers_write_nothing_and_their_failures_are_limited_per_address(
+    guarded: Api,
+) -> None:
+    api = guarded
+    answers = []
+    for n in range(8):
+        for credential in ({}, {"X-API-Key": f"pf_guess-{n}"}):
+            answers.append(
+                await api.client.post(
+                    "/v1/orders",
+                    json=order_json(),
+                    headers={**credential, "Idempotency-Key": f"stranger-{n}"},
+                )
+            )
+    statuses = [r.status_code for r in answers]
+    assert statuses == [401] * 10 + [429] * 6, statuses
+    refused = _refused(answers[-1], 429, "too_many_failed_authentications")
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60, refused
+    assert await _rows(api, IdempotentRequest) == 0, "a stranger's request claimed a key"
+    assert await _rows(api, RequestLog) == 0
+
+    # Another address is not affected, and a valid key from the limited one is never refused.
+    async with _from(api, "203.0.113.9") as elsewhere:
+        other = await elsewhere.post("/v1/orders", json=order_json(), headers={"X-API-Key": "x"})
+        assert other.status_code == 401, other.text
+    key = api.auth(await api.merchant())
+    listed = await api.client.get("/v1/orders", headers=key)
+    assert listed.status_code == 200, listed.text
+    created = await api.client.post(
+        "/v1/orders", json=order_json(), headers={**key, "Idempotency-Key": "mine-1"}
+    )
+    assert created.status_code == 201, created.text
+    still = await api.client.get("/v1/orders", headers={"X-API-Key": "pf_guess-again"})
+    assert still.status_code == 429, still.text
+
+
+async def test_sign_in_codec_and_customer_links_share_the_addresss_failure_limit(
+    guarded: Api,
+) -> None:
+    api = guarded
+    console = Console.of(api)
+    try:
+        bad_token = "x" * 43
+
+        async def failures() -> list[httpx.Response]:
+            return [
+                await console.sign_in("pfagt_wrong"),
+                await api.client.post("/codec/session", data={"token": "wrong"}),
+                await api.client.post("/codec/decode", json={"payloads": []}),
+                await api.client.get(f"/c/{bad_token}"),
+                await api.client.post(f"/c/{bad_token}", data={"body": "hello"}),
+                await api.client.get(f"/p/{bad_token}"),
+                await api.client.get(f"/v1/personalization/{bad_token}"),
+                await api.client.get("/v1/admin/agents", headers={"X-Admin-Token": "guess"}),
+            ]
+
+        first = await failures()
+        assert [r.status_code for r in first] == [401, 401, 401, 404, 404, 404, 404, 403]
+        second = await failures()
+        # Ten failures a minute: the first two of the second round still count, then 429.
+        assert [r.status_code for r in second][2:] == [429] * 6, [r.status_code for r in second]
+        for response in second[2:]:
+            assert 1 <= int(response.headers["Retry-After"]) <= 60
+            assert bad_token not in response.text
+        page = second[3]
+        assert page.headers["content-type"].startswith("text/html"), page.headers
+        assert page.headers["cache-control"] == "no-store"
+
+        # An agent with a valid token signs in from the same address.
+        created = await api.client.post(
+            "/v1/admin/agents",
+            json={"name": "Ada", "email": "ada@printflow.example", "role": "agent"},
+            headers={"X-Admin-Token": ADMIN_TOKEN},
+        )
+        assert created.status_code == 201, created.text
+        signed_in = await console.sign_in(created.json()["token"])
+        assert signed_in.status_code == 303, signed_in.text
+        codec = await api.client.post("/codec/session", data={"token": ADMIN_TOKEN})
+        assert codec.status_code == 200, codec.text
+    finally:
+        await console.close()
+
+
+async def test_every_credential_a_request_carries_counts(limited: Api) -> None:
+    facility = {"Authorization": "Bearer tok-berlin"}
+    for _ in range(5):
+        sent = await limited.client.post("/v1/production/events", json={}, headers=facility)
+        assert sent.status_code == 422, sent.text
+    escaping = await limited.client.post(
+        "/v1/production/events", json={}, headers={**facility, "X-API-Key": "pf_random-1"}
+    )
+    _refused(escaping, 429, "rate_limited")
+
+    key = limited.auth(await limited.merchant())
+    assert [r.status_code for r in await _burst(limited, key, 5)] == [200] * 5
+    doubled = await limited.client.get(
+        "/v1/orders",
+        headers=[(b"X-API-Key", key["X-API-Key"].encode()), (b"X-API-Key", b"pf_random-2")],
+    )
+    _refused(doubled, 429, "rate_limited")
+
+
+async def test_rate_limited_answers_are_not_written_to_the_request_log(limited: Api) -> None:
+    merchant = await limited.merchant()
+    key = limited.auth(merchant)
+    answers = await _burst(limited, key, 12)
+    assert sorted(r.status_code for r in answers) == [200] * 5 + [429] * 7
+    await asyncio.sleep(0.2)  # the log is written after the answer
+    assert await _rows(limited, RequestLog, col(RequestLog.merchant_id) == merchant["id"]) == 0
