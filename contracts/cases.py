@@ -13,23 +13,22 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from contracts.conversations import ConversationInput, task_summary
 from domain.cases import CaseMessage, CaseRules, CaseState
 from domain.support import Plan
 
 
-def case_task_summary(number: int, merchant_name: str, subject: str) -> str:
-    return f"Case #{number} of {merchant_name}: {subject}"[:400]
+class CaseInput(ConversationInput[CaseState]):
+    """Agent replies and reminders go to ``merchant_email``."""
 
-
-class CaseInput(BaseModel):
     case: CaseState  # as created (the API stored the same as the first projection)
     rules: CaseRules
     plan: Plan
-    merchant_name: str
-    merchant_email: str  # the merchant's support_email: agent replies and reminders go there
     csm_email: str | None = None  # premium merchants' CSM hears of breaches
-    # Carried over when the run continues as new.
-    state: CaseState | None = None
+
+
+def case_task_summary(number: int, merchant_name: str, subject: str) -> str:
+    return task_summary(f"Case #{number} of {merchant_name}: {subject}")
 
 
 # ---------------------------------------------------------------------------- from the API

@@ -14,24 +14,23 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from contracts.conversations import ConversationInput, task_summary
 from domain.contacts import ContactMessage, ContactRules, ContactState, Deadline
 
 
-def contact_task_summary(support_id: str, merchant_name: str, subject: str) -> str:
-    return f"Contact about {support_id} from {merchant_name}: {subject}"[:400]
+class ContactInput(ConversationInput[ContactState]):
+    """Reminders and customer messages go to ``merchant_email``."""
 
-
-class ContactInput(BaseModel):
     contact: ContactState  # as created (the API stored the same as the first projection)
     rules: ContactRules
     first_message_id: str
     first_body: str  # the merchant's first message, e-mailed to the customer
-    merchant_name: str
-    merchant_email: str  # the merchant's support_email: reminders and customer messages
     customer_email: str  # the order's shipping e-mail: the merchant's messages
     order_reference_id: str
-    # Carried over when the run continues as new.
-    state: ContactState | None = None
+
+
+def contact_task_summary(support_id: str, merchant_name: str, subject: str) -> str:
+    return task_summary(f"Contact about {support_id} from {merchant_name}: {subject}")
 
 
 class MerchantReply(BaseModel):

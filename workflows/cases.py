@@ -26,7 +26,6 @@ the change is projected.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -54,20 +53,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.conversation import Conversation, Wake
 
 
-def _pairs(state: CaseState) -> list[SearchAttributePair[Any]]:
-    pairs: list[SearchAttributePair[Any]] = [
+def _pairs(state: CaseState) -> list[sa.Pair]:
+    return sa.pairs(
         SearchAttributePair(sa.CASE_STATUS, state.status.value),
         SearchAttributePair(sa.SLA_STATE, state.sla_state.value),
         SearchAttributePair(sa.MERCHANT_ID, state.merchant_id),
-    ]
-    if state.due_at is not None:
-        pairs.append(SearchAttributePair(sa.SLA_DUE_AT, state.due_at))
-    return pairs
+        sa.maybe(sa.SLA_DUE_AT, state.due_at),
+    )
 
 
 def case_search_attributes(state: CaseState) -> TypedSearchAttributes:
-    """What a case starts with, so the Web UI can find it before its first task runs."""
-    return TypedSearchAttributes(_pairs(state))
+    return sa.typed(_pairs(state))
 
 
 def _log_line(state: CaseState, change: str) -> str:

@@ -24,7 +24,7 @@ a batch holding an Update's change. E-mails go out after their change is project
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -54,19 +54,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.conversation import Conversation, Wake
 
 
-def _pairs(state: ContactState) -> list[SearchAttributePair[Any]]:
-    pairs: list[SearchAttributePair[Any]] = [
+def _pairs(state: ContactState) -> list[sa.Pair]:
+    """``MerchantId``, ``SlaState``, ``SlaDueAt``, as for cases."""
+    return sa.pairs(
         SearchAttributePair(sa.MERCHANT_ID, state.merchant_id),
         SearchAttributePair(sa.SLA_STATE, state.sla_state.value),
-    ]
-    if state.reply_due_at is not None:
-        pairs.append(SearchAttributePair(sa.SLA_DUE_AT, state.reply_due_at))
-    return pairs
+        sa.maybe(sa.SLA_DUE_AT, state.reply_due_at),
+    )
 
 
 def contact_search_attributes(state: ContactState) -> TypedSearchAttributes:
-    """What a contact starts with (``MerchantId``, ``SlaState``, ``SlaDueAt`` as for cases)."""
-    return TypedSearchAttributes(_pairs(state))
+    return sa.typed(_pairs(state))
 
 
 def _log_line(state: ContactState, change: str) -> str:

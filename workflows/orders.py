@@ -101,21 +101,18 @@ NOTIFY_RETRY = RetryPolicy(
 )
 
 
-def _search_attribute_pairs(state: OrderState) -> list[SearchAttributePair[Any]]:
-    pairs: list[SearchAttributePair[Any]] = [
+def _search_attribute_pairs(state: OrderState) -> list[sa.Pair]:
+    return sa.pairs(
         SearchAttributePair(sa.ORDER_STATUS, state.status.value),
         SearchAttributePair(sa.MERCHANT_ID, state.merchant_id),
         SearchAttributePair(sa.ORDER_REFERENCE, state.order_reference_id),
         SearchAttributePair(sa.FACILITY, state.facility.id),
-    ]
-    if state.cutoff_at is not None:
-        pairs.append(SearchAttributePair(sa.CUTOFF_AT, state.cutoff_at))
-    return pairs
+        sa.maybe(sa.CUTOFF_AT, state.cutoff_at),
+    )
 
 
 def search_attributes_for(state: OrderState) -> TypedSearchAttributes:
-    """What an order starts with, so the Web UI can find it before its first task runs."""
-    return TypedSearchAttributes(_search_attribute_pairs(state))
+    return sa.typed(_search_attribute_pairs(state))
 
 
 @workflow.defn(name="OrderWorkflow")

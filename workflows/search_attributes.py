@@ -1,10 +1,17 @@
 """The search attributes operators filter orders, support cases and customer contacts by in the
-Temporal Web UI, and ``updates``, how a workflow sets them after a change."""
+Temporal Web UI: what a workflow starts with (``typed``) and how it sets them after a change
+(``updates``)."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    SearchAttributeValueType,
+    TypedSearchAttributes,
+)
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")
@@ -30,6 +37,22 @@ ALL = (
 # The attributes of one workflow have values of several types (keywords, datetimes).
 Pair = SearchAttributePair[Any]
 Update = SearchAttributeUpdate[Any]
+
+
+def pairs(*candidates: Pair | None) -> list[Pair]:
+    """The pairs that have a value (``maybe`` gives None for an attribute without one)."""
+    return [pair for pair in candidates if pair is not None]
+
+
+def maybe(
+    key: SearchAttributeKey[SearchAttributeValueType], value: SearchAttributeValueType | None
+) -> Pair | None:
+    return None if value is None else SearchAttributePair(key, value)
+
+
+def typed(pairs: Iterable[Pair]) -> TypedSearchAttributes:
+    """What a workflow starts with, so the Web UI can find it before its first task runs."""
+    return TypedSearchAttributes(list(pairs))
 
 
 def updates(pairs: Iterable[Pair], unset: Sequence[SearchAttributeKey[Any]] = ()) -> list[Update]:
