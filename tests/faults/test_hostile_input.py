@@ -521,3 +521,45 @@ async def test_json_nested_deep_anywhere_in_a_body_is_a_422_in_the_envelope(
         error = response.json()["error"]
         assert error["code"] == "validation_error", (url, error)
     assert await listed(api, key) == [order_id], "nothing was created"
+
+
+async def test_the_largest_and_deepest_accepted_order_runs_to_the_facility(api: Api) -> None:
+    """What is accepted can run: an order at every limit at once (100 items of 20 files each,
+    a body just under MAX_BODY_BYTES, metadata 8 levels deep and near its 4000 characters)
+    is decoded by the worker through the suite's data converter (encrypted payloads), goes to
+    production at the cutoff and its print job reaches the facility with every item and file."""
+    assert api.settings.payload_keys is not None, "the suite runs with PRINTFLOW_PAYLOAD_KEYS"
+    key = Api.auth(await api.merchant())
+    metadata = json.loads(deep_metadata(8))
+    metadata["notes"] = ["n" * 90 for _ in range(40)]
+    assert 3800 < len(str(metadata)) <= 4000
+    body = order_json("LARGEST", country="IS") | {"metadata": metadata}
+    item = body["items"][0]
+    body["items"] = [
+        item
+        | {
+            "item_reference_id": f"item-{i:03d}",
+            "files": [
+                {"type": f"page-{f}", "url": f"https://files.example/{i}/{f}/" + "p" * 400}
+                for f in range(20)
+            ],
+        }
+        for i in range(100)
+    ]
+    size = len(json.dumps(body))
+    assert api.settings.max_body_bytes * 0.85 < size <= api.settings.max_body_bytes, size
+
+    # Early in Reykjavik's 2-second cutoff period, so the cutoff is not already due.
+    await asyncio.sleep((2.1 - time.time() % 2) % 2)
+    created = await api.client.post("/v1/orders", json=body, headers=key)
+    assert created.status_code == 201, created.text[:300]
+    order_id = created.json()["id"]
+    produced = await api.until(key, order_id, lambda o: o["status"] == "in_production")
+    assert produced["metadata"] == metadata
+
+    simulator = api.simulator.state.simulator
+    job = simulator.find_job_for_order(order_id)
+    assert job is not None, "the print job never reached the facility"
+    sent = job.request["items"]
+    assert [i["item_reference_id"] for i in sent] == [f"item-{i:03d}" for i in range(100)]
+    assert all(len(i["files"]) == 20 for i in sent)

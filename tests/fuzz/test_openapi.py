@@ -11,6 +11,7 @@ facility's token, so they get past authentication to the code behind it.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -143,3 +144,57 @@ def test_no_5xx_and_every_error_in_the_envelope(case: schemathesis.Case, target:
     case.validate_response(
         response, checks=[schemathesis.checks.not_a_server_error, error_envelope]
     )
+
+
+def _nested(depth: int) -> str:
+    """JSON text nested ``depth`` levels (objects and arrays alternating), written out by hand:
+    generated cases stay shallow, and Python's encoder gives up at about 1000 levels."""
+    opening = "".join('{"k":' if level % 2 else "[" for level in range(depth))
+    closing = "".join("}" if level % 2 else "]" for level in reversed(range(depth)))
+    return f'{opening}"x"{closing}'
+
+
+@pytest.mark.parametrize("depth", [9, 200, 1000, 20000])
+def test_deep_nesting_is_a_422_in_the_envelope_never_a_5xx(target: Target, depth: int) -> None:
+    """Deep JSON as an order's metadata (checked to 8 levels), in a field that wants text, and
+    as a whole body, on every operation that takes a JSON body."""
+    order = {
+        "order_reference_id": f"DEEP-{depth}",
+        "shipping_address": {
+            "first_name": "Kari",
+            "last_name": "Nordmann",
+            "address_line_1": "Karl Johans gate 1",
+            "city": "Oslo",
+            "post_code": "0154",
+            "country": "NO",
+            "email": "kari@example.com",
+        },
+        "items": [{"item_reference_id": "i", "product_uid": "poster_a3_matte", "quantity": 1}],
+        "metadata": "DEEP",
+    }
+    bodies = [("POST", "/v1/orders", json.dumps(order).replace('"DEEP"', _nested(depth)))]
+    bodies.append(("POST", "/v1/orders", _nested(depth)))
+    for path, operations in target.openapi["paths"].items():
+        for method, operation in operations.items():
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                url = path.replace("{", "x").replace("}", "")
+                bodies.append((method.upper(), url, _nested(depth)))
+    answers = []
+    with httpx.Client(base_url=target.url, timeout=30) as http:
+        for method, url, body in bodies:
+            response = http.request(
+                method,
+                url,
+                content=body.encode(),
+                headers={**target.headers, "Content-Type": "application/json"},
+            )
+            assert response.status_code < 500, (method, url, depth, response.text[:300])
+            if response.status_code >= 400:
+                error = response.json()["error"]
+                assert isinstance(error["code"], str) and error["code"], (method, url, error)
+            answers.append(response)
+    deep_metadata = answers[0]
+    assert deep_metadata.status_code == 422, deep_metadata.text[:300]
+    # Past what the body reader takes, the body as a whole is refused; short of it, metadata.
+    field = deep_metadata.json()["error"]["details"][0]["field"]
+    assert field == ("metadata" if depth < 900 else ""), deep_metadata.text[:300]
