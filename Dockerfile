@@ -23,6 +23,7 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 COPY worker.py migrate.py alembic.ini ./
 COPY activities/ activities/
+COPY integrations/ integrations/
 COPY api/ api/
 COPY contracts/ contracts/
 COPY db/ db/
@@ -35,7 +36,7 @@ COPY workflows/ workflows/
 # Bytecode at build time: the image never writes it (PYTHONDONTWRITEBYTECODE, a read-only /app),
 # and without it the workflow sandbox compiles workflows/orders.py for every workflow it builds.
 RUN python -m compileall -q worker.py migrate.py \
-    activities api contracts db domain migrations runtime simulator workflows
+    activities api contracts db domain integrations migrations runtime simulator workflows
 
 # Not root: nothing here needs it, and a compromised process should own nothing.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app printflow

@@ -21,7 +21,7 @@ run: $(STAMP) bytecode
 # Bytecode as the Docker image has it: where PYTHONDONTWRITEBYTECODE is set, the workflow sandbox
 # would otherwise compile workflows/orders.py for every workflow it builds (docs/performance.md).
 bytecode: $(STAMP)
-	$(BIN)/python -m compileall -q *.py activities api contracts db domain runtime workflows simulator devstack bench
+	$(BIN)/python -m compileall -q *.py activities api contracts db domain integrations runtime workflows simulator devstack bench
 
 # Chromium for the browser tests comes from Debian; we install it when we are root and it is missing.
 browser:

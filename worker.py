@@ -1,4 +1,5 @@
-"""The printflow worker: order and support case workflows and every activity they call.
+"""The printflow worker: the order, support case, customer contact and webhook delivery
+workflows, and every activity they call.
 
 Several workers may run against one task queue; Temporal spreads the work between them. Calls
 to a facility (print submissions, the end of a hold) go to that facility's own task queue
@@ -29,7 +30,6 @@ from activities.cases import SupportCaseActivities
 from activities.contacts import CustomerContactActivities
 from activities.facility import FacilityActivities
 from activities.holds import HoldActivities
-from activities.mail import Mailer
 from activities.order_projection import ProjectionActivities
 from activities.personalization import PersonalizationActivities
 from activities.webhooks.delivery import WebhookActivities
@@ -37,6 +37,7 @@ from activities.webhooks.emitter import WebhookEmitter
 from db.engine import create_engine
 from db.migrate import migrate
 from domain.facilities import Facilities, facility_task_queue, load_facilities
+from integrations.mail import Mailer
 from runtime.settings import Settings
 from runtime.startup import ConfigError, check_config, configure_process, temporal_runtime
 from workflows.cases import SupportCaseWorkflow

@@ -9,23 +9,16 @@ so a receiver only hears of what the API already shows.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.mail import Mailer, render_email
+from activities.conversations import ConversationActivities
+from activities.read_model import insert_once, write_newer
 from contracts.cases import CaseMail, CaseProjection
-from db.engine import insert_new
 from db.models import SupportCase, SupportCaseMessage
-
-if TYPE_CHECKING:
-    from activities.webhooks.emitter import WebhookEmitter
-
-log = logging.getLogger("printflow.support")
+from domain.cases import CaseState
 
 SUBJECTS = {
     "agent_reply": "[Case #{number}] {subject}",
@@ -45,69 +38,42 @@ def format_moment(moment: datetime | None) -> str | None:
     return moment.strftime("%A %d %B %Y, %H:%M UTC") if moment else None
 
 
-class SupportCaseActivities:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        mailer: Mailer,
-        public_base_url: str,
-        webhooks: WebhookEmitter | None = None,
-    ) -> None:
-        self._engine = engine
-        self._mailer = mailer
-        self._api = public_base_url.rstrip("/")
-        self._webhooks = webhooks
+def _columns(state: CaseState) -> dict[str, Any]:
+    """The row's columns besides its state, for the API's queries and the console's queues."""
+    return {
+        "status": state.status.value,
+        "sla_state": state.sla_state.value,
+        "assignee_id": state.assignee_id,
+        "queue": state.queue.value,
+        "first_response_due_at": state.first_response_due_at,
+        "next_response_due_at": state.next_response_due_at,
+        "sla_due_at": state.due_at,
+    }
 
+
+class SupportCaseActivities(ConversationActivities, what="case", logger="printflow.support"):
     @activity.defn
     async def project_case(self, projection: CaseProjection) -> None:
         state = projection.state
+        messages = [{**m.model_dump(), "case_id": state.case_id} for m in projection.new_messages]
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(SupportCase)
-                .where(SupportCase.id == state.case_id, SupportCase.version < state.version)  # type: ignore[arg-type]
-                .values(
-                    status=state.status.value,
-                    sla_state=state.sla_state.value,
-                    assignee_id=state.assignee_id,
-                    queue=state.queue.value,
-                    first_response_due_at=state.first_response_due_at,
-                    next_response_due_at=state.next_response_due_at,
-                    sla_due_at=state.due_at,
-                    state=state.model_dump(mode="json"),
-                    version=state.version,
-                    updated_at=state.updated_at,
-                )
-            )
-            if projection.new_messages:
-                rows = [
-                    {
-                        "id": m.id,
-                        "case_id": state.case_id,
-                        "author_kind": m.author_kind,
-                        "author_id": m.author_id,
-                        "body": m.body,
-                        "attachments": m.attachments,
-                        "created_at": m.created_at,
-                    }
-                    for m in projection.new_messages
-                ]
-                await conn.execute(insert_new(self._engine, SupportCaseMessage, rows))
+            await write_newer(conn, SupportCase, state.case_id, state, **_columns(state))
+            await insert_once(conn, SupportCaseMessage, messages)
         if self._webhooks is not None:
             await self._webhooks.case_changed(state, projection.changes)
 
     @activity.defn
     async def send_case_mail(self, mail: CaseMail) -> None:
-        text, html = self.render(mail)
         # One message to every recipient: a retry never sends the first ones a second copy.
-        message_id = await self._mailer.send(", ".join(mail.to), subject_for(mail), text, html)
-        log.info("case %s: %s e-mail sent as %s", mail.case_id, mail.kind, message_id)
+        await self._mail(
+            mail.case_id, mail.kind, ", ".join(mail.to), subject_for(mail), self._context(mail)
+        )
 
-    def render(self, mail: CaseMail) -> tuple[str, str]:
-        context: dict[str, Any] = {
+    def _context(self, mail: CaseMail) -> dict[str, Any]:
+        return {
             "mail": mail,
             "due": mail.due_text or format_moment(mail.due_at),
             "closes": format_moment(mail.closes_at),
             "merchant_url": f"{self._api}/v1/support/cases/{mail.case_id}",
             "console_url": f"{self._api}/support/cases/{mail.case_id}",
         }
-        return render_email(f"case_{mail.kind}", **context)

@@ -12,18 +12,16 @@ personalization links. Every link of a contact works while the contact is open.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.mail import Mailer, render_email
+from activities.conversations import ConversationActivities
+from activities.read_model import insert_once, write_newer
 from contracts.contacts import ContactMail, ContactProjection
-from db.engine import insert_new
 from db.models import (
     CustomerContact,
     CustomerContactDeadline,
@@ -31,11 +29,6 @@ from db.models import (
     CustomerContactMessage,
 )
 from domain.personalization import hash_token
-
-if TYPE_CHECKING:
-    from activities.webhooks.emitter import WebhookEmitter
-
-log = logging.getLogger("printflow.contacts")
 
 SUBJECTS = {
     "merchant_message": "{subject} – your order {reference} at {merchant}",
@@ -54,61 +47,33 @@ def subject_for(mail: ContactMail) -> str:
     )
 
 
-class CustomerContactActivities:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        mailer: Mailer,
-        public_base_url: str,
-        webhooks: WebhookEmitter | None = None,
-    ) -> None:
-        self._engine = engine
-        self._mailer = mailer
-        self._base = public_base_url.rstrip("/")
-        self._webhooks = webhooks
-
+class CustomerContactActivities(
+    ConversationActivities, what="contact", logger="printflow.contacts"
+):
     @activity.defn
     async def project_contact(self, projection: ContactProjection) -> None:
         state = projection.state
+        columns = {
+            "status": state.status.value,
+            "sla_state": state.sla_state.value,
+            "reply_due_at": state.reply_due_at,
+        }
+        messages = [
+            {**m.model_dump(), "contact_id": state.contact_id} for m in projection.new_messages
+        ]
+        deadlines = [d.model_dump() for d in projection.deadlines]
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(CustomerContact)
-                .where(
-                    CustomerContact.id == state.contact_id,  # type: ignore[arg-type]
-                    CustomerContact.version < state.version,  # type: ignore[arg-type]
-                )
-                .values(
-                    status=state.status.value,
-                    sla_state=state.sla_state.value,
-                    reply_due_at=state.reply_due_at,
-                    state=state.model_dump(mode="json"),
-                    version=state.version,
-                    updated_at=state.updated_at,
-                )
-            )
-            if projection.new_messages:
-                rows = [
-                    {
-                        "id": m.id,
-                        "contact_id": state.contact_id,
-                        "author_kind": m.author_kind,
-                        "body": m.body,
-                        "created_at": m.created_at,
-                    }
-                    for m in projection.new_messages
-                ]
-                await conn.execute(insert_new(self._engine, CustomerContactMessage, rows))
-            if projection.deadlines:
-                deadlines = [d.model_dump() for d in projection.deadlines]
-                await conn.execute(insert_new(self._engine, CustomerContactDeadline, deadlines))
-                if result.rowcount:  # not an older projection arriving late
-                    for d in projection.deadlines:
-                        if d.outcome is not None:
-                            await conn.execute(
-                                update(CustomerContactDeadline)
-                                .where(CustomerContactDeadline.id == d.id)  # type: ignore[arg-type]
-                                .values(outcome=d.outcome, answered_at=d.answered_at)
-                            )
+            newest = await write_newer(conn, CustomerContact, state.contact_id, state, **columns)
+            await insert_once(conn, CustomerContactMessage, messages)
+            await insert_once(conn, CustomerContactDeadline, deadlines)
+            if newest:  # not an older projection arriving late
+                for d in projection.deadlines:
+                    if d.outcome is not None:
+                        await conn.execute(
+                            update(CustomerContactDeadline)
+                            .where(CustomerContactDeadline.id == d.id)  # type: ignore[arg-type]
+                            .values(outcome=d.outcome, answered_at=d.answered_at)
+                        )
         if self._webhooks is not None:
             customer = [m for m in projection.new_messages if m.author_kind == "customer"]
             await self._webhooks.contact_message_received(state, customer)
@@ -119,25 +84,16 @@ class CustomerContactActivities:
         if mail.kind == "merchant_message":
             context["link"] = await self._issue_link(mail.contact_id)
         else:
-            context["contact_url"] = f"{self._base}/v1/customer-contacts/{mail.contact_id}"
-        text, html = render_email(f"contact_{mail.kind}", **context)
-        message_id = await self._mailer.send(mail.to, subject_for(mail), text, html)
-        log.info("contact %s: %s e-mail sent as %s", mail.contact_id, mail.kind, message_id)
+            context["contact_url"] = f"{self._api}/v1/customer-contacts/{mail.contact_id}"
+        await self._mail(mail.contact_id, mail.kind, mail.to, subject_for(mail), context)
 
     async def _issue_link(self, contact_id: str) -> str:
         token = secrets.token_urlsafe(32)
+        link = {"token_hash": hash_token(token), "contact_id": contact_id, "created_at": _now()}
         async with self._engine.begin() as conn:
-            await conn.execute(
-                insert_new(
-                    self._engine,
-                    CustomerContactLink,
-                    [
-                        {
-                            "token_hash": hash_token(token),
-                            "contact_id": contact_id,
-                            "created_at": datetime.now(UTC),
-                        }
-                    ],
-                )
-            )
-        return f"{self._base}/c/{token}"
+            await insert_once(conn, CustomerContactLink, [link])
+        return f"{self._api}/c/{token}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

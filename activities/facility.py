@@ -1,13 +1,13 @@
-"""Print submission: the one call that sends an order's files to its facility.
+"""Calls to a print facility: submitting an order's print job, and ending a hold.
 
-The facility deduplicates on ``Idempotency-Key`` (the order id), so retrying after a crash or a
-lost response can never create a second job. 5xx and network errors retry for as long as it
-takes; any other 4xx is the facility refusing the job, which no retry will change.
+The facility's API is ``integrations.facility``; these activities choose the facility and say
+what its answers mean for Temporal. A facility that cannot take the call now (5xx, 408, 429, no
+answer) fails the attempt with a plain error, which Temporal retries with back-off for as long
+as it takes; a facility refusing the call (any other 4xx) raises the non-retryable
+``FacilityRejected`` (``contracts.errors``), which no retry changes: the order goes on hold.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import httpx
 from temporalio import activity
@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from contracts.errors import FACILITY_REJECTED
 from contracts.orders import FacilityOutcome, PrintJobRequest, PrintJobResult
 from domain.facilities import Facilities
+from integrations.facility import FacilityClient, FacilityError, FacilityRejected
 
 
 class FacilityActivities:
@@ -25,60 +26,45 @@ class FacilityActivities:
 
     @activity.defn
     async def submit_print_job(self, job: PrintJobRequest) -> PrintJobResult:
-        facility = self._facilities.get(job.facility_id)
-        activity.logger.info("submitting the print job to facility %s", facility.id)
-        response = await self._http.post(
-            f"{facility.api_url.rstrip('/')}/print-jobs",
-            json=job.model_dump(mode="json"),
-            headers={
-                "Authorization": f"Bearer {facility.api_token.get_secret_value()}",
-                "Idempotency-Key": job.order_id,
-            },
-        )
-        _raise_unless_ok(facility.id, "the print job", response)
-        activity.logger.info(
-            "facility %s accepted the print job (HTTP %d)", facility.id, response.status_code
-        )
-        return PrintJobResult(job_id=str(response.json()["job_id"]))
+        client = self._client(job.facility_id)
+        activity.logger.info("submitting the print job to facility %s", job.facility_id)
+        try:
+            job_id = await client.submit(job)
+        except FacilityError as err:
+            raise _for_temporal(err) from None
+        activity.logger.info("facility %s accepted the print job", job.facility_id)
+        return PrintJobResult(job_id=job_id)
 
     @activity.defn
     async def notify_facility(self, outcome: FacilityOutcome) -> None:
         """Ends a hold at the facility. A resume first replaces the held job with the job as
         it is now (``PUT /print-jobs/{job_id}``), so what was fixed is what gets printed."""
-        facility = self._facilities.get(outcome.facility_id)
-        job_url = f"{facility.api_url.rstrip('/')}/print-jobs/{outcome.job_id}"
-        headers = {"Authorization": f"Bearer {facility.api_token.get_secret_value()}"}
-        if outcome.outcome == "resume" and outcome.job is not None:
-            response = await self._http.put(
-                job_url, json=outcome.job.model_dump(mode="json"), headers=headers
-            )
-            if response.status_code != 409:  # a canceled job: the resume below says so
-                _raise_unless_ok(facility.id, "update of the held job", response)
-        response = await self._http.post(f"{job_url}/{outcome.outcome}", headers=headers)
-        if response.status_code == 409 and outcome.outcome == "resume":
-            # The facility already canceled the job: nothing left to resume.
-            activity.logger.warning(
-                "facility %s: job %s cannot resume", facility.id, outcome.job_id
-            )
-            return
-        _raise_unless_ok(facility.id, outcome.outcome, response)
+        client = self._client(outcome.facility_id)
+        try:
+            if outcome.outcome == "cancel":
+                await client.cancel(outcome.job_id)
+                return
+            # A job the facility canceled cannot be replaced; the resume below says so.
+            if outcome.job is not None:
+                await client.replace(outcome.job_id, outcome.job)
+            if not await client.resume(outcome.job_id):
+                activity.logger.warning(
+                    "facility %s: job %s cannot resume", outcome.facility_id, outcome.job_id
+                )
+        except FacilityError as err:
+            raise _for_temporal(err) from None
+
+    def _client(self, facility_id: str) -> FacilityClient:
+        return FacilityClient(self._facilities.get(facility_id), self._http)
 
 
-def _raise_unless_ok(facility_id: str, what: str, response: httpx.Response) -> None:
-    """5xx, 408 and 429 raise a plain error, which Temporal retries with back-off; any other
-    4xx is the facility refusing, which no retry changes (non-retryable ``FacilityRejected``)."""
-    code = response.status_code
-    if code >= 500 or code in (408, 429):
-        raise RuntimeError(f"facility {facility_id} answered {code} to {what}")
-    if code >= 400:
-        raise ApplicationError(
-            f"facility {facility_id} refused {what} ({code}): {_short(response)}",
-            {"status_code": code, "body": _short(response)},
+def _for_temporal(err: FacilityError) -> Exception:
+    """A refusal: non-retryable ``FacilityRejected``; anything else: a plain error, retried."""
+    if isinstance(err, FacilityRejected):
+        return ApplicationError(
+            str(err),
+            {"status_code": err.status_code, "body": err.body},
             type=FACILITY_REJECTED,
             non_retryable=True,
         )
-
-
-def _short(response: httpx.Response) -> Any:
-    text = response.text
-    return text if len(text) <= 500 else text[:500] + "…"
+    return RuntimeError(str(err))

@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio import activity
 
-from activities.mail import Mailer, render_email
+from activities.mail import send_mail
 from activities.personalization import format_expiry
 from contracts.orders import HoldNotice
 from db.models import Order
 from domain.orders import HoldKind
+from integrations.mail import Mailer, render_email
 
 log = logging.getLogger("printflow.holds")
 
@@ -125,8 +126,9 @@ class HoldActivities:
         items, support_id = await self._order(notice.order_id)
         if notice.support_id is None:  # an order started before Support IDs: its row has one
             notice = notice.model_copy(update={"support_id": support_id})
-        text, html = self.render(notice, items)
-        message_id = await self._mailer.send(notice.support_email, subject_for(notice), text, html)
+        message_id = await send_mail(
+            self._mailer, notice.support_email, subject_for(notice), self.render(notice, items)
+        )
         log.info(
             "hold e-mail (%s) for order %s sent as %s", notice.notice, notice.order_id, message_id
         )

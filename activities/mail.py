@@ -1,114 +1,27 @@
-"""E-mail: templates rendered to a plain-text and an HTML part, sent over real SMTP.
-
-Every e-mail printflow sends goes to a merchant (never to an end customer) and goes through
-``Mailer.send``; its content comes from ``render_email(name, ...)``, which reads
-``activities/templates/{name}.txt.j2`` and ``{name}.html.j2``. HTML templates are autoescaped;
-plain-text ones are not (there is nothing to escape in text, and escaping would show ``&amp;``).
+"""E-mail from activities: ``integrations.mail`` renders and sends, and a message the mail
+server refuses for good becomes the non-retryable ``MailRejected`` error the workflows react to
+(``contracts.errors``); a relay that is down raises as it is, so Temporal retries the activity.
 """
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import aiosmtplib
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from temporalio.exceptions import ApplicationError
 
 from contracts.errors import MAIL_REJECTED
-from runtime.settings import Settings
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-# Long enough for a slow relay, short enough that a dead one fails the activity attempt (and
-# Temporal retries it) well before the activity's own timeout.
-SMTP_TIMEOUT_SECONDS = 30.0
+from integrations.mail import Mailer, MailRejected, render_email
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
-        undefined=StrictUndefined,  # a missing variable is a bug, not an empty line in an e-mail
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,  # templates ship with the code; no stat() per e-mail
-    )
+async def send_mail(mailer: Mailer, to: str, subject: str, body: tuple[str, str]) -> str:
+    """Sends the (text, html) ``body`` to ``to``; returns the e-mail's Message-ID."""
+    text, html = body
+    try:
+        return await mailer.send(to, subject, text, html)
+    except MailRejected as err:
+        raise ApplicationError(str(err), type=MAIL_REJECTED, non_retryable=True) from None
 
 
-def render_email(name: str, **context: Any) -> tuple[str, str]:
-    """The (text, html) bodies of e-mail ``name``, rendered with ``context``."""
-    env = _environment()
-    text = env.get_template(f"{name}.txt.j2").render(**context)
-    html = env.get_template(f"{name}.html.j2").render(**context)
-    return text, html
-
-
-class Mailer:
-    """Sends multipart/alternative e-mails through the SMTP server in the settings."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._host = settings.smtp_host
-        self._port = settings.smtp_port
-        self._username = settings.smtp_username
-        # Kept as SecretStr until the moment of login, so no repr or log line can show it.
-        self._password = settings.smtp_password
-        self._starttls = settings.smtp_starttls
-        self._from = settings.mail_from
-        _, _, domain = self._from.rpartition("@")
-        # make_msgid() without a domain asks DNS for our FQDN, which blocks the event loop.
-        self._msgid_domain = domain.strip("> ") or "printflow.invalid"
-
-    async def send(self, to: str, subject: str, text: str, html: str) -> str:
-        """Sends one e-mail and returns its Message-ID.
-
-        A relay that is down or slow raises as it is (the activity is retried); a message the
-        server refuses for good (a 5xx answer) or one that cannot be built raises a
-        non-retryable ``MailRejected``: no retry would change it, a person has to.
-        """
-        try:
-            message = self._message(to, subject, text, html)
-        except ValueError as err:  # e.g. a line break in a header
-            raise _rejected(f"the e-mail to {to} cannot be built: {err}") from None
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=self._host,
-                port=self._port,
-                username=self._username,
-                password=self._password.get_secret_value() if self._password else None,
-                start_tls=self._starttls,
-                timeout=SMTP_TIMEOUT_SECONDS,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as err:
-            codes = sorted({r.code for r in err.recipients})
-            if all(code >= 500 for code in codes):
-                raise _rejected(f"the mail server refused {to} ({codes})") from None
-            raise
-        except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPSenderRefused) as err:
-            if err.code >= 500:
-                raise _rejected(f"the mail server refused the message ({err.code})") from None
-            raise
-        return str(message["Message-ID"])
-
-    def _message(self, to: str, subject: str, text: str, html: str) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self._from
-        message["To"] = to
-        message["Subject"] = subject
-        message["Date"] = formatdate(localtime=False, usegmt=True)
-        message_id = make_msgid(domain=self._msgid_domain)
-        message["Message-ID"] = message_id
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
-        return message
-
-
-def _rejected(reason: str) -> ApplicationError:
-    return ApplicationError(reason, type=MAIL_REJECTED, non_retryable=True)
+async def send_template(mailer: Mailer, to: str, subject: str, name: str, **context: Any) -> str:
+    """Renders e-mail ``name`` with ``context`` and sends it (``send_mail``)."""
+    return await send_mail(mailer, to, subject, render_email(name, **context))

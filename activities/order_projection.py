@@ -1,21 +1,24 @@
-"""The read model: every change of an order's workflow state lands here through one activity.
+"""The orders' read model: every change of an order's workflow state lands in ``orders`` and
+``order_events`` through ``project_order``. The order workflow runs it as a local activity for
+a change of its own, and as a regular activity, awaited, before it answers an Update, so what
+an Update answered the API already shows.
 
-Runs as a local activity (cheap, no extra history events beyond a marker). Writes are
-idempotent and ordered by the state's ``version``, so a retried or late projection can never
-overwrite a newer one.
+Writes are idempotent and ordered by the state's ``version`` (``activities.read_model``), so a
+retried or late projection can never overwrite a newer one. The merchant's webhooks are stored
+and queued after the transaction, so a receiver only hears of a change the read model shows.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 from temporalio import activity
 
+from activities.read_model import insert_once, write_newer
 from contracts.orders import Projection
-from db.engine import insert_new
 from db.models import Order, OrderEvent
 
 if TYPE_CHECKING:
@@ -25,8 +28,6 @@ if TYPE_CHECKING:
 class ProjectionActivities:
     def __init__(self, engine: AsyncEngine, webhooks: WebhookEmitter | None = None) -> None:
         self._engine = engine
-        # Merchants' webhooks for what changed; after the transaction, so a receiver only ever
-        # hears of a change the read model already shows.
         self._webhooks = webhooks
 
     @activity.defn
@@ -40,29 +41,25 @@ class ProjectionActivities:
                     select(col(Order.support_id)).where(col(Order.id) == state.order_id)
                 )
                 state = state.model_copy(update={"support_id": found})
-            await conn.execute(
-                update(Order)
-                .where(Order.id == state.order_id, Order.version < state.version)  # type: ignore[arg-type]
-                .values(
-                    status=state.status.value,
-                    facility_id=state.facility.id,
-                    cutoff_at=state.cutoff_at,
-                    state=state.model_dump(mode="json"),
-                    version=state.version,
-                    updated_at=state.updated_at,
-                )
+            await write_newer(
+                conn,
+                Order,
+                state.order_id,
+                state,
+                status=state.status.value,
+                facility_id=state.facility.id,
+                cutoff_at=state.cutoff_at,
             )
-            if projection.new_events:
-                rows = [
-                    {
-                        "order_id": state.order_id,
-                        "seq": e.seq,
-                        "at": e.at,
-                        "type": e.type,
-                        "detail": e.detail,
-                    }
-                    for e in projection.new_events
-                ]
-                await conn.execute(insert_new(self._engine, OrderEvent, rows))
+            events = [
+                {
+                    "order_id": state.order_id,
+                    "seq": e.seq,
+                    "at": e.at,
+                    "type": e.type,
+                    "detail": e.detail,
+                }
+                for e in projection.new_events
+            ]
+            await insert_once(conn, OrderEvent, events)
         if self._webhooks is not None and projection.new_events:
             await self._webhooks.order_changed(state, projection.new_events)

@@ -26,11 +26,12 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
-from activities.mail import Mailer, render_email
+from activities.mail import send_template
 from contracts.orders import IssueLink, LinkIssued
 from db.models import Order, PersonalizationLink
 from domain.orders import ItemState
 from domain.personalization import describe_field, hash_token
+from integrations.mail import Mailer
 
 log = logging.getLogger("printflow.personalization")
 
@@ -86,7 +87,10 @@ class PersonalizationActivities:
             return issued
 
         url = link_url(self._public_base_url, token)
-        text, html = render_email(
+        message_id = await send_template(
+            self._mailer,
+            req.support_email,
+            link_subject(req.order_reference_id),
             "personalization_link",
             reference=req.order_reference_id,
             order_id=req.order_id,
@@ -95,9 +99,6 @@ class PersonalizationActivities:
             expires=format_expiry(link.expires_at),
             seq=req.seq,
             items=[_item_context(item) for item in req.items],
-        )
-        message_id = await self._mailer.send(
-            req.support_email, link_subject(req.order_reference_id), text, html
         )
         # The id, never the URL: logs must not carry the token.
         _log(

@@ -3,7 +3,7 @@
 A merchant's ``webhook_url`` is checked when it is set (``url_problem``, then the addresses its
 name resolves to) and again at every delivery, after DNS: every address the name resolves to
 must be public, and the request then goes to the address that was checked (see
-``activities/webhooks/delivery.py``). ``WEBHOOK_ALLOW_PRIVATE`` lifts both rules for
+``integrations/webhooks.py``). ``WEBHOOK_ALLOW_PRIVATE`` lifts both rules for
 development and tests (receivers on 127.0.0.1 over http).
 
 This module is pure: callers resolve names and hand the addresses in.

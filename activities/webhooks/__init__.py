@@ -1,6 +1,6 @@
-"""Webhooks to merchants, in three parts:
+"""Webhooks to merchants, in two parts (the signature scheme and the POST itself are
+``integrations.webhooks``):
 
-- ``signing``: the signature scheme receivers verify (the documented contract);
 - ``emitter``: which order changes become events, stored with deterministic ids and queued on
   the order's delivery workflow;
 - ``delivery``: the activities that make one signed POST, record it, and record giving up.

@@ -22,7 +22,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.cases import SupportCaseActivities
-from activities.mail import Mailer
 from contracts.cases import CaseInput
 from db.engine import session_factory
 from db.models import Merchant, SupportCase, SupportCaseMessage
@@ -36,6 +35,7 @@ from domain.cases import (
     target_key,
 )
 from domain.support import Plan, load_support
+from integrations.mail import Mailer
 from runtime.settings import Settings
 from worker import WORKFLOW_RUNNER
 from workflows.cases import SupportCaseWorkflow, case_search_attributes

@@ -24,7 +24,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.contacts import CustomerContactActivities
-from activities.mail import Mailer
 from contracts.contacts import ContactInput
 from db.engine import session_factory
 from db.models import (
@@ -38,6 +37,7 @@ from devstack.mailsink import MailSink
 from domain.contacts import ContactState, contact_rules, new_contact_state
 from domain.support import load_support
 from domain.support_ids import generate_support_id
+from integrations.mail import Mailer
 from runtime.settings import Settings
 from tests.helpers.mail import text_of
 from worker import WORKFLOW_RUNNER

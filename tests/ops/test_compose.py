@@ -310,7 +310,7 @@ def test_the_dockerfile_copies_files_that_exist_and_runs_the_api() -> None:
             assert (REPO_ROOT / source).exists(), f"COPY {source}: not in the repository"
     copied = {s.rstrip("/") for sources in copies for s in sources}
     # Everything the processes import at start is in the image.
-    for needed in ("worker.py", "runtime", "contracts", "api", "db", "migrations"):
+    for needed in ("worker.py", "runtime", "contracts", "integrations", "api", "db", "migrations"):
         assert needed in copied, f"the image lacks {needed}"
     [cmd] = [json.loads(line.removeprefix("CMD ")) for line in lines if line.startswith("CMD ")]
     assert cmd[:2] == ["uvicorn", "api.main:app"]

@@ -15,12 +15,12 @@ from temporalio.testing import WorkflowEnvironment
 
 import api.services.orders as order_service
 from activities.holds import HoldActivities
-from activities.mail import Mailer, render_email
 from contracts.orders import HoldNotice
 from db.models import Order
 from domain.orders import HoldKind, new_state
 from domain.support_ids import generate_support_id, is_support_id
 from domain.views import order_public
+from integrations.mail import Mailer, render_email
 from runtime.settings import Settings
 from tests.helpers.api import Api, order_json, running_api
 from tests.helpers.workflows import order_input

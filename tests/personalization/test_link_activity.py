@@ -13,7 +13,6 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.testing import ActivityEnvironment
 
-from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities, link_subject
 from contracts.orders import IssueLink
 from db.models import Merchant, Order, PersonalizationLink
@@ -21,6 +20,7 @@ from devstack.mailsink import MailSink, free_port
 from domain.orders import OrderCreate, OrderInput, new_state
 from domain.personalization import hash_token, pending_items
 from domain.support_ids import generate_support_id
+from integrations.mail import Mailer
 from runtime.settings import Settings
 from tests.helpers.workflows import OSLO
 from tests.personalization.conftest import LINK, html_part, link_in, personalized_order, text_part

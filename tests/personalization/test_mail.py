@@ -1,4 +1,5 @@
-"""Mailer and templates against a real SMTP server (aiosmtpd, through MailSink)."""
+"""Mailer and templates against a real SMTP server (aiosmtpd, through MailSink), and what a
+refusal becomes for the activities that send (``activities.mail``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import Mailer, render_email
+from activities.mail import send_mail
 from contracts.errors import MAIL_REJECTED
 from devstack.mailsink import MailSink, free_port
+from integrations.mail import Mailer, MailRejected, render_email
 from runtime.settings import Settings
 from tests.personalization.conftest import html_part, text_part
 
@@ -122,22 +124,29 @@ async def test_a_refused_recipient_is_final_only_when_the_server_says_so(
     server = Controller(_RefusingHandler(answer), hostname="127.0.0.1", port=port)
     server.start()
     try:
-        with pytest.raises(Exception) as raised:
-            await Mailer(_settings(port)).send("gone@shop.test", "Order 1", "text", "<p>html</p>")
+        mailer = Mailer(_settings(port))
+        with pytest.raises(Exception) as sent:
+            await mailer.send("gone@shop.test", "Order 1", "text", "<p>html</p>")
+        with pytest.raises(Exception) as sent_by_activity:
+            await send_mail(mailer, "gone@shop.test", "Order 1", ("text", "<p>html</p>"))
     finally:
         server.stop()
-    error = raised.value
+    error, activity_error = sent.value, sent_by_activity.value
     if final:  # no retry changes it: the order goes on hold for a person
-        assert isinstance(error, ApplicationError) and error.non_retryable
-        assert error.type == MAIL_REJECTED and "550" in str(error)
+        assert isinstance(error, MailRejected) and "550" in str(error)
+        assert isinstance(activity_error, ApplicationError) and activity_error.non_retryable
+        assert activity_error.type == MAIL_REJECTED and activity_error.message == str(error)
     else:  # a plain error: Temporal retries it
-        assert not isinstance(error, ApplicationError)
+        assert not isinstance(error, MailRejected)
+        assert not isinstance(activity_error, ApplicationError)
+        assert type(activity_error) is type(error)
 
 
 async def test_a_header_that_cannot_be_built_is_refused_for_good(mail: MailSink) -> None:
+    mailer = Mailer(_settings(mail.port))
+    with pytest.raises(MailRejected):
+        await mailer.send("a@shop.test", "Order X\nBcc: b@evil.test", "t", "h")
     with pytest.raises(ApplicationError) as raised:
-        await Mailer(_settings(mail.port)).send(
-            "a@shop.test", "Order X\nBcc: b@evil.test", "t", "h"
-        )
+        await send_mail(mailer, "a@shop.test", "Order X\nBcc: b@evil.test", ("t", "h"))
     assert raised.value.non_retryable and raised.value.type == MAIL_REJECTED
     assert mail.messages == []

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from activities.mail import Mailer
 from activities.personalization import PersonalizationActivities
 from contracts.orders import IssueLink
 from db.engine import create_engine
 from domain.orders import OrderState
 from domain.personalization import pending_items
+from integrations.mail import Mailer
 from tests.personalization.conftest import (
     LINK,
     Page,

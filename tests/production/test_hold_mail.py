@@ -9,9 +9,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.holds import PROBLEMS, HoldActivities
-from activities.mail import Mailer
 from contracts.orders import HoldNotice
 from domain.orders import HoldKind
+from integrations.mail import Mailer
 from runtime.settings import Settings
 from tests.helpers.api import Api
 from tests.helpers.production import full_api_running

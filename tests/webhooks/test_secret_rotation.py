@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
-from activities.webhooks.signing import verify_signature
 from db.engine import create_engine
 from db.models import Merchant
+from integrations.webhooks import verify_signature
 from tests.helpers.api import ADMIN_TOKEN
 from tests.helpers.production import FullApi
 from tests.helpers.webhook_receiver import Received

@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from activities.webhooks.signing import body_bytes, sign, verify_signature
+from integrations.webhooks import body_bytes, sign, verify_signature
 
 SECRET = "whsec_abc"
 BODY = body_bytes({"id": "evt_1", "type": "order.status_updated", "data": {"order": {}}})
