@@ -56,6 +56,7 @@ from starlette.routing import Match
 from api.errors import Forbidden, Unauthorized
 from db.models import Order
 from domain.orders import CLOSED, Status
+from runtime.logs import mask_token_path
 
 OPEN_STATUSES = tuple(s.value for s in Status if s not in CLOSED)
 SCRAPE_QUERY_TIMEOUT = 5.0
@@ -211,8 +212,8 @@ class MetricsMiddleware:
                 self.metrics.refusals.labels(reason=refusal).inc()
             if replayed:
                 self.metrics.replays.labels(method=method, route=route).inc()
-            # Unmatched requests show their raw path (the redacting filter still applies).
-            shown = route if route != "unmatched" else str(scope.get("path", ""))
+            # Unmatched requests show their path, any token in it masked.
+            shown = route if route != "unmatched" else mask_token_path(str(scope.get("path", "")))
             # Set by api.request_ids, which wraps the whole app.
             request_id = state.get("request_id")
             note = f" {refusal}" if refusal else (" replayed" if replayed else "")
