@@ -10,14 +10,14 @@ What a case waits for, and until when (``_next_wake``):
 - once resolved: the close after 7 days, unless the merchant writes again;
 - otherwise (answered, nothing due): the next message.
 
-Deadlines come from ``domain.cases.start_clock`` with the calendar carried in the input (its
+Deadlines come from ``domain.sla.start_clock`` with the calendar carried in the input (its
 public holidays written out as dates, so no lookup runs in the sandbox): the first response from
 the case's creation (the moment the API answered 201, even if Temporal started the workflow
 later), the next response from the merchant message that started the clock (``workflow.now()``).
 
 Agents and merchants change a case through Updates, so the API answers with the case as it now
 is; a validator refuses what the case's status does not allow, costing no history. Every change
-goes through ``_commit`` (``workflows.conversation``): search attributes, then the read model
+goes through ``_commit`` (``workflows.common.Projector``): search attributes, then the read model
 (``support_cases`` and the new messages) and the ``support_case.updated`` webhook through one
 projection activity, a regular one for a batch holding an Update's change. E-mails go out after
 the change is projected.

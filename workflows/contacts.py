@@ -16,7 +16,7 @@ sandbox, and a running contact keeps the rules it started with.
 Messages arrive as Updates (``merchant_reply`` from the API, ``customer_message`` from the
 ``/c/{token}`` page) so the caller answers with the contact as it now is; a validator refuses
 them once the contact is closed, costing no history. Every change goes through ``_commit``
-(``workflows.conversation``): search attributes, then the read model and the
+(``workflows.common.Projector``): search attributes, then the read model and the
 ``customer_contact.message_received`` webhook through one projection activity, a regular one for
 a batch holding an Update's change. E-mails go out after their change is projected.
 """
