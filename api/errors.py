@@ -30,6 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from runtime.logs import mask_token_path
+
 log = logging.getLogger("printflow.api")
 
 
@@ -160,7 +162,7 @@ def install(app: FastAPI) -> None:
         log.warning(
             "%s %s: dependency unavailable (%s: %s)",
             request.method,
-            request.url.path,
+            mask_token_path(request.url.path),
             type(exc).__name__,
             str(exc)[:200],
         )
@@ -183,7 +185,7 @@ def install(app: FastAPI) -> None:
         log.exception(
             "unhandled error on %s %s",
             request.method,
-            request.url.path,
+            mask_token_path(request.url.path),
             extra={"request_id": getattr(request.state, "request_id", None)},
         )
         return envelope(500, "internal_error", "something went wrong on our side; retry later")

@@ -13,8 +13,10 @@ Secrets are not logged in the first place (workflow inputs carry no facility tok
 stored hashed, the access log shows route templates such as ``/p/{token}``). As a safety net,
 ``RedactingFilter`` masks anything that looks like one of ours in every line before it is
 written: merchant API keys (``pf_…``), agent tokens (``pfagt_…``), webhook secrets
-(``whsec_…``), personalization tokens in ``/p/…`` URLs, bearer tokens, passwords in URLs, and the
-configured secrets themselves (admin token, SMTP password, facility API tokens).
+(``whsec_…``), the token in every token-bearing path (``TOKEN_PATH_PREFIXES``: ``/p/…``,
+``/v1/personalization/…``, ``/c/…``), bearer tokens, passwords in URLs, and the configured
+secrets themselves (admin token, SMTP password, facility API tokens). Code that logs a request's
+path masks it itself too (``mask_token_path``), so no handler depends on the filter alone.
 """
 
 from __future__ import annotations
@@ -33,12 +35,29 @@ from runtime.settings import Settings
 REDACTED = "[redacted]"
 
 _TOKEN = r"[A-Za-z0-9_\-]{16,}"
+
+# Every path whose first segment after the prefix is a token that alone grants access (a link
+# in an e-mail): the personalization page, its JSON, the customer's conversation page. A new
+# route of that kind adds its prefix here; tests/ops/test_logging.py checks the app's routes.
+TOKEN_PATH_PREFIXES = ("/p/", "/v1/personalization/", "/c/")
+# The segment whatever its length or spelling (a 404 for a mistyped token shows it too), but
+# not a route template's ``{token}``.
+_TOKEN_PATH = re.compile(
+    "(" + "|".join(re.escape(p) for p in TOKEN_PATH_PREFIXES) + r")(?!\{)[^/\s\"'?#<>]+"
+)
+
+
+def mask_token_path(path: str) -> str:
+    """``path`` (or any text holding paths) with the token of every token-bearing path masked:
+    ``/c/abc…/`` becomes ``/c/[redacted]/``."""
+    return _TOKEN_PATH.sub(rf"\1{REDACTED}", path)
+
+
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\bpf_{_TOKEN}"), f"pf_{REDACTED}"),
     (re.compile(rf"\bpfagt_{_TOKEN}"), f"pfagt_{REDACTED}"),
     (re.compile(rf"\bwhsec_{_TOKEN}"), f"whsec_{REDACTED}"),
-    # Personalization links, the customer page and its API: the token is the path segment.
-    (re.compile(rf"(/p/|/v1/personalization/){_TOKEN}"), rf"\1{REDACTED}"),
+    (_TOKEN_PATH, rf"\1{REDACTED}"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), rf"\1{REDACTED}"),
     (
         re.compile(

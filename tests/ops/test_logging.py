@@ -21,21 +21,27 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from devstack.mailsink import free_port
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from runtime.logs import (
     REDACTED,
+    TOKEN_PATH_PREFIXES,
     JsonFormatter,
     RedactingFilter,
     build_handler,
+    mask_token_path,
     redact,
     register_secret,
 )
+from runtime.settings import Settings
 from tests.helpers.api import Api, order_json
 from tests.helpers.polling import apoll, poll
-from tests.ops.conftest import facility, log_lines
+from tests.ops.conftest import TcpProxy, facility, log_lines
 
 KEY = "pf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"
 WEBHOOK_SECRET = "whsec_" + "z" * 40
@@ -134,6 +140,86 @@ def test_text_lines_are_redacted_too(capsys: pytest.CaptureFixture[str]) -> None
     err = capsys.readouterr().err
     assert f"webhook signed with whsec_{REDACTED}" in err
     assert WEBHOOK_SECRET not in err
+
+
+def _route_templates(routes: list[Any], prefix: str = "") -> list[str]:
+    """Every route's path template, through included routers (FastAPI keeps those apart)."""
+    templates = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            templates += _route_templates(included.routes, prefix + route.include_context.prefix)
+        elif isinstance(getattr(route, "path", None), str):
+            templates.append(prefix + route.path)
+    return templates
+
+
+def test_every_route_with_a_token_in_its_path_is_masked_by_the_one_rule() -> None:
+    """A route whose path carries a ``{token}`` is listed in ``TOKEN_PATH_PREFIXES``, so every
+    log line masks it, today's routes and any added later."""
+    templates = _route_templates(create_app(Settings()).routes)
+    bearing = [t for t in templates if "{token}" in t]
+    assert bearing, templates
+    for template in bearing:
+        assert template.startswith(TOKEN_PATH_PREFIXES), template
+        assert template.index("{token}") == len(template.split("{token}")[0])
+        shown = template.replace("{token}", TOKEN)
+        assert TOKEN not in redact(f"GET {shown} 200"), template
+        assert TOKEN not in mask_token_path(shown), template
+    for prefix in TOKEN_PATH_PREFIXES:
+        short = f"GET {prefix}abc/ 404"  # a mistyped token, a trailing slash: masked all the same
+        assert redact(short) == f"GET {prefix}{REDACTED}/ 404"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_no_token_of_a_customer_page_reaches_a_log_line(
+    dev_env: WorkflowEnvironment,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The access log's lines for unmatched paths (a 404, a redirect for a trailing slash) and
+    the 503 handler's line when the database is away, for ``/c/``, ``/p/`` and
+    ``/v1/personalization/``: what the loggers are given (caplog) and what the process writes
+    (its redacting handler on stderr) hold no token."""
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=through_proxy), temporal=dev_env.client)
+    handler = build_handler("text")
+    loggers = [logging.getLogger(n) for n in ("printflow.access", "printflow.api")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    caplog.set_level(logging.INFO)
+    tokens = {prefix: secrets.token_urlsafe(32) for prefix in TOKEN_PATH_PREFIXES}
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://api"
+            ) as http,
+        ):
+            for prefix, token in tokens.items():
+                await http.get(f"{prefix}{token}/")
+                await http.get(f"{prefix}{token}/no/such/page")
+            await proxy.cut()
+            down = []
+            for prefix, token in tokens.items():
+                down.append((await http.get(f"{prefix}{token}")).status_code)
+            assert 503 in down, down
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        await proxy.cut()
+    written = capsys.readouterr().err
+    # The API's own lines (the test's HTTP client logs its requests too).
+    given = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("printflow"))
+    assert "dependency unavailable" in given and " 404 " in given, given
+    assert f"/c/{REDACTED}" in given, given
+    for prefix, token in tokens.items():
+        assert token not in given, f"{prefix} token handed to a logger:\n{given}"
+        assert token not in written, f"{prefix} token written:\n{written}"
 
 
 # ------------------------------------------------------------------------------- in-process
