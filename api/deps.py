@@ -18,11 +18,9 @@ from temporalio.client import Client
 
 from api.errors import Forbidden, Unauthorized
 from api.perimeter import failed_authentication
+from api.relay import CaseStarter, ContactStarter, OrderStarter
 from api.services import merchants, personalization
-from api.services.case_starts import CaseStarter
-from api.services.contact_starts import ContactStarter
 from api.services.credentials import hash_credential
-from api.services.starts import OrderStarter
 from db.models import Agent, Merchant
 from domain.facilities import Facilities, Facility
 from domain.support import SupportConfig

@@ -18,6 +18,8 @@ from api.pages import console as console_pages
 from api.pages import contacts as contact_pages
 from api.pages import personalization as personalization_pages
 from api.perimeter import AuthFailures, BodyLimit, RateLimits, parse_count, parse_rate
+from api.pruning import prune_forever
+from api.relay import CaseStarter, ContactStarter, OrderStarter
 from api.request_ids import RequestIds
 from api.routes import (
     admin,
@@ -34,10 +36,6 @@ from api.routes import (
     team,
     webhooks,
 )
-from api.services import request_log as request_log_service
-from api.services.case_starts import CaseStarter
-from api.services.contact_starts import ContactStarter
-from api.services.starts import OrderStarter
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from domain.facilities import load_facilities
@@ -93,11 +91,11 @@ def create_app(
         app.state.starter = OrderStarter(app.state.sessions, app.state.temporal, cfg)
         app.state.case_starter = CaseStarter(app.state.sessions, app.state.temporal, cfg)
         app.state.contact_starter = ContactStarter(app.state.sessions, app.state.temporal, cfg)
+        starters = [app.state.starter, app.state.case_starter, app.state.contact_starter]
+        # The relay's sweeps, the failed-request log's pruning, the metrics' refresh.
         background = [
-            asyncio.create_task(app.state.starter.run()),
-            asyncio.create_task(app.state.case_starter.run()),
-            asyncio.create_task(app.state.contact_starter.run()),
-            asyncio.create_task(request_log_service.prune_forever(app.state.sessions)),
+            *(asyncio.create_task(starter.run()) for starter in starters),
+            asyncio.create_task(prune_forever(app.state.sessions)),
             asyncio.create_task(
                 app.state.metrics.refresh_forever(
                     engine, cfg.metrics_refresh_interval.total_seconds()
@@ -111,9 +109,8 @@ def create_app(
                 task.cancel()
             # Each gives its database connection back before the engine is disposed of.
             await asyncio.gather(*background, return_exceptions=True)
-            await app.state.starter.close()
-            await app.state.case_starter.close()
-            await app.state.contact_starter.close()
+            for starter in starters:
+                await starter.close()
             await engine.dispose()
 
     app = PrintflowApi(

@@ -145,7 +145,7 @@ class OrderStart(SQLModel, table=True):
     """The outbox of workflow starts: one row per order whose workflow may not be running yet.
 
     Written in the transaction that creates the order, deleted once Temporal has the workflow;
-    the relay (``api.services.starts``) starts what is left, so an order answered 201 always
+    the relay (``api.relay``) starts what is left, so an order answered 201 always
     gets its workflow, whatever crashed or was down in between.
     """
 

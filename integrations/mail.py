@@ -24,8 +24,8 @@ from runtime.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# Long enough for a slow relay, short enough that a dead one fails the activity attempt (and
-# Temporal retries it) well before the activity's own timeout.
+# Long enough for a slow relay, short enough that a dead one fails the send well before the
+# caller's own time-out (an activity's start-to-close), so the caller can try again.
 SMTP_TIMEOUT_SECONDS = 30.0
 
 

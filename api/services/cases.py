@@ -4,7 +4,7 @@ model, and every change as an Update of the case's workflow.
 Create checks what the merchant may ask for (``not_in_plan``), that a parcel complaint is about
 one of the merchant's shipped orders, and keeps of ``request_ids`` only the merchant's own
 failed requests (others are dropped: see README, "Support cases"). The case, its first message
-and the start of its workflow commit in one transaction; the relay (``case_starts``) starts it.
+and the start of its workflow commit in one transaction; the relay (``api.relay``) starts it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, Forbidden, NotFound
 from api.pagination import _decode, _encode, newest_first
+from api.relay import CaseStarter, start_operation
 from api.schemas import CaseMessagePublic, CasePage, CasePublic, RequestLogEntry
-from api.services.case_starts import CaseStarter, start_operation
 from api.services.request_log import requests_for
 from api.services.updates import run_update
 from contracts.cases import (

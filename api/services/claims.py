@@ -18,9 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import ApiError, Conflict, NotFound
 from api.pagination import newest_first
+from api.relay import OrderStarter
 from api.schemas import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
 from api.services import orders
-from api.services.starts import OrderStarter
 from db.models import Claim, Merchant, Order
 from domain.facilities import Facilities
 from domain.orders import Action, OrderCreate, OrderState, PersonalizationStatus, refusal

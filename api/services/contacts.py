@@ -5,7 +5,7 @@ read model, messages as Updates of the contact's workflow, the customer's side b
 Create applies the contact policy (``domain.contact_policy.check_contact``) to the order the Support
 ID names (another merchant's order, or none, is a 404); its refusals keep their code, status
 and details. The contact, its first message and the start of its workflow commit in one
-transaction; the relay (``contact_starts``) starts the workflow, which e-mails the customer.
+transaction; the relay (``api.relay``) starts the workflow, which e-mails the customer.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, Gone, NotFound
 from api.pagination import newest_first
+from api.relay import ContactStarter, start_operation
 from api.schemas import (
     ContactMessagePublic,
     ContactPage,
@@ -29,7 +30,6 @@ from api.schemas import (
     ReplyStandards,
     SupportStandards,
 )
-from api.services.contact_starts import ContactStarter, start_operation
 from api.services.updates import run_update
 from contracts.contacts import (
     ContactInput,

@@ -21,8 +21,8 @@ from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, NotFound, Unavailable
 from api.pagination import newest_first
+from api.relay import OrderStarter, start_operation
 from api.schemas import OrderPublic
-from api.services.starts import OrderStarter, start_operation
 from api.services.updates import OrderUpdate, run_update
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
 from domain.facilities import Facilities, FacilitiesError, Facility
@@ -75,7 +75,7 @@ async def create_order(
     same order.
 
     The order's row (with its first projection) and its start request commit in one
-    transaction, and the answer does not wait for Temporal: the relay (``starts``) starts the
+    transaction, and the answer does not wait for Temporal: the relay (``api.relay``) starts the
     workflow right after, and keeps trying while Temporal is down. The database's unique
     (merchant, order_reference_id) decides which of several concurrent identical requests wins.
     """

@@ -1,28 +1,21 @@
 """What support sees of a merchant's failed requests: the rows ``api.request_ids`` writes for
 every answer of 400 or above to a merchant (request id, method, route template, status, error
-code; never a body, a header or a query string), kept ``KEEP`` and pruned by the API process."""
+code; never a body, a header or a query string), kept ``KEEP`` and pruned by the API process
+(``api.pruning``)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Iterable
 
-from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import NotFound
+from api.pruning import KEEP
 from api.schemas import RequestLogEntry
 from db.models import RequestLog
 
-KEEP = timedelta(days=30)
-PRUNE_EVERY = timedelta(hours=1)
 MAX_IDS = 100
-
-log = logging.getLogger("printflow.api")
 
 
 def _entry(row: RequestLog) -> RequestLogEntry:
@@ -52,24 +45,3 @@ async def request_for(session: AsyncSession, merchant_id: str, request_id: str) 
     if not found:
         raise NotFound(f"no failed request {request_id} of yours in the last {KEEP.days} days")
     return found[-1]
-
-
-async def prune(session: AsyncSession, now: datetime | None = None) -> int:
-    """Deletes rows older than ``KEEP``; returns how many."""
-    cutoff = (now or datetime.now(UTC)) - KEEP
-    result: Any = await session.exec(delete(RequestLog).where(col(RequestLog.created_at) < cutoff))
-    await session.commit()
-    return int(result.rowcount or 0)
-
-
-async def prune_forever(sessions: Callable[[], AsyncSession]) -> None:
-    """The API process's pruning: now, then every ``PRUNE_EVERY``; a failure waits for the next."""
-    while True:
-        try:
-            async with sessions() as session:
-                pruned = await prune(session)
-            if pruned:
-                log.info("pruned %d failed-request log rows older than %d days", pruned, KEEP.days)
-        except Exception as err:  # noqa: BLE001 - pruning must never take the API down
-            log.warning("pruning the failed-request log failed: %s", type(err).__name__)
-        await asyncio.sleep(PRUNE_EVERY.total_seconds())

@@ -16,7 +16,7 @@ from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
 
-from api.services.case_starts import CaseStarter
+from api.relay import CaseStarter
 from db.models import SupportCase, SupportCaseStart
 from domain.business_time import add
 from domain.cases import resolved_calendar

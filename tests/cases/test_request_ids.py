@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from api.services.request_log import prune, requests_for
+from api.pruning import prune
+from api.services.request_log import requests_for
 from db.models import RequestLog
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json
 

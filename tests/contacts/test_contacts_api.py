@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.services.contact_starts import ContactStarter
+from api.relay import ContactStarter
 from db.models import (
     CustomerContact,
     CustomerContactMessage,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 from temporalio.client import Client
 
-from api.services.starts import OrderStarter
+from api.relay import OrderStarter
 from db.models import OrderStart
 from domain.orders import Status
 from tests.conftest import suite_converter

@@ -1,18 +1,22 @@
-"""The relays from committed rows to running workflows: ``POST /v1/orders``,
+"""The relay from committed rows to running workflows: ``POST /v1/orders``,
 ``POST /v1/support/cases`` and ``POST /v1/customer-contacts`` never wait for Temporal, and
 everything they answered 201 gets its workflow.
 
 The row and its outbox row (``order_starts``, ``support_case_starts``,
-``customer_contact_starts``) commit in one transaction.
-Right after the answer, the API starts the workflow (``start_soon``); the outbox rows of started
-workflows are deleted in batches, one write transaction for many starts (SQLite has one writer).
-Whatever prevents the start (Temporal down, the API killed between commit and start) leaves the
-row, and the sweep (``run``, in every API process) starts it later, backing off while Temporal
-stays down. Starting twice is harmless: the workflow id is the row's id and the start uses
-USE_EXISTING.
+``customer_contact_starts``) commit in one transaction. Right after the answer, the API starts
+the workflow (``WorkflowStarter.start_soon``); the outbox rows of started workflows are deleted
+in batches, one write transaction for many starts (SQLite has one writer). Whatever prevents
+the start (Temporal down, the API killed between commit and start) leaves the row, and the
+sweep (``WorkflowStarter.run``, in every API process) starts it later, backing off while
+Temporal stays down. Starting twice is harmless: the workflow id is the row's id and the start
+uses USE_EXISTING.
 
 Until the start happened, a change (an order's cancel or address, a case's message) goes as
 update-with-start (``start_operation``), so it can be made the moment the row is answered 201.
+
+One ``Relay`` describes what is started for each kind of row (``ORDERS``, ``CASES``,
+``CONTACTS``); ``OrderStarter``, ``CaseStarter`` and ``ContactStarter`` run it, one of each per
+API process.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -32,9 +37,22 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from db.models import Order, OrderStart
+from contracts.cases import CaseInput
+from contracts.contacts import ContactInput
+from db.models import (
+    CustomerContact,
+    CustomerContactStart,
+    Order,
+    OrderStart,
+    SupportCase,
+    SupportCaseStart,
+)
+from domain.cases import CaseState
+from domain.contacts import ContactState
 from domain.orders import OrderInput, OrderState
 from runtime.settings import Settings
+from workflows.cases import SupportCaseWorkflow, case_search_attributes
+from workflows.contacts import CustomerContactWorkflow, contact_search_attributes
 from workflows.orders import OrderWorkflow, search_attributes_for
 
 log = logging.getLogger("printflow.api.starts")
@@ -53,68 +71,89 @@ def _backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2**attempts), MAX_BACKOFF)
 
 
-Options = tuple[Any, dict[str, Any]]
-
-
 @dataclass(frozen=True)
 class Relay:
-    """What one relay starts: the outbox table and its key, the row it starts a workflow for,
-    and the workflow's input and start options built from the two."""
+    """What one relay starts: the row's table, its outbox table and the outbox's key (the row's
+    id), and the workflow: its run method, its input (``workflow_input`` of the row) and the
+    search attributes it starts with (from ``state`` of the row)."""
 
     what: str  # "order", "case", "contact": for the logs
-    outbox: Any  # the outbox table: its key, due_at, attempts, last_error
-    key: Any  # the outbox's primary key column, the started row's id
-    row: Any  # the table of what is started
-    run: Callable[..., Any]  # the workflow's run method
-    options: Callable[[Settings, Any, Any], Options]  # (settings, row, outbox row)
+    row: Any
+    outbox: Any  # its key, due_at, attempts, last_error, static_summary (, static_details)
+    key: Any
+    run: Callable[..., Any]
+    input: type[BaseModel]
+    state: type[BaseModel]
+    search_attributes: Callable[[Any], Any]
+    details: bool = False  # the outbox keeps the workflow's static details too
+
+    def start(self, settings: Settings, row: Any, start: Any) -> tuple[Any, dict[str, Any]]:
+        """The workflow's input and start options; the state is ignored by Temporal if the
+        workflow runs already, so it starts with the row as created."""
+        options: dict[str, Any] = {
+            "id": row.id,
+            "task_queue": settings.task_queue,
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            "task_timeout": settings.workflow_task_timeout,
+            "search_attributes": self.search_attributes(self.state.model_validate(row.state)),
+            "static_summary": start.static_summary,
+        }
+        if self.details:
+            options["static_details"] = start.static_details
+        return self.input.model_validate(row.workflow_input), options
 
 
-def workflow_options(
-    settings: Settings, row_id: str, search_attributes: Any, **extra: Any
-) -> dict[str, Any]:
-    """The start options every relayed workflow shares: its id is the row's."""
-    return {
-        "id": row_id,
-        "task_queue": settings.task_queue,
-        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        "task_timeout": settings.workflow_task_timeout,
-        "search_attributes": search_attributes,
-        **extra,
-    }
-
-
-def _order_options(settings: Settings, order: Order, start: OrderStart) -> Options:
-    inp = OrderInput.model_validate(order.workflow_input)
-    # Ignored by Temporal if the workflow runs already; otherwise the order as created.
-    state = OrderState.model_validate(order.state)
-    return inp, workflow_options(
-        settings,
-        order.id,
-        search_attributes_for(state),
-        static_summary=start.static_summary,
-        static_details=start.static_details,
-    )
-
-
-ORDERS = Relay("order", OrderStart, OrderStart.order_id, Order, OrderWorkflow.run, _order_options)
+ORDERS = Relay(
+    "order",
+    Order,
+    OrderStart,
+    OrderStart.order_id,
+    OrderWorkflow.run,
+    OrderInput,
+    OrderState,
+    search_attributes_for,
+    details=True,
+)
+CASES = Relay(
+    "case",
+    SupportCase,
+    SupportCaseStart,
+    SupportCaseStart.case_id,
+    SupportCaseWorkflow.run,
+    CaseInput,
+    CaseState,
+    case_search_attributes,
+)
+CONTACTS = Relay(
+    "contact",
+    CustomerContact,
+    CustomerContactStart,
+    CustomerContactStart.contact_id,
+    CustomerContactWorkflow.run,
+    ContactInput,
+    ContactState,
+    contact_search_attributes,
+)
+RELAYS = {relay.row: relay for relay in (ORDERS, CASES, CONTACTS)}
 
 
 async def start_operation(
-    session: AsyncSession, settings: Settings, row: Any, relay: Relay = ORDERS
+    session: AsyncSession, settings: Settings, row: Order | SupportCase | CustomerContact
 ) -> WithStartWorkflowOperation[Any, Any] | None:
     """The start to send with an Update, while the row's workflow may not be running yet."""
+    relay = RELAYS[type(row)]
     start = await session.get(relay.outbox, row.id)
     if start is None:
         return None
-    inp, options = relay.options(settings, row, start)
+    inp, options = relay.start(settings, row, start)
     return WithStartWorkflowOperation(relay.run, inp, **options)
 
 
 class WorkflowStarter:
     """Starts the workflows of committed rows of one relay; one per API process and relay."""
 
-    relay: Relay = ORDERS
+    relay: Relay
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], client: Client, settings: Settings
@@ -180,7 +219,7 @@ class WorkflowStarter:
             start = await session.get(relay.outbox, row_id)
             if row is None or start is None:
                 return 0  # started already (by another process, or by an update-with-start)
-            inp, options = relay.options(self._settings, row, start)
+            inp, options = relay.start(self._settings, row, start)
             attempts = start.attempts
             await session.commit()  # no connection held while Temporal answers
             try:
@@ -244,3 +283,11 @@ class WorkflowStarter:
 
 class OrderStarter(WorkflowStarter):
     relay = ORDERS
+
+
+class CaseStarter(WorkflowStarter):
+    relay = CASES
+
+
+class ContactStarter(WorkflowStarter):
+    relay = CONTACTS
