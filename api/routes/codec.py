@@ -44,7 +44,8 @@ def _codec(request: Request) -> EncryptionCodec | None:
     state = request.app.state
     if not hasattr(state, "payload_codec"):
         keys = _settings(request).payload_key_list()
-        state.payload_codec = EncryptionCodec(keys) if keys else None
+        # Operators see plaintext as it is (a worker refuses it: workflows/codec.py).
+        state.payload_codec = EncryptionCodec(keys, accept_plaintext=True) if keys else None
     codec: EncryptionCodec | None = state.payload_codec
     return codec
 

@@ -1,4 +1,4 @@
-"""The payload codec on its own: encryption, pass-through, key ids, rotation, the key setting."""
+"""The payload codec on its own: encryption, plaintext, key ids, rotation, the key setting."""
 
 from __future__ import annotations
 
@@ -31,9 +31,12 @@ async def test_the_same_value_encrypts_differently_each_time() -> None:
     assert first.data != second.data
 
 
-async def test_payloads_that_are_not_encrypted_pass_through() -> None:
+async def test_payloads_that_are_not_encrypted_pass_through_only_for_operators() -> None:
+    """The ``/codec`` endpoint's codec shows plaintext as it is; a worker's refuses it
+    (tests/encryption/test_plaintext.py)."""
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"a": 1}')
-    assert await EncryptionCodec(keys()).decode([plain]) == [plain]
+    assert await EncryptionCodec(keys(), accept_plaintext=True).decode([plain]) == [plain]
+    assert await EncryptionCodec(keys()).decode([plain]) != [plain]
 
 
 async def test_an_unknown_key_id_is_a_clear_error() -> None:
