@@ -75,6 +75,10 @@ class Merchant(SQLModel, table=True):
     previous_api_key_valid_until: datetime | None = _utc(nullable=True)
     previous_webhook_secret: str | None = Field(default=None, max_length=100)
     previous_webhook_secret_valid_until: datetime | None = _utc(nullable=True)
+    # The Idempotency-Key of the request that created it, hashed with its caller's credential
+    # (``api.idempotency.reference``): a retry that runs again finds this row instead of making
+    # a second one.
+    idempotency_ref: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
 class Agent(SQLModel, table=True):
@@ -91,6 +95,10 @@ class Agent(SQLModel, table=True):
     token_prefix: str = Field(max_length=16)
     created_at: datetime = _utc(nullable=False)
     active: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+    # The Idempotency-Key of the request that created it, hashed with its caller's credential
+    # (``api.idempotency.reference``): a retry that runs again finds this row instead of making
+    # a second one.
+    idempotency_ref: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
 class RequestLog(SQLModel, table=True):
@@ -319,6 +327,10 @@ class SupportCase(SQLModel, table=True):
     version: int = 0
     created_at: datetime = _utc(nullable=False)
     updated_at: datetime = _utc(nullable=False)
+    # The Idempotency-Key of the request that created it, hashed with its caller's credential
+    # (``api.idempotency.reference``): a retry that runs again finds this row instead of making
+    # a second one.
+    idempotency_ref: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
 class SupportCaseMessage(SQLModel, table=True):
@@ -381,6 +393,10 @@ class CustomerContact(SQLModel, table=True):
     version: int = 0
     created_at: datetime = _utc(nullable=False)
     updated_at: datetime = _utc(nullable=False)
+    # The Idempotency-Key of the request that created it, hashed with its caller's credential
+    # (``api.idempotency.reference``): a retry that runs again finds this row instead of making
+    # a second one.
+    idempotency_ref: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
 class CustomerContactMessage(SQLModel, table=True):

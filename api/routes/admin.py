@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import AdminDep, SessionDep, SettingsDep
+from api.deps import AdminDep, IdempotencyRefDep, SessionDep, SettingsDep
 from api.schemas import (
     AgentCreate,
     AgentCreated,
@@ -35,10 +35,10 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
     },
 )
 async def create_merchant(
-    body: MerchantCreate, session: SessionDep, settings: SettingsDep
+    body: MerchantCreate, session: SessionDep, settings: SettingsDep, ref: IdempotencyRefDep
 ) -> MerchantCreated:
     return await merchants.create_merchant(
-        session, body, allow_private_webhooks=settings.webhook_allow_private
+        session, body, allow_private_webhooks=settings.webhook_allow_private, idempotency_ref=ref
     )
 
 
@@ -82,8 +82,10 @@ async def rotate_webhook_secret(
 
 
 @router.post("/agents", status_code=201, response_model=AgentCreated)
-async def create_agent(body: AgentCreate, session: SessionDep) -> AgentCreated:
-    return await agents.create_agent(session, body)
+async def create_agent(
+    body: AgentCreate, session: SessionDep, ref: IdempotencyRefDep
+) -> AgentCreated:
+    return await agents.create_agent(session, body, ref)
 
 
 @router.get("/agents", response_model=AgentList)

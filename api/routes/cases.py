@@ -11,6 +11,7 @@ from api.deps import (
     AgentDep,
     CaseStarterDep,
     IdempotencyKeyDep,
+    IdempotencyRefDep,
     MerchantDep,
     SessionDep,
     SettingsDep,
@@ -58,9 +59,10 @@ async def create_case(
     starter: CaseStarterDep,
     settings: SettingsDep,
     support: SupportDep,
+    ref: IdempotencyRefDep,
 ) -> CasePublic:
     """Opens a case; its response clock starts now (see README, "Support cases")."""
-    return await cases.create_case(session, starter, settings, support, merchant, body)
+    return await cases.create_case(session, starter, settings, support, merchant, body, ref)
 
 
 @router.get("", response_model=CasePage)

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from api.deps import (
     ContactStarterDep,
     IdempotencyKeyDep,
+    IdempotencyRefDep,
     MerchantDep,
     SessionDep,
     SettingsDep,
@@ -50,10 +51,11 @@ async def create_contact(
     starter: ContactStarterDep,
     settings: SettingsDep,
     support: SupportDep,
+    ref: IdempotencyRefDep,
 ) -> ContactPublic:
     """Writes to the customer of the order with ``support_id``; the customer is e-mailed at the
     order's shipping e-mail with the message and a link to reply."""
-    return await contacts.create_contact(session, starter, settings, support, merchant, body)
+    return await contacts.create_contact(session, starter, settings, support, merchant, body, ref)
 
 
 @router.get("", response_model=ContactPage)

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import NotFound
+from api.idempotency import WITHHELD
 from api.schemas import AgentCreate, AgentCreated, AgentPublic
 from api.services.credentials import hash_credential, new_credential
 from db.models import Agent
@@ -21,7 +22,17 @@ def public(agent: Agent) -> AgentPublic:
     return AgentPublic.model_validate(agent, from_attributes=True)
 
 
-async def create_agent(session: AsyncSession, body: AgentCreate) -> AgentCreated:
+async def create_agent(
+    session: AsyncSession, body: AgentCreate, idempotency_ref: str | None = None
+) -> AgentCreated:
+    """A new agent and their token, shown once. A create that runs again with the same
+    Idempotency-Key answers the agent the first run made, the token withheld."""
+    if idempotency_ref is not None:
+        made = (
+            await session.exec(select(Agent).where(Agent.idempotency_ref == idempotency_ref))
+        ).first()
+        if made is not None:
+            return AgentCreated(**public(made).model_dump(), token=WITHHELD)
     token = new_credential(TOKEN_PREFIX)
     agent = Agent(
         id="agt_" + uuid.uuid4().hex,
@@ -32,6 +43,7 @@ async def create_agent(session: AsyncSession, body: AgentCreate) -> AgentCreated
         token_prefix=token[:12],
         created_at=datetime.now(UTC),
         active=True,
+        idempotency_ref=idempotency_ref,
     )
     session.add(agent)
     await session.commit()

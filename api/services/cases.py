@@ -4,7 +4,9 @@ model, and every change as an Update of the case's workflow.
 Create checks what the merchant may ask for (``not_in_plan``), that a parcel complaint is about
 one of the merchant's shipped orders, and keeps of ``request_ids`` only the merchant's own
 failed requests (others are dropped: see README, "Support cases"). The case, its first message
-and the start of its workflow commit in one transaction; the relay (``api.relay``) starts it.
+and the start of its workflow commit in one transaction, and nothing after the commit can fail
+the answer; the case keeps the request's Idempotency-Key (hashed with the merchant's key), so
+a create that runs again answers the case the first run made. The relay (``api.relay``) starts it.
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ async def create_case(
     support: SupportConfig,
     merchant: Merchant,
     body: CaseCreate,
+    idempotency_ref: str | None = None,
 ) -> CasePublic:
+    made = await _made_by(session, merchant, idempotency_ref)
+    if made is not None:
+        return made
     plan = plan_named(merchant.plan)
     if not channel_allowed(plan, body.channel):
         raise Forbidden(
@@ -100,6 +106,7 @@ async def create_case(
     if body.order_id is not None:
         await _check_order(session, merchant, body)
     request_ids = await _known_request_ids(session, merchant.id, body.request_ids)
+    requests = await _requests(session, merchant.id, request_ids)  # read before the commit
     csm = await _csm(session, merchant)
     session.expunge(merchant)  # a lost number race rolls back; the merchant must stay loaded
 
@@ -137,6 +144,7 @@ async def create_case(
             created_at=created_at,
         )
         row = _row(state, inp, body, request_ids)
+        row.idempotency_ref = idempotency_ref
         session.add(row)
         session.add(
             SupportCaseStart(
@@ -151,13 +159,31 @@ async def create_case(
             await session.commit()
         except IntegrityError:
             await session.rollback()  # another case took the number: take the next one
+            made = await _made_by(session, merchant, idempotency_ref)
+            if made is not None:  # or a run of the same request made it meanwhile
+                return made
             if attempt == NUMBER_ATTEMPTS - 1:
                 raise
             continue
         starter.start_soon(case_id)
-        requests = await _requests(session, merchant.id, request_ids)
         return _public(state, row, [message], requests, {})
     raise AssertionError("unreachable")
+
+
+async def _made_by(
+    session: AsyncSession, merchant: Merchant, idempotency_ref: str | None
+) -> CasePublic | None:
+    """The merchant's case an earlier run of this request made, if any."""
+    if idempotency_ref is None:
+        return None
+    found = await session.exec(
+        select(SupportCase).where(
+            SupportCase.idempotency_ref == idempotency_ref,
+            SupportCase.merchant_id == merchant.id,
+        )
+    )
+    row = found.first()
+    return await render(session, row) if row is not None else None
 
 
 def _row(state: CaseState, inp: CaseInput, body: CaseCreate, request_ids: list[str]) -> SupportCase:

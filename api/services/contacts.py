@@ -5,7 +5,9 @@ read model, messages as Updates of the contact's workflow, the customer's side b
 Create applies the contact policy (``domain.contact_policy.check_contact``) to the order the Support
 ID names (another merchant's order, or none, is a 404); its refusals keep their code, status
 and details. The contact, its first message and the start of its workflow commit in one
-transaction; the relay (``api.relay``) starts the workflow, which e-mails the customer.
+transaction; the relay (``api.relay``) starts the workflow, which e-mails the customer. The
+contact keeps the request's Idempotency-Key (hashed with the merchant's key): a create that
+runs again answers the contact the first run made, and the customer gets one e-mail.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -98,7 +101,11 @@ async def create_contact(
     support: SupportConfig,
     merchant: Merchant,
     body: ContactCreate,
+    idempotency_ref: str | None = None,
 ) -> ContactPublic:
+    made = await _made_by(session, merchant, idempotency_ref)
+    if made is not None:
+        return made
     order = (
         await session.exec(
             select(Order).where(
@@ -161,20 +168,49 @@ async def create_contact(
         version=contact.version,
         created_at=created_at,
         updated_at=created_at,
+        idempotency_ref=idempotency_ref,
     )
+    session.expunge(merchant)  # a lost race rolls back; the merchant must stay loaded
     session.add(row)
-    await session.flush()  # the contact first: the message and the start refer to it
-    session.add(message)
-    session.add(
-        CustomerContactStart(
-            contact_id=contact_id,
-            due_at=created_at + settings.start_sweep_after,
-            static_summary=contact_task_summary(order.support_id, merchant.name, body.subject),
+    try:
+        await session.flush()  # the contact first: the message and the start refer to it
+        session.add(message)
+        session.add(
+            CustomerContactStart(
+                contact_id=contact_id,
+                due_at=created_at + settings.start_sweep_after,
+                static_summary=contact_task_summary(order.support_id, merchant.name, body.subject),
+            )
         )
-    )
-    await session.commit()
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        made = await _made_by(session, merchant, idempotency_ref)
+        if made is None:
+            raise
+        return made  # a run of the same request made it meanwhile
     starter.start_soon(contact_id)
     return _public(contact, row.merchant_id, [message])
+
+
+async def _made_by(
+    session: AsyncSession, merchant: Merchant, idempotency_ref: str | None
+) -> ContactPublic | None:
+    """The merchant's contact an earlier run of this request made, if any: answered as it is,
+    and the customer is not written to again."""
+    if idempotency_ref is None:
+        return None
+    found = await session.exec(
+        select(CustomerContact).where(
+            CustomerContact.idempotency_ref == idempotency_ref,
+            CustomerContact.merchant_id == merchant.id,
+        )
+    )
+    row = found.first()
+    if row is None:
+        return None
+    state = ContactState.model_validate(row.state)
+    return _public(state, row.merchant_id, await thread(session, row.id))
 
 
 # ---------------------------------------------------------------------------- reads

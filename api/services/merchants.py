@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import NotFound
+from api.idempotency import WITHHELD
 from api.schemas import (
     ApiKeyRotated,
     MerchantCreate,
@@ -67,8 +69,23 @@ async def check_webhook_url(url: str, *, allow_private: bool) -> None:
 
 
 async def create_merchant(
-    session: AsyncSession, body: MerchantCreate, *, allow_private_webhooks: bool = False
+    session: AsyncSession,
+    body: MerchantCreate,
+    *,
+    allow_private_webhooks: bool = False,
+    idempotency_ref: str | None = None,
 ) -> MerchantCreated:
+    """A new merchant, its API key and webhook secret shown once. A create that runs again
+    with the same Idempotency-Key (its stored answer was lost) answers the merchant the first
+    run made, its secrets withheld as in a replay."""
+    if idempotency_ref is not None:
+        made = (
+            await session.exec(select(Merchant).where(Merchant.idempotency_ref == idempotency_ref))
+        ).first()
+        if made is not None:
+            return MerchantCreated(
+                **public(made).model_dump(), api_key=WITHHELD, webhook_secret=WITHHELD
+            )
     if body.webhook_url is not None:
         await check_webhook_url(str(body.webhook_url), allow_private=allow_private_webhooks)
     api_key = new_credential("pf_")
@@ -85,6 +102,7 @@ async def create_merchant(
         plan=body.plan.value,
         timezone=body.timezone,
         country=body.country,
+        idempotency_ref=idempotency_ref,
     )
     session.add(merchant)
     await session.commit()

@@ -25,6 +25,7 @@ from tests.conftest import suite_converter
 from tests.helpers.api import ADMIN_TOKEN, Api
 from tests.helpers.api import started as workflow_started
 from tests.helpers.production import FullApi, full_api, tracking
+from tests.orders.test_idempotency import retried_after_a_lost_answer
 
 __all__ = ["full_api"]
 
@@ -460,3 +461,40 @@ async def test_a_case_opened_while_temporal_is_unreachable_is_answered_and_start
     await up.close()
     async with api.app.state.sessions() as session:
         assert await session.get(SupportCaseStart, case["id"]) is None
+
+
+async def test_a_case_is_made_once_when_its_answer_is_lost_or_fails_after_the_commit(
+    full_api: FullApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = full_api
+    key = {"X-API-Key": (await merchant(api))["api_key"]}
+
+    async def cases_titled(subject: str) -> int:
+        async with api.app.state.sessions() as session:
+            query = select(SupportCase.id).where(SupportCase.subject == subject)
+            return len((await session.exec(query)).all())
+
+    headers = key | {"Idempotency-Key": "case-lost-answer"}
+    body = case_json(subject="Lost answer")
+    await retried_after_a_lost_answer(api, monkeypatch, "/v1/support/cases", body, headers)
+    assert await cases_titled("Lost answer") == 1
+
+    # Something fails after the commit: the 503 keeps no answer, and the retry runs again,
+    # which finds the case the first run made.
+    starter = api.app.state.case_starter
+    start_soon = starter.start_soon
+
+    def start_then_fail(case_id: str) -> None:
+        start_soon(case_id)
+        monkeypatch.setattr(starter, "start_soon", start_soon)
+        raise ConnectionError("injected after the commit")
+
+    monkeypatch.setattr(starter, "start_soon", start_then_fail)
+    headers = key | {"Idempotency-Key": "case-after-commit"}
+    body = case_json(subject="After the commit")
+    failed = await api.client.post("/v1/support/cases", json=body, headers=headers)
+    assert failed.status_code == 503, failed.text
+    retried = await api.client.post("/v1/support/cases", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert await cases_titled("After the commit") == 1
+    await workflow_started(api.temporal.get_workflow_handle(retried.json()["id"]))

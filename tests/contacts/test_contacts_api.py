@@ -30,6 +30,7 @@ from db.models import (
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json, started
 from tests.helpers.contacts import link_in
 from tests.helpers.mail import text_of
+from tests.orders.test_idempotency import retried_after_a_lost_answer
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 CUSTOMER = "erika@example.com"
@@ -442,3 +443,19 @@ async def test_a_retried_contact_and_a_retried_reply_apply_once(api: Api) -> Non
     )
     assert _mails_with(api, "Could you check the house number?") == 1
     assert await _count(api, CustomerContactMessage, where) == 3
+
+
+async def test_a_contact_whose_answer_was_lost_writes_to_the_customer_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await berlin_merchant(api)
+    made = await order(api, key)
+    body = contact(made["support_id"], body="Is the house number 12 or 21?")
+    headers = key | {"Idempotency-Key": "contact-lost-answer"}
+    await retried_after_a_lost_answer(api, monkeypatch, "/v1/customer-contacts", body, headers)
+    assert await _count(api, CustomerContact, CustomerContact.order_id == made["id"]) == 1
+    await api.mail.wait_for(
+        lambda m: CUSTOMER in str(m["To"]) and "12 or 21" in text_of(m), timeout=20
+    )
+    await asyncio.sleep(1)  # a second contact's workflow would have e-mailed by now too
+    assert _mails_with(api, "12 or 21") == 1

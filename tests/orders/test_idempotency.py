@@ -13,12 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, func, select
 from temporalio.testing import WorkflowEnvironment
 
-from db.models import IdempotentRequest, Merchant
+from api import idempotency
+from db.models import Agent, IdempotentRequest, Merchant
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json, running_api
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
@@ -275,3 +278,108 @@ async def test_a_retried_personalization_gets_its_200_again(mailing_api: Api) ->
 
     plain = await api.client.post(path, json=values)
     assert plain.status_code == 409 and plain.json()["error"]["code"] == "already_personalized"
+
+
+# --------------------------------------------------------------- answers that could not be kept
+
+
+def fail_completion_once(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The database stops answering just when the first answer is to be kept (after the app
+    committed its write); it answers again at once. Returns the keys that failed."""
+    failed: list[str] = []
+    original = idempotency._complete
+
+    async def complete(state: Any, owner: str, key: str, *rest: Any) -> None:
+        if not failed:
+            failed.append(key)
+            raise OperationalError("UPDATE idempotent_requests", {}, ConnectionError("injected"))
+        await original(state, owner, key, *rest)
+
+    monkeypatch.setattr(idempotency, "_complete", complete)
+    return failed
+
+
+async def abandon(api: Api, key: str) -> None:
+    """Makes the row of ``key`` look 61 s old: its first run is taken for dead."""
+    async with api.app.state.sessions() as session:
+        aged = await session.exec(
+            update(IdempotentRequest)
+            .where(col(IdempotentRequest.key) == key)
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=61))
+        )
+        await session.commit()
+        assert aged.rowcount == 1
+
+
+async def retried_after_a_lost_answer(
+    api: Api, monkeypatch: pytest.MonkeyPatch, path: str, body: Any, headers: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """Sends the write while keeping its answer fails: the caller gets the write's answer (not
+    a 503), a retry meanwhile is told to wait, and the retry that runs again once the row is
+    abandoned answers what the first run made. Returns (first answer, rerun's answer)."""
+    failed = fail_completion_once(monkeypatch)
+    first = await api.client.post(path, json=body, headers=headers)
+    assert failed == [headers["Idempotency-Key"]], "the injected failure never happened"
+    assert first.status_code == 201, first.text
+    busy = await api.client.post(path, json=body, headers=headers)
+    assert busy.status_code == 409, busy.text
+    assert busy.json()["error"]["code"] == "idempotency_key_in_progress"
+    await abandon(api, headers["Idempotency-Key"])
+    rerun = await api.client.post(path, json=body, headers=headers)
+    assert rerun.status_code == 201, rerun.text
+    assert rerun.json()["id"] == first.json()["id"], "the rerun made a second one"
+    replayed = await api.client.post(path, json=body, headers=headers)
+    assert replayed.headers[REPLAYED] == "true" and replayed.json() == rerun.json()
+    return first, rerun
+
+
+async def test_a_merchant_whose_answer_was_not_kept_is_created_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = ADMIN | {"Idempotency-Key": "onboard-lost"}
+    first, rerun = await retried_after_a_lost_answer(
+        api, monkeypatch, "/v1/admin/merchants", _merchant_body("Lost"), headers
+    )
+    assert first.json()["api_key"].startswith("pf_"), "the first answer shows the key"
+    assert "shown once" in rerun.json()["api_key"], "a rerun never shows a secret again"
+    assert _public(rerun.json()) == _public(first.json())
+    assert await _merchants_named(api, "Lost") == 1
+
+
+async def test_an_agent_whose_answer_was_not_kept_is_created_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = ADMIN | {"Idempotency-Key": "hire-lost"}
+    body = {"name": "Lost Agent", "email": "lost@printflow.test", "role": "agent"}
+    first, rerun = await retried_after_a_lost_answer(
+        api, monkeypatch, "/v1/admin/agents", body, headers
+    )
+    assert first.json()["token"].startswith("pfagt_") and "shown once" in rerun.json()["token"]
+    async with api.app.state.sessions() as session:
+        query = select(func.count()).select_from(Agent).where(Agent.name == "Lost Agent")
+        assert (await session.exec(query)).one() == 1
+
+
+async def test_a_stranger_claims_no_key_and_a_large_answer_is_not_kept(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    for credential in ({}, {"X-API-Key": "pf_made-up"}, {"X-Admin-Token": "guess"}):
+        refused = await api.client.post(
+            "/v1/orders", json=order_json(), headers=credential | {"Idempotency-Key": "k-1"}
+        )
+        assert refused.status_code == 401, refused.text
+    personalized = await api.client.post(
+        "/v1/personalization/" + "t" * 43, json={"items": {}}, headers={"Idempotency-Key": "k-2"}
+    )
+    assert personalized.status_code == 404, personalized.text
+    async with api.app.state.sessions() as session:
+        assert (await session.exec(select(IdempotentRequest))).all() == []
+
+    api.settings.idempotency_max_answer_bytes = 200
+    headers = key | {"Idempotency-Key": "big-answer"}
+    body = order_json("BIG-1")
+    created = await api.client.post("/v1/orders", json=body, headers=headers)
+    assert created.status_code == 201 and len(created.content) > 200, created.text
+    async with api.app.state.sessions() as session:
+        assert (await session.exec(select(IdempotentRequest))).all() == [], "kept over the cap"
+    again = await api.client.post("/v1/orders", json=body, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == created.json()["id"], again.text
