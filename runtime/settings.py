@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,10 @@ def _seconds_or_iso(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 
 PAYLOAD_KEY_BYTES = 32
+# The console's session secret: shorter cannot sign (every console page would fail);
+# production wants a full 256 bits.
+MIN_SESSION_SECRET_BYTES = 16
+MIN_PRODUCTION_SESSION_SECRET_BYTES = 32
 
 
 def parse_payload_keys(value: str) -> list[tuple[str, bytes]]:
@@ -75,6 +79,15 @@ class Settings(BaseSettings):
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
+    # TLS to Temporal's frontend (docs/deploying.md "Temporal with mTLS"): the client
+    # certificate and key (PEM files) make it mutual TLS; the CA verifies the server (unset:
+    # the system's CAs); the server name overrides the one the certificate is checked against.
+    # Any of them turns TLS on; ``temporal_tls`` turns it on with none of them.
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_server_name: str | None = None
     task_queue: str = "printflow"
     database_url: str = "sqlite:///.data/printflow.db"
     public_base_url: str = "http://localhost:8000"
@@ -160,6 +173,37 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = 500
     # On SIGTERM in-flight activities get this long to finish; at least print_submit_timeout.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
+
+    @field_validator("session_secret")
+    @classmethod
+    def _check_session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset: a random secret per API process
+        if len(value.get_secret_value().encode()) < MIN_SESSION_SECRET_BYTES:
+            raise ValueError(
+                f"needs at least {MIN_SESSION_SECRET_BYTES} bytes (production: "
+                f"{MIN_PRODUCTION_SESSION_SECRET_BYTES}); e.g. openssl rand -hex 32"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_temporal_tls(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "PRINTFLOW_TEMPORAL_TLS_CERT and PRINTFLOW_TEMPORAL_TLS_KEY go together "
+                "(the client certificate and its key)"
+            )
+        return self
+
+    def temporal_tls_on(self) -> bool:
+        return self.temporal_tls or any(
+            v is not None
+            for v in (
+                self.temporal_tls_cert,
+                self.temporal_tls_ca,
+                self.temporal_tls_server_name,
+            )
+        )
 
     @field_validator("payload_keys")
     @classmethod

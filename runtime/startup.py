@@ -10,9 +10,11 @@ What is checked (``check_config``):
 - the settings themselves parse (``PRINTFLOW_ENV=prod`` names the variable and what it allows);
 - the facilities file loads (every facility, time zone and country);
 - every facility has its own ``api_token`` (in any environment);
+- the TLS files for Temporal (``PRINTFLOW_TEMPORAL_TLS_*``), when set, read as PEM;
 - production (``PRINTFLOW_ENV=production``, ``check_production``) has an admin token of at
-  least 16 characters, a facilities file of its own, payload keys and a session secret, sends
-  SMTP credentials only over STARTTLS and does not allow webhooks to private addresses;
+  least 16 characters, a facilities file of its own, payload keys, a session secret of at
+  least 32 bytes and an https ``PUBLIC_BASE_URL``, sends SMTP credentials only over STARTTLS
+  and does not allow webhooks to private addresses;
 - the database answers ``SELECT 1`` and the Temporal frontend accepts a connection, each within a
   few seconds.
 
@@ -29,6 +31,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -44,7 +47,12 @@ from temporalio.runtime import (
 from db.engine import async_url, create_engine, ping
 from domain.facilities import Facilities, FacilitiesError, load_facilities
 from runtime.logs import configure_logging, first_line, redact, register_secret
-from runtime.settings import BUNDLED_FACILITIES, Settings, get_settings
+from runtime.settings import (
+    BUNDLED_FACILITIES,
+    MIN_PRODUCTION_SESSION_SECRET_BYTES,
+    Settings,
+    get_settings,
+)
 
 log = logging.getLogger("printflow.startup")
 
@@ -104,6 +112,7 @@ def check_static(settings: Settings) -> Facilities:
         register_secret(facility.api_token.get_secret_value())
     if settings.env == "production":
         check_production(settings)
+    check_temporal_tls(settings)
     try:
         async_url(settings.database_url)
     except Exception as err:  # noqa: BLE001 - any unparsable URL is the same mistake
@@ -112,8 +121,9 @@ def check_static(settings: Settings) -> Facilities:
 
 
 def check_production(settings: Settings) -> None:
-    """Production refuses what only development may use: the bundled facilities, missing
-    secrets, mail credentials in clear text, webhooks to private addresses."""
+    """Production refuses what only development may use: the bundled facilities, missing or
+    short secrets, links over http, mail credentials in clear text, webhooks to private
+    addresses."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not token:
         raise ConfigError(
@@ -140,6 +150,18 @@ def check_production(settings: Settings) -> None:
             "PRINTFLOW_SESSION_SECRET is required when PRINTFLOW_ENV=production "
             "(it signs the support console's cookies); set it to a long random string"
         )
+    secret_bytes = len(settings.session_secret.get_secret_value().encode())
+    if secret_bytes < MIN_PRODUCTION_SESSION_SECRET_BYTES:
+        raise ConfigError(
+            f"PRINTFLOW_SESSION_SECRET has {secret_bytes} bytes; production needs at least "
+            f"{MIN_PRODUCTION_SESSION_SECRET_BYTES} (e.g. openssl rand -hex 32)"
+        )
+    if urlsplit(settings.public_base_url).scheme != "https":
+        raise ConfigError(
+            f"PRINTFLOW_PUBLIC_BASE_URL must be an https:// address when PRINTFLOW_ENV=production "
+            f"(got {settings.public_base_url!r}): the links in e-mails carry tokens, and the "
+            "console's cookies are Secure only over https"
+        )
     if (settings.smtp_username or settings.smtp_password) and not settings.smtp_starttls:
         raise ConfigError(
             "PRINTFLOW_SMTP_USERNAME/PASSWORD are set without PRINTFLOW_SMTP_STARTTLS=true: "
@@ -150,6 +172,24 @@ def check_production(settings: Settings) -> None:
             "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE=true is for development only: production sends "
             "webhooks only to public https addresses"
         )
+
+
+def check_temporal_tls(settings: Settings) -> None:
+    """The TLS files for Temporal exist and read as PEM, so a typo stops the process here with
+    the setting's name rather than in the middle of a handshake."""
+    for name, path in (
+        ("PRINTFLOW_TEMPORAL_TLS_CERT", settings.temporal_tls_cert),
+        ("PRINTFLOW_TEMPORAL_TLS_KEY", settings.temporal_tls_key),
+        ("PRINTFLOW_TEMPORAL_TLS_CA", settings.temporal_tls_ca),
+    ):
+        if path is None:
+            continue
+        try:
+            text = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"{name}: cannot read {path}: {err.strerror or err}") from None
+        if b"-----BEGIN " not in text:
+            raise ConfigError(f"{name}: {path} is not a PEM file")
 
 
 async def check_reachable(settings: Settings, timeout: float = REACH_TIMEOUT) -> None:  # noqa: ASYNC109

@@ -1,10 +1,11 @@
-"""How the API and the worker reach Temporal: one client, pydantic payloads (encrypted when
-``PRINTFLOW_PAYLOAD_KEYS`` is set), and the client-side calls both make (search attributes,
-queuing webhooks)."""
+"""How the API and the worker reach Temporal: one client (over TLS or mutual TLS when
+``PRINTFLOW_TEMPORAL_TLS_*`` is set), pydantic payloads (encrypted when ``PRINTFLOW_PAYLOAD_KEYS``
+is set), and the client-side calls both make (search attributes, queuing webhooks)."""
 
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -17,7 +18,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from contracts.webhooks import (
     ENQUEUE_SIGNAL,
@@ -46,6 +47,23 @@ def data_converter(keys: Sequence[tuple[str, bytes]] = ()) -> DataConverter:
     )
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to Temporal's frontend from ``PRINTFLOW_TEMPORAL_TLS_*``: False when none is set;
+    with a client certificate and key, mutual TLS (docs/deploying.md "Temporal with mTLS")."""
+    if not settings.temporal_tls_on():
+        return False
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path is not None else None
+
+    return TLSConfig(
+        server_root_ca_cert=read(settings.temporal_tls_ca),
+        domain=settings.temporal_tls_server_name,
+        client_cert=read(settings.temporal_tls_cert),
+        client_private_key=read(settings.temporal_tls_key),
+    )
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """``runtime``: the process's SDK runtime (metrics, log forwarding); None for the default."""
     return await Client.connect(
@@ -53,6 +71,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings.payload_key_list()),
         runtime=runtime,
+        tls=tls_config(settings),
     )
 
 

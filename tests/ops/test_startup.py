@@ -47,6 +47,7 @@ def _production(facilities: Path, database_url: str) -> dict[str, str]:
         "PRINTFLOW_ADMIN_TOKEN": "a" * 32,
         "PRINTFLOW_PAYLOAD_KEYS": "k1:" + "A" * 43 + "=",
         "PRINTFLOW_SESSION_SECRET": "s" * 32,
+        "PRINTFLOW_PUBLIC_BASE_URL": "https://printflow.example",
         "PRINTFLOW_SMTP_USERNAME": "printflow",
         "PRINTFLOW_SMTP_PASSWORD": "mail-password",
         "PRINTFLOW_SMTP_STARTTLS": "true",
@@ -123,6 +124,29 @@ def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
             _without(prod, "PRINTFLOW_SESSION_SECRET"),
             "PRINTFLOW_SESSION_SECRET is required when PRINTFLOW_ENV=production",
         ),
+        "production with a short session secret": (
+            {**prod, "PRINTFLOW_SESSION_SECRET": "s" * 31},
+            "PRINTFLOW_SESSION_SECRET has 31 bytes; production needs at least 32",
+        ),
+        "a session secret too short to sign": (
+            {"PRINTFLOW_SESSION_SECRET": "short", "PRINTFLOW_DATABASE_URL": sqlite},
+            "PRINTFLOW_SESSION_SECRET: needs at least 16 bytes",
+        ),
+        "production with links over http": (
+            {**prod, "PRINTFLOW_PUBLIC_BASE_URL": "http://localhost:8000"},
+            "PRINTFLOW_PUBLIC_BASE_URL must be an https:// address when PRINTFLOW_ENV=production",
+        ),
+        "a Temporal client certificate without its key": (
+            {"PRINTFLOW_TEMPORAL_TLS_CERT": str(bad_zone), "PRINTFLOW_DATABASE_URL": sqlite},
+            "PRINTFLOW_TEMPORAL_TLS_CERT and PRINTFLOW_TEMPORAL_TLS_KEY go together",
+        ),
+        "a Temporal CA file that is missing": (
+            {
+                "PRINTFLOW_TEMPORAL_TLS_CA": str(tmp_path / "no-ca.pem"),
+                "PRINTFLOW_DATABASE_URL": sqlite,
+            },
+            f"PRINTFLOW_TEMPORAL_TLS_CA: cannot read {tmp_path / 'no-ca.pem'}",
+        ),
         "production with SMTP credentials in clear text": (
             {**prod, "PRINTFLOW_SMTP_STARTTLS": "false"},
             "PRINTFLOW_SMTP_USERNAME/PASSWORD are set without PRINTFLOW_SMTP_STARTTLS=true",
@@ -171,6 +195,11 @@ CASES = [
     "production with the bundled facilities",
     "production without payload keys",
     "production without a session secret",
+    "production with a short session secret",
+    "a session secret too short to sign",
+    "production with links over http",
+    "a Temporal client certificate without its key",
+    "a Temporal CA file that is missing",
     "production with SMTP credentials in clear text",
     "production with webhooks to private addresses",
     "production complete but Temporal away",
