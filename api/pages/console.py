@@ -6,6 +6,11 @@ customer's pages. An agent signs in with their agent token and gets a signed ses
 through the same services (and so the same workflow Updates) as ``/v1/agent/cases``, then
 redirect back to the page (POST/redirect/GET). A refusal is the page again, saying what
 happened, with the status code the API would answer.
+
+Every form of a case page also carries a nonce, new with each page shown: it is the Update's
+id (as an ``Idempotency-Key`` is on the API), so a form sent twice (a double click, a resend
+after "the change may not have been made") changes the case once. A page shown again after a
+failure keeps the nonce of the form that failed.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ LOGIN_COOKIE = "pf_support_login"
 LOGIN_PATH = "/support/login"
 # Where a sign-in may send the agent on: console pages only, never another site.
 _NEXT = re.compile(r"^/support(/cases/[A-Za-z0-9_-]{1,60})?$")
+# A form's nonce (secrets.token_urlsafe(16) makes 22 characters).
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 SLA_WORDS = {
     SlaState.ON_TRACK: "On track",
@@ -347,6 +354,8 @@ async def _change(
         return _not_found(request, session, agent, err)
     body = _text(form, "body") or ""
     waiting = _text(form, "waiting_on_merchant") == "yes"
+    nonce = _nonce(form)
+    key = f"console-{nonce}" if nonce else None  # the Update's id: one change per form sent
     try:
         if done == "replied":
             try:
@@ -354,12 +363,12 @@ async def _change(
             except ValidationError as err:
                 raise cases.Invalid(_first_error(err), code="validation_error") from err
             await cases.agent_message(
-                db, temporal, settings, row, agent, message.body, message.waiting_on_merchant, None
+                db, temporal, settings, row, agent, message.body, message.waiting_on_merchant, key
             )
         elif done == "assigned":
-            await cases.assign(db, temporal, settings, row, agent, agent.id, None)
+            await cases.assign(db, temporal, settings, row, agent, agent.id, key)
         else:
-            await cases.resolve(db, temporal, settings, row, agent, None)
+            await cases.resolve(db, temporal, settings, row, agent, key)
     except ApiError as err:
         problem, status = err.message, err.status_code
     except Exception:
@@ -385,7 +394,14 @@ async def _change(
         problem=problem,
         body=body if replied else "",
         waiting=waiting and replied,
+        # Sent again, the same form is the same change; after a refusal, a new one.
+        nonce=nonce if status >= 500 else None,
     )
+
+
+def _nonce(form: FormData) -> str | None:
+    value = _text(form, "nonce")
+    return value if value is not None and _NONCE.fullmatch(value) else None
 
 
 def _first_error(err: ValidationError) -> str:
@@ -408,6 +424,7 @@ def _case(
     problem: str | None = None,
     body: str = "",
     waiting: bool = False,
+    nonce: str | None = None,
 ) -> Response:
     zone, now, case = _zone(support), _now(), view.case
     messages = [
@@ -460,6 +477,7 @@ def _case(
             ),
             "body": body,
             "waiting": waiting,
+            "form_nonce": nonce or secrets.token_urlsafe(16),
             "mine": case.assignee == agent.id,
             "can_resolve": case.status.value in ("open", "waiting_on_merchant"),
             "zone": _zone_name(support),

@@ -10,11 +10,17 @@ reference and Support ID, the shop's name), never the address or other personal 
 
 Links work while the contact is open: it closes 30 days after its last message, after which
 every link of it shows a 410 page.
+
+The reply form carries a nonce, new with each page shown; it is the Update's id, so a reply
+sent twice (a double click, a resend after "We could not send your message just now") is
+added once. The page shown after such a failure keeps the nonce of the form that failed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -30,6 +36,8 @@ from domain.contacts import MAX_BODY, ContactMessageCreate
 log = logging.getLogger("printflow.pages")
 
 router = APIRouter(include_in_schema=False)
+# A form's nonce (secrets.token_urlsafe(16) makes 22 characters).
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 @router.get("/c/{token}", response_class=HTMLResponse)
@@ -56,21 +64,25 @@ async def reply(
     form = await request.form()
     raw = form.get("body")
     value = raw if isinstance(raw, str) else ""
+    sent_nonce = form.get("nonce")
+    nonce = sent_nonce if isinstance(sent_nonce, str) and _NONCE.fullmatch(sent_nonce) else None
     try:
         body = ContactMessageCreate(body=value).body
     except ValidationError as err:
-        return _thread(request, view, status_code=422, value=value, error=_say(err))
+        return _thread(request, view, status_code=422, value=value, error=_say(err), nonce=nonce)
+    problem = "We could not send your message just now. Please send it again."
+    key = f"customer-{nonce}" if nonce else None  # the Update's id: one reply per form sent
     try:
-        view = await contacts.customer_reply(session, temporal, settings, view, body)
+        view = await contacts.customer_reply(session, temporal, settings, view, body, key)
     except ApiError as err:
         if err.status_code == 503:
-            problem = "We could not send your message just now. Please send it again."
-            return _thread(request, view, status_code=503, value=value, problem=problem)
+            return _thread(
+                request, view, status_code=503, value=value, problem=problem, nonce=nonce
+            )
         return _refusal(request, err)
     except Exception:
         log.exception("customer reply to contact %s failed", view.row.id)
-        problem = "We could not send your message just now. Please send it again."
-        return _thread(request, view, status_code=503, value=value, problem=problem)
+        return _thread(request, view, status_code=503, value=value, problem=problem, nonce=nonce)
     return _thread(request, view, status_code=200, sent=True)
 
 
@@ -93,6 +105,7 @@ def _thread(
     error: str | None = None,
     problem: str | None = None,
     sent: bool = False,
+    nonce: str | None = None,
 ) -> HTMLResponse:
     problems: list[dict[str, Any]] = []
     if problem:
@@ -110,6 +123,7 @@ def _thread(
         "error": error,
         "problems": problems,
         "sent": sent,
+        "form_nonce": nonce or secrets.token_urlsafe(16),
     }
     return _page(request, "contact.html", context, status_code)
 

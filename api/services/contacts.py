@@ -382,11 +382,24 @@ async def open_link(session: AsyncSession, token: str) -> CustomerView:
 
 
 async def customer_reply(
-    session: AsyncSession, client: Client, settings: Settings, view: CustomerView, body: str
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    view: CustomerView,
+    body: str,
+    idempotency_key: str | None = None,
 ) -> CustomerView:
+    """The customer's reply; ``idempotency_key`` (the page form's nonce) is the Update's id, so
+    the same form sent again adds the reply once."""
     reply = CustomerReply(message_id=_message_id(), body=body)
     row = await _update(
-        session, client, settings, view.row, CustomerContactWorkflow.customer_message, reply, None
+        session,
+        client,
+        settings,
+        view.row,
+        CustomerContactWorkflow.customer_message,
+        reply,
+        idempotency_key,
     )
     view.row, view.state = row, ContactState.model_validate(row.state)
     view.messages = await thread(session, row.id)

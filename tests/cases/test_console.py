@@ -439,3 +439,47 @@ async def test_the_case_page_shows_the_linked_order_and_the_merchants_failed_req
     for part in (failed, "GET /v1/orders/{order_id}", "404", "order_not_found"):
         assert part in requests, part
     assert "No order linked." not in page.text
+
+
+NONCE = re.compile(r'<input type="hidden" name="nonce" value="([^"]+)">')
+
+
+async def test_a_form_sent_twice_changes_the_case_once(full_api: FullApi, browser_of: Any) -> None:
+    """Each page's forms carry a nonce, the Update's id: a double click, or a resend after a
+    page that said the change may not have been made, replies once."""
+    api = full_api
+    sam = await agent(api)
+    case = await open_case(api, Api.auth(await merchant(api)))
+    console = await signed_in(api, browser_of, sam)
+    path = f"/support/cases/{case['id']}"
+    shown = (await console.page(path)).text
+    nonces = set(NONCE.findall(shown))
+    assert len(nonces) == 1, nonces
+    nonce = nonces.pop()
+    form = {"csrf": csrf_of(shown), "nonce": nonce, "body": "Sent twice?"}
+
+    first = await console.http.post(f"{path}/reply", data=form)
+    again = await console.http.post(f"{path}/reply", data=form)
+    assert (first.status_code, again.status_code) == (303, 303), again.text
+    bodies = [m["body"] for m in (await agent_case(api, sam, case["id"]))["messages"]]
+    assert bodies.count("Sent twice?") == 1, bodies
+    assert NONCE.findall((await console.page(path)).text)[0] != nonce, "a new page, a new form"
+
+    # Temporal does not answer: the page says so and keeps the form's nonce for the resend.
+    reachable = api.app.state.temporal
+    api.app.state.temporal = await Client.connect(
+        "127.0.0.1:1", lazy=True, data_converter=suite_converter()
+    )
+    shown = (await console.page(path)).text
+    form = {"csrf": csrf_of(shown), "nonce": NONCE.findall(shown)[0], "body": "Once more"}
+    try:
+        lost = await console.http.post(f"{path}/reply", data=form)
+    finally:
+        api.app.state.temporal = reachable
+    assert lost.status_code == 503, lost.text
+    assert NONCE.findall(lost.text) == [form["nonce"]] * len(NONCE.findall(lost.text))
+    for _ in range(2):
+        resent = await console.http.post(f"{path}/reply", data=form)
+        assert resent.status_code == 303, resent.text
+    bodies = [m["body"] for m in (await agent_case(api, sam, case["id"]))["messages"]]
+    assert bodies.count("Once more") == 1, bodies

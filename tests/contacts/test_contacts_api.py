@@ -10,6 +10,7 @@ apply once.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from db.models import (
     CustomerContactStart,
     IdempotentRequest,
 )
+from tests.conftest import suite_converter
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json, started
 from tests.helpers.contacts import link_in
 from tests.helpers.mail import text_of
@@ -459,3 +461,45 @@ async def test_a_contact_whose_answer_was_lost_writes_to_the_customer_once(
     )
     await asyncio.sleep(1)  # a second contact's workflow would have e-mailed by now too
     assert _mails_with(api, "12 or 21") == 1
+
+
+FORM_NONCE = re.compile(r'<input type="hidden" name="nonce" value="([^"]+)">')
+
+
+async def test_the_customers_reply_form_sent_twice_adds_one_message(api: Api) -> None:
+    key = await berlin_merchant(api)
+    made = await order(api, key)
+    created = await api.client.post(
+        "/v1/customer-contacts", json=contact(made["support_id"]), headers=key
+    )
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["id"]
+    mail = await api.mail.wait_for(lambda m: CUSTOMER in str(m["To"]), timeout=20)
+    path = link_in(mail).removeprefix(api.settings.public_base_url)
+
+    page = await api.client.get(path)
+    nonce = FORM_NONCE.findall(page.text)
+    assert len(nonce) == 1, "the reply form carries one nonce"
+    form = {"nonce": nonce[0], "body": "It is Hauptstr. 5, sorry!"}
+    for _ in range(2):  # a double click, or a resend after a page that said to send it again
+        sent = await api.client.post(path, data=form)
+        assert sent.status_code == 200, sent.text
+    where = CustomerContactMessage.contact_id == contact_id
+    assert await _count(api, CustomerContactMessage, where) == 2, "merchant's, and one reply"
+    assert FORM_NONCE.findall(sent.text) != nonce, "the next form is a new one"
+
+    # Temporal does not answer: the page keeps what was typed and the form's nonce.
+    reachable = api.app.state.temporal
+    api.app.state.temporal = await Client.connect(
+        "127.0.0.1:1", lazy=True, data_converter=suite_converter()
+    )
+    form = {"nonce": FORM_NONCE.findall(sent.text)[0], "body": "Also: ring twice."}
+    try:
+        lost = await api.client.post(path, data=form)
+    finally:
+        api.app.state.temporal = reachable
+    assert lost.status_code == 503, lost.text
+    assert FORM_NONCE.findall(lost.text) == [form["nonce"]]
+    for _ in range(2):
+        assert (await api.client.post(path, data=form)).status_code == 200
+    assert await _count(api, CustomerContactMessage, where) == 3
