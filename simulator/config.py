@@ -39,6 +39,15 @@ class SimulatorConfig(BaseModel):
     # Print jobs each facility (token) takes in any one second; beyond it ``POST /print-jobs``
     # is answered 429 with ``Retry-After``, as a busy partner would. None: no limit.
     max_jobs_per_second: int | None = Field(None, ge=1)
+    # Guards what a facility's clients must not see (``GET /print-jobs``: every job's address
+    # and e-mail) and ``/_control/*``: ``Authorization: Bearer <control_token>``. None: open,
+    # as ``make run`` and the tests run it; docker compose always sets it.
+    control_token: str | None = None
+
+    @field_validator("control_token", mode="before")
+    @classmethod
+    def _no_token_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("max_jobs_per_second", mode="before")
     @classmethod

@@ -3,7 +3,8 @@
 Every route only translates HTTP; the ``Simulator`` in ``app.state.simulator`` (see
 ``create_app``) holds the jobs and does the work. The ``/_control/*`` endpoints let end-to-end
 tests stage what is hard to get from a real partner: failures, rejections, lost responses and
-production issues. They take no auth: this is a local tool.
+production issues. They, and reading jobs, need the configured ``control_token`` as a bearer
+token (``simulator.app``); without one (``make run``, tests) they are open: a local tool.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ async def invalid_request(_: Request, exc: RequestValidationError) -> JSONRespon
 
 def _public_config(config: SimulatorConfig) -> dict[str, Any]:
     # Tokens are secrets of the facility's clients; show which facilities are served instead.
-    data = config.model_dump(exclude={"tokens"})
+    data = config.model_dump(exclude={"tokens", "control_token"})
     data["facilities"] = sorted(set(config.tokens.values()))
     return data
 
@@ -162,7 +163,7 @@ async def resume_print_job(
     return _dump(job)
 
 
-# -- controls for tests and development (no auth: this is a local tool)
+# -- controls for tests and development (the control token, when one is configured)
 
 
 @router.get("/_control/requests")

@@ -43,7 +43,10 @@ SECRETS = {
     "PRINTFLOW_SESSION_SECRET": "compose-test-session-secret-0123456789",
     "POSTGRES_PASSWORD": "compose-test-db-password",
     "SIMULATOR_TOKEN": "compose-test-simulator-token",
+    "SIMULATOR_CONTROL_TOKEN": "compose-test-simulator-control-token",
 }
+# Every other value the file requires from the environment (no default that production refuses).
+REQUIRED = {"PRINTFLOW_PUBLIC_BASE_URL": "https://print.compose-test.example"}
 
 
 def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,7 +64,7 @@ def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 @cache
 def resolved() -> dict[str, Any]:
-    result = _compose("config", "--format", "json", env=SECRETS)
+    result = _compose("config", "--format", "json", env=SECRETS | REQUIRED)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -72,7 +75,7 @@ def ours() -> dict[str, dict[str, Any]]:
 
 
 def test_the_file_is_valid_compose() -> None:
-    result = _compose("config", "--quiet", env=SECRETS)
+    result = _compose("config", "--quiet", env=SECRETS | REQUIRED)
     assert (result.returncode, result.stderr) == (0, "")
 
 
@@ -85,16 +88,17 @@ def test_the_validation_is_real(tmp_path: Path) -> None:
         [str(COMPOSE), "--file", str(broken), "config", "--quiet"],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", **SECRETS},
+        env={"PATH": "/usr/bin:/bin", **SECRETS, **REQUIRED},
         timeout=60,
     )
     assert result.returncode != 0
     assert "imag" in result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(SECRETS))
+@pytest.mark.parametrize("name", sorted(SECRETS | REQUIRED))
 def test_it_refuses_to_start_without_each_secret(name: str) -> None:
-    result = _compose("config", "--quiet", env={k: v for k, v in SECRETS.items() if k != name})
+    given = SECRETS | REQUIRED
+    result = _compose("config", "--quiet", env={k: v for k, v in given.items() if k != name})
     assert result.returncode != 0
     assert name in result.stderr
 
@@ -333,3 +337,16 @@ def test_the_image_ships_bytecode_for_everything_it_copies() -> None:
         if s.endswith(".py") or (REPO_ROOT / s).is_dir()
     }
     assert code - compiled == set(), "copied but not compiled"
+
+
+def test_the_simulator_wants_its_control_token_and_links_are_https(tmp_path: Path) -> None:
+    """The compose simulator does not serve its print jobs (addresses, e-mails) to anyone who
+    asks, and no default sends production's links over http."""
+    env = {k: str(v) for k, v in ours()["simulator"]["environment"].items()}
+    env["PRINTFLOW_FACILITIES_FILE"] = str(_facilities_file(tmp_path))
+    config = SimulatorConfig.from_env(env)
+    assert config.control_token == SECRETS["SIMULATOR_CONTROL_TOKEN"]
+    for service in ("api", "worker"):
+        url = ours()[service]["environment"]["PRINTFLOW_PUBLIC_BASE_URL"]
+        assert url == REQUIRED["PRINTFLOW_PUBLIC_BASE_URL"], "taken from the environment"
+    assert "PUBLIC_BASE_URL:-" not in COMPOSE_FILE.read_text()

@@ -221,6 +221,44 @@ async def test_unknown_or_missing_token_is_401() -> None:
         assert {r["order_id"] for r in requests} == {order_id}
 
 
+async def test_with_a_control_token_reading_jobs_and_the_controls_need_it() -> None:
+    """What docker compose runs: the print jobs (addresses, e-mails) and ``/_control/*`` only
+    with the control token; the print job API with a facility's token as ever; health open."""
+    control = "ctl-" + uuid.uuid4().hex
+    async with facility(control_token=control, **FAST) as (client, _):
+        order_id = new_order_id()
+        created = await submit(client, order_id)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job_id"]
+        guarded = [
+            ("GET", "/print-jobs"),
+            ("GET", f"/print-jobs/{job_id}"),
+            ("GET", "/_control/requests"),
+            ("GET", "/_control/config"),
+            ("POST", "/_control/reset"),
+        ]
+        for method, path in guarded:
+            for headers in ({}, auth(TOKEN_A), auth("wrong")):
+                refused = await client.request(method, path, headers=headers)
+                assert refused.status_code == 401, (method, path, headers, refused.text)
+                assert refused.json()["error"]["code"] == "unauthorized"
+                assert "Ada" not in refused.text
+        jobs = await client.get("/print-jobs", headers=auth(control))
+        assert [j["order_id"] for j in jobs.json()] == [order_id]
+        config = await client.get("/_control/config", headers=auth(control))
+        assert config.status_code == 200 and control not in config.text
+        canceled = await client.post(f"/print-jobs/{job_id}/cancel", headers=auth(TOKEN_A))
+        assert canceled.status_code == 200, canceled.text
+        assert (await client.get("/healthz")).status_code == 200
+
+
+def test_the_control_token_comes_from_the_environment() -> None:
+    env = {"PRINTFLOW_SIM_TOKENS": json.dumps(TOKENS), "PRINTFLOW_SIM_CONTROL_TOKEN": "ctl"}
+    assert SimulatorConfig.from_env(env).control_token == "ctl"
+    empty = {**env, "PRINTFLOW_SIM_CONTROL_TOKEN": ""}
+    assert SimulatorConfig.from_env(empty).control_token is None
+
+
 async def test_missing_idempotency_key_is_400() -> None:
     async with facility() as (client, _):
         response = await client.post("/print-jobs", json=job_body(new_order_id()), headers=auth())
