@@ -95,7 +95,9 @@ def create_app(
         # The relay's sweeps, the failed-request log's pruning, the metrics' refresh.
         background = [
             *(asyncio.create_task(starter.run()) for starter in starters),
-            asyncio.create_task(prune_forever(app.state.sessions)),
+            asyncio.create_task(
+                prune_forever(app.state.sessions, app.state.temporal, cfg.idempotency_ttl)
+            ),
             asyncio.create_task(
                 app.state.metrics.refresh_forever(
                     engine, cfg.metrics_refresh_interval.total_seconds()

@@ -1,0 +1,99 @@
+"""What the API process prunes in the background: ``idempotent_requests`` and the outboxes of
+workflow starts after ``IDEMPOTENCY_TTL``, against the real API of tests/helpers/api.py (dev
+server, SQLite and PostgreSQL). An outbox row whose workflow never started is never deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from api.pruning import prune_idempotency, prune_outboxes
+from db.models import IdempotentRequest, Order, OrderStart
+from tests.helpers.api import Api, order_json, started
+
+TTL = timedelta(hours=24)
+
+
+async def test_idempotency_rows_older_than_the_ttl_are_deleted(api: Api) -> None:
+    now = datetime.now(UTC)
+    rows = {
+        "old-answered": now - TTL - timedelta(minutes=1),
+        "old-abandoned": now - TTL - timedelta(hours=3),
+        "fresh": now - TTL + timedelta(minutes=1),
+    }
+    async with api.app.state.sessions() as session:
+        for key, at in rows.items():
+            session.add(
+                IdempotentRequest(
+                    scope="0" * 64,
+                    key=key,
+                    request_hash="1" * 64,
+                    status_code=None if key == "old-abandoned" else 201,
+                    response_body=None if key == "old-abandoned" else "{}",
+                    created_at=at,
+                )
+            )
+        await session.commit()
+        assert await prune_idempotency(session, TTL) == 2
+        left = (await session.exec(select(IdempotentRequest.key))).all()
+    assert left == ["fresh"]
+
+
+async def test_outbox_rows_of_started_workflows_are_deleted_after_the_ttl_never_the_others(
+    api: Api,
+) -> None:
+    key = Api.auth(await api.merchant())
+    made = []
+    for _ in range(2):
+        created = await api.client.post("/v1/orders", json=order_json(), headers=key)
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+        await started(api.temporal.get_workflow_handle(made[-1]))
+    old_started, fresh_started = made
+    for _ in range(100):  # the relay deletes the outbox rows of started workflows in batches
+        async with api.app.state.sessions() as session:
+            if not (await session.exec(select(OrderStart.order_id))).all():
+                break
+        await asyncio.sleep(0.05)
+    never_started = "ord_" + uuid.uuid4().hex
+    long_ago = datetime.now(UTC) - TTL - timedelta(hours=1)
+
+    async with api.app.state.sessions() as session:
+        template = await session.get(Order, old_started)
+        assert template is not None
+        # An order whose workflow never started (its start keeps failing): as created, aged.
+        session.add(
+            Order(
+                **template.model_dump(exclude={"id", "order_reference_id", "support_id"}),
+                id=never_started,
+                order_reference_id="NEVER-1",
+                support_id="PF-NEVER001",
+            )
+        )
+        await session.flush()
+        # Outbox rows the relay left behind (a process died before deleting them).
+        for order_id in (old_started, fresh_started, never_started):
+            session.add(
+                OrderStart(
+                    order_id=order_id,
+                    due_at=datetime.now(UTC) + timedelta(hours=1),
+                    static_summary="s",
+                    static_details="d",
+                )
+            )
+        await session.exec(
+            update(Order)
+            .where(col(Order.id).in_([old_started, never_started]))
+            .values(created_at=long_ago)
+        )
+        await session.commit()
+
+    assert await prune_outboxes(api.app.state.sessions, api.temporal, TTL) == 1
+    async with api.app.state.sessions() as session:
+        left = set((await session.exec(select(OrderStart.order_id))).all())
+    assert left == {fresh_started, never_started}, "only the old row of a started workflow"
