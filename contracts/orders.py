@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from domain.facilities import FacilityInfo
 from domain.orders import (
@@ -98,6 +98,35 @@ class PrintJobRequest(BaseModel):
 
 class PrintJobResult(BaseModel):
     job_id: str
+
+
+class JobQuery(BaseModel):
+    """Which job to ask its facility about."""
+
+    facility_id: str
+    job_id: str
+
+
+class JobTracking(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    carrier: str
+    tracking_code: str
+    tracking_url: str | None = None
+
+
+class PrintJobState(BaseModel):
+    """What a facility says of a job when asked (``GET /print-jobs/{job_id}/state``): its
+    ``status`` (``accepted``, ``on_hold``, ``canceled``), how far it got (``stage``: None,
+    ``printed``, ``shipped``, ``delivered``) and the package's tracking once shipped. Fields
+    a facility adds are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    status: str = "accepted"
+    stage: str | None = None
+    tracking: JobTracking | None = None
 
 
 class FacilityOutcome(BaseModel):

@@ -449,3 +449,20 @@ class CustomerContactStart(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)
     static_summary: str = Field(max_length=400)
+
+
+class ConfigurationAlert(SQLModel, table=True):
+    """A setting of ours that an outside system refuses (a facility's token, the mail sender),
+    written by the worker's activities when it happens and read by the API's ``/readyz``.
+
+    One row per ``what`` (``facility:<id>``, ``mail``); ``last_seen`` is refreshed by every
+    refused attempt, and the row is deleted by the next call that goes through.
+    """
+
+    __tablename__ = "configuration_alerts"
+
+    what: str = Field(primary_key=True, max_length=100)
+    setting: str = Field(max_length=200)  # the setting to fix, e.g. PRINTFLOW_MAIL_FROM
+    message: str = Field(max_length=500)
+    first_seen: datetime = _utc(nullable=False)
+    last_seen: datetime = _utc(nullable=False)

@@ -6,17 +6,20 @@ facility deduplicates on it, so submitting again after a crash or a lost answer 
 a second job.
 
 Answers are classified once, here: 2xx is a result; 5xx, 408 and 429 raise
-``FacilityUnavailable`` (asking again later may work); any other 4xx raises
-``FacilityRejected`` (the facility refuses, and asking again changes nothing), except where a
-method says what a 409 means. A request that gets no answer at all raises httpx's own
-``httpx.TransportError`` (a time-out, a refused connection), which is of the first kind too.
+``FacilityUnavailable`` (asking again later may work); 401 and 403 raise
+``FacilityUnauthorized`` (the facility refuses *our* token: a mistake of our configuration,
+fixed by fixing the facilities file, never by the merchant); any other 4xx raises
+``FacilityRejected`` (the facility refuses the request itself, and asking again changes
+nothing), except where a method says what a 409 means. A request that gets no answer at all
+raises httpx's own ``httpx.TransportError`` (a time-out, a refused connection), which is of the
+first kind too.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from contracts.orders import PrintJobRequest
+from contracts.orders import PrintJobRequest, PrintJobState
 from domain.facilities import Facility
 
 TIMEOUT_SECONDS = 20.0
@@ -35,6 +38,11 @@ class FacilityError(Exception):
 
 class FacilityUnavailable(FacilityError):
     """5xx, 408 or 429: the facility cannot take the request now."""
+
+
+class FacilityUnauthorized(FacilityError):
+    """401 or 403: the facility does not accept our ``api_token`` (wrong, or rotated at the
+    facility). Nothing about the job: retried once the facilities file is fixed."""
 
 
 class FacilityRejected(FacilityError):
@@ -84,6 +92,13 @@ class FacilityClient:
         self._raise_unless_ok("resume", response)
         return True
 
+    async def job_state(self, job_id: str) -> PrintJobState:
+        """What the facility knows of job ``job_id`` now (``GET /print-jobs/{job_id}/state``):
+        how far it got, and its tracking once shipped."""
+        response = await self._request("GET", f"{self._jobs}/{job_id}/state")
+        self._raise_unless_ok("the job's state", response)
+        return PrintJobState.model_validate(response.json())
+
     async def cancel(self, job_id: str) -> None:
         """Ends the hold of job ``job_id``: it is not printed."""
         response = await self._request("POST", f"{self._jobs}/{job_id}/cancel")
@@ -112,6 +127,13 @@ class FacilityClient:
         if code >= 500 or code in (408, 429):
             raise FacilityUnavailable(
                 f"facility {facility_id} answered {code} to {what}", facility_id, what, code
+            )
+        if code in (401, 403):
+            raise FacilityUnauthorized(
+                f"facility {facility_id} refused our api_token ({code}) to {what}",
+                facility_id,
+                what,
+                code,
             )
         if code >= 400:
             body = _short(response)

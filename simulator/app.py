@@ -42,7 +42,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def guarded(method: str, path: str) -> bool:
     """What the control token guards: reading jobs (every job's address and e-mail, whoever
     sent it) and every ``/_control`` endpoint. The print job API a facility's client calls
-    (``POST /print-jobs``, a job's replace, cancel and resume) takes the facility's token."""
+    (``POST /print-jobs``, a job's replace, cancel, resume and ``GET …/state``) takes the
+    facility's token."""
+    if method == "GET" and path.startswith("/print-jobs/") and path.endswith("/state"):
+        return False
     return path.startswith("/_control") or (method == "GET" and path.startswith("/print-jobs"))
 
 

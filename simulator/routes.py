@@ -118,6 +118,24 @@ async def get_print_job(job_id: str, simulator: SimulatorDep) -> dict[str, Any] 
     return _dump(job) if isinstance(job, Job) else job
 
 
+@router.get("/print-jobs/{job_id}/state", response_model=None)
+async def print_job_state(
+    request: Request, job_id: str, simulator: SimulatorDep
+) -> dict[str, Any] | JSONResponse:
+    """What printflow asks when an order's reports stop coming: how far the job got, and its
+    tracking once shipped (the facility's token; another facility's job is a 404)."""
+    job = _authorized_job(simulator, request, job_id)
+    if isinstance(job, JSONResponse):
+        return job
+    return {
+        "job_id": job.job_id,
+        "order_id": job.order_id,
+        "status": job.status,
+        "stage": job.stage,
+        "tracking": job.tracking.model_dump(mode="json") if job.tracking else None,
+    }
+
+
 @router.put("/print-jobs/{job_id}", response_model=None)
 async def replace_print_job(
     request: Request, job_id: str, simulator: SimulatorDep

@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -19,11 +21,17 @@ from starlette.routing import Route
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.alerts import FRESH_FOR, ConfigurationAlerts, active_alerts
 from activities.facility import FacilityActivities
 from contracts.errors import FACILITY_REJECTED
-from contracts.orders import FacilityOutcome, PrintJobItem, PrintJobRequest
+from contracts.orders import FacilityOutcome, JobQuery, PrintJobItem, PrintJobRequest
 from domain.facilities import Facilities, Facility
-from integrations.facility import FacilityClient, FacilityRejected, FacilityUnavailable
+from integrations.facility import (
+    FacilityClient,
+    FacilityRejected,
+    FacilityUnauthorized,
+    FacilityUnavailable,
+)
 from tests.helpers.workflows import OSLO, order_body
 
 TOKEN = "tok-oslo-secret"
@@ -43,6 +51,7 @@ class FakeFacility:
 
     answers: dict[str, int] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
+    body: dict[str, Any] | None = None  # a 2xx answer's body (default: a new job's)
 
     async def handle(self, request: Request) -> Response:
         self.seen.append(
@@ -51,7 +60,7 @@ class FakeFacility:
         status = self.answers.get(f"{request.method} {request.url.path}", 200)
         if status >= 400:
             return PlainTextResponse("x" * 600 if status == 422 else "no", status_code=status)
-        return JSONResponse({"job_id": "job-77"}, status_code=status)
+        return JSONResponse(self.body or {"job_id": "job-77"}, status_code=status)
 
 
 def _job(order_id: str = "ord_1") -> PrintJobRequest:
@@ -110,7 +119,17 @@ async def test_a_facility_that_cannot_take_the_job_now_is_unavailable(status: in
     assert str(raised.value) == f"facility oslo answered {status} to the print job"
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_token_is_our_configuration_not_a_refusal_of_the_job(status: int) -> None:
+    async with _facility() as (fake, http):
+        fake.answers["POST /api/print-jobs"] = status
+        with pytest.raises(FacilityUnauthorized) as raised:
+            await FacilityClient(FACILITY, http).submit(_job())
+    assert not isinstance(raised.value, FacilityRejected)
+    assert str(raised.value) == f"facility oslo refused our api_token ({status}) to the print job"
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
 async def test_any_other_4xx_is_a_refusal_with_the_start_of_the_answer(status: int) -> None:
     async with _facility() as (fake, http):
         fake.answers["POST /api/print-jobs"] = status
@@ -182,3 +201,57 @@ async def test_a_resume_replaces_the_held_job_first_and_a_canceled_job_ends_quie
     assert raised.value.non_retryable and raised.value.message == (
         "facility oslo refused cancel (404): no"
     )
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_token_is_retried_with_an_alert_that_the_next_success_clears(
+    status: int, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    alerts = ConfigurationAlerts(engine)
+    async with _facility() as (fake, http):
+        activities = FacilityActivities(Facilities([FACILITY]), http, alerts)
+        fake.answers["POST /api/print-jobs"] = status
+        for _ in range(2):  # each attempt refreshes the one alert
+            with pytest.raises(RuntimeError) as raised:
+                await ActivityEnvironment().run(activities.submit_print_job, _job())
+            assert not isinstance(raised.value, ApplicationError), "Temporal must retry it"
+        [alert] = await active_alerts(engine)
+        assert alert.what == "facility:oslo"
+        assert alert.setting == "api_token of facility oslo in PRINTFLOW_FACILITIES_FILE"
+        assert f"({status})" in alert.message and TOKEN not in alert.message
+        logged = [r.getMessage() for r in caplog.records if r.name == "printflow.configuration"]
+        assert len(logged) == 2 and "PRINTFLOW_FACILITIES_FILE" in logged[0]
+        assert "facility oslo" in logged[0]
+
+        fake.answers["POST /api/print-jobs"] = 200  # the token is fixed
+        assert (await ActivityEnvironment().run(activities.submit_print_job, _job())).job_id
+    assert await active_alerts(engine) == []
+
+
+async def test_an_alert_nobody_refreshes_stops_counting(engine: AsyncEngine) -> None:
+    await ConfigurationAlerts(engine).refused("mail", "PRINTFLOW_MAIL_FROM", "refused")
+    assert [a.what for a in await active_alerts(engine)] == ["mail"]
+    later = datetime.now(UTC) + FRESH_FOR + timedelta(seconds=1)
+    assert await active_alerts(engine, now=later) == []
+
+
+async def test_the_job_state_is_asked_with_our_token() -> None:
+    async with _facility() as (fake, http):
+        fake.body = {
+            "job_id": "job-9",
+            "status": "accepted",
+            "stage": "shipped",
+            "tracking": {"carrier": "DHL", "tracking_code": "P1", "tracking_url": None},
+            "something": "new",
+        }
+        state = await _run(
+            http, "fetch_print_job_state", JobQuery(facility_id="oslo", job_id="job-9")
+        )
+        assert (state.stage, state.tracking.tracking_code) == ("shipped", "P1")
+        [seen] = fake.seen
+        assert (seen.method, seen.path) == ("GET", "/api/print-jobs/job-9/state")
+        assert seen.headers["authorization"] == f"Bearer {TOKEN}"
+        fake.answers["GET /api/print-jobs/job-9/state"] = 404
+        with pytest.raises(ApplicationError) as raised:
+            await _run(http, "fetch_print_job_state", JobQuery(facility_id="oslo", job_id="job-9"))
+    assert raised.value.type == FACILITY_REJECTED

@@ -31,6 +31,7 @@ from simulator.__main__ import build_config, parse_args
 from simulator.app import create_app
 from simulator.config import BUNDLED_FACILITIES, SimulatorConfig, SimulatorConfigError
 from simulator.floor import Simulator, peak_per_window
+from simulator.models import Tracking
 
 TOKEN_A = "tok-berlin"
 TOKEN_B = "tok-dallas"
@@ -517,6 +518,34 @@ async def test_reports_printed_shipped_delivered_with_the_submitting_token() -> 
             (job,) = sim.jobs.values()
             await eventually(lambda: job.stage == "delivered")
             assert [e.status for e in job.events] == ["delivered"] * 3
+
+
+async def test_a_jobs_state_is_told_to_its_facility_only() -> None:
+    """``GET /print-jobs/{id}/state``: what printflow asks when reports stop coming. The
+    facility's token, even with a control token set; another facility's job is a 404."""
+    async with facility(control_token="ctl", **FAST) as (client, sim):
+        order_id = new_order_id()
+        job_id = (await submit(client, order_id)).json()["job_id"]
+        path = f"/print-jobs/{job_id}/state"
+        fresh = await client.get(path, headers=auth(TOKEN_A))
+        assert fresh.status_code == 200, fresh.text
+        assert fresh.json() == {
+            "job_id": job_id,
+            "order_id": order_id,
+            "status": "accepted",
+            "stage": None,
+            "tracking": None,
+        }
+        (job,) = sim.jobs.values()
+        job.stage = "shipped"
+        job.tracking = Tracking(
+            carrier="DHL", tracking_code="SIM1", tracking_url="https://tracking.example/SIM1"
+        )
+        shipped = (await client.get(path, headers=auth(TOKEN_A))).json()
+        assert (shipped["stage"], shipped["tracking"]["tracking_code"]) == ("shipped", "SIM1")
+        assert (await client.get(path, headers=auth(TOKEN_B))).status_code == 404
+        assert (await client.get(path)).status_code == 401
+        assert (await client.get(path, headers=auth("ctl"))).status_code == 401
 
 
 async def test_no_reporting_unless_switched_on() -> None:
