@@ -17,6 +17,9 @@ class ConversationInput(BaseModel, Generic[StateT]):
     merchant_email: str
     # Carried over when the run continues as new.
     state: StateT | None = None
+    # A new run after this many changes in one run, as well as whenever Temporal suggests one;
+    # None: only when Temporal suggests it (tests set it to reach a new run quickly).
+    changes_per_run: int | None = None
 
 
 def task_summary(text: str) -> str:

@@ -5,19 +5,20 @@ close; None while nothing is due) or for a change that moves that moment, whiche
 then acts (``fire``) if the moment is still due. Its Updates change it meanwhile and call
 ``moved`` when the moment may have moved. E-mails in the outbox go out before every wait, once
 the change that caused them is projected (``workflows.common.Projector``). When Temporal
-suggests it, the conversation continues as new with its state; once closed, it sends what is
-left and ends when its handlers have.
+suggests it (or after the input's ``changes_per_run``), the conversation continues as new with
+its state, sending the mails that Updates still running queue meanwhile; once closed, it sends
+what is left and ends when its handlers have.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Generic, NamedTuple, NoReturn
+from typing import Any, Generic, NamedTuple, NoReturn
 
-from pydantic import BaseModel
 from temporalio import workflow
 
+from contracts.conversations import ConversationInput
 from workflows.common import (
     ChangeT,
     MailT,
@@ -42,7 +43,7 @@ class Wake(NamedTuple):
 class Conversation(Generic[StateT, ChangeT, ProjectionT, MailT]):
     def __init__(
         self,
-        inp: BaseModel,
+        inp: ConversationInput[Any],
         projector: Projector[StateT, ChangeT, ProjectionT],
         outbox: Outbox[MailT],
         *,
@@ -58,6 +59,14 @@ class Conversation(Generic[StateT, ChangeT, ProjectionT, MailT]):
         self._fire = fire
         # Bumped by every change that can move what the conversation waits for.
         self._generation = 0
+        self._first_version = projector.state.version
+
+    def _should_continue(self) -> bool:
+        """Temporal suggests a new run, or this run made the input's ``changes_per_run``."""
+        limit = self._input.changes_per_run
+        if limit is not None and self._projector.state.version - self._first_version >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
 
     def moved(self) -> None:
         """What the conversation waits for may have changed: it looks again."""
@@ -66,7 +75,7 @@ class Conversation(Generic[StateT, ChangeT, ProjectionT, MailT]):
     async def run(self) -> None:
         while not self._closed():
             await self._outbox.send()
-            if workflow.info().is_continue_as_new_suggested():
+            if self._should_continue():
                 await self.continue_as_new()
             generation = self._generation
 

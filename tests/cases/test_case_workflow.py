@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -33,6 +33,7 @@ from tests.helpers.cases import (
 )
 from tests.helpers.keys import keys
 from tests.helpers.mail import text_of
+from tests.helpers.polling import apoll
 from tests.helpers.workflows import (
     history_event_types,
     projected_after_acceptance,
@@ -314,3 +315,42 @@ async def test_an_agent_reply_is_projected_only_after_its_acceptance_is_in_the_h
     answered = await handle.execute_update(SupportCaseWorkflow.agent_reply, reply("On it."))
     assert (await world.row(handle.id)).version == answered.version, "answered after projection"
     assert projected_after_acceptance(await history_event_types(handle), before)
+
+
+async def test_a_new_run_due_while_an_update_projects_sends_its_mail_and_keeps_the_clock(
+    env: WorkflowEnvironment, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # A new run is due (here after two changes, as when Temporal suggests one) while an agent's
+    # reply is still being projected: its e-mail is queued once that projection ends, when the
+    # run already waits to continue as new. That wait sends it; it must not wait for an empty
+    # outbox that only the waiting loop would empty (no mail, no timers, then every Update
+    # refused at the per-run limit).
+    async with case_world(env, engine, tmp_path, slow_projection=1.5) as world:
+        handle = await world.open(await env.get_current_time(), changes_per_run=2)
+        message = MerchantMessage(message_id="msg_more_details", body="More details.")
+        first = await handle.start_update(
+            SupportCaseWorkflow.merchant_message,
+            message,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        # Accepted while the merchant's message is still projecting: the loop decides on the
+        # new run as soon as that projection ends, the reply's still running.
+        await handle.execute_update(SupportCaseWorkflow.agent_reply, reply("Checking now."))
+        await first.result()
+
+        async def continued() -> bool:
+            history = await handle.fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            return bool(started.continued_execution_run_id)
+
+        async def mailed() -> bool:
+            return any("Checking now." in text_of(m) for m in world.mails_to(MERCHANT_EMAIL))
+
+        await apoll("the case to continue as new", continued, timeout=20)
+        await apoll("the reply's e-mail", mailed, timeout=20)
+        # The new run goes on: a merchant message starts the next-response clock and its timer.
+        again = MerchantMessage(message_id="msg_still_stuck", body="Still stuck.")
+        after = await handle.execute_update(SupportCaseWorkflow.merchant_message, again)
+        assert after.clock is not None and after.clock.kind == "next_response"
+        assert any("next response at risk" in s for s in await timer_summaries(handle))
+        assert (await world.row(handle.id)).version == after.version

@@ -5,6 +5,7 @@ SMTP sink. ``case_world`` gives a test a merchant and a way to open cases as the
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +18,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.cases import SupportCaseActivities
-from contracts.cases import CaseInput
+from contracts.cases import CaseInput, CaseProjection
 from db.engine import session_factory
 from db.models import Merchant, SupportCase, SupportCaseMessage
 from devstack.mailsink import MailSink
@@ -77,6 +79,7 @@ class CaseWorld:
         plan: Plan = Plan.FREE,
         csm_agent_id: str | None = None,
         csm_email: str | None = None,
+        changes_per_run: int | None = None,
         **body: Any,
     ) -> WorkflowHandle[Any, CaseState]:
         """Stores the case as the API does (row and first message) and starts its workflow."""
@@ -104,6 +107,7 @@ class CaseWorld:
             merchant_name="Mug Shop",
             merchant_email=MERCHANT_EMAIL,
             csm_email=csm_email,
+            changes_per_run=changes_per_run,
         )
         async with session_factory(self.engine)() as session:
             session.add(
@@ -170,9 +174,10 @@ class CaseWorld:
 
 @asynccontextmanager
 async def case_world(
-    env: WorkflowEnvironment, engine: AsyncEngine, tmp_path: Path
+    env: WorkflowEnvironment, engine: AsyncEngine, tmp_path: Path, slow_projection: float = 0.0
 ) -> AsyncIterator[CaseWorld]:
-    """A merchant, a mail sink and a worker with the case workflow and its real activities."""
+    """A merchant, a mail sink and a worker with the case workflow and its real activities;
+    ``slow_projection``: seconds each projection waits before it writes (a slow database)."""
     async with MailSink(tmp_path / "mail", port=0) as mail:
         settings = Settings(smtp_host=mail.host, smtp_port=mail.port, public_base_url="http://api")
         merchant_id = "mer_" + uuid.uuid4().hex[:12]
@@ -190,12 +195,18 @@ async def case_world(
             )
             await session.commit()
         activities = SupportCaseActivities(engine, Mailer(settings), settings.public_base_url)
+
+        @activity.defn(name="project_case")
+        async def project_case(projection: CaseProjection) -> None:
+            await asyncio.sleep(slow_projection)
+            await activities.project_case(projection)
+
         task_queue = "cases-" + uuid.uuid4().hex
         async with Worker(
             env.client,
             task_queue=task_queue,
             workflows=[SupportCaseWorkflow],
             workflow_runner=WORKFLOW_RUNNER,
-            activities=[activities.project_case, activities.send_case_mail],
+            activities=[project_case, activities.send_case_mail],
         ):
             yield CaseWorld(env.client, engine, mail, task_queue, merchant_id)
