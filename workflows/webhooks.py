@@ -6,8 +6,15 @@ the order they happened. Each delivery is an activity retried with exponential b
 hours; after that the event is recorded as given up and the queue moves on (the merchant can
 redeliver it later). The order workflow never waits for any of this.
 
-The workflow ends after it has been idle for a while; the next event starts a new run
-(signal-with-start). Long-lived runs continue as new, so the history stays bounded.
+An event already queued is not queued again, a redelivery included, and the queue holds at
+most ``MAX_QUEUED`` events (more are dropped with a warning: they stay stored, and the merchant
+can redeliver them once the queue has drained), so the queue carried into continue-as-new stays
+small whatever is signaled.
+
+The workflow ends after it has been idle for a while, once its queue is empty: an event signaled
+in the same workflow task as the idle timer's firing is delivered, whichever of the two the SDK
+applies first. The next event starts a new run (signal-with-start). Long-lived runs continue as
+new, so the history stays bounded.
 """
 
 from __future__ import annotations
@@ -46,22 +53,41 @@ ATTEMPT_TIMEOUT = timedelta(seconds=30)
 IDLE_TIMEOUT = timedelta(minutes=2)
 # Enough to drop a duplicate signal from a retried projection; bounded for continue-as-new.
 REMEMBER_DONE = 200
+# Far more than an order's events; what a merchant's redeliveries can add is bounded by it.
+MAX_QUEUED = 1000
+# Since this patch a redelivery of an event already queued adds nothing, the queue is bounded,
+# and the idle timeout ends the run only once the queue is empty.
+BOUNDED_QUEUE = "bounded-queue"
 
 
 @workflow.defn
 class WebhookDeliveryWorkflow:
     @workflow.init
     def __init__(self, inp: WebhookDeliveryInput) -> None:
+        self._order_id = inp.order_id
         self._queue: list[QueuedEvent] = list(inp.queue)
         self._done: list[str] = list(inp.done)
 
     @workflow.signal(name=ENQUEUE_SIGNAL)
     def enqueue(self, message: EnqueueWebhooks) -> None:
         for event_id in message.event_ids:
-            if not message.redeliver and (
-                event_id in self._done or any(q.event_id == event_id for q in self._queue)
-            ):
+            queued = next((q for q in self._queue if q.event_id == event_id), None)
+            if not message.redeliver and (queued is not None or event_id in self._done):
                 continue  # the same event again (a retried projection): already on its way
+            if queued is not None and workflow.patched(BOUNDED_QUEUE):
+                # Redelivered while it waits: it goes once, even if it was delivered before.
+                # (The event being delivered right now is sent as it was asked for.)
+                if queued is not self._queue[0]:
+                    queued.redeliver = True
+                continue
+            if len(self._queue) >= MAX_QUEUED and workflow.patched(BOUNDED_QUEUE):
+                workflow.logger.warning(
+                    "webhooks of order %s: %d events queued; %s not queued (redeliver it later)",
+                    self._order_id,
+                    len(self._queue),
+                    event_id,
+                )
+                continue
             self._queue.append(QueuedEvent(event_id=event_id, redeliver=message.redeliver))
 
     @workflow.query
@@ -81,7 +107,9 @@ class WebhookDeliveryWorkflow:
                         timeout_summary="idle; the next event starts a new run",
                     )
                 except TimeoutError:
-                    return delivered
+                    # An event signaled with the timer's firing may be queued by now.
+                    if not (self._queue and workflow.patched(BOUNDED_QUEUE)):
+                        return delivered
             await self._deliver(self._queue[0])
             self._done = [*self._done, self._queue.pop(0).event_id][-REMEMBER_DONE:]
             delivered += 1
