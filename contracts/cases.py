@@ -3,7 +3,9 @@
 The API starts a case with ``CaseInput`` and changes it with the Updates' arguments
 (``MerchantMessage``, ``AgentReply``, ``Assignment``, ``Resolution``, ``Closing``); the workflow
 sends ``CaseProjection`` to the read model and ``CaseMail`` to the mailer. Message ids are made
-by the API, so a retried projection writes each message once.
+by the API, so a retried projection writes each message once; from the caller's
+Idempotency-Key when there is one, so a retried request carries the same message
+(``contracts.updates``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The API starts a contact with ``ContactInput`` and adds messages with ``Merchant
 merchant, ``POST /v1/customer-contacts/{id}/messages``) and ``CustomerReply`` (the customer,
 ``POST /c/{token}``); the workflow sends ``ContactProjection`` to the read model and
 ``ContactMail`` to the mailer. Message ids are made by the API, so a retried projection writes
-each message once.
+each message once; from the caller's Idempotency-Key (or the page form's nonce) when there is
+one, so a retried request carries the same message (``contracts.updates``).
 """
 
 from __future__ import annotations

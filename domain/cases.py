@@ -293,6 +293,8 @@ class CaseState(BaseModel):
     version: int = 1
     created_at: datetime
     updated_at: datetime
+    # Digests of the Update ids applied, newest last (bounded: ``contracts.updates``).
+    applied_updates: list[str] = []
 
     @property
     def due_at(self) -> datetime | None:

@@ -196,6 +196,8 @@ class ContactState(BaseModel):
     version: int = 1
     created_at: datetime
     updated_at: datetime
+    # Digests of the Update ids applied, newest last (bounded: ``contracts.updates``).
+    applied_updates: list[str] = []
 
     @property
     def reply_due_at(self) -> datetime | None:

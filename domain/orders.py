@@ -419,6 +419,9 @@ class OrderState(BaseModel):
     last_shipped_at: datetime | None = None
     # Facility event ids already applied, newest last (bounded): repeats are no-ops.
     seen_event_ids: list[str] = Field(default_factory=list)
+    # Digests of the Update ids applied, newest last (bounded), so that a retried Update
+    # changes nothing in a later run or once the order closed (``contracts.updates``).
+    applied_updates: list[str] = Field(default_factory=list)
 
 
 def initial_status(items: list[ItemState], approval: Approval) -> Status:

@@ -181,6 +181,8 @@ class SupportCaseWorkflow:
 
     @workflow.update
     async def merchant_message(self, message: MerchantMessage) -> CaseState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         state, now = self._state, workflow.now()
         state.status = CaseStatus.OPEN
         state.waiting_since, state.reminder_sent, state.resolved_at = None, False, None
@@ -217,6 +219,8 @@ class SupportCaseWorkflow:
 
     @workflow.update
     async def agent_reply(self, reply: AgentReply) -> CaseState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         state, now = self._state, workflow.now()
         self._stop_clock(now)
         if reply.waiting_on_merchant:
@@ -249,6 +253,8 @@ class SupportCaseWorkflow:
 
     @workflow.update
     async def assign(self, assignment: Assignment) -> CaseState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         self._state.assignee_id = assignment.agent_id
         await self._commit("assigned")
         return self._state
@@ -259,6 +265,8 @@ class SupportCaseWorkflow:
 
     @workflow.update
     async def resolve(self, resolution: Resolution) -> CaseState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         state, now = self._state, workflow.now()
         self._stop_clock(now)
         state.status = CaseStatus.RESOLVED
@@ -270,13 +278,15 @@ class SupportCaseWorkflow:
     @resolve.validator
     def _validate_resolve(self, resolution: Resolution) -> None:
         self._refuse_if_closed()
-        if self._state.status is CaseStatus.RESOLVED:
+        if self._state.status is CaseStatus.RESOLVED and not self._projector.applied():
             raise ApplicationError(
                 "the case is resolved already", type=CaseRefusal.CASE_RESOLVED, non_retryable=True
             )
 
     @workflow.update
     async def close(self, closing: Closing) -> CaseState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         await self._close(closing.reason, "closed")
         self._conversation.moved()
         return self._state
@@ -290,7 +300,7 @@ class SupportCaseWorkflow:
         return self._state
 
     def _refuse_if_closed(self) -> None:
-        if self._state.status is CaseStatus.CLOSED:
+        if self._state.status is CaseStatus.CLOSED and not self._projector.applied():
             raise ApplicationError(
                 "the case is closed; open a new one",
                 type=CaseRefusal.CASE_CLOSED,

@@ -5,7 +5,8 @@ holds or calls, never a base class.
   ``SIDE_EFFECT_TIMEOUT``, ``PATIENT_RETRY``, ``MAIL_RETRY``);
 - ``show``, what the Web UI shows a workflow to wait for, and ``wait_until``, a wait for a
   condition until a moment (one named timer);
-- ``Projector``, the one writer of a workflow's state outward, and ``Outbox``, its e-mails;
+- ``Projector``, the one writer of a workflow's state outward (it keeps the ids of the Updates
+  applied, so a retry in a later run changes nothing), and ``Outbox``, its e-mails;
 - ``continue_as_new``, a new run with the state so far.
 
 The read model, and the webhooks its projection emits, must never show a change that the history
@@ -33,6 +34,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.errors import MAIL_REJECTED
+    from contracts.updates import applied_digest, remember
 
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 # E-mails and facility notices.
@@ -78,10 +80,12 @@ def rejection(err: ActivityError, error_type: str) -> str | None:
 
 
 class Versioned(Protocol):
-    """A workflow's state as a projector keeps it: every change bumps ``version``."""
+    """A workflow's state as a projector keeps it: every change bumps ``version``; the Updates
+    that made changes are kept in ``applied_updates`` (``contracts.updates``)."""
 
     version: int
     updated_at: datetime
+    applied_updates: list[str]
 
 
 StateT = TypeVar("StateT", bound=Versioned)
@@ -95,10 +99,11 @@ Activity = Callable[[Never, ProjectionT], Awaitable[None]]
 class Projector(Generic[StateT, ChangeT, ProjectionT]):
     """The one writer of a workflow's ``state`` outward.
 
-    ``record`` notes a change: the state's version, the search attributes, what the workflow is
-    shown to wait for, a log line. ``project_pending`` then projects every change not projected
-    yet, with the ``build`` projection, through ``activity``: a local activity, unless an Update
-    made one of the changes (see the module's docstring). A projection waits for the one running,
+    ``record`` notes a change: the state's version, the Update that made it (``applied``), the
+    search attributes, what the workflow is shown to wait for, a log line. ``project_pending``
+    then projects every change not projected yet, with the ``build`` projection, through
+    ``activity``: a local activity, unless an Update made one of the changes (see the module's
+    docstring). A projection waits for the one running,
     and an earlier change's projection may carry a later change, leaving nothing to do.
     """
 
@@ -136,14 +141,23 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
     def details(self) -> str:
         return self._details(self.state)
 
+    def applied(self) -> bool:
+        """The Update being handled (or validated) made its change already, in this run or an
+        earlier one (Temporal deduplicates Update ids within one run only): its handler
+        answers as it did the first time, changing nothing, and its validator accepts it."""
+        info = workflow.current_update_info()
+        return info is not None and applied_digest(info.id) in self.state.applied_updates
+
     def record(self, change: ChangeT) -> None:
         state = self.state
         state.version += 1
         state.updated_at = workflow.now()
         self.changes.append(change)
         workflow.upsert_search_attributes(self._search_attributes(state))
-        if workflow.current_update_info() is not None:
+        update = workflow.current_update_info()
+        if update is not None:
             self.update_in_batch = True
+            state.applied_updates = remember(state.applied_updates, update.id)
         show(self._details(state))
         workflow.logger.info(self._log(state, change))
 

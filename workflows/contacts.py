@@ -153,6 +153,8 @@ class CustomerContactWorkflow:
 
     @workflow.update
     async def customer_message(self, message: CustomerReply) -> ContactState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         state, now = self._state, workflow.now()
         if state.clock is None:  # the merchant had the last word: a new reply clock
             rules = self._rules
@@ -186,6 +188,8 @@ class CustomerContactWorkflow:
 
     @workflow.update
     async def merchant_reply(self, reply: MerchantReply) -> ContactState:
+        if self._projector.applied():
+            return self._state  # a retry: answered as the first time
         state, now = self._state, workflow.now()
         clock = state.clock
         if clock is not None:
@@ -220,7 +224,7 @@ class CustomerContactWorkflow:
         return self._state
 
     def _refuse_if_closed(self) -> None:
-        if self._state.status is ContactStatus.CLOSED:
+        if self._state.status is ContactStatus.CLOSED and not self._projector.applied():
             raise ApplicationError(
                 "the contact is closed; its conversation ended 30 days after the last message",
                 type=ContactRefusal.CONTACT_CLOSED,

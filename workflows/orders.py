@@ -401,6 +401,8 @@ class OrderWorkflow:
 
     @workflow.update
     async def cancel(self, request: CancelRequest) -> OrderState:
+        if self._projector.applied():
+            return self._state  # a retry of the same cancel: answered as it was
         self._state.cancel_reason = request.reason
         self._state.cancel_reason_code = request.reason_code
         detail: dict[str, Any] = {"reason": request.reason}
@@ -412,11 +414,14 @@ class OrderWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
-        self._refuse_unless(Action.CANCEL)
+        if not self._projector.applied():
+            self._refuse_unless(Action.CANCEL)
 
     @workflow.update
     async def update_shipping_address(self, change: AddressChange) -> OrderState:
         state = self._state
+        if self._projector.applied():
+            return state
         detail: dict[str, Any] = {"country": change.shipping_address.country}
         state.shipping_address = change.shipping_address
         if change.facility.id != state.facility.id and state.job_id is None:
@@ -434,10 +439,13 @@ class OrderWorkflow:
 
     @update_shipping_address.validator
     def _validate_address(self, change: AddressChange) -> None:
-        self._refuse_unless(Action.UPDATE_ADDRESS)
+        if not self._projector.applied():
+            self._refuse_unless(Action.UPDATE_ADDRESS)
 
     @workflow.update
     async def approve(self) -> OrderState:
+        if self._projector.applied():
+            return self._state
         skipped = []
         for item in self._state.items:
             if item.personalization_status is PersonalizationStatus.PENDING:
@@ -452,11 +460,14 @@ class OrderWorkflow:
 
     @approve.validator
     def _validate_approve(self) -> None:
-        self._refuse_unless(Action.APPROVE)
+        if not self._projector.applied():
+            self._refuse_unless(Action.APPROVE)
 
     @workflow.update
     async def resolve_hold(self, resolution: HoldResolution) -> OrderState:
         state = self._state
+        if self._projector.applied():
+            return state
         detail: dict[str, Any] = {"action": resolution.action}
         if resolution.files:
             for item in state.items:
@@ -469,6 +480,8 @@ class OrderWorkflow:
     @resolve_hold.validator
     def _validate_resolve_hold(self, resolution: HoldResolution) -> None:
         state = self._state
+        if self._projector.applied():
+            return
         if state.status is not Status.ON_HOLD:
             raise ApplicationError(
                 f"the order is {state.status.value}, not on hold",
@@ -484,6 +497,8 @@ class OrderWorkflow:
     @workflow.update
     async def complete_personalization(self, submission: PersonalizationSubmission) -> OrderState:
         state = self._state
+        if self._projector.applied():
+            return state
         if submission.link_id != state.link_id:
             # The link being e-mailed (see the validator): it is ours once its activity ends.
             await workflow.wait_condition(lambda: self._issuing_seq != submission.link_seq)
@@ -505,6 +520,8 @@ class OrderWorkflow:
     @complete_personalization.validator
     def _validate_personalization(self, submission: PersonalizationSubmission) -> None:
         state = self._state
+        if self._projector.applied():
+            return
         if state.status is Status.CANCELED:
             raise ApplicationError("the order was canceled", type=RefusalCode.ORDER_CANCELED)
         if state.status is not Status.PENDING_PERSONALIZATION:

@@ -27,7 +27,7 @@ from api.pagination import _decode, _encode, newest_first
 from api.relay import CaseStarter, start_operation
 from api.schemas import CaseMessagePublic, CasePage, CasePublic, RequestLogEntry
 from api.services.request_log import requests_for
-from api.services.updates import run_update
+from api.services.updates import applied, run_update, update_id
 from contracts.cases import (
     AgentReply,
     Assignment,
@@ -37,6 +37,7 @@ from contracts.cases import (
     Resolution,
     case_task_summary,
 )
+from contracts.updates import message_id
 from db.models import (
     Agent,
     Merchant,
@@ -261,7 +262,7 @@ async def _next_number(session: AsyncSession) -> int:
 
 
 def _message_id() -> str:
-    return "msg_" + uuid.uuid4().hex
+    return message_id("", None)
 
 
 # ---------------------------------------------------------------------------- reads
@@ -414,7 +415,10 @@ async def _update(
     start = await start_operation(session, settings, row)
     await session.commit()  # no database connection is held while the workflow answers
 
-    async def closed() -> ApiError:
+    async def closed() -> ApiError | None:
+        await session.refresh(row)
+        if applied(CaseState.model_validate(row.state), update, idempotency_key):
+            return None  # a retry of the Update that closed it (or came before): the case
         return Conflict("the case is closed; open a new one", code="case_closed")
 
     await run_update(
@@ -442,7 +446,11 @@ async def merchant_message(
     attachments: list[str],
     idempotency_key: str | None,
 ) -> CasePublic:
-    message = MerchantMessage(message_id=_message_id(), body=body, attachments=attachments)
+    # From the key: a retry carries the same message (contracts.updates).
+    uid = update_id(SupportCaseWorkflow.merchant_message, idempotency_key)
+    message = MerchantMessage(
+        message_id=message_id(row.id, uid), body=body, attachments=attachments
+    )
     return await _update(
         session,
         client,
@@ -476,8 +484,9 @@ async def agent_message(
     waiting_on_merchant: bool,
     idempotency_key: str | None,
 ) -> CasePublic:
+    uid = update_id(SupportCaseWorkflow.agent_reply, idempotency_key)
     reply = AgentReply(
-        message_id=_message_id(),
+        message_id=message_id(row.id, uid),
         agent_id=agent.id,
         agent_name=agent.name,
         body=body,

@@ -33,13 +33,14 @@ from api.schemas import (
     ReplyStandards,
     SupportStandards,
 )
-from api.services.updates import run_update
+from api.services.updates import applied, run_update, update_id
 from contracts.contacts import (
     ContactInput,
     CustomerReply,
     MerchantReply,
     contact_task_summary,
 )
+from contracts.updates import message_id
 from db.models import (
     CustomerContact,
     CustomerContactDeadline,
@@ -80,7 +81,7 @@ def _now() -> datetime:
 
 
 def _message_id() -> str:
-    return "msg_" + uuid.uuid4().hex
+    return message_id("", None)
 
 
 class Refused(ApiError):
@@ -297,7 +298,10 @@ async def _update(
     start = await start_operation(session, settings, row)
     await session.commit()  # no database connection is held while the workflow answers
 
-    async def closed() -> ApiError:
+    async def closed() -> ApiError | None:
+        await session.refresh(row)
+        if applied(ContactState.model_validate(row.state), update, idempotency_key):
+            return None  # a retry of an Update made before it closed: the contact as it is
         return Conflict("the contact is closed", code=CONTACT_CLOSED)
 
     await run_update(
@@ -328,7 +332,9 @@ async def merchant_reply(
         check_reply(body)
     except ContactRefused as refused:
         raise Refused(refused) from None
-    reply = MerchantReply(message_id=_message_id(), body=body)
+    # From the key: a retry carries the same message (contracts.updates).
+    uid = update_id(CustomerContactWorkflow.merchant_reply, idempotency_key)
+    reply = MerchantReply(message_id=message_id(row.id, uid), body=body)
     row = await _update(
         session,
         client,
@@ -391,7 +397,8 @@ async def customer_reply(
 ) -> CustomerView:
     """The customer's reply; ``idempotency_key`` (the page form's nonce) is the Update's id, so
     the same form sent again adds the reply once."""
-    reply = CustomerReply(message_id=_message_id(), body=body)
+    uid = update_id(CustomerContactWorkflow.customer_message, idempotency_key)
+    reply = CustomerReply(message_id=message_id(view.row.id, uid), body=body)
     row = await _update(
         session,
         client,

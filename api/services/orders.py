@@ -23,7 +23,7 @@ from api.errors import ApiError, Conflict, NotFound, Unavailable
 from api.pagination import newest_first
 from api.relay import OrderStarter, start_operation
 from api.schemas import OrderPublic
-from api.services.updates import OrderUpdate, run_update
+from api.services.updates import OrderUpdate, applied, run_update
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
@@ -311,10 +311,13 @@ async def update_order(
     start = await start_operation(session, settings, row)
     await session.commit()  # no database connection is held while the workflow answers
 
-    async def closed() -> ApiError:
-        # The workflow has closed: the order's last state says why nothing can change.
+    async def closed() -> ApiError | OrderState:
+        # The workflow has closed: the order's last state says why nothing can change, or that
+        # this Update (a retry with the same key) made its change before it closed.
         await session.refresh(row)
         last = OrderState.model_validate(row.state)
+        if applied(last, update, idempotency_key):
+            return last
         why = action and refusal(action, last.status, last.cutoff_at, _now(), last.hold)
         if why:
             return Conflict(why.message, code=why.code)

@@ -6,8 +6,11 @@ cannot answer, so its last projection says why nothing can change (``on_closed``
 
 An Update waits at most ``timeout`` (``UPDATE_TIMEOUT``) for the workflow, then the API answers
 503 ``order_busy``: the change may still happen (GET tells). The caller's ``Idempotency-Key``
-becomes the Update's id, and Temporal runs an Update id once per workflow: the retry of a write
-answered 503 gets the first outcome instead of applying it again.
+becomes the Update's id (``update_id``). Temporal runs an Update id once per workflow run; the
+workflow keeps the ids it applied across its runs (``contracts.updates``), so the retry of a
+write answered 503 gets the first outcome instead of applying it again, after a continue-as-new
+too; and when the workflow has closed since, ``on_closed`` answers from the read model, which
+holds the same ids (``applied``).
 """
 
 from __future__ import annotations
@@ -24,19 +27,36 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from api.errors import ApiError, Conflict, Unavailable
+from contracts.updates import applied_digest
 from domain.orders import OrderState
 
 # An update method of OrderWorkflow, such as ``OrderWorkflow.cancel``.
 OrderUpdate = UpdateMethodMultiParam[..., OrderState]
 Result = TypeVar("Result")
-# What the caller raises when the workflow has closed (it reads the order's last state).
-OnClosed = Callable[[], Awaitable[ApiError]]
+# What the caller answers when the workflow has closed (it reads the last state): the error to
+# raise, or the answer itself when that state holds the Update as applied (``applied``).
+OnClosed = Callable[[], Awaitable[Any]]
 # Turns a refusal (code, message, details) into the error the caller's users understand.
 OnRefusal = Callable[[str, str, Any], ApiError]
 
 
 def conflict(code: str, message: str, details: Any) -> ApiError:
     return Conflict(message, code=code)
+
+
+def update_id(update: Any, idempotency_key: str | None) -> str | None:
+    """The Update's id: the caller's key, scoped to the Update it was sent with; None (a
+    random id) without a key."""
+    if not idempotency_key:
+        return None
+    return f"{getattr(update, '__name__', 'update')}:{idempotency_key}"
+
+
+def applied(state: Any, update: Any, idempotency_key: str | None) -> bool:
+    """``state`` (a workflow's last state, as the read model holds it) says the Update with
+    this key made its change: a retry after the workflow closed gets that state, not a 409."""
+    uid = update_id(update, idempotency_key)
+    return uid is not None and applied_digest(uid) in getattr(state, "applied_updates", ())
 
 
 async def run_update(
@@ -56,20 +76,19 @@ async def run_update(
     answers: the order (or, ``what="case"``/``"contact"``, the case or contact) as it now is.
 
     ``patience`` is UPDATE_TIMEOUT. ``idempotency_key``: the caller's, scoped to the Update it
-    was sent with, is the Update's id, and Temporal runs an Update id once per workflow: a retry
-    gets the first outcome. ``start``: for a row whose workflow the relay may not have started
+    was sent with, is the Update's id: a retry gets the first outcome (see the module's
+    docstring). ``on_closed``: the workflow has closed; what it answers is raised when an error,
+    returned otherwise. ``start``: for a row whose workflow the relay may not have started
     yet, the Update goes with its start (update-with-start, USE_EXISTING).
     """
     args = [] if arg is None else [arg]
-    update_id = (
-        f"{getattr(update, '__name__', 'update')}:{idempotency_key}" if idempotency_key else None
-    )
+    uid = update_id(update, idempotency_key)
     try:
         async with asyncio.timeout(patience.total_seconds()):
             if start is not None:
                 try:
                     return await client.execute_update_with_start_workflow(
-                        update, args=args, start_workflow_operation=start, id=update_id
+                        update, args=args, start_workflow_operation=start, id=uid
                     )
                 except WorkflowAlreadyStartedError:
                     # It ran and closed meanwhile: the plain Update below says how it ended.
@@ -77,7 +96,7 @@ async def run_update(
                     with contextlib.suppress(WorkflowAlreadyStartedError):
                         await start.workflow_handle()
             handle = client.get_workflow_handle(workflow_id)
-            return await handle.execute_update(update, args=args, id=update_id)
+            return await handle.execute_update(update, args=args, id=uid)
     except TimeoutError:
         raise Unavailable(
             f"the {what} did not answer within {patience.total_seconds():g} s; the change may "
@@ -93,4 +112,7 @@ async def run_update(
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        raise await on_closed() from None
+    answer = await on_closed()
+    if isinstance(answer, ApiError):
+        raise answer
+    return answer  # type: ignore[no-any-return]

@@ -8,6 +8,7 @@ The dates are chosen so the calendar matters: in 2027 Good Friday (26 March) and
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.helpers.keys import keys
 from tests.helpers.mail import text_of
 from tests.helpers.polling import apoll
 from tests.helpers.workflows import (
+    continued_as_new,
     history_event_types,
     projected_after_acceptance,
     sleep_until,
@@ -338,15 +340,10 @@ async def test_a_new_run_due_while_an_update_projects_sends_its_mail_and_keeps_t
         await handle.execute_update(SupportCaseWorkflow.agent_reply, reply("Checking now."))
         await first.result()
 
-        async def continued() -> bool:
-            history = await handle.fetch_history()
-            started = history.events[0].workflow_execution_started_event_attributes
-            return bool(started.continued_execution_run_id)
-
         async def mailed() -> bool:
             return any("Checking now." in text_of(m) for m in world.mails_to(MERCHANT_EMAIL))
 
-        await apoll("the case to continue as new", continued, timeout=20)
+        await apoll("the case to continue as new", lambda: continued_as_new(handle), timeout=20)
         await apoll("the reply's e-mail", mailed, timeout=20)
         # The new run goes on: a merchant message starts the next-response clock and its timer.
         again = MerchantMessage(message_id="msg_still_stuck", body="Still stuck.")
@@ -354,3 +351,28 @@ async def test_a_new_run_due_while_an_update_projects_sends_its_mail_and_keeps_t
         assert after.clock is not None and after.clock.kind == "next_response"
         assert any("next response at risk" in s for s in await timer_summaries(handle))
         assert (await world.row(handle.id)).version == after.version
+
+
+async def test_an_update_retried_in_the_next_run_answers_as_the_first_time_and_changes_nothing(
+    env: WorkflowEnvironment, world: CaseWorld
+) -> None:
+    # Temporal runs an Update id once per run. A caller's retry (same Idempotency-Key, so the
+    # same Update id) that reaches the next run must not add a second message, e-mail and
+    # webhook: the applied ids travel with the state.
+    handle = await world.open(await env.get_current_time(), changes_per_run=1)
+    answer = reply("Looking into it.")
+    first = await handle.execute_update(
+        SupportCaseWorkflow.agent_reply, answer, id="agent_reply:retry-1"
+    )
+    await apoll("the case to continue as new", lambda: continued_as_new(handle))
+
+    again = await handle.execute_update(
+        SupportCaseWorkflow.agent_reply, answer, id="agent_reply:retry-1"
+    )
+
+    assert again.model_dump(exclude={"updated_at"}) == first.model_dump(exclude={"updated_at"})
+    assert again.version == first.version and again.messages == first.messages == 2
+    assert (await world.row(handle.id)).version == first.version
+    await asyncio.sleep(1)  # an e-mail a second reply queued would be out by now
+    mails = [m for m in world.mails_to(MERCHANT_EMAIL) if "Looking into it." in text_of(m)]
+    assert len(mails) == 1

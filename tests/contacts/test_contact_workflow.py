@@ -15,12 +15,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from api.errors import ApiError
+from api.services.contacts import CustomerView, customer_reply
 from contracts.contacts import CustomerReply, MerchantReply
+from contracts.updates import message_id
+from db.engine import session_factory
+from db.models import CustomerContact
 from domain.contacts import ContactState
+from runtime.settings import Settings
 from tests.helpers.contacts import (
     CUSTOMER_EMAIL,
     MERCHANT_EMAIL,
@@ -30,7 +37,9 @@ from tests.helpers.contacts import (
     link_in,
 )
 from tests.helpers.mail import text_of
+from tests.helpers.polling import apoll
 from tests.helpers.workflows import (
+    continued_as_new,
     history_event_types,
     projected_after_acceptance,
     sleep_until,
@@ -185,3 +194,42 @@ async def test_messages_are_projected_only_after_their_acceptance_is_in_the_hist
         answered = await handle.execute_update(update, message)  # type: ignore[arg-type]
         assert (await world.row(handle.id)).version == answered.version
         assert projected_after_acceptance(await history_event_types(handle), before)
+
+
+async def test_a_customer_message_retried_in_the_next_run_or_after_the_close_is_added_once(
+    env: WorkflowEnvironment, world: ContactWorld
+) -> None:
+    # Temporal runs an Update id once per run: the page's retry (the same form, so the same
+    # Update id) that reaches the next run, or the closed contact, must not add the message,
+    # the merchant's e-mail and the webhook again, nor be refused as if it had not happened.
+    handle = await world.open(await env.get_current_time(), changes_per_run=1)
+    uid = "customer_message:form-1"
+    message = CustomerReply(message_id=message_id(handle.id, uid), body="The blue one?")
+    first = await handle.execute_update(CustomerContactWorkflow.customer_message, message, id=uid)
+    await apoll("the contact to continue as new", lambda: continued_as_new(handle))
+
+    again = await handle.execute_update(CustomerContactWorkflow.customer_message, message, id=uid)
+
+    assert again.version == first.version and again.messages == first.messages == 2
+    assert len(await world.messages(handle.id)) == 2
+
+    # Reminded, missed and closed 30 days later, each change in a run of its own: the page's
+    # retry of the same form then gets the contact as it is; another form is refused.
+    await env.sleep(timedelta(days=31))
+    assert (await handle.result()).status == "closed"
+    async with session_factory(world.engine)() as session:
+        view = await _view(session, handle.id)
+        answered = await customer_reply(session, world.client, Settings(), view, "x", "form-1")
+        assert answered.state.status == "closed"
+        assert answered.state.version == (await world.row(handle.id)).version
+        with pytest.raises(ApiError) as refused:
+            await customer_reply(session, world.client, Settings(), view, "x", "form-2")
+        assert refused.value.code == "contact_closed"
+    assert len(await world.messages(handle.id)) == 2
+
+
+async def _view(session: AsyncSession, contact_id: str) -> CustomerView:
+    row = await session.get(CustomerContact, contact_id)
+    assert row is not None
+    state = ContactState.model_validate(row.state)
+    return CustomerView(row, state, "Mug Shop", "SHOP-1001", [])

@@ -71,7 +71,11 @@ class ContactWorld:
     support_id: str
 
     async def open(
-        self, created_at: datetime, body: str = "Your address seems incomplete."
+        self,
+        created_at: datetime,
+        body: str = "Your address seems incomplete.",
+        *,
+        changes_per_run: int | None = None,
     ) -> WorkflowHandle[Any, ContactState]:
         """Stores the contact as the API does (row and first message), starts its workflow."""
         contact_id = "con_" + uuid.uuid4().hex
@@ -96,6 +100,7 @@ class ContactWorld:
             merchant_email=MERCHANT_EMAIL,
             customer_email=CUSTOMER_EMAIL,
             order_reference_id="SHOP-1001",
+            changes_per_run=changes_per_run,
         )
         async with session_factory(self.engine)() as session:
             session.add(

@@ -226,3 +226,10 @@ def projected_after_acceptance(types: list[int | str], before: int) -> bool:
         i for i, t in enumerate(types) if t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     return any(i > accepted for i in scheduled) and "local_activity" not in types[before:]
+
+
+async def continued_as_new(handle: WorkflowHandle[Any, Any]) -> bool:
+    """The workflow's latest run was started by a continue-as-new."""
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    return bool(started.continued_execution_run_id)

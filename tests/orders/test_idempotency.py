@@ -18,11 +18,15 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, func, select
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api import idempotency
 from db.models import Agent, IdempotentRequest, Merchant
+from domain.orders import CancelRequest
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json, running_api
+from tests.helpers.polling import apoll
+from workflows.orders import OrderWorkflow
 
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 REPLAYED = "Idempotent-Replayed"
@@ -383,3 +387,45 @@ async def test_a_stranger_claims_no_key_and_a_large_answer_is_not_kept(api: Api)
         assert (await session.exec(select(IdempotentRequest))).all() == [], "kept over the cap"
     again = await api.client.post("/v1/orders", json=body, headers=headers)
     assert again.status_code == 200 and again.json()["id"] == created.json()["id"], again.text
+
+
+async def test_a_cancel_retried_after_it_closed_the_order_gets_the_canceled_order(
+    api: Api,
+) -> None:
+    # The first attempt canceled the order, but its answer was lost (a 503: the API answers and
+    # keeps nothing while the workflow still works), and the canceled order's workflow closed.
+    # The retry with the same key reaches a closed workflow: it gets the canceled order, as the
+    # first attempt would have, not a 409.
+    key = Api.auth(await api.merchant())
+    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    handle = api.temporal.get_workflow_handle(order["id"])
+
+    async def started() -> bool:
+        try:
+            await handle.describe()
+        except RPCError:
+            return False
+        return True
+
+    await apoll("the order's workflow to start", started)
+    # What the lost attempt did: the API's Update, with the id it makes of the key.
+    await handle.execute_update(
+        OrderWorkflow.cancel, CancelRequest(reason="duplicate"), id="cancel:lost-answer-1"
+    )
+    await handle.result()  # canceled, the workflow has closed
+    path = f"/v1/orders/{order['id']}/cancel"
+
+    retried = await api.client.post(
+        path, json={"reason": "duplicate"}, headers=key | {"Idempotency-Key": "lost-answer-1"}
+    )
+
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "canceled"
+    shown = (await api.client.get(f"/v1/orders/{order['id']}", headers=key)).json()
+    assert retried.json() == shown
+    assert [e["type"] for e in shown["events"]] == ["created", "canceled"]
+    # Another key is another cancel, which the canceled order refuses.
+    other = await api.client.post(
+        path, json={"reason": "duplicate"}, headers=key | {"Idempotency-Key": "another-cancel"}
+    )
+    assert other.status_code == 409 and other.json()["error"]["code"] == "order_canceled"
