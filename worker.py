@@ -7,6 +7,10 @@ to a facility (print submissions, the end of a hold) go to that facility's own t
 Temporal server to dispatch at most the facility's ``max_jobs_per_second`` from it: a limit the
 server enforces for all workers of the queue together, so a cutoff that releases thousands of
 orders at once reaches the facility at its pace, however many workers run.
+
+Print submissions and merchant webhooks go through HTTP clients of their own, so webhook
+receivers that are slow to answer cannot take the connections a cutoff wave needs. Our own
+configuration refused by a facility or the mail server is alerted (``activities.alerts``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.alerts import ConfigurationAlerts
 from activities.attempts import AttemptsAlert
 from activities.cases import SupportCaseActivities
 from activities.contacts import CustomerContactActivities
@@ -71,14 +76,20 @@ def build_activities(
 ) -> list[Any]:
     """Every activity the workflows call, wired to its clients once.
 
-    ``facility_http``: how print jobs reach facilities (tests route it to an in-process
-    simulator); by default the same client as webhooks.
+    ``http``: how webhooks reach merchants; ``facility_http``: how calls reach facilities
+    (the worker gives them a client of their own, so slow webhook receivers cannot hold the
+    connections a cutoff wave needs; tests route it to an in-process simulator). Without it,
+    facilities share ``http``.
     """
     emitter = WebhookEmitter(engine, partial(enqueue_deliveries, client, settings.task_queue))
-    mailer = Mailer(settings)
+    alerts = ConfigurationAlerts(engine)
+    mailer = Mailer(settings, alerts)
     projection = ProjectionActivities(engine, emitter)
-    facility = FacilityActivities(facilities, facility_http or http)
-    personalization = PersonalizationActivities(engine, mailer, settings.public_base_url, emitter)
+    facility = FacilityActivities(facilities, facility_http or http, alerts)
+    secret = settings.link_secret.get_secret_value().encode() if settings.link_secret else None
+    personalization = PersonalizationActivities(
+        engine, mailer, settings.public_base_url, emitter, link_secret=secret
+    )
     webhooks = WebhookActivities(engine, http, allow_private=settings.webhook_allow_private)
     holds = HoldActivities(mailer, settings.public_base_url, engine)
     cases = SupportCaseActivities(engine, mailer, settings.public_base_url, emitter)
@@ -87,6 +98,7 @@ def build_activities(
         projection.project_order,
         facility.submit_print_job,
         facility.notify_facility,
+        facility.fetch_print_job_state,
         personalization.issue_personalization_link,
         webhooks.deliver_webhook,
         webhooks.webhook_given_up,
@@ -100,7 +112,12 @@ def build_activities(
 
 # What a facility's own workers run: the calls that reach the facility's API.
 FACILITY_CALLS = frozenset(
-    fn.__name__ for fn in (FacilityActivities.submit_print_job, FacilityActivities.notify_facility)
+    fn.__name__
+    for fn in (
+        FacilityActivities.submit_print_job,
+        FacilityActivities.notify_facility,
+        FacilityActivities.fetch_print_job_state,
+    )
 )
 
 
@@ -137,10 +154,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         await migrate(settings.database_url)
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
+        # Two pools: merchants' webhook receivers, and the facilities (see the module doc).
+        webhook_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
+        facility_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
         client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
         await ensure_search_attributes(client, settings.temporal_namespace)
-        activities = build_activities(settings, engine, client, facilities, http)
+        if settings.link_secret is None:
+            log.warning(
+                "PRINTFLOW_LINK_SECRET is not set: a personalization link e-mailed again by "
+                "another worker process (after a retry) carries a new token"
+            )
+        activities = build_activities(
+            settings, engine, client, facilities, webhook_http, facility_http=facility_http
+        )
         workers = [
             Worker(
                 client,

@@ -1,6 +1,9 @@
 """E-mail from activities: ``integrations.mail`` renders and sends, and a message the mail
 server refuses for good becomes the non-retryable ``MailRejected`` error the workflows react to
 (``contracts.errors``); a relay that is down raises as it is, so Temporal retries the activity.
+So does a server refusing our own sender or login (``MailConfigurationError``): that is our
+setting to fix, never the merchant's problem; the worker's mailer raises its alert
+(``activities.alerts``) before it raises.
 """
 
 from __future__ import annotations

@@ -2,18 +2,25 @@
 
 The token exists only in this activity's memory, in the e-mail (and the webhook) that carries it,
 and in the customer's browser: the database keeps its sha256, and the workflow learns only the
-link's id. A token is 256 random bits, so a fast hash is enough and lets the API look it up.
+link's id. A token is 256 bits, so a fast hash is enough and lets the API look it up.
 
-Retries are safe: the link for ``(order_id, seq)`` is created once, and a retry that finds it
-still unused gives it a fresh token before e-mailing again, because the token of a failed attempt
-may never have reached anyone (and cannot be recovered from its hash). Once the e-mail is out,
-nothing of ours fails the activity any more (a webhook that keeps failing is logged), so a token
-that was sent is replaced only if the worker dies in between.
+The token is derived from the link's id with the link secret (``link_token``: HMAC-SHA256 of the
+id under ``PRINTFLOW_LINK_SECRET``), so it is the same however often it is made: the link for
+``(order_id, seq)`` is created once (its id random), and a retry that finds it still unused
+e-mails the *same* link again. An attempt can send the e-mail and still fail (a time-out after
+the send, the webhook's tries, a worker that dies); the merchant may already have forwarded the
+first e-mail, and that link keeps working. Only a worker with another secret (the secret was
+changed, or none is set and the retry runs in another process) makes a new token, and then the
+row takes its hash: the link that goes out is always the one that works. The database alone
+cannot make a token: it holds ids and hashes, never the secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 import uuid
@@ -35,7 +42,15 @@ from integrations.mail import Mailer
 
 log = logging.getLogger("printflow.personalization")
 
-TOKEN_BYTES = 32  # 256 bits
+SECRET_BYTES = 32  # a random secret of this process, when none is set
+
+
+def link_token(secret: bytes, link_id: str) -> str:
+    """The token of link ``link_id``: 256 bits of HMAC-SHA256 under ``secret``, base64url."""
+    digest = hmac.new(secret, f"personalization-link:{link_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_BACKOFF_SECONDS = 0.5
 
@@ -69,7 +84,12 @@ class PersonalizationActivities:
         mailer: Mailer,
         public_base_url: str,
         webhooks: LinkWebhooks | None = None,
+        *,
+        link_secret: bytes | None = None,
     ) -> None:
+        """``link_secret`` (``PRINTFLOW_LINK_SECRET``) makes the tokens; None: a random secret
+        of this process, so a retry in another process sends a new link."""
+        self._secret = link_secret or secrets.token_bytes(SECRET_BYTES)
         self._engine = engine
         self._mailer = mailer
         self._public_base_url = public_base_url
@@ -77,8 +97,8 @@ class PersonalizationActivities:
 
     @activity.defn
     async def issue_personalization_link(self, req: IssueLink) -> LinkIssued:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        link, fresh = await self._store(req, hash_token(token))
+        link, fresh = await self._store(req)
+        token = link_token(self._secret, link.id)
         issued = LinkIssued(link_id=link.id, seq=link.seq, expires_at=link.expires_at)
         if not fresh:
             # The customer used this link while an earlier attempt of ours was still finishing;
@@ -121,7 +141,8 @@ class PersonalizationActivities:
         """Tells the webhook, trying a few times; never fails the activity.
 
         The e-mail is out, and the merchant may have forwarded it already: failing now would
-        make Temporal retry, and the retry would replace this token with a new one.
+        make Temporal retry, and the retry would e-mail the link again (the same link, unless
+        the retry runs in a worker with another secret).
         """
         assert self._webhooks is not None
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
@@ -147,10 +168,11 @@ class PersonalizationActivities:
                     return
                 await asyncio.sleep(WEBHOOK_BACKOFF_SECONDS * attempt)
 
-    async def _store(self, req: IssueLink, token_hash: str) -> tuple[PersonalizationLink, bool]:
-        """The link row for (order, seq) carrying ``token_hash``; False if it was used already."""
+    async def _store(self, req: IssueLink) -> tuple[PersonalizationLink, bool]:
+        """The link row for (order, seq), carrying the hash of its token; False if it was
+        used already."""
         # Two rounds at most: a concurrent attempt of this same activity may insert the row
-        # between our look-up and our insert; the second round then updates that row.
+        # between our look-up and our insert; the second round then reads that row.
         for _ in range(2):
             async with AsyncSession(self._engine, expire_on_commit=False) as session:
                 link = (
@@ -164,17 +186,22 @@ class PersonalizationActivities:
                 if link is not None and link.used_at is not None:
                     return link, False
                 if link is None:
+                    link_id = "lnk_" + uuid.uuid4().hex
                     link = PersonalizationLink(
-                        id="lnk_" + uuid.uuid4().hex,
+                        id=link_id,
                         order_id=req.order_id,
                         seq=req.seq,
-                        token_hash=token_hash,
+                        token_hash=hash_token(link_token(self._secret, link_id)),
                         expires_at=req.expires_at,
                         created_at=datetime.now(UTC),
                     )
                     session.add(link)
                 else:
-                    link.token_hash = token_hash  # the earlier, unsent token is now dead
+                    token_hash = hash_token(link_token(self._secret, link.id))
+                    if (link.token_hash, link.expires_at) == (token_hash, req.expires_at):
+                        return link, True  # a retry: the same link goes out again
+                    # Made under another secret: this token is the one that goes out now.
+                    link.token_hash = token_hash
                     link.expires_at = req.expires_at
                 try:
                     await session.commit()

@@ -31,6 +31,8 @@ def _seconds_or_iso(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 
 PAYLOAD_KEY_BYTES = 32
+# The personalization link secret makes 256-bit tokens: no shorter.
+MIN_LINK_SECRET_BYTES = 32
 # The console's session secret: shorter cannot sign (every console page would fail);
 # production wants a full 256 bits.
 MIN_SESSION_SECRET_BYTES = 16
@@ -103,14 +105,19 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "printflow@localhost"
+    # Makes personalization link tokens from the links' ids (HMAC), so a retried e-mail sends
+    # the same link. The same value on every worker; unset: a random one per worker process.
+    link_secret: SecretStr | None = None
 
     personalization_email_delay: Duration = timedelta(minutes=15)
     personalization_link_ttl: Duration = timedelta(days=7)
     facilities_file: Path = BUNDLED_FACILITIES
     # The support desk: calendar, response targets, addresses (docs/support.md, "The support file").
     support_file: Path = BUNDLED_SUPPORT_FILE
-    # How long a write waits for the order's workflow before answering 503 order_busy.
-    update_timeout: Duration = timedelta(seconds=10)
+    # How long a write waits for the order's workflow before answering 503 order_busy: longer
+    # than WORKFLOW_TASK_TIMEOUT, so one stalled workflow task (given to another worker after
+    # that long) does not already answer 503.
+    update_timeout: Duration = timedelta(seconds=15)
     # Encrypts every payload sent to Temporal: ``id:base64key,...``, the first encrypts
     # (``parse_payload_keys``; docs/deploying.md "Encrypted payloads"). Unset: plain payloads.
     payload_keys: SecretStr | None = None
@@ -149,6 +156,9 @@ class Settings(BaseSettings):
     hold_timeout: Duration = timedelta(days=7)
     # An order shipped this long ago with no delivery event is closed as shipped.
     delivery_timeout: Duration = timedelta(days=30)
+    # An order in production (or printed) with no report from its facility for this long is
+    # alerted and its facility asked for the job's state (docs/facility-api.md).
+    production_report_timeout: Duration = timedelta(days=3)
     # A created order whose workflow has not started after this long is started by the
     # relay's sweep (normally the request that created it starts it at once).
     start_sweep_after: Duration = timedelta(seconds=10)
@@ -204,6 +214,17 @@ class Settings(BaseSettings):
                 self.temporal_tls_server_name,
             )
         )
+
+    @field_validator("link_secret")
+    @classmethod
+    def _check_link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset: a random secret per worker process
+        if len(value.get_secret_value().encode()) < MIN_LINK_SECRET_BYTES:
+            raise ValueError(
+                f"needs at least {MIN_LINK_SECRET_BYTES} bytes; e.g. openssl rand -hex 32"
+            )
+        return value
 
     @field_validator("payload_keys")
     @classmethod

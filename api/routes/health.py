@@ -5,6 +5,11 @@
 - ``GET /readyz``: the database answers ``SELECT 1`` and the Temporal frontend reports
   ``SERVING``, each within ``CHECK_TIMEOUT``; otherwise 503 with the reason in the usual error
   envelope (readiness: take the replica out of the load balancer until it recovers).
+  ``status`` is ``degraded`` (still 200) while the worker reports our own configuration refused
+  by an outside system (a facility's token, the mail sender: ``activities.alerts``, read from
+  ``configuration_alerts``): ``checks.configuration`` names what refused and the setting to
+  fix. Still 200, because taking the API out of the load balancer would not fix the setting
+  and would stop every merchant's requests; alert on ``status != "ready"``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from activities.alerts import active_alerts
 from api.errors import envelope
 from db.engine import ping
 from runtime.logs import first_line
@@ -64,17 +70,20 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     responses=_NOT_READY,
-    summary="Readiness: database and Temporal reachable",
+    summary="Readiness: database and Temporal reachable; degraded by a configuration error",
 )
 async def readyz(request: Request) -> Readiness | JSONResponse:
+    engine = request.app.state.engine
     database, temporal = await asyncio.gather(
-        _database_problem(request.app.state.engine), _temporal_problem(request.app.state.temporal)
+        _database_problem(engine), _temporal_problem(request.app.state.temporal)
     )
     checks = {"database": database or "ok", "temporal": temporal or "ok"}
     problems = [f"{name}: {why}" for name, why in checks.items() if why != "ok"]
     if problems:
         return envelope(503, "not_ready", "; ".join(problems), checks)
-    return Readiness(status="ready", checks=checks)
+    configuration = await _configuration_problem(engine)
+    checks["configuration"] = configuration or "ok"
+    return Readiness(status="degraded" if configuration else "ready", checks=checks)
 
 
 async def _database_problem(engine: AsyncEngine) -> str | None:
@@ -85,6 +94,16 @@ async def _database_problem(engine: AsyncEngine) -> str | None:
     except Exception as err:  # noqa: BLE001 - whatever the driver raises, the answer is "not ready"
         return f"unreachable ({first_line(err)})"
     return None
+
+
+async def _configuration_problem(engine: AsyncEngine) -> str | None:
+    """What the worker reported refused of our configuration lately, with the setting to fix."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            alerts = await active_alerts(engine)
+    except Exception as err:  # noqa: BLE001 - the database check above answered; say so
+        return f"unknown ({first_line(err)})"
+    return "; ".join(f"{a.message}: fix {a.setting}" for a in alerts) or None
 
 
 async def _temporal_problem(client: Client) -> str | None:

@@ -16,7 +16,9 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities.alerts import ConfigurationAlerts
 from api.main import create_app
+from db.engine import create_engine
 from runtime.settings import Settings
 from tests.conftest import suite_converter
 from tests.helpers.polling import apoll
@@ -58,7 +60,10 @@ async def test_readyz_follows_temporal_away_and_back(
     async with _api(database_url, temporal) as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "temporal": "ok", "configuration": "ok"},
+        }
 
         await proxy.cut()
         body = await apoll("readyz to report Temporal", lambda: _not_ready(http))
@@ -92,3 +97,32 @@ async def test_readyz_follows_the_database_away_and_back(
         await proxy.restore()
         await apoll("readyz to recover", lambda: _ready(http))
     await proxy.cut()
+
+
+async def test_readyz_is_degraded_while_the_worker_reports_our_configuration_refused(
+    dev_env: WorkflowEnvironment, database_url: str
+) -> None:
+    """What a worker's activity recorded (``activities.alerts``) the API reads: still 200, so
+    the load balancer keeps serving merchants, but ``degraded``, naming the setting to fix."""
+    async with _api(database_url, dev_env.client) as http:
+        engine = create_engine(database_url)
+        try:
+            alerts = ConfigurationAlerts(engine)
+            await alerts.refused(
+                "facility:oslo",
+                "api_token of facility oslo in PRINTFLOW_FACILITIES_FILE",
+                "facility oslo refused our api_token (401) to the print job",
+            )
+            degraded = await http.get("/readyz")
+            assert degraded.status_code == 200
+            body = degraded.json()
+            assert body["status"] == "degraded"
+            assert body["checks"]["configuration"] == (
+                "facility oslo refused our api_token (401) to the print job: "
+                "fix api_token of facility oslo in PRINTFLOW_FACILITIES_FILE"
+            )
+
+            await alerts.ok("facility:oslo")  # the next call went through
+            assert (await http.get("/readyz")).json()["status"] == "ready"
+        finally:
+            await engine.dispose()

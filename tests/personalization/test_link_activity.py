@@ -109,11 +109,14 @@ async def _links(engine: AsyncEngine, order_id: str) -> list[PersonalizationLink
         return list(rows)
 
 
+SECRET = b"the link secret of every worker, 32+ bytes"
+
+
 def _activities(
-    engine: AsyncEngine, port: int, webhooks: FakeWebhooks | None = None
+    engine: AsyncEngine, port: int, webhooks: FakeWebhooks | None = None, secret: bytes = SECRET
 ) -> PersonalizationActivities:
     settings = Settings(smtp_host="127.0.0.1", smtp_port=port)
-    return PersonalizationActivities(engine, Mailer(settings), BASE, webhooks)
+    return PersonalizationActivities(engine, Mailer(settings), BASE, webhooks, link_secret=secret)
 
 
 def _token(url: str) -> str:
@@ -135,7 +138,7 @@ async def test_the_merchant_gets_a_link_whose_token_is_stored_only_as_a_hash(
     url = link_in(message)
     assert url.startswith(f"{BASE}/p/")
     token = _token(url)
-    assert len(token) >= 43  # 256 random bits, base64url
+    assert len(token) >= 43  # 256 bits, base64url
 
     [row] = await _links(engine, req.order_id)
     assert (row.id, row.seq, row.expires_at) == (issued.link_id, 1, EXPIRES)
@@ -155,22 +158,37 @@ async def test_the_merchant_gets_a_link_whose_token_is_stored_only_as_a_hash(
     assert "tshirt_m_black" not in text, "items without personalization are not listed"
 
 
-async def test_a_retry_replaces_the_token_so_the_resent_link_is_the_one_that_works(
+async def test_a_retry_resends_the_same_link_so_a_forwarded_one_keeps_working(
+    engine: AsyncEngine, mail: MailSink
+) -> None:
+    """The first attempt sent its e-mail and then timed out (SMTP, the webhook's tries): the
+    merchant may have forwarded that link already. The retry e-mails the very same link."""
+    req = await _order(engine)
+    first = await _activities(engine, mail.port).issue_personalization_link(req)
+    # Temporal retrying, on another worker process with the same PRINTFLOW_LINK_SECRET.
+    again = await _activities(engine, mail.port).issue_personalization_link(req)
+
+    assert again == first
+    await mail.wait_for(lambda _: len(mail.messages) == 2, timeout=5)
+    forwarded, resent = (_token(link_in(m)) for m in mail.messages)
+    assert forwarded == resent
+    [row] = await _links(engine, req.order_id)
+    assert row.token_hash == hash_token(forwarded)
+
+
+async def test_a_worker_with_another_secret_sends_a_new_link_that_works(
     engine: AsyncEngine, mail: MailSink
 ) -> None:
     req = await _order(engine)
-    activities = _activities(engine, mail.port)
-    first = await activities.issue_personalization_link(req)
-    again = await activities.issue_personalization_link(
-        req
-    )  # Temporal retrying after, say, a lost completion
+    await _activities(engine, mail.port).issue_personalization_link(req)
+    other = _activities(engine, mail.port, secret=b"another secret".ljust(32, b"!"))
+    await other.issue_personalization_link(req)
 
-    assert again.link_id == first.link_id
     await mail.wait_for(lambda _: len(mail.messages) == 2, timeout=5)
-    first_token, second_token = (_token(link_in(m)) for m in mail.messages)
-    assert first_token != second_token
+    first, second = (_token(link_in(m)) for m in mail.messages)
+    assert first != second, "the token cannot be made without the secret"
     [row] = await _links(engine, req.order_id)
-    assert row.token_hash == hash_token(second_token)
+    assert row.token_hash == hash_token(second), "the link that went out last is the one"
 
 
 async def test_a_later_link_says_the_earlier_one_no_longer_works(
@@ -227,7 +245,7 @@ async def test_a_failed_email_raises_and_its_retry_sends_a_working_link(
 
     [row] = await _links(engine, req.order_id)
     assert row.id == unsent.id
-    assert row.token_hash != unsent.token_hash and row.token_hash == hash_token(_token(url))
+    assert row.token_hash == unsent.token_hash == hash_token(_token(url))
 
 
 async def test_the_webhook_gets_the_link_too(engine: AsyncEngine, mail: MailSink) -> None:

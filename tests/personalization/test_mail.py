@@ -4,17 +4,19 @@ refusal becomes for the activities that send (``activities.mail``)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
 from activities.mail import send_mail
 from contracts.errors import MAIL_REJECTED
 from devstack.mailsink import MailSink, free_port
-from integrations.mail import Mailer, MailRejected, render_email
+from integrations.mail import MailConfigurationError, Mailer, MailRejected, render_email
 from runtime.settings import Settings
 from tests.personalization.conftest import html_part, text_part
 
@@ -150,3 +152,101 @@ async def test_a_header_that_cannot_be_built_is_refused_for_good(mail: MailSink)
         await send_mail(mailer, "a@shop.test", "Order X\nBcc: b@evil.test", ("t", "h"))
     assert raised.value.non_retryable and raised.value.type == MAIL_REJECTED
     assert mail.messages == []
+
+
+class _SenderRefusingHandler:
+    """An SMTP server refusing our ``MAIL FROM`` with ``refuse`` while it is set, then taking
+    the mail like any relay."""
+
+    def __init__(self, refuse: str | None) -> None:
+        self.refuse = refuse
+        self.refused = 0
+        self.received: list[bytes] = []
+
+    async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: object, session: object, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.refuse is not None:
+            self.refused += 1
+            return self.refuse
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        content = envelope.content
+        self.received.append(content if isinstance(content, bytes) else str(content).encode())
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class _Alerts:
+    """What the mailer tells its alert sink (``activities.alerts.ConfigurationAlerts``)."""
+
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+
+    async def refused(self, what: str, setting: str, message: str) -> None:
+        self.refusals.append((what, setting, message))
+
+    async def ok(self, what: str) -> None:
+        self.cleared.append(what)
+
+
+@pytest.mark.parametrize(
+    ("answer", "setting"),
+    [
+        ("550 5.7.1 sender not allowed", "PRINTFLOW_MAIL_FROM"),
+        ("553 5.7.1 sender address rejected: not owned by user", "PRINTFLOW_MAIL_FROM"),
+        ("530 5.7.0 authentication required", "PRINTFLOW_SMTP_USERNAME"),
+    ],
+)
+async def test_our_sender_refused_is_a_configuration_error_retried_never_mail_rejected(
+    answer: str, setting: str
+) -> None:
+    port = free_port()
+    handler = _SenderRefusingHandler(answer)
+    server = Controller(handler, hostname="127.0.0.1", port=port)
+    server.start()
+    alerts = _Alerts()
+    try:
+        mailer = Mailer(_settings(port), alerts=alerts)
+        with pytest.raises(MailConfigurationError) as sent:
+            await mailer.send("help@shop.test", "Order 1", "text", "<p>html</p>")
+        with pytest.raises(Exception) as sent_by_activity:
+            await send_mail(mailer, "help@shop.test", "Order 1", ("text", "<p>html</p>"))
+        assert setting in sent.value.setting
+        # Not MailRejected and not an ApplicationError: Temporal retries it, no order is held.
+        assert not isinstance(sent_by_activity.value, MailRejected | ApplicationError)
+        assert [what for what, _, _ in alerts.refusals] == ["mail", "mail"]
+        assert setting in alerts.refusals[0][1] and answer[:3] in alerts.refusals[0][2]
+
+        handler.refuse = None  # the setting is fixed: the same mail goes out
+        await mailer.send("help@shop.test", "Order 1", "text", "<p>html</p>")
+    finally:
+        server.stop()
+    assert len(handler.received) == 1 and alerts.cleared == ["mail"]
+
+
+async def test_our_login_refused_is_a_configuration_error() -> None:
+    def refuse_login(*_: object) -> AuthResult:
+        return AuthResult(success=False, handled=False)
+
+    port = free_port()
+    server = Controller(
+        _SenderRefusingHandler(None),
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=refuse_login,
+        auth_require_tls=False,
+    )
+    server.start()
+    try:
+        mailer = Mailer(
+            _settings(port, smtp_username="printflow", smtp_password=SecretStr("rotated"))
+        )
+        with pytest.raises(MailConfigurationError) as sent:
+            await mailer.send("help@shop.test", "Order 1", "text", "<p>html</p>")
+    finally:
+        server.stop()
+    assert "535" in str(sent.value) and "PRINTFLOW_SMTP_PASSWORD" in sent.value.setting
