@@ -373,6 +373,8 @@ class OrderInput(BaseModel):
     hold_reminder_interval: timedelta = timedelta(days=1)
     hold_timeout: timedelta = timedelta(days=7)
     delivery_timeout: timedelta = timedelta(days=30)
+    # In production or printed with no facility report this long: alert and ask the facility.
+    production_report_timeout: timedelta = timedelta(days=3)
     reorder_of: str | None = None
     # ``PF-`` and 8 characters (domain.contact_policy), assigned by the API with the order's row;
     # None in orders started before support IDs existed (the row has one all the same).

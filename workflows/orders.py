@@ -11,7 +11,9 @@ Where an order waits, and for what:
   id) and the order is ``in_production``;
 - then for the facility's reports (signals): printed, shipped (one or more packages),
   delivered, returned, or an issue that puts the order ``on_hold`` until the merchant answers,
-  with reminders, and a cancel when nobody does.
+  with reminders, and a cancel when nobody does. A report that comes while the submission's
+  answer is still awaited waits for it; an order ``in_production`` or ``printed`` with no
+  report for ``production_report_timeout`` alerts and asks the facility for the job's state.
 
 Every status change goes through ``_commit``, which records a timeline event, updates the search
 attributes and projects the state into the read model. Nothing else writes state outward, and
@@ -39,9 +41,11 @@ with workflow.unsafe.imports_passed_through():
         HoldNotice,
         HoldNoticeKind,
         IssueLink,
+        JobQuery,
         PersonalizationSubmission,
         PrintJobItem,
         PrintJobRequest,
+        PrintJobState,
         ProductionSignal,
         Projection,
     )
@@ -54,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         Hold,
         HoldKind,
         HoldResolution,
+        IssueReport,
         OrderInput,
         OrderState,
         PersonalizationStatus,
@@ -83,6 +88,16 @@ API_WRITES_CREATION = "api-writes-creation"
 # Since this patch a change made by an Update is projected only once the Update is accepted and
 # persisted, and projections run one at a time, in order (see ``_commit``).
 PROJECT_AFTER_ACCEPT = "project-after-accept"
+# Since this patch a facility report that comes before the job is known (the submission's
+# answer lost, its retry waiting) waits for the job instead of being ignored.
+REPORTS_WAIT_FOR_JOB = "reports-wait-for-job"
+# Since this patch an order in production (or printed) with no report for
+# ``production_report_timeout`` alerts and asks its facility for the job's state; a package
+# already recorded (from that answer) is not added again by the facility's own report.
+PRODUCTION_REPORT_TIMEOUT = "production-report-timeout"
+# Stages a facility names in a job's state, in order (``GET /print-jobs/{job_id}/state``).
+JOB_STAGES = ("printed", "shipped", "delivered")
+OVERDUE_METRIC = "printflow_production_reports_overdue"
 # A new run every few links keeps the history of an order that waits for months small.
 LINKS_PER_RUN = 10
 SEEN_EVENTS_KEPT = 200
@@ -134,6 +149,8 @@ class OrderWorkflow:
         self._links_this_run = 0
         # The link whose e-mail is on its way: its customer may answer before the activity ends.
         self._issuing_seq: int | None = None
+        # Facility reports that came before the job was known, waiting for it (their ids).
+        self._reports_waiting: set[str] = set()
         self._done = False
 
     # ------------------------------------------------------------------ the order's life
@@ -164,6 +181,8 @@ class OrderWorkflow:
                 await self._await_hold_answer()
             elif status is Status.SHIPPED:
                 await self._await_delivery()
+            elif status in _REPORTING and workflow.patched(PRODUCTION_REPORT_TIMEOUT):
+                await self._await_production_report()
             else:
                 show(self._waiting_text(self._state))
                 await workflow.wait_condition(lambda s=status: self._state.status is not s)  # type: ignore[misc]
@@ -548,48 +567,168 @@ class OrderWorkflow:
     @workflow.signal
     async def facility_event(self, signal: ProductionSignal) -> None:
         state, event = self._state, signal.event
-        if event.event_id in state.seen_event_ids:
+        if event.event_id in state.seen_event_ids or event.event_id in self._reports_waiting:
             return  # the facility repeated itself
-        state.seen_event_ids = [*state.seen_event_ids, event.event_id][-SEEN_EVENTS_KEPT:]
-        self._generation += 1
-        status = state.status
-        if event.type == "printed" and status is Status.IN_PRODUCTION:
-            await self._commit(EventType.PRINTED, {"event_id": event.event_id}, Status.PRINTED)
-        elif (
-            event.type == "shipped"
-            and event.tracking
-            and status in _SHIPPABLE
-            and len(state.shipments) < MAX_SHIPMENTS
+        if (
+            state.job_id is None
+            and state.status is Status.SCHEDULED
+            and workflow.patched(REPORTS_WAIT_FOR_JOB)
         ):
-            tracking = event.tracking
-            shipment = Shipment(
+            # The job was made but its submission's answer is still awaited: this report is
+            # about it. It waits (unseen, so a repeat waits with it) until the job is known;
+            # reports that waited are applied in the order they came.
+            self._reports_waiting.add(event.event_id)
+            await workflow.wait_condition(
+                lambda: state.job_id is not None or state.status is not Status.SCHEDULED
+            )
+            self._reports_waiting.discard(event.event_id)
+        state.seen_event_ids = [*state.seen_event_ids, event.event_id][-SEEN_EVENTS_KEPT:]
+        tracking = event.tracking
+        await self._apply_report(
+            event.event_id,
+            event.type,
+            signal.received_at,
+            tracking=Shipment(
                 carrier=tracking.carrier,
                 tracking_code=tracking.tracking_code,
                 tracking_url=str(tracking.tracking_url) if tracking.tracking_url else None,
                 shipped_at=signal.received_at,
             )
+            if tracking
+            else None,
+            issue=event.issue,
+        )
+
+    async def _apply_report(
+        self,
+        event_id: str,
+        kind: str,
+        received_at: datetime,
+        *,
+        tracking: Shipment | None = None,
+        issue: IssueReport | None = None,
+        quiet: bool = False,
+    ) -> bool:
+        """What a report of the facility does to the order; False if it does not fit (an
+        ``event_ignored`` entry, unless ``quiet``)."""
+        state = self._state
+        self._generation += 1
+        status = state.status
+        if kind == "printed" and status is Status.IN_PRODUCTION:
+            await self._commit(EventType.PRINTED, {"event_id": event_id}, Status.PRINTED)
+        elif (
+            kind == "shipped"
+            and tracking
+            and status in _SHIPPABLE
+            and len(state.shipments) < MAX_SHIPMENTS
+            and not (_recorded(state, tracking) and workflow.patched(PRODUCTION_REPORT_TIMEOUT))
+        ):
+            shipment = tracking.model_copy(update={"shipped_at": received_at})
             state.shipments = [*state.shipments, shipment]
-            state.last_shipped_at = signal.received_at
+            state.last_shipped_at = received_at
             await self._commit(
                 EventType.SHIPMENT,
                 shipment.model_dump(mode="json", exclude={"shipped_at"}),
                 Status.SHIPPED,
             )
-        elif event.type == "delivered" and status is Status.SHIPPED:
-            await self._commit(EventType.DELIVERED, {"event_id": event.event_id}, Status.DELIVERED)
-        elif event.type == "returned" and status in (Status.SHIPPED, Status.DELIVERED):
-            await self._commit(EventType.RETURNED, {"event_id": event.event_id}, Status.RETURNED)
-        elif event.type == "issue" and event.issue and status in _HOLDABLE:
-            await self._hold(HoldKind(event.issue.kind), event.issue.description, resume_to=status)
+        elif kind == "delivered" and status is Status.SHIPPED:
+            await self._commit(EventType.DELIVERED, {"event_id": event_id}, Status.DELIVERED)
+        elif kind == "returned" and status in (Status.SHIPPED, Status.DELIVERED):
+            await self._commit(EventType.RETURNED, {"event_id": event_id}, Status.RETURNED)
+        elif kind == "issue" and issue and status in _HOLDABLE:
+            await self._hold(HoldKind(issue.kind), issue.description, resume_to=status)
+        elif quiet:
+            return False
         else:
             await self._commit(
                 EventType.EVENT_IGNORED,
                 {
-                    "event_id": event.event_id,
-                    "event": event.type,
-                    "why": f"a {event.type} report does not fit an order that is {status.value}",
+                    "event_id": event_id,
+                    "event": kind,
+                    "why": f"a {kind} report does not fit an order that is {status.value}",
                 },
             )
+            return False
+        return True
+
+    async def _await_production_report(self) -> None:
+        """In production or printed: a report moves the order on. With none for
+        ``production_report_timeout`` the order alerts and asks the facility, and again after
+        each further timeout while the facility says nothing new."""
+        state, timeout = self._state, self._input.production_report_timeout
+        status = state.status
+        while state.status is status:
+            generation = self._generation
+            asks_at = workflow.now() + timeout
+            if await wait_until(
+                asks_at,
+                f"no report by {_hm(asks_at)}: ask {state.facility.name}",
+                lambda g=generation: self._generation != g or state.status is not status,  # type: ignore[misc]
+                details=self._waiting_text(state),
+            ):
+                continue  # a report came: the clock starts again
+            await self._ask_facility(silent_for=timeout)
+
+    async def _ask_facility(self, *, silent_for: timedelta) -> None:
+        """Alerts (log, metric) and applies what the facility says of the job now."""
+        state = self._state
+        assert state.job_id is not None
+        workflow.logger.warning(
+            "order %s: no report from facility %s for %s since it was %s; asking for job %s",
+            state.order_id,
+            state.facility.id,
+            silent_for,
+            state.status.value,
+            state.job_id,
+        )
+        workflow.metric_meter().create_counter(
+            OVERDUE_METRIC, "orders whose facility reported nothing for production_report_timeout"
+        ).add(1, {"facility": state.facility.id})
+        try:
+            job: PrintJobState = await workflow.execute_activity_method(
+                FacilityActivities.fetch_print_job_state,
+                JobQuery(facility_id=state.facility.id, job_id=state.job_id),
+                task_queue=self._facility_queue(),
+                start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                schedule_to_close_timeout=silent_for,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"ask {state.facility.name} for job {state.job_id}",
+            )
+        except ActivityError as err:
+            cause = str(err.cause or err)
+            workflow.logger.warning(
+                "order %s: facility %s did not tell job %s's state: %s",
+                state.order_id,
+                state.facility.id,
+                state.job_id,
+                cause,
+            )
+            return
+        reached = JOB_STAGES.index(job.stage) + 1 if job.stage in JOB_STAGES else 0
+        tracking = job.tracking
+        now = workflow.now()
+        applied = []
+        for kind in JOB_STAGES[:reached]:
+            shipment = None
+            if kind == "shipped" and tracking is not None:
+                shipment = Shipment(
+                    carrier=tracking.carrier,
+                    tracking_code=tracking.tracking_code,
+                    tracking_url=tracking.tracking_url,
+                    shipped_at=now,
+                )
+            event_id = f"{state.job_id}:{kind}"
+            if await self._apply_report(event_id, kind, now, tracking=shipment, quiet=True):
+                applied.append(kind)
+        workflow.logger.warning(
+            "order %s: facility %s says job %s is %s (stage %s); applied: %s",
+            state.order_id,
+            state.facility.id,
+            state.job_id,
+            job.status,
+            job.stage,
+            ", ".join(applied) or "nothing new",
+        )
 
     @workflow.query
     def order(self) -> OrderState:
@@ -710,6 +849,16 @@ class OrderWorkflow:
 _PERSONALIZING = Status.PENDING_PERSONALIZATION
 _SHIPPABLE = (Status.IN_PRODUCTION, Status.PRINTED, Status.SHIPPED)
 _HOLDABLE = (Status.IN_PRODUCTION, Status.PRINTED)
+# Waiting for the facility's reports, with ``production_report_timeout``.
+_REPORTING = (Status.IN_PRODUCTION, Status.PRINTED)
+
+
+def _recorded(state: OrderState, package: Shipment) -> bool:
+    """The order has this package already (the facility's job state told it first)."""
+    return any(
+        (s.carrier, s.tracking_code) == (package.carrier, package.tracking_code)
+        for s in state.shipments
+    )
 
 
 def _log_line(state: OrderState, event: TimelineEvent) -> str:

@@ -97,6 +97,7 @@ async def create_order(
         hold_reminder_interval=settings.hold_reminder_interval,
         hold_timeout=settings.hold_timeout,
         delivery_timeout=settings.delivery_timeout,
+        production_report_timeout=settings.production_report_timeout,
         reorder_of=reorder_of,
         personalization_values=personalization_values,
         facility_queue_base=settings.task_queue,

@@ -22,9 +22,11 @@ from contracts.orders import (
     FacilityOutcome,
     HoldNotice,
     IssueLink,
+    JobQuery,
     LinkIssued,
     PrintJobRequest,
     PrintJobResult,
+    PrintJobState,
     Projection,
 )
 from domain.facilities import FacilityInfo, Schedule
@@ -110,6 +112,12 @@ class Recorder:
     refuse_resume: bool = False
     # Seconds a projection takes, by the type of its newest event (a slow database write).
     slow_projections: dict[str, float] = field(default_factory=dict)
+    # Set: each print job "is made at the facility", then its activity waits for this before it
+    # reports (an answer that is slow to come, or lost and retried).
+    submit_answers_after: asyncio.Event | None = None
+    # What the facility says when asked for a job's state, and who asked.
+    job_state: PrintJobState | None = None
+    job_queries: list[JobQuery] = field(default_factory=list)
 
     @activity.defn(name="project_order")
     async def project_order(self, projection: Projection) -> None:
@@ -123,6 +131,8 @@ class Recorder:
         if self.reject_with:
             raise ApplicationError(self.reject_with, type=FACILITY_REJECTED, non_retryable=True)
         self.jobs.append(job)
+        if self.submit_answers_after is not None:
+            await self.submit_answers_after.wait()
         return PrintJobResult(job_id=f"job-{len(self.jobs)}")
 
     @activity.defn(name="issue_personalization_link")
@@ -150,6 +160,11 @@ class Recorder:
             )
         self.outcomes.append(outcome)
 
+    @activity.defn(name="fetch_print_job_state")
+    async def fetch_print_job_state(self, query: JobQuery) -> PrintJobState:
+        self.job_queries.append(query)
+        return self.job_state or PrintJobState(job_id=query.job_id)
+
     def statuses(self) -> list[str]:
         return [p.state.status.value for p in self.projections]
 
@@ -163,6 +178,7 @@ class Recorder:
             self.issue_personalization_link,
             self.send_hold_notice,
             self.notify_facility,
+            self.fetch_print_job_state,
         ]
 
 

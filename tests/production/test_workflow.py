@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,13 +13,15 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.orders import AddressChange, ProductionSignal
+from contracts.orders import AddressChange, PrintJobState, ProductionSignal
 from domain.orders import (
     CancelRequest,
     HoldResolution,
+    OrderState,
     ProductionEventIn,
     Status,
 )
+from tests.helpers.polling import apoll
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
@@ -289,3 +293,90 @@ async def test_a_returned_order_ends(env: WorkflowEnvironment) -> None:
         await _report(env, handle, "shipped", **_tracking("PKG1"))
         await _report(env, handle, "returned")
         assert (await handle.result()).status is Status.RETURNED
+
+
+async def test_reports_that_come_before_the_submissions_answer_wait_for_the_job(
+    env: WorkflowEnvironment,
+) -> None:
+    """The facility made the job, but its answer is slow (lost, its retry behind a 429): the
+    facility's printed and shipped reports come while the order is still scheduled. They wait
+    for the job and are applied in order, a repeat of one of them changes nothing."""
+    rec = Recorder(submit_answers_after=asyncio.Event())
+    assert rec.submit_answers_after is not None
+    async with order_worker(env.client, rec) as tq:
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        cutoff = (await state_of(handle)).cutoff_at
+        assert cutoff is not None
+        await sleep_until(env, cutoff + timedelta(seconds=1))
+
+        async def job_made() -> bool:  # made at the facility; its answer has not come back
+            return bool(rec.jobs)
+
+        await apoll("the job to be made", job_made)
+        await _report(env, handle, "printed", event_id="evt-printed")
+        await _report(env, handle, "shipped", event_id="evt-shipped", **_tracking("PKG1"))
+        await _report(env, handle, "printed", event_id="evt-printed")  # a redelivery
+        state = await state_of(handle)
+        assert state.status is Status.SCHEDULED and state.seen_event_ids == []
+        assert "event_ignored" not in rec.events()
+
+        rec.submit_answers_after.set()
+
+        async def shipped() -> OrderState | None:
+            state = await state_of(handle)
+            return state if state.status is Status.SHIPPED else None
+
+        state = await apoll("the waiting reports to be applied", shipped)
+        assert [s.tracking_code for s in state.shipments] == ["PKG1"]
+        assert state.seen_event_ids == ["evt-printed", "evt-shipped"]
+        assert rec.events()[-3:] == ["in_production", "printed", "shipment"]
+        assert "event_ignored" not in rec.events()
+
+
+async def test_an_order_the_facility_stops_reporting_on_asks_for_the_jobs_state(
+    env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await env.sleep(timedelta(days=2))
+        await _report(env, handle, "printed")  # a report: the clock starts again
+        await env.sleep(timedelta(days=2))
+        assert rec.job_queries == []
+
+        rec.job_state = PrintJobState.model_validate(
+            {
+                "job_id": "job-1",
+                "status": "accepted",
+                "stage": "shipped",
+                "tracking": {"carrier": "DHL", "tracking_code": "PKG9", "tracking_url": None},
+            }
+        )
+        with caplog.at_level(logging.WARNING):
+            await env.sleep(timedelta(days=1, hours=1))
+            state = await state_of(handle)
+        assert [(q.facility_id, q.job_id) for q in rec.job_queries] == [("oslo", "job-1")]
+        assert state.status is Status.SHIPPED
+        assert [s.tracking_code for s in state.shipments] == ["PKG9"]
+        assert any("no report from facility oslo" in r.getMessage() for r in caplog.records)
+
+        # The facility's own report of that package comes late: it is not a second package.
+        await _report(env, handle, "shipped", **_tracking("PKG9"))
+        state = await state_of(handle)
+        assert [s.tracking_code for s in state.shipments] == ["PKG9"]
+        await _report(env, handle, "delivered")
+        assert (await handle.result()).status is Status.DELIVERED
+
+
+async def test_a_facility_that_says_nothing_new_is_asked_again_after_each_timeout(
+    env: WorkflowEnvironment,
+) -> None:
+    rec = Recorder()
+    async with order_worker(env.client, rec) as tq:
+        handle = await _in_production(env, tq)
+        await env.sleep(timedelta(days=3, hours=1))
+        assert len(rec.job_queries) == 1
+        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        assert "event_ignored" not in rec.events()
+        await env.sleep(timedelta(days=3))
+        assert len(rec.job_queries) == 2
