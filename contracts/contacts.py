@@ -10,13 +10,19 @@ one, so a retried request carries the same message (``contracts.updates``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
 from contracts.conversations import ConversationInput, task_summary
-from domain.contacts import ContactMessage, ContactRules, ContactState, Deadline
+from domain.contacts import (
+    NOTIFY_INTERVAL,
+    ContactMessage,
+    ContactRules,
+    ContactState,
+    Deadline,
+)
 
 
 class ContactInput(ConversationInput[ContactState]):
@@ -28,6 +34,9 @@ class ContactInput(ConversationInput[ContactState]):
     first_body: str  # the merchant's first message, e-mailed to the customer
     customer_email: str  # the order's shipping e-mail: the merchant's messages
     order_reference_id: str
+    # At most one e-mail to the merchant about customer messages this often
+    # (PRINTFLOW_CONTACT_NOTIFY_INTERVAL).
+    notify_interval: timedelta = NOTIFY_INTERVAL
 
 
 def contact_task_summary(support_id: str, merchant_name: str, subject: str) -> str:
@@ -60,7 +69,8 @@ ContactMailKind = Literal["merchant_message", "customer_message", "reply_reminde
 
 class ContactMail(BaseModel):
     """``merchant_message``: to the customer, with the message and a ``/c/{token}`` link (the
-    activity issues the token); the others to the merchant."""
+    activity issues the token); the others to the merchant. A ``customer_message`` tells of
+    ``messages`` new messages, ``body`` the latest when the workflow has it."""
 
     kind: ContactMailKind
     to: str
@@ -72,3 +82,4 @@ class ContactMail(BaseModel):
     body: str | None = None
     due_at: datetime | None = None
     due_text: str | None = None
+    messages: int = 1

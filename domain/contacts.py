@@ -4,6 +4,10 @@ contact's workflow keeps, and the rules of the merchant's reply deadline.
 Pure, like ``domain.cases``: no I/O and no clock (callers pass ``now``). Which contacts may go
 out at all is ``domain.contact_policy`` (the contact policy); this module is what happens after.
 
+The customer writes at most ``CUSTOMER_MESSAGES_PER_HOUR`` messages an hour per contact, and
+the merchant hears of them at most once per ``NOTIFY_INTERVAL`` (the first at once, the rest
+counted in the next e-mail).
+
 Statuses: ``open`` while the conversation goes on; ``closed`` 30 days (``close_after``) after
 its last message, when its ``/c/{token}`` links stop working and nothing can be added.
 
@@ -37,6 +41,12 @@ MAX_BODY = 10_000
 MAX_SUBJECT = 200
 REMINDER_FRACTION = 0.75
 CLOSE_AFTER = timedelta(days=30)
+# The customer's page: at most this many messages per contact in an hour; more are refused
+# (429 on the page) and change nothing.
+CUSTOMER_MESSAGES_PER_HOUR = 10
+# At most one e-mail to the merchant about customer messages per contact this often (the
+# default of ``PRINTFLOW_CONTACT_NOTIFY_INTERVAL``, carried in the workflow input).
+NOTIFY_INTERVAL = timedelta(minutes=15)
 
 
 class ContactStatus(StrEnum):
@@ -48,6 +58,7 @@ class ContactRefusal(StrEnum):
     """Why a contact's workflow refuses a message (the API answers 409 with the code)."""
 
     CONTACT_CLOSED = "contact_closed"
+    TOO_MANY_MESSAGES = "too_many_messages"
 
 
 AuthorKind = Literal["merchant", "customer", "system"]
@@ -196,6 +207,12 @@ class ContactState(BaseModel):
     version: int = 1
     created_at: datetime
     updated_at: datetime
+    # When the customer's newest messages came (at most CUSTOMER_MESSAGES_PER_HOUR of them).
+    customer_message_times: list[datetime] = []
+    # The merchant's last e-mail about customer messages, and the customer messages since that
+    # no e-mail has told of yet (the next one goes ``notify_interval`` after the last).
+    notified_at: datetime | None = None
+    unnotified: int = 0
     # Digests of the Update ids applied, newest last (bounded: ``contracts.updates``).
     applied_updates: list[str] = []
 
@@ -206,6 +223,12 @@ class ContactState(BaseModel):
     @property
     def closes_at(self) -> datetime:
         return self.last_message_at + CLOSE_AFTER
+
+
+def customer_limit_reached(times: list[datetime], now: datetime) -> bool:
+    """The customer sent CUSTOMER_MESSAGES_PER_HOUR messages in the hour before ``now``."""
+    recent = [t for t in times if now - t < timedelta(hours=1)]
+    return len(recent) >= CUSTOMER_MESSAGES_PER_HOUR
 
 
 def new_contact_state(

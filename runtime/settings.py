@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     # An order in production (or printed) with no report from its facility for this long is
     # alerted and its facility asked for the job's state (docs/facility-api.md).
     production_report_timeout: Duration = timedelta(days=3)
+    # At most one e-mail to a merchant about a contact's customer messages this often (the
+    # first at once, the next ones counted in one e-mail); carried in new contacts' input.
+    contact_notify_interval: Duration = timedelta(minutes=15)
     # A created order whose workflow has not started after this long is started by the
     # relay's sweep (normally the request that created it starts it at once).
     start_sweep_after: Duration = timedelta(seconds=10)

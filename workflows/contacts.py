@@ -15,7 +15,10 @@ sandbox, and a running contact keeps the rules it started with.
 
 Messages arrive as Updates (``merchant_reply`` from the API, ``customer_message`` from the
 ``/c/{token}`` page) so the caller answers with the contact as it now is; a validator refuses
-them once the contact is closed, costing no history. Every change goes through ``_commit``
+them once the contact is closed, and the customer's beyond ``CUSTOMER_MESSAGES_PER_HOUR``,
+costing no history. The merchant is e-mailed about customer messages at most once per
+``notify_interval`` (the input's): the first at once, the next ones counted in one e-mail when
+the interval has passed (``notify``). Every change goes through ``_commit``
 (``workflows.common.Projector``): search attributes, then the read model and the
 ``customer_contact.message_received`` webhook through one projection activity, a regular one for
 a batch holding an Update's change. E-mails go out after their change is projected.
@@ -42,16 +45,23 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.business_time import describe_due
     from domain.contacts import (
+        CUSTOMER_MESSAGES_PER_HOUR,
         ContactMessage,
         ContactRefusal,
         ContactState,
         ContactStatus,
         Deadline,
+        customer_limit_reached,
     )
     from domain.sla import ReplyClock, ReplySla, start_clock
     from workflows import search_attributes as sa
     from workflows.common import Outbox, Projector
     from workflows.conversation import Conversation, Wake
+
+
+# Since this patch the merchant hears of customer messages at most once per the input's
+# ``notify_interval`` (older runs e-mailed every message at once).
+NOTIFY_BATCHED = "contact-notify-batched"
 
 
 def _pairs(state: ContactState) -> list[sa.Pair]:
@@ -85,6 +95,8 @@ class CustomerContactWorkflow:
         self._state = state = (inp.state or inp.contact).model_copy(deep=True)
         self._new_messages: list[ContactMessage] = []
         self._deadlines: list[Deadline] = []
+        # The newest customer message's text, for the merchant's next e-mail (this run only).
+        self._latest_body: str | None = None
         self._projector = Projector(
             state,
             build=self._projection,
@@ -120,6 +132,16 @@ class CustomerContactWorkflow:
     # ------------------------------------------------------------------ what it waits for
 
     def _next_wake(self) -> Wake:
+        wake = self._sla_wake()
+        state = self._state
+        if state.unnotified and state.notified_at is not None:
+            at = state.notified_at + self._input.notify_interval
+            if at < wake.at:
+                n = state.unnotified
+                return Wake(at, "notify", f"tell the merchant of {n} new customer message(s)")
+        return wake
+
+    def _sla_wake(self) -> Wake:
         state = self._state
         clock = state.clock
         if clock is not None and state.sla_state is ReplySla.ON_TRACK:
@@ -143,6 +165,8 @@ class CustomerContactWorkflow:
             state.misses += 1
             self._deadlines.append(self._deadline(clock, outcome="missed"))
             await self._commit("missed")
+        elif kind == "notify":
+            self._notify_merchant()
         elif kind == "close":
             state.status = ContactStatus.CLOSED
             state.closed_at = workflow.now()
@@ -155,7 +179,10 @@ class CustomerContactWorkflow:
     async def customer_message(self, message: CustomerReply) -> ContactState:
         if self._projector.applied():
             return self._state  # a retry: answered as the first time
+        batched = workflow.patched(NOTIFY_BATCHED)
         state, now = self._state, workflow.now()
+        times = [*state.customer_message_times, now]
+        state.customer_message_times = times[-CUSTOMER_MESSAGES_PER_HOUR:]
         if state.clock is None:  # the merchant had the last word: a new reply clock
             rules = self._rules
             state.clock = start_clock(
@@ -176,15 +203,42 @@ class CustomerContactWorkflow:
                 id=message.message_id, author_kind="customer", body=message.body, created_at=now
             ),
         )
-        self._outbox.add(
-            self._mail("customer_message", self._input.merchant_email, body=message.body)
-        )
+        if batched:
+            state.unnotified += 1
+            self._latest_body = message.body
+            self._notify_merchant()
+        else:
+            self._outbox.add(
+                self._mail("customer_message", self._input.merchant_email, body=message.body)
+            )
         self._conversation.moved()
         return state
 
     @customer_message.validator
     def _validate_customer_message(self, message: CustomerReply) -> None:
         self._refuse_if_closed()
+        state = self._state
+        if customer_limit_reached(state.customer_message_times, workflow.now()):
+            if not self._projector.applied():
+                raise ApplicationError(
+                    f"at most {CUSTOMER_MESSAGES_PER_HOUR} messages an hour; the shop has "
+                    "your messages",
+                    type=ContactRefusal.TOO_MANY_MESSAGES,
+                    non_retryable=True,
+                )
+
+    def _notify_merchant(self) -> None:
+        """One e-mail to the merchant about the customer messages it has not told of, unless
+        one went out less than ``notify_interval`` ago (then the wake ``notify`` sends it)."""
+        state, now = self._state, workflow.now()
+        if not state.unnotified:
+            return
+        if state.notified_at is not None and now < state.notified_at + self._input.notify_interval:
+            return
+        mail = self._mail("customer_message", self._input.merchant_email, body=self._latest_body)
+        mail.messages = state.unnotified
+        self._outbox.add(mail)
+        state.notified_at, state.unnotified, self._latest_body = now, 0, None
 
     @workflow.update
     async def merchant_reply(self, reply: MerchantReply) -> ContactState:

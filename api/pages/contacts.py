@@ -14,6 +14,10 @@ every link of it shows a 410 page.
 The reply form carries a nonce, new with each page shown; it is the Update's id, so a reply
 sent twice (a double click, a resend after "We could not send your message just now") is
 added once. The page shown after such a failure keeps the nonce of the form that failed.
+
+A customer writes at most ``CUSTOMER_MESSAGES_PER_HOUR`` messages an hour per contact (the
+contact's workflow counts them): one more is shown the page again with a 429 and a problem
+saying so, and changes nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.pages.personalization import _message, _page
 from api.services import contacts
-from domain.contacts import MAX_BODY, ContactMessageCreate
+from domain.contacts import CUSTOMER_MESSAGES_PER_HOUR, MAX_BODY, ContactMessageCreate
 
 log = logging.getLogger("printflow.pages")
 
 router = APIRouter(include_in_schema=False)
+_TOO_MANY = (
+    f"You have sent {CUSTOMER_MESSAGES_PER_HOUR} messages in the last hour; the shop has them "
+    "all. Please wait a little before you write again."
+)
 # A form's nonce (secrets.token_urlsafe(16) makes 22 characters).
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -78,6 +86,10 @@ async def reply(
         if err.status_code == 503:
             return _thread(
                 request, view, status_code=503, value=value, problem=problem, nonce=nonce
+            )
+        if err.code == contacts.TOO_MANY_MESSAGES:
+            return _thread(
+                request, view, status_code=429, value=value, problem=_TOO_MANY, nonce=nonce
             )
         return _refusal(request, err)
     except Exception:

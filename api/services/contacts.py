@@ -74,6 +74,7 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,128}")
 
 LINK_NOT_FOUND = "link_not_found"
 CONTACT_CLOSED = ContactRefusal.CONTACT_CLOSED.value
+TOO_MANY_MESSAGES = ContactRefusal.TOO_MANY_MESSAGES.value
 
 
 def _now() -> datetime:
@@ -82,6 +83,19 @@ def _now() -> datetime:
 
 def _message_id() -> str:
     return message_id("", None)
+
+
+class TooManyMessages(ApiError):
+    """The customer wrote ``CUSTOMER_MESSAGES_PER_HOUR`` messages in the last hour."""
+
+    status_code = 429
+    code = TOO_MANY_MESSAGES
+
+
+def _refused(code: str, message: str, details: object) -> ApiError:
+    if code == TOO_MANY_MESSAGES:
+        return TooManyMessages(message)
+    return Conflict(message, code=code)
 
 
 class Refused(ApiError):
@@ -153,6 +167,7 @@ async def create_contact(
         merchant_email=merchant.support_email,
         customer_email=str(state.shipping_address.email),
         order_reference_id=state.order_reference_id,
+        notify_interval=settings.contact_notify_interval,
     )
     row = CustomerContact(
         id=contact_id,
@@ -295,6 +310,8 @@ async def _update(
     arg: object,
     idempotency_key: str | None,
 ) -> CustomerContact:
+    """Runs an Update of the contact's workflow: a refusal is a 409 with its code, a 429 for
+    a customer over the hourly limit."""
     start = await start_operation(session, settings, row)
     await session.commit()  # no database connection is held while the workflow answers
 
@@ -311,6 +328,7 @@ async def _update(
         arg,
         patience=settings.update_timeout,
         on_closed=closed,
+        on_refusal=_refused,
         idempotency_key=idempotency_key,
         start=start,
         what="contact",

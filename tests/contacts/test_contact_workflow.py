@@ -9,6 +9,8 @@ Germany: a customer writing on Friday 14 May at 16:00 gets the merchant's reply 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,7 +29,7 @@ from contracts.contacts import CustomerReply, MerchantReply
 from contracts.updates import message_id
 from db.engine import session_factory
 from db.models import CustomerContact
-from domain.contacts import ContactState
+from domain.contacts import NOTIFY_INTERVAL, ContactState
 from runtime.settings import Settings
 from tests.helpers.contacts import (
     CUSTOMER_EMAIL,
@@ -233,3 +236,56 @@ async def _view(session: AsyncSession, contact_id: str) -> CustomerView:
     assert row is not None
     state = ContactState.model_validate(row.state)
     return CustomerView(row, state, "Mug Shop", "SHOP-1001", [])
+
+
+async def test_customer_messages_are_limited_per_hour_and_the_merchant_hears_once_per_interval(
+    env: WorkflowEnvironment, world: ContactWorld
+) -> None:
+    # The customer's page must not flood the merchant: one e-mail at once, then at most one per
+    # notify interval counting the messages since; the 11th message in an hour is refused and
+    # changes nothing (the page shows a 429).
+    start = await env.get_current_time()
+    handle = await world.open(start)
+    for n in range(1, 11):
+        await handle.execute_update(
+            CustomerContactWorkflow.customer_message, customer(f"Message {n}", n)
+        )
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            CustomerContactWorkflow.customer_message, customer("Message 11", 11)
+        )
+    assert isinstance(refused.value.cause, ApplicationError)
+    assert refused.value.cause.type == "too_many_messages"
+    limited = await state(handle)
+    assert limited.messages == 11 and len(await world.messages(handle.id)) == 11
+
+    def told() -> list[str]:
+        return [
+            text_of(m)
+            for m in world.mails_to(MERCHANT_EMAIL)
+            if "Your customer wrote" in str(m["Subject"])
+        ]
+
+    await world.mail.wait_for(lambda m: "Your customer wrote" in str(m["Subject"]))
+    await asyncio.sleep(0.5)
+    [first] = told()
+    assert "Message 1" in first
+    # The interval passes: one e-mail counts the nine messages since, with the latest.
+    await env.sleep(NOTIFY_INTERVAL + timedelta(seconds=1))
+    await apoll("the second e-mail", lambda: _at_least(told, 2))
+    second = told()[1]
+    assert "9 new messages" in second and "Message 10" in second
+    # An hour after the first, the customer may write again.
+    await env.sleep(timedelta(hours=1) - NOTIFY_INTERVAL)
+    again = await handle.execute_update(
+        CustomerContactWorkflow.customer_message, customer("Message 12", 12)
+    )
+    assert again.messages == 12
+    assert len(told()) == 2  # the interval since the last e-mail has not passed
+    await env.sleep(NOTIFY_INTERVAL)
+    await apoll("the third e-mail", lambda: _at_least(told, 3))
+    assert len(told()) == 3 and "Message 12" in told()[2]
+
+
+async def _at_least(mails: Callable[[], list[str]], n: int) -> bool:
+    return len(mails()) >= n

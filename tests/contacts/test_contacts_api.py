@@ -503,3 +503,37 @@ async def test_the_customers_reply_form_sent_twice_adds_one_message(api: Api) ->
     for _ in range(2):
         assert (await api.client.post(path, data=form)).status_code == 200
     assert await _count(api, CustomerContactMessage, where) == 3
+
+
+async def test_the_customer_page_refuses_the_eleventh_message_in_an_hour_and_mails_once(
+    api: Api,
+) -> None:
+    # The customer's page cannot flood the merchant: 10 messages an hour per contact, the 11th
+    # shown the page again with a 429 and nothing added; the merchant hears of the first at
+    # once and of the others in one e-mail after PRINTFLOW_CONTACT_NOTIFY_INTERVAL.
+    key = await berlin_merchant(api)
+    made = await order(api, key)
+    created = await api.client.post(
+        "/v1/customer-contacts", json=contact(made["support_id"]), headers=key
+    )
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["id"]
+    mail = await api.mail.wait_for(lambda m: CUSTOMER in str(m["To"]), timeout=20)
+    path = link_in(mail).removeprefix(api.settings.public_base_url)
+    page = await api.client.get(path)
+    for n in range(1, 11):
+        form = {"nonce": FORM_NONCE.findall(page.text)[0], "body": f"Message {n}"}
+        page = await api.client.post(path, data=form)
+        assert page.status_code == 200, page.text
+
+    form = {"nonce": FORM_NONCE.findall(page.text)[0], "body": "Message 11"}
+    refused = await api.client.post(path, data=form)
+
+    assert refused.status_code == 429, refused.text
+    assert "10 messages in the last hour" in refused.text and "Message 11" in refused.text
+    where = CustomerContactMessage.contact_id == contact_id
+    assert await _count(api, CustomerContactMessage, where) == 11, "merchant's and ten"
+    await api.mail.wait_for(lambda m: "Your customer wrote" in str(m["Subject"]), timeout=20)
+    await asyncio.sleep(1)
+    told = [m for m in api.mail.messages if "Your customer wrote" in str(m["Subject"])]
+    assert len(told) == 1, "one e-mail until the interval has passed"
