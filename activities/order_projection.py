@@ -4,8 +4,11 @@ a change of its own, and as a regular activity, awaited, before it answers an Up
 an Update answered the API already shows.
 
 Writes are idempotent and ordered by the state's ``version`` (``activities.read_model``), so a
-retried or late projection can never overwrite a newer one. The merchant's webhooks are stored
-and queued after the transaction, so a receiver only hears of a change the read model shows.
+retried or late projection can never overwrite a newer one. A projection leaves out the large
+parts of the state (items, metadata) that did not change since the one before it: they are
+taken from the row, which holds them as they are (``contracts.orders.Projection``). The
+merchant's webhooks are stored and queued after the transaction, so a receiver only hears of a
+change the read model shows.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from sqlmodel import col
 from temporalio import activity
 
 from activities.read_model import insert_once, write_newer
-from contracts.orders import Projection
+from contracts.orders import Projection, with_large_parts
 from db.models import Order, OrderEvent
+from domain.orders import OrderState
 
 if TYPE_CHECKING:
     from activities.webhooks.emitter import WebhookEmitter
@@ -32,15 +36,24 @@ class ProjectionActivities:
 
     @activity.defn
     async def project_order(self, projection: Projection) -> None:
-        state = projection.state
+        state = projection.given()
         async with self._engine.begin() as conn:
-            if state.support_id is None:
-                # An order started before Support IDs: its row has one (the migration gave it),
-                # and its webhooks show it as the API does.
-                found = await conn.scalar(
-                    select(col(Order.support_id)).where(col(Order.id) == state.order_id)
-                )
-                state = state.model_copy(update={"support_id": found})
+            if projection.unchanged or state.support_id is None:
+                row = (
+                    await conn.execute(
+                        select(col(Order.state), col(Order.support_id))
+                        .where(col(Order.id) == state.order_id)
+                        .with_for_update()
+                    )
+                ).one()
+                if projection.unchanged:
+                    # The large parts the workflow left out are the row's, as they are.
+                    stored = OrderState.model_validate(row.state)
+                    state = with_large_parts(state, stored, projection.unchanged)
+                if state.support_id is None:
+                    # An order started before Support IDs: its row has one (the migration gave
+                    # it), and its webhooks show it as the API does.
+                    state = state.model_copy(update={"support_id": row.support_id})
             await write_newer(
                 conn,
                 Order,

@@ -3,14 +3,17 @@
 Every input and output is one pydantic model, so a field can be added later without breaking
 orders that are already running. The API sends ``AddressChange``, ``PersonalizationSubmission``
 and ``ProductionSignal`` (and the merchant's own ``CancelRequest``/``HoldResolution`` from
-``domain.orders``); the workflow sends the rest to its activities and reads their results.
-The error types name the activity failures the workflow handles itself.
+``domain.orders``), in their stored form (``domain.stored``: read leniently, never checked
+again, so a rule the API tightens later cannot break a running order); the workflow sends the
+rest to its activities and reads their results. The error types name the activity failures
+the workflow handles itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,8 +22,8 @@ from domain.orders import (
     HoldKind,
     ItemState,
     OrderState,
-    ProductionEventIn,
-    ShippingAddress,
+    StoredAddress,
+    StoredProductionEvent,
     TimelineEvent,
 )
 
@@ -30,7 +33,7 @@ from domain.orders import (
 class AddressChange(BaseModel):
     """A new shipping address; ``facility`` is where that address routes (the API routes it)."""
 
-    shipping_address: ShippingAddress
+    shipping_address: StoredAddress
     facility: FacilityInfo
 
 
@@ -46,18 +49,67 @@ class PersonalizationSubmission(BaseModel):
 class ProductionSignal(BaseModel):
     """What the API signals to the order workflow for a facility event."""
 
-    event: ProductionEventIn
+    event: StoredProductionEvent
     received_at: datetime
 
 
 # ---------------------------------------------------------------------------- to activities
 
 
-class Projection(BaseModel):
-    """The order's state and the timeline entries that are new since the last projection."""
+# The large parts of an order's state: the read model has them as they are unless they changed.
+LargePart = Literal["items", "metadata"]
 
-    state: OrderState
+
+class Projection(BaseModel):
+    """The order's state and the timeline entries that are new since the last projection.
+
+    ``slim`` is the state without its large parts that did not change since the run's previous
+    projection (``unchanged`` names them; items are then empty, metadata None): the activity
+    takes those from the read model, which has them as they are, so a projection weighs a few
+    kilobytes however large the order, and the row still ends equal to the workflow's state.
+    ``state``, the whole state, is what runs sent before; without it an older activity (one
+    that only knows ``state``) cannot read the projection, and retries until a newer one does.
+    """
+
+    state: OrderState | None = None
+    slim: OrderState | None = None
+    unchanged: list[LargePart] = []
     new_events: list[TimelineEvent] = []
+
+    def given(self) -> OrderState:
+        """The state as sent: without the ``unchanged`` parts when ``slim``."""
+        state = self.slim or self.state
+        assert state is not None, "a projection carries a state"
+        return state
+
+
+def without_large_parts(state: OrderState, parts: Sequence[LargePart]) -> OrderState:
+    """``state`` (not copied) with ``parts`` left out: items empty, metadata None."""
+    empty: dict[str, Any] = {"items": [], "metadata": None}
+    return state.model_copy(update={part: empty[part] for part in parts})
+
+
+def with_large_parts(
+    state: OrderState, stored: OrderState, parts: Sequence[LargePart] = ("items", "metadata")
+) -> OrderState:
+    """``state`` with ``parts`` taken from ``stored`` (the read model's state)."""
+    return state.model_copy(update={part: getattr(stored, part) for part in parts})
+
+
+def update_answer(state: OrderState) -> OrderState:
+    """What an order's Update answers: its state without items and metadata, so an Update
+    repeated a hundred times does not repeat the order in the history. The API has both in its
+    read model (the Update answers after its projection): ``whole_answer`` puts them back."""
+    return without_large_parts(state, ("items", "metadata"))
+
+
+def whole_answer(answer: OrderState, stored: OrderState) -> OrderState:
+    """An Update's answer with the items and metadata of ``stored``, the read model's state
+    (as new as the answer or newer), when the answer left them out (an order always has
+    items); an answer from a run that sent the whole state is taken as it is."""
+    if answer.items:
+        return answer
+    return with_large_parts(answer, stored)
 
 
 class IssueLink(BaseModel):
@@ -93,7 +145,7 @@ class PrintJobRequest(BaseModel):
     order_reference_id: str
     facility_id: str
     items: list[PrintJobItem]
-    shipping_address: ShippingAddress
+    shipping_address: StoredAddress
 
 
 class PrintJobResult(BaseModel):

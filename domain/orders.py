@@ -21,10 +21,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import to_json
 
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from domain.facilities import FacilityInfo
 from domain.schedule import next_cutoff
+from domain.stored import StoredModel
 from domain.text import REFUSED, InputModel, find_control_characters, nesting_depth
 
 
@@ -203,6 +205,28 @@ class OrderItemIn(_Strict):
 # An order's free-form metadata: levels of objects and arrays, characters (as Python shows it).
 METADATA_MAX_DEPTH = 8
 METADATA_MAX_CHARS = 4000
+# What one order may weigh, so that whatever carries it through Temporal (the workflow's input,
+# its state at a continue-as-new, the print job) stays far below the 2 MB a payload may take:
+# the items as JSON (files, personalization fields) at most ``ITEMS_MAX_BYTES``; with the
+# metadata and the address, an order's body is at most about 192 KiB. The customer's
+# personalization values add at most ``PERSONALIZATION_MAX_BYTES``: 256 KiB in all.
+ITEMS_MAX_BYTES = 160 * 1024
+PERSONALIZATION_MAX_BYTES = 64 * 1024
+ORDER_MAX_BYTES = 256 * 1024
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` (models, lists and dicts of them) as UTF-8 JSON."""
+    return len(to_json(value))
+
+
+def values_size(values: dict[str, dict[str, str]]) -> int:
+    """What personalization values weigh: UTF-8 bytes of their field names and values."""
+    return sum(
+        len(name.encode()) + len(value.encode())
+        for fields in values.values()
+        for name, value in fields.items()
+    )
 
 
 class OrderCreate(_Strict):
@@ -212,6 +236,20 @@ class OrderCreate(_Strict):
     shipping_address: ShippingAddress
     items: list[OrderItemIn] = Field(min_length=1, max_length=100)
     metadata: dict[str, Any] | None = None
+
+    @field_validator("items")
+    @classmethod
+    def _items_fit(cls, items: list[OrderItemIn], info: ValidationInfo) -> list[OrderItemIn]:
+        """Checked where an order comes in (see ``_metadata_fits``): one accepted before the
+        cap must still decode from its workflow's history."""
+        if info.mode == "python":
+            size = json_size(items)
+            if size > ITEMS_MAX_BYTES:
+                raise ValueError(
+                    f"the items take {size} bytes as JSON, more than the {ITEMS_MAX_BYTES} an "
+                    "order may hold (its files' URLs and personalization fields count)"
+                )
+        return items
 
     @model_validator(mode="after")
     def _unique_item_references(self) -> OrderCreate:
@@ -317,6 +355,105 @@ class HoldResolution(_Strict):
             raise ValueError("replace_files needs files for at least one item")
         return self
 
+    @field_validator("files")
+    @classmethod
+    def _files_fit(
+        cls, files: dict[str, list[PrintFile]] | None, info: ValidationInfo
+    ) -> dict[str, list[PrintFile]] | None:
+        """An order's files stay within what its items may weigh (``ITEMS_MAX_BYTES``)."""
+        if files is not None and info.mode == "python":
+            size = json_size(files)
+            if size > ITEMS_MAX_BYTES:
+                raise ValueError(
+                    f"the files take {size} bytes as JSON, more than the {ITEMS_MAX_BYTES} an "
+                    "order's items may hold"
+                )
+        return files
+
+
+# ---------------------------------------------------------------------------- as stored
+
+# What the order's workflow keeps and exchanges of the input models above: the same fields,
+# read leniently (``domain.stored``), so a rule the API tightens later never breaks a running
+# order's history. A stored model given an input model takes its JSON.
+
+
+class StoredAddress(StoredModel):
+    first_name: str
+    last_name: str
+    company: str | None = None
+    address_line_1: str
+    address_line_2: str | None = None
+    city: str
+    state: str | None = None
+    post_code: str
+    country: str
+    email: str
+    phone: str | None = None
+
+
+class StoredFile(StoredModel):
+    type: str
+    url: str
+
+
+class StoredPersonalizationField(StoredModel):
+    name: str
+    label: str
+    type: str
+    max_length: int | None = None
+    required: bool = False
+
+
+class StoredPersonalizationSpec(StoredModel):
+    fields: list[StoredPersonalizationField]
+
+
+class StoredItem(StoredModel):
+    item_reference_id: str
+    product_uid: str
+    quantity: int
+    files: list[StoredFile] = []
+    personalization: StoredPersonalizationSpec | None = None
+
+
+class StoredOrder(StoredModel):
+    order_reference_id: str
+    customer_reference_id: str | None = None
+    approval: str | None = None
+    shipping_address: StoredAddress
+    items: list[StoredItem]
+    metadata: dict[str, Any] | None = None
+
+
+class StoredCancel(StoredModel):
+    reason: str | None = None
+    reason_code: CancelReasonCode | None = None
+
+
+class StoredTracking(StoredModel):
+    carrier: str
+    tracking_code: str
+    tracking_url: str | None = None
+
+
+class StoredIssue(StoredModel):
+    kind: str
+    description: str
+
+
+class StoredProductionEvent(StoredModel):
+    event_id: str
+    order_id: str
+    type: str
+    tracking: StoredTracking | None = None
+    issue: StoredIssue | None = None
+
+
+class StoredHoldResolution(StoredModel):
+    action: str
+    files: dict[str, list[StoredFile]] | None = None
+
 
 # ---------------------------------------------------------------------------- workflow state
 
@@ -330,12 +467,12 @@ class TimelineEvent(BaseModel):
     status: str | None = None
 
 
-class ItemState(BaseModel):
+class ItemState(StoredModel):
     item_reference_id: str
     product_uid: str
     quantity: int
-    files: list[PrintFile]
-    personalization: PersonalizationSpec | None = None
+    files: list[StoredFile]
+    personalization: StoredPersonalizationSpec | None = None
     personalization_status: PersonalizationStatus = PersonalizationStatus.NOT_REQUIRED
     personalization_values: dict[str, str] | None = None
 
@@ -357,14 +494,14 @@ class Hold(BaseModel):
     resume_to: Status = Status.IN_PRODUCTION
 
 
-class OrderInput(BaseModel):
+class OrderInput(StoredModel):
     """Everything an order workflow starts with; the rules it runs by travel with it."""
 
     order_id: str
     merchant_id: str
     support_email: str
     approval: Approval
-    order: OrderCreate
+    order: StoredOrder
     facility: FacilityInfo
     received_at: datetime
     personalization_email_delay: timedelta = timedelta(minutes=15)
@@ -389,7 +526,7 @@ class OrderInput(BaseModel):
     state: OrderState | None = None
 
 
-class OrderState(BaseModel):
+class OrderState(StoredModel):
     """What the workflow knows about its order; the read model is a projection of it."""
 
     order_id: str
@@ -399,7 +536,7 @@ class OrderState(BaseModel):
     approval: Approval
     status: Status
     support_id: str | None = None
-    shipping_address: ShippingAddress
+    shipping_address: StoredAddress
     items: list[ItemState]
     facility: FacilityInfo
     metadata: dict[str, Any] | None = None
@@ -434,7 +571,7 @@ def initial_status(items: list[ItemState], approval: Approval) -> Status:
     return Status.SCHEDULED
 
 
-def _item_state(item: OrderItemIn, carried: dict[str, dict[str, str]]) -> ItemState:
+def _item_state(item: StoredItem, carried: dict[str, dict[str, str]]) -> ItemState:
     personalization_status, values = PersonalizationStatus.NOT_REQUIRED, None
     if item.personalization is not None:
         values = carried.get(item.item_reference_id)

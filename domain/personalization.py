@@ -15,7 +15,13 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlsplit
 
-from domain.orders import ItemState, PersonalizationField, PersonalizationStatus
+from domain.orders import (
+    PERSONALIZATION_MAX_BYTES,
+    ItemState,
+    PersonalizationStatus,
+    StoredPersonalizationField,
+    values_size,
+)
 
 # Caps for fields that declare no max_length, so a submission stays a reasonable size in the
 # workflow history and in the print job.
@@ -44,13 +50,13 @@ def error_key(item_reference_id: str, field: str) -> str:
     return f"{item_reference_id}.{field}"
 
 
-def max_length(field: PersonalizationField) -> int:
+def max_length(field: StoredPersonalizationField) -> int:
     if field.max_length is not None:
         return field.max_length
     return IMAGE_URL_MAX_LENGTH if field.type == "image_url" else DEFAULT_TEXT_MAX_LENGTH
 
 
-def describe_field(field: PersonalizationField) -> str:
+def describe_field(field: StoredPersonalizationField) -> str:
     """A short human description, e.g. "text, up to 20 characters, required"."""
     parts = ["image URL (http or https)" if field.type == "image_url" else "text"]
     if field.max_length is not None:
@@ -77,7 +83,7 @@ def _has_control_characters(value: str) -> bool:
     return any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in value)
 
 
-def _field_error(field: PersonalizationField, value: str) -> str | None:
+def _field_error(field: StoredPersonalizationField, value: str) -> str | None:
     if not value:
         return REQUIRED if field.required else None
     limit = max_length(field)
@@ -111,6 +117,15 @@ def validate_values(items: list[ItemState], values: dict[str, dict[str, str]]) -
             problem = _field_error(field, given.get(field.name, "").strip())
             if problem is not None:
                 errors[error_key(ref, field.name)] = problem
+    size = values_size(values)
+    if size > PERSONALIZATION_MAX_BYTES and values:
+        # The order's print job carries every value: together they stay within the cap.
+        largest = max(values, key=lambda ref: values_size({ref: values[ref]}))
+        errors.setdefault(
+            largest,
+            f"Together the values take {size} bytes; an order's may take at most "
+            f"{PERSONALIZATION_MAX_BYTES}. Please shorten some",
+        )
     return errors
 
 

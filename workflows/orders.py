@@ -6,7 +6,7 @@ Where an order waits, and for what:
   expires unused (the run continues as new every few links, so its history stays small);
 - ``pending_approval``: for the merchant;
 - ``scheduled``: for the production cutoff of its facility (a timer), while cancel and address
-  changes are still accepted;
+  changes are still accepted (after a change, in a new run when Temporal suggests one);
 - at the cutoff the print job is submitted exactly once (the facility deduplicates on the order
   id) and the order is ``in_production``;
 - then for the facility's reports (signals): printed, shipped (one or more packages),
@@ -18,6 +18,9 @@ Where an order waits, and for what:
 Every status change goes through ``_commit``, which records a timeline event, updates the search
 attributes and projects the state into the read model. Nothing else writes state outward, and
 nothing outward ever shows a change that this workflow's history does not hold (see ``_commit``).
+Neither a projection nor an Update's answer repeats the order's items and metadata when the read
+model already has them (``contracts.orders.Projection``, ``update_answer``), so however often an
+order changes, its history grows by a few kilobytes a change.
 """
 
 from __future__ import annotations
@@ -42,29 +45,33 @@ with workflow.unsafe.imports_passed_through():
         HoldNoticeKind,
         IssueLink,
         JobQuery,
+        LargePart,
         PersonalizationSubmission,
         PrintJobItem,
         PrintJobRequest,
         PrintJobState,
         ProductionSignal,
         Projection,
+        update_answer,
+        without_large_parts,
     )
     from domain.facilities import facility_task_queue
     from domain.orders import (
         CLOSED,
         Action,
-        CancelRequest,
         EventType,
         Hold,
         HoldKind,
-        HoldResolution,
-        IssueReport,
+        ItemState,
         OrderInput,
         OrderState,
         PersonalizationStatus,
         RefusalCode,
         Shipment,
         Status,
+        StoredCancel,
+        StoredHoldResolution,
+        StoredIssue,
         TimelineEvent,
         new_state,
         refusal,
@@ -88,6 +95,9 @@ API_WRITES_CREATION = "api-writes-creation"
 # Since this patch a change made by an Update is projected only once the Update is accepted and
 # persisted, and projections run one at a time, in order (see ``_commit``).
 PROJECT_AFTER_ACCEPT = "project-after-accept"
+# Since this patch the wait for the cutoff continues as new when Temporal suggests it, after
+# any change that woke it: a scheduled order changed again and again keeps a small history.
+CUTOFF_WAIT_CONTINUES_AS_NEW = "cutoff-wait-continues-as-new"
 # Since this patch a facility report that comes before the job is known (the submission's
 # answer lost, its retry waiting) waits for the job instead of being ignored.
 REPORTS_WAIT_FOR_JOB = "reports-wait-for-job"
@@ -151,6 +161,9 @@ class OrderWorkflow:
         self._issuing_seq: int | None = None
         # Facility reports that came before the job was known, waiting for it (their ids).
         self._reports_waiting: set[str] = set()
+        # What this run projected of the large parts (the read model holds them so).
+        self._projected_items: list[ItemState] | None = None
+        self._projected_metadata = False
         self._done = False
 
     # ------------------------------------------------------------------ the order's life
@@ -262,7 +275,13 @@ class OrderWorkflow:
                     ),
                     details=f"{text}; cancel and address changes accepted until then",
                 ):
-                    continue  # canceled, re-addressed or re-routed: look again
+                    # Canceled, re-addressed or re-routed: look again, in a new run when the
+                    # changes made this one's history long.
+                    if workflow.info().is_continue_as_new_suggested() and workflow.patched(
+                        CUTOFF_WAIT_CONTINUES_AS_NEW
+                    ):
+                        await self._continue_as_new()
+                    continue
             await self._submit()
             return
 
@@ -419,9 +438,9 @@ class OrderWorkflow:
     # ------------------------------------------------------------------ merchant's updates
 
     @workflow.update
-    async def cancel(self, request: CancelRequest) -> OrderState:
+    async def cancel(self, request: StoredCancel) -> OrderState:
         if self._projector.applied():
-            return self._state  # a retry of the same cancel: answered as it was
+            return update_answer(self._state)  # a retry of the same cancel: answered as it was
         self._state.cancel_reason = request.reason
         self._state.cancel_reason_code = request.reason_code
         detail: dict[str, Any] = {"reason": request.reason}
@@ -429,10 +448,10 @@ class OrderWorkflow:
             # Only when given: cancels without a code keep the timeline entry they always had.
             detail["reason_code"] = request.reason_code.value
         await self._commit(EventType.CANCELED, detail, Status.CANCELED)
-        return self._state
+        return update_answer(self._state)
 
     @cancel.validator
-    def _validate_cancel(self, request: CancelRequest) -> None:
+    def _validate_cancel(self, request: StoredCancel) -> None:
         if not self._projector.applied():
             self._refuse_unless(Action.CANCEL)
 
@@ -440,7 +459,7 @@ class OrderWorkflow:
     async def update_shipping_address(self, change: AddressChange) -> OrderState:
         state = self._state
         if self._projector.applied():
-            return state
+            return update_answer(state)
         detail: dict[str, Any] = {"country": change.shipping_address.country}
         state.shipping_address = change.shipping_address
         if change.facility.id != state.facility.id and state.job_id is None:
@@ -454,7 +473,7 @@ class OrderWorkflow:
         if state.status is Status.ON_HOLD and state.hold is not None:
             resume = self._resume_from_hold()
         await self._commit(EventType.SHIPPING_ADDRESS_UPDATED, detail, resume)
-        return state
+        return update_answer(state)
 
     @update_shipping_address.validator
     def _validate_address(self, change: AddressChange) -> None:
@@ -464,7 +483,7 @@ class OrderWorkflow:
     @workflow.update
     async def approve(self) -> OrderState:
         if self._projector.applied():
-            return self._state
+            return update_answer(self._state)
         skipped = []
         for item in self._state.items:
             if item.personalization_status is PersonalizationStatus.PENDING:
@@ -475,7 +494,7 @@ class OrderWorkflow:
         if skipped:
             detail["personalization_skipped"] = skipped
         await self._commit(EventType.APPROVED, detail, Status.SCHEDULED)
-        return self._state
+        return update_answer(self._state)
 
     @approve.validator
     def _validate_approve(self) -> None:
@@ -483,10 +502,10 @@ class OrderWorkflow:
             self._refuse_unless(Action.APPROVE)
 
     @workflow.update
-    async def resolve_hold(self, resolution: HoldResolution) -> OrderState:
+    async def resolve_hold(self, resolution: StoredHoldResolution) -> OrderState:
         state = self._state
         if self._projector.applied():
-            return state
+            return update_answer(state)
         detail: dict[str, Any] = {"action": resolution.action}
         if resolution.files:
             for item in state.items:
@@ -494,10 +513,10 @@ class OrderWorkflow:
                     item.files = resolution.files[item.item_reference_id]
             detail["items"] = sorted(resolution.files)
         await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold())
-        return state
+        return update_answer(state)
 
     @resolve_hold.validator
-    def _validate_resolve_hold(self, resolution: HoldResolution) -> None:
+    def _validate_resolve_hold(self, resolution: StoredHoldResolution) -> None:
         state = self._state
         if self._projector.applied():
             return
@@ -517,7 +536,7 @@ class OrderWorkflow:
     async def complete_personalization(self, submission: PersonalizationSubmission) -> OrderState:
         state = self._state
         if self._projector.applied():
-            return state
+            return update_answer(state)
         if submission.link_id != state.link_id:
             # The link being e-mailed (see the validator): it is ours once its activity ends.
             await workflow.wait_condition(lambda: self._issuing_seq != submission.link_seq)
@@ -534,7 +553,7 @@ class OrderWorkflow:
             state.cutoff_at = self._next_cutoff(workflow.now())
             detail["cutoff_at"] = state.cutoff_at.isoformat()
             await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.SCHEDULED)
-        return state
+        return update_answer(state)
 
     @complete_personalization.validator
     def _validate_personalization(self, submission: PersonalizationSubmission) -> None:
@@ -606,7 +625,7 @@ class OrderWorkflow:
         received_at: datetime,
         *,
         tracking: Shipment | None = None,
-        issue: IssueReport | None = None,
+        issue: StoredIssue | None = None,
         quiet: bool = False,
     ) -> bool:
         """What a report of the facility does to the order; False if it does not fit (an
@@ -772,7 +791,19 @@ class OrderWorkflow:
         await projector.project_pending()
 
     def _projection(self, events: list[TimelineEvent]) -> Projection:
-        return Projection(state=self._state.model_copy(deep=True), new_events=events)
+        """The state without the large parts the read model already has as they are (see
+        ``Projection``): the items unless they changed since this run's last projection, the
+        metadata (which never changes) after this run's first."""
+        state, unchanged = self._state, list[LargePart]()
+        if self._projected_items is not None and state.items == self._projected_items:
+            unchanged.append("items")
+        else:
+            self._projected_items = [i.model_copy(deep=True) for i in state.items]
+        if self._projected_metadata:
+            unchanged.append("metadata")
+        self._projected_metadata = True
+        slim = without_large_parts(state, unchanged).model_copy(deep=True)
+        return Projection(slim=slim, unchanged=unchanged, new_events=events)
 
     async def _continue_as_new(self) -> None:
         """A new run with the state so far: long waits and many shipments keep histories small."""

@@ -24,6 +24,7 @@ from api.pagination import newest_first
 from api.relay import OrderStarter, start_operation
 from api.schemas import OrderPublic
 from api.services.updates import OrderUpdate, applied, run_update
+from contracts.orders import whole_answer
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
@@ -334,4 +335,9 @@ async def update_order(
         idempotency_key=idempotency_key,
         start=start,
     )
+    if not state.items:
+        # The workflow answered without the items and metadata; it answers after its
+        # projection, so the row has them (see ``contracts.orders.update_answer``).
+        await session.refresh(row)
+        state = whole_answer(state, OrderState.model_validate(row.state))
     return await render(session, state)

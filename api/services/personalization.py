@@ -32,7 +32,7 @@ from temporalio.client import Client
 from api.errors import ApiError, Conflict, Gone, NotFound
 from api.schemas import PersonalizationItemPublic, PersonalizationPublic
 from api.services.updates import run_update
-from contracts.orders import PersonalizationSubmission
+from contracts.orders import PersonalizationSubmission, whole_answer
 from db.models import Merchant, Order, PersonalizationLink
 from domain.orders import ItemState, OrderState, PersonalizationStatus, RefusalCode, Status
 from domain.personalization import clean_values, hash_token, pending_items, validate_values
@@ -179,6 +179,10 @@ async def submit(
         on_closed=closed,
         on_refusal=_refusal,
     )
+    if not state.items:
+        # Answered without items and metadata: the row has them (``update_answer``).
+        await session.refresh(ctx.order)
+        state = whole_answer(state, OrderState.model_validate(ctx.order.state))
     await session.exec(
         update(PersonalizationLink)
         .where(

@@ -166,7 +166,7 @@ class Recorder:
         return self.job_state or PrintJobState(job_id=query.job_id)
 
     def statuses(self) -> list[str]:
-        return [p.state.status.value for p in self.projections]
+        return [p.given().status.value for p in self.projections]
 
     def events(self) -> list[str]:
         return [e.type for p in self.projections for e in p.new_events]

@@ -48,7 +48,7 @@ async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -
         # The API wrote the creation with the order's row; the workflow projects what changed.
         assert rec.statuses() == ["in_production"]
         assert rec.events() == ["in_production"]
-        assert rec.projections[0].state.event_seq == 2
+        assert rec.projections[0].given().event_seq == 2
 
 
 async def test_cancel_one_second_before_the_cutoff_is_accepted(env: WorkflowEnvironment) -> None:
@@ -66,7 +66,7 @@ async def test_cancel_one_second_before_the_cutoff_is_accepted(env: WorkflowEnvi
         result = await handle.result()
         assert result.status is Status.CANCELED
         assert rec.jobs == [], "a canceled order must never reach the facility"
-        assert rec.projections[-1].state.cancel_reason == "customer changed their mind"
+        assert rec.projections[-1].given().cancel_reason == "customer changed their mind"
 
 
 async def test_cancel_one_second_after_the_cutoff_is_refused(env: WorkflowEnvironment) -> None:

@@ -108,11 +108,11 @@ async def test_changes_made_in_one_task_are_projected_in_order_each_as_it_was(
         await apoll("the shipment to be projected", all_projected, timeout=10)
         events = [e.type for p in rec.projections for e in p.new_events]
         assert events == ["in_production", "printed", "shipment"]
-        versions = [p.state.version for p in rec.projections]
+        versions = [p.given().version for p in rec.projections]
         assert versions == sorted(versions), "a later change never projected before an earlier"
         for projection in rec.projections:
             # Each projection shows the state its newest event left, not a later one.
             newest = projection.new_events[-1]
-            assert projection.state.event_seq == newest.seq
+            assert projection.given().event_seq == newest.seq
             if newest.status is not None:
-                assert projection.state.status.value == newest.status
+                assert projection.given().status.value == newest.status

@@ -140,6 +140,7 @@ async def test_a_customer_quicker_than_the_e_mail_activity_gets_their_order_pers
         state = await submitted
         assert state.status is Status.SCHEDULED
         assert state.link_id == "lnk-1"
+        state = await handle.query(OrderWorkflow.order)
         assert state.items[0].personalization_values == {"name": "Ada"}
 
 
@@ -211,6 +212,7 @@ async def test_approving_without_personalization_sends_the_order_as_it_is(
         await sleep_until(env, inp.received_at + timedelta(days=1))
         state = await handle.execute_update(OrderWorkflow.approve)
         assert state.status is Status.SCHEDULED
+        state = await handle.query(OrderWorkflow.order)
         assert {i.item_reference_id: i.personalization_status for i in state.items} == {
             "mug-1": "skipped",
             "poster-1": "not_required",

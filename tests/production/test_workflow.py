@@ -214,8 +214,10 @@ async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None
             OrderWorkflow.resolve_hold,
             HoldResolution.model_validate({"action": "replace_files", "files": new_files}),
         )
-        assert str(state.items[0].files[0].url) == "https://files.example/v2.pdf"
         assert state.status is Status.IN_PRODUCTION
+        assert state.items == [], "an Update answers without the items (the API has them)"
+        state = await handle.query(OrderWorkflow.order)
+        assert str(state.items[0].files[0].url) == "https://files.example/v2.pdf"
         await env.sleep(timedelta(seconds=1))
         (outcome,) = rec.outcomes
         assert outcome.job is not None
