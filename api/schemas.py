@@ -22,7 +22,7 @@ from pydantic import (
 from domain.cases import CaseSummary
 from domain.contacts import ContactSummary
 from domain.merchants import CountryCode, TimezoneName
-from domain.orders import Approval, Email, PersonalizationField, PersonalizationStatus
+from domain.orders import Approval, Email, PersonalizationStatus, StoredPersonalizationField
 from domain.support import Includes, Plan, PlanName
 from domain.text import InputModel
 from domain.views import (
@@ -388,7 +388,7 @@ class PersonalizationItemPublic(BaseModel):
     item_reference_id: str
     product_uid: str
     quantity: int
-    fields: list[PersonalizationField]
+    fields: list[StoredPersonalizationField]
     status: PersonalizationStatus
     values: dict[str, str] | None = None
 

@@ -1,7 +1,9 @@
 """Production facilities: who prints an order, where, and when its files go to production.
 
 The registry is read from a JSON file (``PRINTFLOW_FACILITIES_FILE``, by default the bundled
-``domain/facilities.json``). An order is routed by its shipping country; what the workflow needs
+``domain/facilities.json``). An order is routed by its shipping country (to the facility that
+serves it by name, else the fallback, whichever makes its products: ``domain.quotes``); what the
+workflow needs
 about the facility (``FacilityInfo``: id, name, time zone, API URL, schedule) is copied into the
 workflow's input, so a running order keeps the rules it started with even if the file changes.
 The API token is deliberately *not* part of ``FacilityInfo``: workflow inputs are stored in
@@ -162,11 +164,42 @@ class FacilityInfo(BaseModel):
 
 class Facility(FacilityInfo):
     """A facility as configured: adds the countries it ships to, its API token and how many
-    print jobs per second it takes at most (``None``: as many as come)."""
+    print jobs per second it takes at most (``None``: as many as come).
+
+    Optional, for the catalog (``domain.catalog``, docs/catalog.md): the ``products`` it makes
+    and the ``shipping_methods`` it offers (absent: all of the catalog's), and the country whose
+    public holidays it does not work on (``holidays_country``; absent: weekends only). The
+    catalog is checked against them at start (``domain.quotes.check_offers``)."""
 
     countries: list[str] = Field(min_length=1)
     api_token: SecretStr
     max_jobs_per_second: float | None = None
+    products: list[str] | None = None
+    shipping_methods: list[str] | None = None
+    holidays_country: str | None = None
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _holidays_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if not _COUNTRY_RE.match(code):
+            raise ValueError(f"invalid country {value!r}: expected an ISO 3166-1 alpha-2 code")
+        return code
+
+    @field_validator("products", "shipping_methods")
+    @classmethod
+    def _some(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("lists nothing; leave it out to mean all of the catalog's")
+        return value
+
+    def makes(self, product_uid: str) -> bool:
+        return self.products is None or product_uid in self.products
+
+    def offers(self, method_id: str) -> bool:
+        return self.shipping_methods is None or method_id in self.shipping_methods
 
     @field_validator("max_jobs_per_second", mode="before")
     @classmethod
@@ -338,6 +371,16 @@ class Facilities:
             return self._by_id[facility_id]
         except KeyError:
             raise KeyError(f"unknown facility {facility_id!r}") from None
+
+    def candidates(self, country: str) -> list[Facility]:
+        """The facilities that may print an order shipping to ``country``, preferred first:
+        the one that serves the country by name, then the fallback ('*')."""
+        code = country.strip().upper()
+        found: list[Facility] = []
+        for facility in (self._by_country.get(code), self._fallback):
+            if facility is not None and all(f.id != facility.id for f in found):
+                found.append(facility)
+        return found
 
     @property
     def fallback(self) -> Facility | None:

@@ -6,7 +6,8 @@ one definition of every rule.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import to_json
 
+from domain.catalog import Currency
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from domain.facilities import FacilityInfo
 from domain.schedule import next_cutoff
@@ -236,6 +238,12 @@ class OrderCreate(_Strict):
     shipping_address: ShippingAddress
     items: list[OrderItemIn] = Field(min_length=1, max_length=100)
     metadata: dict[str, Any] | None = None
+    # The catalog (docs/catalog.md): how it ships (absent: the cheapest method that reaches the
+    # country), in which currency it is priced (absent: the quote's, else EUR), and a quote
+    # whose prices it keeps while the quote is valid.
+    shipping_method: str | None = Field(default=None, min_length=1, max_length=40)
+    currency: Currency | None = None
+    quote_id: str | None = Field(default=None, min_length=1, max_length=40)
 
     @field_validator("items")
     @classmethod
@@ -424,6 +432,10 @@ class StoredOrder(StoredModel):
     shipping_address: StoredAddress
     items: list[StoredItem]
     metadata: dict[str, Any] | None = None
+    # As the merchant asked (absent in orders older than the catalog); the quote's id is not
+    # kept: what it held is in the order's ``OrderTerms``.
+    shipping_method: str | None = None
+    currency: str | None = None
 
 
 class StoredCancel(StoredModel):
@@ -494,6 +506,47 @@ class Hold(BaseModel):
     resume_to: Status = Status.IN_PRODUCTION
 
 
+class Price(StoredModel):
+    """What the order costs the merchant, exact (decimal strings in JSON)."""
+
+    currency: str
+    items_total: Decimal
+    shipping: Decimal
+    total: Decimal
+
+
+class DeliveryEstimate(StoredModel):
+    """The window the parcel arrives in: local dates of the facility, both included."""
+
+    earliest: date
+    latest: date
+
+
+class ShipPromise(StoredModel):
+    """What ``ships_by`` and the delivery window were computed from, so they can be computed
+    again from another cutoff without the catalog or a holiday lookup
+    (``domain.quotes.promise_dates``): business days are Monday to Friday in the facility's
+    time zone, except ``closed_dates`` (its public holidays, written out when the order came)."""
+
+    production_days: int
+    transit_min_days: int
+    transit_max_days: int
+    closed_dates: list[date] = Field(default_factory=list)
+
+
+class OrderTerms(StoredModel):
+    """What the API agreed with the merchant when the order came (docs/catalog.md): the
+    shipping method, the price (None: no price), and the ship-by promise from the first
+    cutoff the order could make."""
+
+    shipping_method: str
+    price: Price | None = None
+    ships_by: datetime
+    delivery_estimate: DeliveryEstimate
+    promise: ShipPromise
+    quote_id: str | None = None
+
+
 class OrderInput(StoredModel):
     """Everything an order workflow starts with; the rules it runs by travel with it."""
 
@@ -522,6 +575,8 @@ class OrderInput(StoredModel):
     # order's calls to its facility, so the facility's rate limit holds for them; None (orders
     # started before those queues existed): the workflow's own task queue.
     facility_queue_base: str | None = None
+    # The shipping method, price and ship-by promise (None: orders older than the catalog).
+    terms: OrderTerms | None = None
     # Set when the workflow continues as new: the state it carries over.
     state: OrderState | None = None
 
@@ -561,6 +616,14 @@ class OrderState(StoredModel):
     # Digests of the Update ids applied, newest last (bounded), so that a retried Update
     # changes nothing in a later run or once the order closed (``contracts.updates``).
     applied_updates: list[str] = Field(default_factory=list)
+    # The catalog's terms (``OrderTerms``); None in orders older than the catalog. ``ships_by``
+    # is the instant the parcel should have left the facility, ``promise`` what it was
+    # computed from, so a moved cutoff can move it (``domain.quotes.promise_dates``).
+    shipping_method: str | None = None
+    price: Price | None = None
+    ships_by: datetime | None = None
+    delivery_estimate: DeliveryEstimate | None = None
+    promise: ShipPromise | None = None
 
 
 def initial_status(items: list[ItemState], approval: Approval) -> Status:
@@ -620,6 +683,11 @@ def new_state(inp: OrderInput) -> OrderState:
         updated_at=inp.received_at,
         version=1,
         event_seq=1,
+        shipping_method=inp.terms.shipping_method if inp.terms else None,
+        price=inp.terms.price if inp.terms else None,
+        ships_by=inp.terms.ships_by if inp.terms else None,
+        delivery_estimate=inp.terms.delivery_estimate if inp.terms else None,
+        promise=inp.terms.promise if inp.terms else None,
     )
 
 

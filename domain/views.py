@@ -17,12 +17,12 @@ from domain.orders import (
     EventType,
     Hold,
     OrderState,
-    PersonalizationSpec,
     PersonalizationStatus,
-    PrintFile,
     Shipment,
-    ShippingAddress,
     Status,
+    StoredAddress,
+    StoredFile,
+    StoredPersonalizationSpec,
     TimelineEvent,
     allowed_actions,
     editable_until,
@@ -39,7 +39,7 @@ class ItemPublic(BaseModel):
     item_reference_id: str
     product_uid: str
     quantity: int
-    files: list[PrintFile]
+    files: list[StoredFile]
     personalization: ItemPersonalization | None
 
 
@@ -72,7 +72,7 @@ class OrderPublic(BaseModel):
     status: Status
     approval: str
     items: list[ItemPublic]
-    shipping_address: ShippingAddress
+    shipping_address: StoredAddress
     facility: FacilityPublic
     cutoff_at: datetime | None
     editable_until: datetime | None
@@ -145,7 +145,7 @@ def order_public(
 
 
 def _personalization(
-    spec: PersonalizationSpec | None, status: PersonalizationStatus, values: dict[str, str] | None
+    spec: StoredPersonalizationSpec | None, status: PersonalizationStatus, values: dict[str, str] | None
 ) -> ItemPersonalization | None:
     if spec is None:
         return None

@@ -74,6 +74,7 @@ def parse_payload_keys(value: str) -> list[tuple[str, bytes]]:
 
 BUNDLED_FACILITIES = Path(__file__).resolve().parents[1] / "domain" / "facilities.json"
 BUNDLED_SUPPORT_FILE = Path(__file__).resolve().parents[1] / "domain" / "support.json"
+BUNDLED_CATALOG = Path(__file__).resolve().parents[1] / "domain" / "catalog.json"
 
 
 class Settings(BaseSettings):
@@ -112,6 +113,8 @@ class Settings(BaseSettings):
     personalization_email_delay: Duration = timedelta(minutes=15)
     personalization_link_ttl: Duration = timedelta(days=7)
     facilities_file: Path = BUNDLED_FACILITIES
+    # Products, prices and shipping methods (docs/catalog.md, "The catalog file").
+    catalog_file: Path = BUNDLED_CATALOG
     # The support desk: calendar, response targets, addresses (docs/support.md, "The support file").
     support_file: Path = BUNDLED_SUPPORT_FILE
     # How long a write waits for the order's workflow before answering 503 order_busy: longer

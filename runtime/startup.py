@@ -9,6 +9,8 @@ configuration stops it with one line on stderr and status 1, never a traceback::
 What is checked (``check_config``):
 - the settings themselves parse (``PRINTFLOW_ENV=prod`` names the variable and what it allows);
 - the facilities file loads (every facility, time zone and country);
+- the catalog file loads (every product, price and shipping method), and the facilities name
+  only products and shipping methods it has, and holiday countries ``holidays`` knows;
 - every facility has its own ``api_token`` (in any environment);
 - the TLS files for Temporal (``PRINTFLOW_TEMPORAL_TLS_*``), when set, read as PEM;
 - production (``PRINTFLOW_ENV=production``, ``check_production``) has an admin token of at
@@ -45,7 +47,9 @@ from temporalio.runtime import (
 )
 
 from db.engine import async_url, create_engine, ping
+from domain.catalog import CatalogError, load_catalog
 from domain.facilities import Facilities, FacilitiesError, load_facilities
+from domain.quotes import check_offers
 from runtime.logs import configure_logging, first_line, redact, register_secret
 from runtime.settings import (
     BUNDLED_FACILITIES,
@@ -108,6 +112,7 @@ def check_static(settings: Settings) -> Facilities:
         facilities = load_facilities(settings.facilities_file)
     except FacilitiesError as err:
         raise ConfigError(str(err)) from None
+    check_catalog(settings, facilities)
     for facility in facilities:
         register_secret(facility.api_token.get_secret_value())
     if settings.env == "production":
@@ -118,6 +123,22 @@ def check_static(settings: Settings) -> Facilities:
     except Exception as err:  # noqa: BLE001 - any unparsable URL is the same mistake
         raise ConfigError(f"PRINTFLOW_DATABASE_URL: {err}") from None
     return facilities
+
+
+def check_catalog(settings: Settings, facilities: Facilities) -> None:
+    """The catalog file loads and the facilities file fits it, or one line names the fault
+    (``facilities file x.json: facility 'oslo': products: 'mug' is not in the catalog``)."""
+    try:
+        catalog = load_catalog(settings.catalog_file)
+    except CatalogError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        check_offers(catalog, facilities)
+    except CatalogError as err:
+        raise ConfigError(
+            f"facilities file {settings.facilities_file}: {err} "
+            f"(catalog file {settings.catalog_file})"
+        ) from None
 
 
 def check_production(settings: Settings) -> None:

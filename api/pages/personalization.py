@@ -20,7 +20,7 @@ from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.pages.html import render
 from api.services import personalization
-from domain.orders import ItemState, OrderState, PersonalizationField, Status
+from domain.orders import ItemState, OrderState, Status, StoredPersonalizationField
 from domain.personalization import error_key, max_length
 
 log = logging.getLogger("printflow.pages")
@@ -83,7 +83,7 @@ def _values(form: FormData) -> dict[str, dict[str, str]]:
     return values
 
 
-def _hint(field: PersonalizationField) -> str:
+def _hint(field: StoredPersonalizationField) -> str:
     if field.type == "image_url":
         return "The web address of your image, starting with https:// or http://"
     return f"Up to {max_length(field)} characters."
