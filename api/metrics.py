@@ -25,7 +25,10 @@ matches count as ``route="unmatched"``. The middleware wraps the whole app (insi
 uvicorn's own; each line carries the answer's ``X-Request-Id`` (``request_id``), the perimeter's
 refusal (``refusal``) and whether the answer was replayed (``replayed``).
 
-The worker's metrics are the Temporal SDK's, on ``PRINTFLOW_WORKER_METRICS_PORT`` (9464).
+The worker's metrics are the Temporal SDK's, on ``PRINTFLOW_WORKER_METRICS_PORT`` (9464), with
+printflow's own counters from the workers' activities and workflows on the same endpoint
+(``printflow_configuration_errors_total``, ``printflow_production_reports_overdue``,
+``printflow_activity_failing_attempts``; docs/deploying.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The facility client (``integrations.facility``) against a facility that answers over HTTP, and
 what its answers become for the activities that call it (``activities.facility``): a refusal is
-non-retryable ``FacilityRejected``, a facility that cannot take the call now a plain error.
+non-retryable ``FacilityRejected``, a facility that cannot take the call now a plain error, and
+one refusing our token (401, 403) a plain error too, with a configuration alert.
 """
 
 from __future__ import annotations
