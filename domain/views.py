@@ -14,10 +14,12 @@ from pydantic import BaseModel
 
 from domain.orders import (
     CancelReasonCode,
+    DeliveryEstimate,
     EventType,
     Hold,
     OrderState,
     PersonalizationStatus,
+    Price,
     Shipment,
     Status,
     StoredAddress,
@@ -85,6 +87,11 @@ class OrderPublic(BaseModel):
     reorder_of: str | None
     reorders: list[str]
     metadata: dict[str, Any] | None
+    # The catalog's terms (docs/catalog.md); null in orders created before the catalog.
+    shipping_method: str | None = None
+    price: Price | None = None
+    ships_by: datetime | None = None
+    delivery_estimate: DeliveryEstimate | None = None
     events: list[TimelineEventPublic]
     created_at: datetime
     updated_at: datetime
@@ -138,6 +145,10 @@ def order_public(
         reorder_of=state.reorder_of,
         reorders=reorders or [],
         metadata=state.metadata,
+        shipping_method=state.shipping_method,
+        price=state.price,
+        ships_by=state.ships_by,
+        delivery_estimate=state.delivery_estimate,
         events=[TimelineEventPublic(at=e.at, type=e.type, detail=e.detail) for e in events],
         created_at=state.created_at,
         updated_at=state.updated_at,
@@ -145,7 +156,9 @@ def order_public(
 
 
 def _personalization(
-    spec: StoredPersonalizationSpec | None, status: PersonalizationStatus, values: dict[str, str] | None
+    spec: StoredPersonalizationSpec | None,
+    status: PersonalizationStatus,
+    values: dict[str, str] | None,
 ) -> ItemPersonalization | None:
     if spec is None:
         return None
