@@ -13,10 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
-
 from contracts.conversations import ConversationInput, task_summary
 from domain.cases import CaseMessage, CaseRules, CaseState
+from domain.stored import StoredModel
 from domain.support import Plan
 
 
@@ -36,13 +35,13 @@ def case_task_summary(number: int, merchant_name: str, subject: str) -> str:
 # ---------------------------------------------------------------------------- from the API
 
 
-class MerchantMessage(BaseModel):
+class MerchantMessage(StoredModel):
     message_id: str
     body: str
     attachments: list[str] = []
 
 
-class AgentReply(BaseModel):
+class AgentReply(StoredModel):
     message_id: str
     agent_id: str
     agent_name: str
@@ -50,16 +49,16 @@ class AgentReply(BaseModel):
     waiting_on_merchant: bool = False
 
 
-class Assignment(BaseModel):
+class Assignment(StoredModel):
     agent_id: str
     by_agent_id: str
 
 
-class Resolution(BaseModel):
+class Resolution(StoredModel):
     agent_id: str
 
 
-class Closing(BaseModel):
+class Closing(StoredModel):
     """The merchant closes their case."""
 
     reason: str = "closed by the merchant"
@@ -68,7 +67,7 @@ class Closing(BaseModel):
 # ---------------------------------------------------------------------------- to activities
 
 
-class CaseProjection(BaseModel):
+class CaseProjection(StoredModel):
     """The case as it now is, the messages new since the last projection, and what changed
     (``created``, ``merchant_message``, ``agent_reply``, ``at_risk``, ``breached`` …)."""
 
@@ -80,7 +79,7 @@ class CaseProjection(BaseModel):
 CaseMailKind = Literal["agent_reply", "at_risk", "breached", "waiting_reminder"]
 
 
-class CaseMail(BaseModel):
+class CaseMail(StoredModel):
     kind: CaseMailKind
     to: list[str]
     case_id: str

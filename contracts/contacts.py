@@ -13,8 +13,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel
-
 from contracts.conversations import ConversationInput, task_summary
 from domain.contacts import (
     NOTIFY_INTERVAL,
@@ -23,6 +21,7 @@ from domain.contacts import (
     ContactState,
     Deadline,
 )
+from domain.stored import StoredModel
 
 
 class ContactInput(ConversationInput[ContactState]):
@@ -43,17 +42,17 @@ def contact_task_summary(support_id: str, merchant_name: str, subject: str) -> s
     return task_summary(f"Contact about {support_id} from {merchant_name}: {subject}")
 
 
-class MerchantReply(BaseModel):
+class MerchantReply(StoredModel):
     message_id: str
     body: str
 
 
-class CustomerReply(BaseModel):
+class CustomerReply(StoredModel):
     message_id: str
     body: str
 
 
-class ContactProjection(BaseModel):
+class ContactProjection(StoredModel):
     """The contact as it now is, its new messages, the deadlines that changed, and what
     changed (``created``, ``merchant_message``, ``customer_message``, ``reminded``, ``missed``,
     ``closed``)."""
@@ -67,7 +66,7 @@ class ContactProjection(BaseModel):
 ContactMailKind = Literal["merchant_message", "customer_message", "reply_reminder"]
 
 
-class ContactMail(BaseModel):
+class ContactMail(StoredModel):
     """``merchant_message``: to the customer, with the message and a ``/c/{token}`` link (the
     activity issues the token); the others to the merchant. A ``customer_message`` tells of
     ``messages`` new messages, ``body`` the latest when the workflow has it."""

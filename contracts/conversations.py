@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel
+from domain.stored import StoredModel
 
-StateT = TypeVar("StateT", bound=BaseModel)
+StateT = TypeVar("StateT", bound=StoredModel)
 
 
-class ConversationInput(BaseModel, Generic[StateT]):
+class ConversationInput(StoredModel, Generic[StateT]):
     """The merchant a conversation is with, and the state a run continues from."""
 
     merchant_name: str

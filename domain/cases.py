@@ -42,6 +42,7 @@ from pydantic import (
 from domain.business_time import Calendar, resolved_calendar
 from domain.sla import ResponseClock, start_clock
 from domain.sla import SlaState as SlaState  # a case's, as the API names it
+from domain.stored import StoredModel
 from domain.support import INCLUDES, Plan, SupportConfig, Targets
 from domain.text import REFUSED, InputModel, has_control_characters
 
@@ -227,7 +228,7 @@ def route(plan: Plan, category: Category, csm_agent_id: str | None) -> tuple[Que
     return Queue.SUPPORT, None
 
 
-class CaseRules(BaseModel):
+class CaseRules(StoredModel):
     """What a case's clock and its notices follow; read when the case is created and carried in
     its workflow input, so a running case keeps the rules it started with."""
 
@@ -254,7 +255,7 @@ def rules_for(config: SupportConfig, key: str, created: date) -> CaseRules:
 # ---------------------------------------------------------------------------- the case
 
 
-class CaseMessage(BaseModel):
+class CaseMessage(StoredModel):
     id: str
     author_kind: AuthorKind
     author_id: str | None = None
@@ -263,7 +264,7 @@ class CaseMessage(BaseModel):
     created_at: datetime
 
 
-class CaseState(BaseModel):
+class CaseState(StoredModel):
     """What a case's workflow keeps (and projects to ``support_cases``). No message bodies: the
     messages live in the read model, so a long conversation keeps the history small."""
 

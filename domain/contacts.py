@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from domain.business_time import Calendar, resolved_calendar
 from domain.contact_policy import ContactRefused, check_substitute, check_win_back
 from domain.sla import ReplyClock, ReplySla
+from domain.stored import StoredModel
 from domain.support import SupportConfig
 from domain.support_ids import normalize_support_id
 from domain.text import REFUSED, InputModel, has_control_characters
@@ -133,7 +134,7 @@ def check_reply(body: str) -> None:
 # ---------------------------------------------------------------------------- the rules
 
 
-class ContactRules(BaseModel):
+class ContactRules(StoredModel):
     """What a contact's clock follows; read when the contact is created and carried in its
     workflow input, so a running contact keeps the rules it started with."""
 
@@ -167,14 +168,14 @@ def contact_rules(
 # ---------------------------------------------------------------------------- the contact
 
 
-class ContactMessage(BaseModel):
+class ContactMessage(StoredModel):
     id: str
     author_kind: AuthorKind
     body: str
     created_at: datetime
 
 
-class Deadline(BaseModel):
+class Deadline(StoredModel):
     """One reply deadline, as ``customer_contact_deadlines`` keeps it for the standards:
     ``outcome`` None while it runs, then ``in_time`` or ``missed``."""
 
@@ -187,7 +188,7 @@ class Deadline(BaseModel):
     outcome: Literal["in_time", "missed"] | None = None
 
 
-class ContactState(BaseModel):
+class ContactState(StoredModel):
     """What a contact's workflow keeps (and projects to ``customer_contacts``). No message
     bodies: they live in the read model."""
 
