@@ -94,7 +94,8 @@ async def test_histories_replay_after_the_api_tightens_its_input_rules(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What a history holds was accepted under the rules of its day: a rule the API tightens
-    # later (a state now required for Norway, countries no longer shipped to) must not make running orders fail to read their own history.
+    # later (a state now required for Norway, countries no longer shipped to) must not make
+    # running orders fail to read their own history (domain.stored).
     import domain.orders
 
     monkeypatch.setattr(domain.orders, "STATE_REQUIRED", STATE_REQUIRED | {"NO"})
