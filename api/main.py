@@ -32,14 +32,18 @@ from api.routes import (
     personalization,
     plans,
     production,
+    products,
+    quotes,
     request_log,
     team,
     webhooks,
 )
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
+from domain.catalog import load_catalog
 from domain.facilities import load_facilities
 from domain.merchants import known_timezones
+from domain.quotes import check_offers
 from domain.support import load_support
 from runtime.settings import Settings, get_settings
 from runtime.startup import (
@@ -77,6 +81,7 @@ def create_app(
         cfg = settings or get_settings()
         app.state.settings = cfg
         app.state.facilities = load_facilities(cfg.facilities_file)
+        check_offers(load_catalog(cfg.catalog_file), app.state.facilities)
         app.state.support = load_support(cfg.support_file)
         await asyncio.to_thread(known_timezones)  # read once, off the loop
         engine = create_engine(cfg.database_url)
@@ -138,6 +143,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(orders.router)
+    app.include_router(products.router)
+    app.include_router(quotes.router)
     app.include_router(personalization.router)
     app.include_router(production.router)
     app.include_router(claims.router)

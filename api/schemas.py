@@ -6,7 +6,8 @@ payloads carry the same shape; it is re-exported here so routes find every model
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -401,3 +402,108 @@ class PersonalizationPublic(BaseModel):
     order_reference_id: str
     expires_at: datetime
     items: list[PersonalizationItemPublic]
+
+
+# ---------------------------------------------------------------------------- catalog and quotes
+
+
+class PrintAreaPublic(BaseModel):
+    name: str
+    width_mm: int
+    height_mm: int
+    bleed_mm: int
+    min_dpi: int
+
+
+class ProductPublic(BaseModel):
+    """A product of the catalog; ``prices`` per currency as decimal strings."""
+
+    product_uid: str
+    name: str
+    kind: str
+    print_areas: list[PrintAreaPublic]
+    file_types: list[str]
+    weight_g: int
+    production_days: int
+    prices: dict[str, Decimal]
+
+
+class ProductPage(BaseModel):
+    data: list[ProductPublic]
+    next_cursor: str | None
+
+
+class TransitDays(BaseModel):
+    min: int
+    max: int
+
+
+class MethodPricePublic(BaseModel):
+    first_item: Decimal
+    each_further_item: Decimal
+
+
+class ShippingMethodPublic(BaseModel):
+    """A shipping method that reaches the country asked about, with its transit business days
+    there and its prices per currency."""
+
+    id: str
+    name: str
+    tracked: bool
+    country: str
+    transit_days: TransitDays
+    prices: dict[str, MethodPricePublic]
+
+
+class ShippingMethodList(BaseModel):
+    data: list[ShippingMethodPublic]
+
+
+class QuoteAddress(InputModel):
+    country: CountryCode = Field(description="ISO 3166-1 alpha-2")
+    post_code: str | None = Field(default=None, max_length=15)
+    state: str | None = Field(default=None, max_length=35)
+
+
+class QuoteItem(InputModel):
+    product_uid: str = Field(min_length=1, max_length=128)
+    quantity: int = Field(ge=1, le=1000)
+
+
+class QuoteRequest(InputModel):
+    shipping_address: QuoteAddress
+    items: list[QuoteItem] = Field(min_length=1, max_length=100)
+    currency: Literal["EUR", "USD", "GBP"]
+
+
+class DeliveryEstimatePublic(BaseModel):
+    earliest: date
+    latest: date
+
+
+class QuoteOptionPublic(BaseModel):
+    """One way to make and ship the items: amounts exact (decimal strings), times in UTC."""
+
+    shipping_method: str
+    shipping_method_name: str
+    tracked: bool
+    facility: str
+    currency: str
+    items_total: Decimal
+    shipping: Decimal
+    total: Decimal
+    cutoff_at: datetime
+    ships_by: datetime
+    delivery_estimate: DeliveryEstimatePublic
+
+
+class QuotePublic(BaseModel):
+    """``POST /v1/quotes``: every available shipping method, cheapest first. Pass ``id`` as an
+    order's ``quote_id`` before ``expires_at`` to keep these prices."""
+
+    id: str
+    expires_at: datetime
+    country: str
+    currency: str
+    items: list[QuoteItem]
+    quotes: list[QuoteOptionPublic]

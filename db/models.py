@@ -1,5 +1,5 @@
-"""Tables: merchants, the orders read model, and each order's timeline; the support team's
-agents and the log of merchants' failed requests.
+"""Tables: merchants, the orders read model, and each order's timeline; merchants' quotes; the
+support team's agents and the log of merchants' failed requests.
 
 The order workflow is the source of truth; ``orders`` and ``order_events`` are its projection,
 written by one local activity on every change, and read by the API's lists and detail pages.
@@ -147,6 +147,24 @@ class Order(SQLModel, table=True):
     version: int = 0
     created_at: datetime = _utc(nullable=False)
     updated_at: datetime = _utc(nullable=False)
+
+
+class Quote(SQLModel, table=True):
+    """A merchant's quote (``POST /v1/quotes``, docs/catalog.md): what it was for and the
+    price of each shipping method, held for an order that names it until ``expires_at``."""
+
+    __tablename__ = "quotes"
+
+    id: str = Field(primary_key=True, max_length=40)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    country: str = Field(max_length=2)
+    currency: str = Field(max_length=3)
+    # ``[{product_uid, quantity}]`` as asked, and ``[{shipping_method, facility, items_total,
+    # shipping, total}]`` as answered (amounts as decimal strings), cheapest first.
+    items: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    options: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _utc(nullable=False)
+    expires_at: datetime = _utc(nullable=False)
 
 
 class OrderStart(SQLModel, table=True):

@@ -110,7 +110,7 @@ def closed_dates(facility: Facility, start: date, years: int = HOLIDAY_YEARS) ->
 
 
 def _calendar(timezone: str, closed: list[date]) -> Calendar:
-    return Calendar(timezone=timezone, hours=_WEEKDAYS, closed_dates=frozenset(closed))  # type: ignore[arg-type]
+    return Calendar(timezone=timezone, hours=_WEEKDAYS, closed_dates=frozenset(closed))
 
 
 def _local_day(calendar: Calendar, start: datetime, days: int) -> date:

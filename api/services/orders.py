@@ -23,6 +23,7 @@ from api.errors import ApiError, Conflict, NotFound, Unavailable
 from api.pagination import newest_first
 from api.relay import OrderStarter, start_operation
 from api.schemas import OrderPublic
+from api.services.quotes import order_terms
 from api.services.updates import OrderUpdate, applied, run_update
 from contracts.orders import whole_answer
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
@@ -50,8 +51,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# Fields added to the create request since orders were first taken: left out of its hash when
+# absent, so a retry of a request sent before they existed is still the same request.
+_LATER_FIELDS = ("shipping_method", "currency", "quote_id")
+
+
 def request_hash(body: OrderCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    absent = {name for name in _LATER_FIELDS if getattr(body, name) is None}
+    fields = body.model_dump(mode="json", exclude=absent)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -82,8 +90,21 @@ async def create_order(
     """
     digest = request_hash(body)
     received_at = _now()
+    try:
+        # The catalog: known products, a facility that makes them and ships them there, the
+        # price and the ship-by promise (api.services.quotes).
+        facility, terms = await order_terms(
+            session, settings, facilities, merchant, body, received_at
+        )
+    except ApiError:
+        # A retry of an order already taken is answered as the first time, even when its
+        # quote has expired or the catalog changed since.
+        found = await _same_order(session, merchant, body, digest)
+        if found is None:
+            raise
+        starter.start_soon(found.id)
+        return await render(session, OrderState.model_validate(found.state)), False
     session.expunge(merchant)  # a lost insert race rolls back; the merchant must stay loaded
-    facility = route(facilities, body.shipping_address.country)
     inp = OrderInput(
         order_id="ord_" + uuid.uuid4().hex,
         merchant_id=merchant.id,
@@ -102,6 +123,7 @@ async def create_order(
         reorder_of=reorder_of,
         personalization_values=personalization_values,
         facility_queue_base=settings.task_queue,
+        terms=terms,
     )
     for _ in range(SUPPORT_ID_ATTEMPTS):
         inp = inp.model_copy(update={"support_id": generate_support_id()})
@@ -130,6 +152,21 @@ async def create_order(
         starter.start_soon(existing.id)  # a no-op unless it still waits for its start
         return await render(session, OrderState.model_validate(existing.state)), False
     raise Unavailable("no unused Support ID was found for the order; retry in a moment")
+
+
+async def _same_order(
+    session: AsyncSession, merchant: Merchant, body: OrderCreate, digest: str
+) -> Order | None:
+    """The merchant's order with this reference and this very request, if there is one."""
+    row = (
+        await session.exec(
+            select(Order).where(
+                Order.merchant_id == merchant.id,
+                Order.order_reference_id == body.order_reference_id,
+            )
+        )
+    ).first()
+    return row if row is not None and row.request_hash == digest else None
 
 
 # A Support ID is one of 30^8: a second collision in a row means something else is wrong.
