@@ -161,6 +161,8 @@ class OrderWorkflow:
         self._issuing_seq: int | None = None
         # Facility reports that came before the job was known, waiting for it (their ids).
         self._reports_waiting: set[str] = set()
+        # True from a print job's submission until its job is known (or the order holds).
+        self._submitting = False
         # What this run projected of the large parts (the read model holds them so).
         self._projected_items: list[ItemState] | None = None
         self._projected_metadata = False
@@ -308,6 +310,7 @@ class OrderWorkflow:
     async def _submit(self) -> None:
         state = self._state
         show(f"submitting the print job to {state.facility.name}")
+        self._submitting = True
         try:
             result = await workflow.execute_activity_method(
                 FacilityActivities.submit_print_job,
@@ -322,9 +325,11 @@ class OrderWorkflow:
             if reason is None:
                 raise
             await self._hold(HoldKind.FACILITY_REJECTED, reason, resume_to=Status.SCHEDULED)
+            self._submitting = False
             return
         state.job_id = result.job_id
         await self._commit(EventType.IN_PRODUCTION, {"job_id": result.job_id}, Status.IN_PRODUCTION)
+        self._submitting = False
 
     async def _await_hold_answer(self) -> None:
         """Tells the merchant, reminds them, and cancels when nobody answers in time."""
@@ -588,18 +593,14 @@ class OrderWorkflow:
         state, event = self._state, signal.event
         if event.event_id in state.seen_event_ids or event.event_id in self._reports_waiting:
             return  # the facility repeated itself
-        if (
-            state.job_id is None
-            and state.status is Status.SCHEDULED
-            and workflow.patched(REPORTS_WAIT_FOR_JOB)
-        ):
+        if self._submitting and workflow.patched(REPORTS_WAIT_FOR_JOB):
             # The job was made but its submission's answer is still awaited: this report is
-            # about it. It waits (unseen, so a repeat waits with it) until the job is known;
-            # reports that waited are applied in the order they came.
+            # about it. It waits (unseen, so a repeat waits with it) until the submission ends;
+            # reports that waited are applied in the order they came. Only while a submission
+            # runs: a report waiting in any other state could hold up a continue-as-new, which
+            # waits for every handler to finish.
             self._reports_waiting.add(event.event_id)
-            await workflow.wait_condition(
-                lambda: state.job_id is not None or state.status is not Status.SCHEDULED
-            )
+            await workflow.wait_condition(lambda: not self._submitting)
             self._reports_waiting.discard(event.event_id)
         state.seen_event_ids = [*state.seen_event_ids, event.event_id][-SEEN_EVENTS_KEPT:]
         tracking = event.tracking

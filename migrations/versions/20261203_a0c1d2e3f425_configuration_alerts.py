@@ -30,4 +30,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("configuration_alerts")
+    # Only if it is still there: SQLite keeps DDL that a later step of the same run refused
+    # (its DDL is not rolled back with the version), and the downgrade then runs again.
+    # The table's indexes go with it.
+    if sa.inspect(op.get_bind()).has_table("configuration_alerts"):
+        op.drop_table("configuration_alerts")
