@@ -177,6 +177,12 @@ def check_production(settings: Settings) -> None:
             f"PRINTFLOW_SESSION_SECRET has {secret_bytes} bytes; production needs at least "
             f"{MIN_PRODUCTION_SESSION_SECRET_BYTES} (e.g. openssl rand -hex 32)"
         )
+    if not settings.link_secret:
+        raise ConfigError(
+            "PRINTFLOW_LINK_SECRET is required when PRINTFLOW_ENV=production (the personalization "
+            "links are derived from it; the same value on every worker, or a retried e-mail "
+            "sends a new link and the one the merchant forwarded stops working)"
+        )
     if urlsplit(settings.public_base_url).scheme != "https":
         raise ConfigError(
             f"PRINTFLOW_PUBLIC_BASE_URL must be an https:// address when PRINTFLOW_ENV=production "

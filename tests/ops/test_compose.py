@@ -41,6 +41,7 @@ SECRETS = {
     "PRINTFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
     "PRINTFLOW_PAYLOAD_KEYS": "k1:" + "B" * 43 + "=",
     "PRINTFLOW_SESSION_SECRET": "compose-test-session-secret-0123456789",
+    "PRINTFLOW_LINK_SECRET": "compose-test-link-secret-0123456789abcdef",
     "POSTGRES_PASSWORD": "compose-test-db-password",
     "SIMULATOR_TOKEN": "compose-test-simulator-token",
     "SIMULATOR_CONTROL_TOKEN": "compose-test-simulator-control-token",

@@ -47,6 +47,7 @@ def _production(facilities: Path, database_url: str) -> dict[str, str]:
         "PRINTFLOW_ADMIN_TOKEN": "a" * 32,
         "PRINTFLOW_PAYLOAD_KEYS": "k1:" + "A" * 43 + "=",
         "PRINTFLOW_SESSION_SECRET": "s" * 32,
+        "PRINTFLOW_LINK_SECRET": "l" * 32,
         "PRINTFLOW_PUBLIC_BASE_URL": "https://printflow.example",
         "PRINTFLOW_SMTP_USERNAME": "printflow",
         "PRINTFLOW_SMTP_PASSWORD": "mail-password",
@@ -128,6 +129,10 @@ def broken(tmp_path: Path) -> dict[str, tuple[dict[str, str], str]]:
             {**prod, "PRINTFLOW_SESSION_SECRET": "s" * 31},
             "PRINTFLOW_SESSION_SECRET has 31 bytes; production needs at least 32",
         ),
+        "production without a link secret": (
+            _without(prod, "PRINTFLOW_LINK_SECRET"),
+            "PRINTFLOW_LINK_SECRET is required when PRINTFLOW_ENV=production",
+        ),
         "a session secret too short to sign": (
             {"PRINTFLOW_SESSION_SECRET": "short", "PRINTFLOW_DATABASE_URL": sqlite},
             "PRINTFLOW_SESSION_SECRET: needs at least 16 bytes",
@@ -196,6 +201,7 @@ CASES = [
     "production without payload keys",
     "production without a session secret",
     "production with a short session secret",
+    "production without a link secret",
     "a session secret too short to sign",
     "production with links over http",
     "a Temporal client certificate without its key",
