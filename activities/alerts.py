@@ -20,7 +20,7 @@ problem that lasts refreshes it well within that.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from db.engine import utcnow
 from db.models import ConfigurationAlert
 
 log = logging.getLogger("printflow.configuration")
@@ -79,7 +80,7 @@ class ConfigurationAlerts:
             log.warning("configuration alert %s not cleared: %s", what, type(err).__name__)
 
     async def _record(self, what: str, setting: str, message: str) -> None:
-        now = datetime.now(UTC)
+        now = utcnow()
         assert self._engine is not None
         values = {"setting": setting, "message": message, "last_seen": now}
         for _ in range(2):  # a concurrent attempt may insert the row between ours
@@ -103,7 +104,7 @@ async def active_alerts(
     engine: AsyncEngine, now: datetime | None = None
 ) -> list[ConfigurationAlert]:
     """The alerts refreshed within ``FRESH_FOR``, oldest first (what ``/readyz`` shows)."""
-    since = (now or datetime.now(UTC)) - FRESH_FOR
+    since = (now or utcnow()) - FRESH_FOR
     async with AsyncSession(engine) as session:
         rows = await session.exec(
             select(ConfigurationAlert)

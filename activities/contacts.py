@@ -13,7 +13,6 @@ personalization links. Every link of a contact works while the contact is open.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -22,6 +21,7 @@ from temporalio import activity
 from activities.conversations import ConversationActivities
 from activities.read_model import insert_once, write_newer
 from contracts.contacts import ContactMail, ContactProjection
+from db.engine import utcnow
 from db.models import (
     CustomerContact,
     CustomerContactDeadline,
@@ -89,11 +89,7 @@ class CustomerContactActivities(
 
     async def _issue_link(self, contact_id: str) -> str:
         token = secrets.token_urlsafe(32)
-        link = {"token_hash": hash_token(token), "contact_id": contact_id, "created_at": _now()}
+        link = {"token_hash": hash_token(token), "contact_id": contact_id, "created_at": utcnow()}
         async with self._engine.begin() as conn:
             await insert_once(conn, CustomerContactLink, [link])
         return f"{self._api}/c/{token}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

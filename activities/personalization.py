@@ -35,6 +35,7 @@ from temporalio import activity
 
 from activities.mail import send_template
 from contracts.orders import IssueLink, LinkIssued
+from db.engine import utcnow
 from db.models import Order, PersonalizationLink
 from domain.orders import ItemState
 from domain.personalization import describe_field, hash_token
@@ -193,7 +194,7 @@ class PersonalizationActivities:
                         seq=req.seq,
                         token_hash=hash_token(link_token(self._secret, link_id)),
                         expires_at=req.expires_at,
-                        created_at=datetime.now(UTC),
+                        created_at=utcnow(),
                     )
                     session.add(link)
                 else:

@@ -42,7 +42,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -53,7 +53,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import Unavailable, envelope
-from db.engine import insert_new
+from db.engine import insert_new, utcnow
 from db.models import IdempotentRequest
 
 log = logging.getLogger("printflow.api")
@@ -182,7 +182,7 @@ def _in_progress(owner: str, key: str, claimed: Any) -> Any:
 async def _claim(state: Any, owner: str, key: str, request: str) -> datetime | _Row:
     """Our claim time if this request runs now, else the row that is there."""
     for _ in range(3):  # the row may vanish in between (its request answered 5xx): try again
-        now = datetime.now(UTC)
+        now = utcnow()
         async with state.sessions() as session:
             new = {"scope": owner, "key": key, "request_hash": request, "created_at": now}
             insert = insert_new(state.engine, _Row, [new]).returning(col(_Row.key))
@@ -210,7 +210,7 @@ async def _complete(
             "status_code": status,
             "response_body": _without_secrets(body),
             "content_type": ctype.decode("latin-1") or None,
-            "completed_at": datetime.now(UTC),
+            "completed_at": utcnow(),
         }
         await session.exec(update(_Row).where(_in_progress(owner, key, claimed)).values(**values))
         await session.commit()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from db.engine import utcnow
 from db.models import (
     CustomerContact,
     CustomerContactStart,
@@ -51,7 +52,7 @@ log = logging.getLogger("printflow.api")
 
 async def prune(session: AsyncSession, now: datetime | None = None) -> int:
     """Deletes rows older than ``KEEP``; returns how many."""
-    cutoff = (now or datetime.now(UTC)) - KEEP
+    cutoff = (now or utcnow()) - KEEP
     result: Any = await session.exec(delete(RequestLog).where(col(RequestLog.created_at) < cutoff))
     await session.commit()
     return int(result.rowcount or 0)
@@ -61,7 +62,7 @@ async def prune_idempotency(
     session: AsyncSession, ttl: timedelta, now: datetime | None = None
 ) -> int:
     """Deletes ``idempotent_requests`` rows claimed more than ``ttl`` ago; returns how many."""
-    cutoff = (now or datetime.now(UTC)) - ttl
+    cutoff = (now or utcnow()) - ttl
     result: Any = await session.exec(
         delete(IdempotentRequest).where(col(IdempotentRequest.created_at) < cutoff)
     )
@@ -77,7 +78,7 @@ async def prune_outboxes(
 ) -> int:
     """Deletes the outbox rows older than ``ttl`` whose workflow Temporal knows (started, and
     maybe closed since); returns how many. Rows whose workflow it does not know stay."""
-    cutoff = (now or datetime.now(UTC)) - ttl
+    cutoff = (now or utcnow()) - ttl
     pruned = 0
     for outbox, key, table in OUTBOXES:
         async with sessions() as session:

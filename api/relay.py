@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -39,6 +39,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.cases import CaseInput
 from contracts.contacts import ContactInput
+from db.engine import utcnow
 from db.models import (
     CustomerContact,
     CustomerContactStart,
@@ -61,10 +62,6 @@ SWEEP_EVERY = 2.0  # seconds between looks at the outbox
 SWEEP_BATCH = 100
 FORGET_AFTER = 0.2  # seconds: how long started rows wait to be deleted together
 MAX_BACKOFF = timedelta(minutes=1)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -189,7 +186,7 @@ class WorkflowStarter:
             due = list(
                 await session.exec(
                     select(self.relay.key, outbox.due_at, outbox.attempts)
-                    .where(col(outbox.due_at) <= _now())
+                    .where(col(outbox.due_at) <= utcnow())
                     .order_by(col(outbox.due_at))
                     .limit(SWEEP_BATCH)
                 )
@@ -207,7 +204,7 @@ class WorkflowStarter:
             result = await session.exec(
                 update(outbox)
                 .where(col(self.relay.key) == row_id, col(outbox.due_at) == due_at)
-                .values(due_at=_now() + _backoff(attempts + 1), attempts=attempts + 1)
+                .values(due_at=utcnow() + _backoff(attempts + 1), attempts=attempts + 1)
             )
             await session.commit()
             return bool(result.rowcount)
@@ -235,7 +232,7 @@ class WorkflowStarter:
                     .where(col(relay.key) == row_id)
                     .values(
                         # A claim by the sweep counted this attempt already.
-                        due_at=_now() + _backoff(max(attempts, 1)),
+                        due_at=utcnow() + _backoff(max(attempts, 1)),
                         last_error=f"{type(err).__name__}: {err}"[:500],
                     )
                 )

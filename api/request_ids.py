@@ -24,13 +24,13 @@ import json
 import logging
 import re
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import select
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from db.engine import utcnow
 from db.models import Merchant, RequestLog
 
 HEADER = "X-Request-Id"
@@ -128,7 +128,7 @@ async def _record(scope: Scope, request_id: str, status: int, body: bytes, api_k
                     route=_route(scope),
                     status=status,
                     error_code=_error_code(body),
-                    created_at=datetime.now(UTC),
+                    created_at=utcnow(),
                 )
             )
             await session.commit()

@@ -8,6 +8,7 @@ loop, in the API or in activities.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC: the one clock the API and activities stamp rows and compare deadlines with."""
+    return datetime.now(UTC)
+
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 

@@ -10,7 +10,6 @@ give up, which ``webhook_given_up`` records for the merchant's deliveries API.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import func, update
@@ -21,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.errors import DELIVERY_FAILED, EVENT_MISSING
 from contracts.webhooks import DeliverWebhook, DeliveryResult, GiveUp
-from db.engine import session_factory
+from db.engine import session_factory, utcnow
 from db.models import Merchant, WebhookDelivery, WebhookEvent
 from integrations.webhooks import TIMEOUT_SECONDS, WebhookSender, body_bytes
 
@@ -64,7 +63,7 @@ class WebhookActivities:
             secrets = [merchant.webhook_secret]
             previous = merchant.previous_webhook_secret
             until = merchant.previous_webhook_secret_valid_until
-            if previous and until is not None and datetime.now(UTC) < until:
+            if previous and until is not None and utcnow() < until:
                 secrets.append(previous)
             last = (
                 await session.exec(
@@ -78,7 +77,7 @@ class WebhookActivities:
             event_id, merchant_id = event.id, event.merchant_id
 
         sent = await self._sender.send(url, event_id, body, secrets)
-        now = datetime.now(UTC)
+        now = utcnow()
 
         async with self._sessions() as session:
             session.add(
@@ -144,7 +143,7 @@ class WebhookActivities:
                     error=reason[:1000],
                     duration_ms=0,
                     succeeded=False,
-                    at=datetime.now(UTC),
+                    at=utcnow(),
                 )
             )
             await session.commit()

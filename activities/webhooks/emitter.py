@@ -12,13 +12,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from db.engine import insert_new
+from db.engine import insert_new, utcnow
 from db.models import Merchant, Order, WebhookEvent
 from domain.cases import CaseState, case_summary
 from domain.contacts import ContactMessage, ContactState, contact_summary
@@ -133,7 +133,7 @@ class WebhookEmitter:
             log.warning("link issued for unknown order %s; no webhook", order_id)
             return
         state = OrderState.model_validate(row[0])
-        now = datetime.now(UTC)
+        now = utcnow()
         # The token is part of the URL; the id carries only a digest of it.
         event_id = f"evt_{order_id}_link_{hashlib.sha256(url.encode()).hexdigest()[:16]}"
         data = {

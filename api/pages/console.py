@@ -34,6 +34,7 @@ from api.deps import SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.errors import ApiError
 from api.pages.html import render, secure
 from api.services import cases, console
+from db.engine import utcnow
 from db.models import Agent
 from domain.cases import AgentMessageCreate, Queue, SlaState
 from runtime.settings import Settings
@@ -64,10 +65,6 @@ DONE = {
     "assigned": "The case is assigned to you.",
     "resolved": "The case is resolved.",
 }
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def signer(request: Request) -> console.Signer:
@@ -108,7 +105,7 @@ def _set_cookie(
 
 
 async def _signed_in(request: Request, db: SessionDep) -> tuple[console.Session, Agent] | None:
-    session = signer(request).read(request.cookies.get(COOKIE), _now())
+    session = signer(request).read(request.cookies.get(COOKIE), utcnow())
     if session is None:
         return None
     agent = await console.active_agent(db, session.agent_id)
@@ -145,10 +142,10 @@ def _login_page(
     signed_out: bool = False,
 ) -> Response:
     sign = signer(request)
-    session = sign.read(request.cookies.get(LOGIN_COOKIE), _now())
+    session = sign.read(request.cookies.get(LOGIN_COOKIE), utcnow())
     value = None
     if session is None or session.agent_id != console.ANONYMOUS:
-        value, session = sign.issue(console.ANONYMOUS, _now(), console.LOGIN_LIFETIME)
+        value, session = sign.issue(console.ANONYMOUS, utcnow(), console.LOGIN_LIFETIME)
     response = render(
         templates,
         request,
@@ -170,7 +167,7 @@ def _login_page(
 async def login(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
     form = await request.form()
     sign = signer(request)
-    session = sign.read(request.cookies.get(LOGIN_COOKIE), _now())
+    session = sign.read(request.cookies.get(LOGIN_COOKIE), utcnow())
     if (
         session is None
         or session.agent_id != console.ANONYMOUS
@@ -188,7 +185,7 @@ async def login(request: Request, db: SessionDep, settings: SettingsDep) -> Resp
             next_path,
             status_code=401,
         )
-    value, _ = sign.issue(agent.id, _now(), console.SESSION_LIFETIME)
+    value, _ = sign.issue(agent.id, utcnow(), console.SESSION_LIFETIME)
     response = secure(RedirectResponse(next_path, 303))
     _set_cookie(response, settings, COOKIE, value, "/support", console.SESSION_LIFETIME)
     response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
@@ -248,7 +245,7 @@ async def queue_page(request: Request, db: SessionDep, support: SupportDep) -> R
             request, session, agent, err.status_code, "Cannot show this page", [err.message]
         )
     zone = _zone(support)
-    now = _now()
+    now = utcnow()
     rows = [
         {
             "id": r.case.id,
@@ -426,7 +423,7 @@ def _case(
     waiting: bool = False,
     nonce: str | None = None,
 ) -> Response:
-    zone, now, case = _zone(support), _now(), view.case
+    zone, now, case = _zone(support), utcnow(), view.case
     messages = [
         {
             "kind": m.author_kind,

@@ -4,7 +4,6 @@ a token for ``X-Agent-Token`` that is shown once and kept as its sha256."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,6 +12,7 @@ from api.errors import NotFound
 from api.idempotency import WITHHELD
 from api.schemas import AgentCreate, AgentCreated, AgentPublic
 from api.services.credentials import hash_credential, new_credential
+from db.engine import utcnow
 from db.models import Agent
 
 TOKEN_PREFIX = "pfagt_"
@@ -41,7 +41,7 @@ async def create_agent(
         role=body.role,
         token_hash=hash_credential(token),
         token_prefix=token[:12],
-        created_at=datetime.now(UTC),
+        created_at=utcnow(),
         active=True,
         idempotency_ref=idempotency_ref,
     )

@@ -38,6 +38,7 @@ from contracts.cases import (
     case_task_summary,
 )
 from contracts.updates import message_id
+from db.engine import utcnow
 from db.models import (
     Agent,
     Merchant,
@@ -69,10 +70,6 @@ FIRST_NUMBER = 1001
 NUMBER_ATTEMPTS = 5
 # An order has shipped once a facility reported a package (delivered and returned ones had).
 SHIPPED = frozenset({Status.SHIPPED, Status.DELIVERED, Status.RETURNED})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Invalid(ApiError):
@@ -111,7 +108,7 @@ async def create_case(
     csm = await _csm(session, merchant)
     session.expunge(merchant)  # a lost number race rolls back; the merchant must stay loaded
 
-    created_at = _now()
+    created_at = utcnow()
     key = target_key(body.channel, priority_for(plan))
     rules = rules_for(support, key, created_at.date())
     for attempt in range(NUMBER_ATTEMPTS):

@@ -8,8 +8,6 @@ the same claim and order (200) instead of printing twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
@@ -21,16 +19,13 @@ from api.pagination import newest_first
 from api.relay import OrderStarter
 from api.schemas import ClaimPage, ClaimPublic, ReorderCreated, ReorderRequest
 from api.services import orders
+from db.engine import utcnow
 from db.models import Claim, Merchant, Order
 from domain.facilities import Facilities
 from domain.orders import Action, OrderCreate, OrderState, PersonalizationStatus, refusal
 from runtime.settings import Settings
 
 REFERENCE_MAX = 64  # OrderCreate.order_reference_id
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
@@ -66,7 +61,7 @@ async def reorder(
     """Creates the reprint and its claim; returns (result, created)."""
     row = await orders.get_row(session, merchant, order_id)
     state = OrderState.model_validate(row.state)
-    why = refusal(Action.REORDER, state.status, state.cutoff_at, _now(), state.hold)
+    why = refusal(Action.REORDER, state.status, state.cutoff_at, utcnow(), state.hold)
     if why is not None:
         raise Conflict(why.message, code=why.code)
     original = OrderCreate.model_validate(row.workflow_input["order"])
@@ -177,7 +172,7 @@ async def _claim_for(
         description=body.description,
         photo_urls=[str(u) for u in body.photo_urls],
         item_reference_ids=items,
-        created_at=_now(),
+        created_at=utcnow(),
     )
     session.add(claim)
     try:

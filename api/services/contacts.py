@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +41,7 @@ from contracts.contacts import (
     contact_task_summary,
 )
 from contracts.updates import message_id
+from db.engine import utcnow
 from db.models import (
     CustomerContact,
     CustomerContactDeadline,
@@ -75,10 +76,6 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,128}")
 LINK_NOT_FOUND = "link_not_found"
 CONTACT_CLOSED = ContactRefusal.CONTACT_CLOSED.value
 TOO_MANY_MESSAGES = ContactRefusal.TOO_MANY_MESSAGES.value
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _message_id() -> str:
@@ -139,7 +136,7 @@ async def create_contact(
     except ContactRefused as refused:
         raise Refused(refused) from None
 
-    created_at = _now()
+    created_at = utcnow()
     contact_id = "con_" + uuid.uuid4().hex
     contact = new_contact_state(
         contact_id=contact_id,
@@ -439,7 +436,7 @@ async def standards(
 ) -> SupportStandards:
     """Reply deadlines started in the last 30 days: those settled (in time or missed), the
     rate, and those still running."""
-    until = _now()
+    until = utcnow()
     since = until - STANDARDS_WINDOW
     rows = await session.exec(
         select(CustomerContactDeadline.outcome, func.count())

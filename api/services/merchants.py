@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,7 @@ from api.schemas import (
     WebhookSecretRotated,
 )
 from api.services.credentials import hash_credential, new_credential
+from db.engine import utcnow
 from db.models import Agent, Merchant
 from domain.webhook_urls import addresses_problem, literal_address, url_problem
 
@@ -98,7 +99,7 @@ async def create_merchant(
         api_key_hash=hash_credential(api_key),
         api_key_prefix=api_key[:10],
         webhook_secret=new_credential("whsec_"),
-        created_at=datetime.now(UTC),
+        created_at=utcnow(),
         plan=body.plan.value,
         timezone=body.timezone,
         country=body.country,
@@ -151,7 +152,7 @@ def accepts_key(merchant: Merchant, digest: str, now: datetime | None = None) ->
         previous is not None
         and until is not None
         and hmac.compare_digest(previous.encode(), digest.encode())
-        and (now or datetime.now(UTC)) < until
+        and (now or utcnow()) < until
     )
 
 
@@ -162,7 +163,7 @@ async def rotate_api_key(
     if merchant is None:
         raise NotFound(f"no merchant {merchant_id}")
     api_key = new_credential("pf_")
-    until = datetime.now(UTC) + overlap
+    until = utcnow() + overlap
     merchant.previous_api_key_hash = merchant.api_key_hash
     merchant.previous_api_key_valid_until = until
     merchant.api_key_hash = hash_credential(api_key)
@@ -178,7 +179,7 @@ async def rotate_webhook_secret(
     merchant = await session.get(Merchant, merchant_id)
     if merchant is None:
         raise NotFound(f"no merchant {merchant_id}")
-    until = datetime.now(UTC) + overlap
+    until = utcnow() + overlap
     merchant.previous_webhook_secret = merchant.webhook_secret
     merchant.previous_webhook_secret_valid_until = until
     merchant.webhook_secret = new_credential("whsec_")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +25,7 @@ from api.schemas import OrderPublic
 from api.services.quotes import order_terms
 from api.services.updates import OrderUpdate, applied, run_update
 from contracts.orders import whole_answer
+from db.engine import utcnow
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
 from domain.facilities import Facilities, FacilitiesError, Facility
 from domain.orders import (
@@ -45,11 +45,6 @@ from domain.schedule import describe_cutoff
 from domain.support_ids import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.views import order_public
 from runtime.settings import Settings
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
 
 # Fields added to the create request since orders were first taken: left out of its hash when
 # absent, so a retry of a request sent before they existed is still the same request.
@@ -89,7 +84,7 @@ async def create_order(
     (merchant, order_reference_id) decides which of several concurrent identical requests wins.
     """
     digest = request_hash(body)
-    received_at = _now()
+    received_at = utcnow()
     try:
         # The catalog: known products, a facility that makes them and ships them there, the
         # price and the ship-by promise (api.services.quotes).
@@ -131,7 +126,7 @@ async def create_order(
         created_event = created_event_of(state)
         if await _insert(session, settings, merchant, facility, inp, state, digest):
             starter.start_soon(inp.order_id)
-            return order_public(state, [created_event], _now()), True
+            return order_public(state, [created_event], utcnow()), True
         existing = (
             await session.exec(
                 select(Order).where(
@@ -291,7 +286,7 @@ async def render_many(session: AsyncSession, states: list[OrderState]) -> list[O
     ids = [s.order_id for s in states]
     await _support_ids(session, states)
     events, reorders = await _events(session, ids), await _reorders(session, ids)
-    now = _now()
+    now = utcnow()
     return [order_public(s, events[s.order_id], now, reorders[s.order_id]) for s in states]
 
 
@@ -357,7 +352,7 @@ async def update_order(
         last = OrderState.model_validate(row.state)
         if applied(last, update, idempotency_key):
             return last
-        why = action and refusal(action, last.status, last.cutoff_at, _now(), last.hold)
+        why = action and refusal(action, last.status, last.cutoff_at, utcnow(), last.hold)
         if why:
             return Conflict(why.message, code=why.code)
         return Conflict(f"the order is {last.status.value} and closed", code="order_closed")

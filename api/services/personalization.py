@@ -21,7 +21,7 @@ import hmac
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -33,6 +33,7 @@ from api.errors import ApiError, Conflict, Gone, NotFound
 from api.schemas import PersonalizationItemPublic, PersonalizationPublic
 from api.services.updates import run_update
 from contracts.orders import PersonalizationSubmission, whole_answer
+from db.engine import utcnow
 from db.models import Merchant, Order, PersonalizationLink
 from domain.orders import ItemState, OrderState, PersonalizationStatus, RefusalCode, Status
 from domain.personalization import clean_values, hash_token, pending_items, validate_values
@@ -70,10 +71,6 @@ class LinkContext:
     state: OrderState
     shop_name: str
     items: list[ItemState]  # the items the customer personalizes
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def open_link(session: AsyncSession, token: str) -> LinkContext:
@@ -124,7 +121,7 @@ def _refuse_unless_open(
             code=PERSONALIZATION_CLOSED,
             details=about,
         )
-    if link.expires_at <= _now() or link.seq < newest_seq:
+    if link.expires_at <= utcnow() or link.seq < newest_seq:
         raise Gone(
             "this link has expired; the shop has been sent a new one",
             code=LINK_EXPIRED,
@@ -189,7 +186,7 @@ async def submit(
             col(PersonalizationLink.id) == ctx.link.id,
             col(PersonalizationLink.used_at).is_(None),
         )
-        .values(used_at=_now())
+        .values(used_at=utcnow())
     )
     await session.commit()
     log.info("order %s personalized through link %s", ctx.order.id, ctx.link.id)

@@ -10,7 +10,7 @@ mistaken for a duplicate and the event is not lost.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import Conflict, NotFound, Unavailable
 from api.schemas import EventAccepted
 from contracts.orders import ProductionSignal
+from db.engine import utcnow
 from db.models import Order, OrderEvent, ProductionEvent
 from domain.facilities import Facility
 from domain.orders import EventType, ProductionEventIn
@@ -42,7 +43,7 @@ async def record_event(
             f"no order {body.order_id} at facility {facility.id}", code="order_not_found"
         )
     order_status = order.status
-    received_at = datetime.now(UTC)
+    received_at = utcnow()
     session.add(_row(facility, body, received_at))
     try:
         await session.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +25,7 @@ from api.schemas import (
     QuoteRequest,
 )
 from api.services.catalog import Unprocessable, catalog_of
+from db.engine import utcnow
 from db.models import Merchant, Quote
 from domain.catalog import CURRENCIES, Currency
 from domain.facilities import Facilities, FacilitiesError, Facility
@@ -33,10 +34,6 @@ from domain.quotes import NotShippable, Option, UnknownProducts, UnknownShipping
 from runtime.settings import Settings
 
 DEFAULT_CURRENCY: Currency = "EUR"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def options(
@@ -115,7 +112,7 @@ async def create_quote(
     body: QuoteRequest,
 ) -> QuotePublic:
     """Computes and keeps a quote; its prices hold until ``expires_at``."""
-    now = _now()
+    now = utcnow()
     country = body.shipping_address.country
     items = [(i.product_uid, i.quantity) for i in body.items]
     found = options(settings, facilities, country, items, body.currency, now)
