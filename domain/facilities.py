@@ -76,21 +76,42 @@ def _clean_times(value: list[str] | None) -> list[str] | None:
     return sorted(set(value))
 
 
-class Schedule(BaseModel):
+class StoredSchedule(BaseModel):
     """When a facility sends the collected files to production (the "cutoff").
 
     Either ``daily`` local wall-clock times (with other times, ``peak_daily``, in the busy
     ``peak_months``), or ``every_seconds`` for development and tests: a batch every N seconds,
     aligned to the Unix epoch so every worker computes the same instants.
     The arithmetic lives in :mod:`domain.schedule`.
+
+    As workflows keep it in their histories: read leniently (unknown fields ignored, nothing
+    checked), so a stricter rule for facilities files never stops a running order from decoding
+    its own input. ``Schedule`` is the same, checked, as a facilities file gives it.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     daily: list[str] | None = None
     peak_daily: list[str] | None = None
     peak_months: list[int] = Field(default_factory=lambda: [10, 11, 12])
     every_seconds: int | None = None
+
+    def times_for_month(self, month: int) -> list[str]:
+        """The daily cutoff times that apply on a local date in ``month``.
+
+        Raises ``ValueError`` for an ``every_seconds`` schedule, which has no daily times.
+        """
+        if self.daily is None:
+            raise ValueError("an every_seconds schedule has no daily times")
+        if self.peak_daily is not None and month in self.peak_months:
+            return self.peak_daily
+        return self.daily
+
+
+class Schedule(StoredSchedule):
+    """A schedule as a facilities file gives it: every field checked and normalized."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     @field_validator("daily", "peak_daily")
     @classmethod
@@ -122,28 +143,41 @@ class Schedule(BaseModel):
             raise ValueError("'peak_daily' only goes with 'daily'")
         return self
 
-    def times_for_month(self, month: int) -> list[str]:
-        """The daily cutoff times that apply on a local date in ``month``.
-
-        Raises ``ValueError`` for an ``every_seconds`` schedule, which has no daily times.
-        """
-        if self.daily is None:
-            raise ValueError("an every_seconds schedule has no daily times")
-        if self.peak_daily is not None and month in self.peak_months:
-            return self.peak_daily
-        return self.daily
-
 
 class FacilityInfo(BaseModel):
-    """What a workflow needs to know about its facility; safe to store in Temporal's history."""
+    """What a workflow needs to know about its facility; safe to store in Temporal's history,
+    and read from it leniently (unknown fields ignored, nothing checked): ``Facility`` checks
+    what a facilities file says."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    name: str
+    timezone: str
+    api_url: str
+    schedule: StoredSchedule
+
+
+class Facility(FacilityInfo):
+    """A facility as configured: adds the countries it ships to, its API token and how many
+    print jobs per second it takes at most (``None``: as many as come).
+
+    Optional, for the catalog (``domain.catalog``, docs/catalog.md): the ``products`` it makes
+    and the ``shipping_methods`` it offers (absent: all of the catalog's), and the country whose
+    public holidays it does not work on (``holidays_country``; absent: weekends only). The
+    catalog is checked against them at start (``domain.quotes.check_offers``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str
     name: str = Field(min_length=1)
     timezone: str = Field(min_length=1)
-    api_url: str
     schedule: Schedule
+    countries: list[str] = Field(min_length=1)
+    api_token: SecretStr
+    max_jobs_per_second: float | None = None
+    products: list[str] | None = None
+    shipping_methods: list[str] | None = None
+    holidays_country: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -160,23 +194,6 @@ class FacilityInfo(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"api_url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
-
-
-class Facility(FacilityInfo):
-    """A facility as configured: adds the countries it ships to, its API token and how many
-    print jobs per second it takes at most (``None``: as many as come).
-
-    Optional, for the catalog (``domain.catalog``, docs/catalog.md): the ``products`` it makes
-    and the ``shipping_methods`` it offers (absent: all of the catalog's), and the country whose
-    public holidays it does not work on (``holidays_country``; absent: weekends only). The
-    catalog is checked against them at start (``domain.quotes.check_offers``)."""
-
-    countries: list[str] = Field(min_length=1)
-    api_token: SecretStr
-    max_jobs_per_second: float | None = None
-    products: list[str] | None = None
-    shipping_methods: list[str] | None = None
-    holidays_country: str | None = None
 
     @field_validator("holidays_country")
     @classmethod

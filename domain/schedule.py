@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from domain.facilities import FacilityInfo, Schedule
+from domain.facilities import FacilityInfo, StoredSchedule
 
 __all__ = ["cutoffs_between", "describe_cutoff", "next_cutoff"]
 
@@ -54,7 +54,7 @@ def _require_aware(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _cutoffs_on(schedule: Schedule, zone: ZoneInfo, day: date) -> list[datetime]:
+def _cutoffs_on(schedule: StoredSchedule, zone: ZoneInfo, day: date) -> list[datetime]:
     """The UTC instants of the configured times of one local date (one per time, in order).
 
     ``datetime(..., tzinfo=zone)`` has ``fold=0``, which maps a repeated wall time to its first
@@ -79,7 +79,7 @@ def _next_every(every_seconds: int, after: datetime) -> datetime:
     return _EPOCH + (elapsed // step + 1) * step * _MICROSECOND
 
 
-def next_cutoff(schedule: Schedule, timezone: str, after: datetime) -> datetime:
+def next_cutoff(schedule: StoredSchedule, timezone: str, after: datetime) -> datetime:
     """The first cutoff strictly after ``after`` (aware, any zone), as an aware UTC datetime.
 
     "Strictly" matters: an order that becomes ready exactly at a cutoff has missed that batch
@@ -101,7 +101,7 @@ def next_cutoff(schedule: Schedule, timezone: str, after: datetime) -> datetime:
 
 
 def cutoffs_between(
-    schedule: Schedule, timezone: str, start: datetime, end: datetime
+    schedule: StoredSchedule, timezone: str, start: datetime, end: datetime
 ) -> list[datetime]:
     """All cutoffs in ``(start, end]``, ascending, distinct, in UTC.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,11 +96,19 @@ async def test_histories_replay_after_the_api_tightens_its_input_rules(
 ) -> None:
     # What a history holds was accepted under the rules of its day: a rule the API tightens
     # later (a state now required for Norway, countries no longer shipped to) must not make
-    # running orders fail to read their own history (domain.stored).
+    # running orders fail to read their own history (domain.stored). Likewise a stricter rule
+    # for facilities files (ids, cutoff times), whose facility every order carries.
+    import domain.facilities
     import domain.orders
 
     monkeypatch.setattr(domain.orders, "STATE_REQUIRED", STATE_REQUIRED | {"NO"})
     monkeypatch.setattr(domain.orders, "ISO_COUNTRIES", ISO_COUNTRIES - {"NO", "DE"})
+    monkeypatch.setattr(domain.facilities, "_ID_RE", re.compile(r"^fac-[0-9]+$"))
+
+    def no_times(value: object) -> object:
+        raise ValueError("cutoff times are now given another way")
+
+    monkeypatch.setattr(domain.facilities, "_clean_times", no_times)
 
     history = WorkflowHistory.from_json(name, HISTORIES[name])
     payload_keys = f"{TEST_KEY_B},{TEST_KEY_A}" if name == ENCRYPTED else ""
