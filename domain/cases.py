@@ -43,7 +43,7 @@ from domain.business_time import Calendar, resolved_calendar
 from domain.sla import ResponseClock, start_clock
 from domain.sla import SlaState as SlaState  # a case's, as the API names it
 from domain.stored import StoredModel
-from domain.support import INCLUDES, Plan, SupportConfig, Targets
+from domain.support import INCLUDES, Plan, StoredTargets, SupportConfig
 from domain.text import REFUSED, InputModel, has_control_characters
 
 
@@ -233,7 +233,7 @@ class CaseRules(StoredModel):
     its workflow input, so a running case keeps the rules it started with."""
 
     calendar: Calendar
-    targets: Targets
+    targets: StoredTargets
     at_risk_fraction: float
     support_address: str
     escalation_address: str

@@ -94,7 +94,17 @@ def _business_duration(value: object) -> object:
 BusinessDuration = Annotated[timedelta, BeforeValidator(_business_duration)]
 
 
-class Targets(BaseModel):
+class StoredTargets(BaseModel):
+    """Response targets as a case's workflow carries them: read leniently from its history
+    (unknown fields ignored, nothing checked); ``Targets`` checks what the support file says."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    first_response: timedelta
+    next_response: timedelta
+
+
+class Targets(StoredTargets):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     first_response: BusinessDuration
