@@ -33,6 +33,7 @@ from activities.alerts import ConfigurationAlerts
 from activities.attempts import AttemptsAlert
 from activities.cases import SupportCaseActivities
 from activities.contacts import CustomerContactActivities
+from activities.delays import DelayActivities
 from activities.facility import FacilityActivities
 from activities.holds import HoldActivities
 from activities.order_projection import ProjectionActivities
@@ -92,6 +93,7 @@ def build_activities(
     )
     webhooks = WebhookActivities(engine, http, allow_private=settings.webhook_allow_private)
     holds = HoldActivities(mailer, settings.public_base_url, engine)
+    delays = DelayActivities(mailer, settings.public_base_url)
     cases = SupportCaseActivities(engine, mailer, settings.public_base_url, emitter)
     contacts = CustomerContactActivities(engine, mailer, settings.public_base_url, emitter)
     return [
@@ -103,6 +105,7 @@ def build_activities(
         webhooks.deliver_webhook,
         webhooks.webhook_given_up,
         holds.send_hold_notice,
+        delays.send_delay_notice,
         cases.project_case,
         cases.send_case_mail,
         contacts.project_contact,

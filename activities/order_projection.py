@@ -62,6 +62,8 @@ class ProjectionActivities:
                 status=state.status.value,
                 facility_id=state.facility.id,
                 cutoff_at=state.cutoff_at,
+                ships_by=state.ships_by,
+                shipped_at=state.shipments[0].shipped_at if state.shipments else None,
             )
             events = [
                 {

@@ -35,6 +35,7 @@ from api.routes import (
     products,
     quotes,
     request_log,
+    standards,
     team,
     webhooks,
 )
@@ -155,7 +156,7 @@ def create_app(
     app.include_router(cases.router)
     app.include_router(cases.agent_router)
     app.include_router(contacts.router)
-    app.include_router(contacts.standards_router)
+    app.include_router(standards.router)
     app.include_router(personalization_pages.router)
     app.include_router(console_pages.router)
     app.include_router(contact_pages.router)

@@ -7,7 +7,11 @@
   ``customer_contact_starts``): the relay deletes a row once its workflow has started; a row
   whose order, case or contact is older than ``IDEMPOTENCY_TTL`` and is still there is deleted
   only when Temporal knows its workflow. A row whose workflow never started is never deleted:
-  the relay keeps trying, and the row is what lets it.
+  the relay keeps trying, and the row is what lets it;
+- ``quotes``: a quote is kept ``IDEMPOTENCY_TTL`` after its ``expires_at``. An order naming an
+  expired quote is refused anyway (422 ``quote_expired``), and a retry of an order already
+  created is answered from the order, never from its quote; keeping the row that long only means
+  that a late caller still hears ``quote_expired``, not ``unknown_quote``, meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from db.models import (
     IdempotentRequest,
     Order,
     OrderStart,
+    Quote,
     RequestLog,
     SupportCase,
     SupportCaseStart,
@@ -66,6 +71,14 @@ async def prune_idempotency(
     result: Any = await session.exec(
         delete(IdempotentRequest).where(col(IdempotentRequest.created_at) < cutoff)
     )
+    await session.commit()
+    return int(result.rowcount or 0)
+
+
+async def prune_quotes(session: AsyncSession, grace: timedelta, now: datetime | None = None) -> int:
+    """Deletes the quotes that expired more than ``grace`` ago; returns how many."""
+    cutoff = (now or utcnow()) - grace
+    result: Any = await session.exec(delete(Quote).where(col(Quote.expires_at) < cutoff))
     await session.commit()
     return int(result.rowcount or 0)
 
@@ -127,6 +140,10 @@ async def prune_forever(
                 pruned = await prune_idempotency(session, idempotency_ttl)
             if pruned:
                 log.info("pruned %d idempotency rows older than %s", pruned, idempotency_ttl)
+            async with sessions() as session:
+                pruned = await prune_quotes(session, idempotency_ttl)
+            if pruned:
+                log.info("pruned %d quotes expired more than %s ago", pruned, idempotency_ttl)
             if client is not None:
                 pruned = await prune_outboxes(sessions, client, idempotency_ttl)
                 if pruned:

@@ -377,9 +377,25 @@ class ReplyStandards(BaseModel):
     pending: int = Field(description="started in the window, reply not yet due nor given")
 
 
+class ShipByStandards(BaseModel):
+    """How a merchant's orders shipped by their ship-by promise over the window."""
+
+    window_days: int
+    since: datetime
+    until: datetime
+    orders: int = Field(description="orders whose ships_by came due in the window (not canceled)")
+    shipped_in_time: int = Field(description="of those, shipped by their ships_by")
+    late: int = Field(description="of those, shipped after it or not shipped yet")
+    shipped_in_time_rate: float | None = Field(
+        description="shipped_in_time / orders, 0..1; null when no promise came due"
+    )
+    pending: int = Field(description="ships_by in the window's future, not shipped yet")
+
+
 class SupportStandards(BaseModel):
     merchant_id: str
     customer_reply: ReplyStandards
+    ship_by: ShipByStandards
 
 
 # ------------------------------------------------------------ personalization (the customer's)

@@ -14,8 +14,8 @@ In this order, each step left to settle before the next:
 3. orders (bench/orders.py): orders per second from the API to the facility; ratio to 2;
 4. the cutoff wave (bench/wave.py): bare, then orders; seconds from the cutoff to the last
    submission, and the ratio;
-5. latency (bench/orders.py): create against 1/5/10/20/40 concurrent clients, then create, get
-   and cancel at ``--concurrency``;
+5. latency (bench/orders.py): create against 1/5/10/20/40 concurrent clients, then create, get,
+   quote (``POST /v1/quotes``) and cancel at ``--concurrency``;
 6. history (bench/history.py): events and Temporal actions per order, to ``in_production``,
    to ``delivered``, and canceled.
 
@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scale", action="store_true", help="10,000 orders waiting for the memory measurement"
     )
     parser.add_argument(
-        "--requests", type=_bounded_int(50, 5000), default=1000, help="creates and gets"
+        "--requests", type=_bounded_int(50, 5000), default=1000, help="creates, gets and quotes"
     )
     parser.add_argument("--cancels", type=_bounded_int(10, 2000), default=200)
     parser.add_argument(
@@ -223,7 +223,7 @@ async def measure(stack: Stack, bare_queue: str, args: argparse.Namespace) -> di
             )
             out["wave_period_s"] = period
         if "latency" in args.only:
-            say(f"latency: creates at {args.levels} clients, then get and cancel at {conc} ...")
+            say(f"latency: creates at {args.levels} clients, then get, quote, cancel at {conc} ...")
             out["latency"] = await orders.latency(
                 api,
                 concurrency=conc,
@@ -369,6 +369,16 @@ def table(r: dict[str, Any]) -> str:
                     _met(goals.get(f"{kind}_p99_ms")),
                 )
             )
+        q = lat["quote"]
+        rows.append(
+            (
+                f"quote at {lat['concurrency']} clients, p50 / p95 / p99 ({q['n']} requests)",
+                f"{q['p50_ms']:.0f} / {q['p95_ms']:.0f} / {q['p99_ms']:.0f} ms "
+                f"at {q['per_second']:.0f}/s",
+                "",
+                "",
+            )
+        )
         rows.append(
             (
                 "create p50 / p99 by clients (closed loop)",

@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 FAST, WAVE, SOON, FAR = "bench-fast", "bench-wave", "bench-soon", "bench-far"
 COUNTRY = {FAST: "DE", WAVE: "FR", SOON: "NL", FAR: "AT"}
+# What the bench quotes (``POST /v1/quotes``): a product of domain/catalog.json.
+QUOTE_PRODUCT = "mug_11oz_white"
 
 
 def facilities(simulator_url: str, wave_period: int, far_at: datetime) -> list[dict[str, Any]]:
@@ -65,6 +67,15 @@ def facilities(simulator_url: str, wave_period: int, far_at: datetime) -> list[d
 def order_body(reference: str, facility: str, **extra: Any) -> dict[str, Any]:
     address = {**EXAMPLE_ORDER["shipping_address"], "country": COUNTRY[facility]}  # type: ignore[dict-item]
     return {**EXAMPLE_ORDER, "order_reference_id": reference, "shipping_address": address, **extra}
+
+
+def quote_body(facility: str = SOON) -> dict[str, Any]:
+    """A quote request as docs/catalog.md has one: two of a product of the bundled catalog."""
+    return {
+        "shipping_address": {"country": COUNTRY[facility]},
+        "items": [{"product_uid": QUOTE_PRODUCT, "quantity": 2}],
+        "currency": "EUR",
+    }
 
 
 # -- statistics -----------------------------------------------------------------------------------
@@ -164,6 +175,15 @@ class Api:
         if response.status_code != 200:
             raise BenchError(f"get answered {response.status_code}: {response.text[:300]}")
         return response.json(), took
+
+    async def quote(self, body: dict[str, Any]) -> float:
+        """``POST /v1/quotes`` with the next shop's key; how long it took."""
+        started = time.perf_counter()
+        response = await self.http.post("/v1/quotes", json=body, headers=self.headers())
+        took = time.perf_counter() - started
+        if response.status_code != 201:
+            raise BenchError(f"quote answered {response.status_code}: {response.text[:300]}")
+        return took
 
     async def cancel(self, order_id: str) -> float:
         started = time.perf_counter()

@@ -11,7 +11,8 @@ tonight's), so each create costs what it costs in production: the API's inserts 
 workflow start right after the answer, and the workflow's first task (its timer). Creates are
 measured at several numbers of concurrent clients in a closed loop, then as an offered load
 (arrivals at random at a few rates, each sent whatever is in flight: latency below saturation),
-then get and cancel at ``concurrency`` clients; cancel is an Update that the workflow accepts,
+then get, quote (``POST /v1/quotes``: the catalog's prices and the facility's next cutoff, and
+one insert) and cancel at ``concurrency`` clients; cancel is an Update that the workflow accepts,
 projects with a regular activity and answers. Between steps the system is left to finish what
 the last one started.
 
@@ -28,7 +29,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.common import FAR, FAST, Api, bounded, latency_summary, order_body, wait_submitted
+from bench.common import (
+    FAR,
+    FAST,
+    Api,
+    bounded,
+    latency_summary,
+    order_body,
+    quote_body,
+    wait_submitted,
+)
 
 Settle = Callable[[], Awaitable[Any]]
 OFFERED_SECONDS = 8.0
@@ -76,6 +86,18 @@ async def create_many(api: Api, facility: str, count: int, concurrency: int, **e
         "per_second": count / seconds,
         **latency_summary([api.created[i][1] for i in ids]),
         "ids": ids,
+    }
+
+
+async def quotes(api: Api, count: int, concurrency: int) -> dict[str, Any]:
+    """``count`` quotes by ``concurrency`` clients in a closed loop; their latency and rate."""
+    body = quote_body()
+    started = time.perf_counter()
+    seconds = await bounded(concurrency, (lambda: api.quote(body) for _ in range(count)))
+    return {
+        "requests": count,
+        "per_second": count / (time.perf_counter() - started),
+        **latency_summary(seconds),
     }
 
 
@@ -135,6 +157,9 @@ async def latency(
     get_seconds = await bounded(concurrency, (lambda o=o: get(o) for o in targets))
 
     await settle()
+    quoted = await quotes(api, requests, concurrency)
+
+    await settle()
     to_cancel = picker.sample(ids, min(cancels, len(ids)))
     cancel_seconds = await bounded(concurrency, (lambda o=o: api.cancel(o) for o in to_cancel))
     for step in sweep + open_loop:
@@ -143,6 +168,7 @@ async def latency(
         "concurrency": concurrency,
         "create": {k: v for k, v in main.items() if k not in ("ids", "concurrency")},
         "get": latency_summary(get_seconds),
+        "quote": quoted,
         "cancel": latency_summary(cancel_seconds),
         "sweep": sweep,
         "offered": open_loop,

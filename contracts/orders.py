@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict
 
 from domain.facilities import FacilityInfo
 from domain.orders import (
+    DeliveryEstimate,
     HoldKind,
     ItemState,
     OrderState,
+    ShipPromise,
     StoredAddress,
     StoredProductionEvent,
     TimelineEvent,
@@ -31,10 +33,12 @@ from domain.orders import (
 
 
 class AddressChange(BaseModel):
-    """A new shipping address; ``facility`` is where that address routes (the API routes it)."""
+    """A new shipping address; ``facility`` is where that address routes (the API routes it),
+    ``promise`` the ship-by promise from there (None: an order older than the catalog)."""
 
     shipping_address: StoredAddress
     facility: FacilityInfo
+    promise: ShipPromise | None = None
 
 
 class PersonalizationSubmission(BaseModel):
@@ -195,6 +199,21 @@ class FacilityOutcome(BaseModel):
 
 
 HoldNoticeKind = Literal["hold", "reminder", "canceled"]
+
+
+class DelayNotice(BaseModel):
+    """An e-mail to the merchant: the order was not shipped by its ``ships_by``, and when it
+    should ship and arrive now."""
+
+    order_id: str
+    merchant_id: str
+    order_reference_id: str
+    support_email: str
+    support_id: str | None = None
+    facility_name: str
+    ships_by: datetime
+    estimated_ships_by: datetime
+    delivery_estimate: DeliveryEstimate
 
 
 class HoldNotice(BaseModel):

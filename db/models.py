@@ -127,6 +127,8 @@ class Order(SQLModel, table=True):
         # The merchant's order list: newest first, optionally by status.
         Index("ix_orders_merchant_created", "merchant_id", "created_at", "id"),
         Index("ix_orders_merchant_status_created", "merchant_id", "status", "created_at", "id"),
+        # The support standards: promises that came due in a window.
+        Index("ix_orders_merchant_ships_by", "merchant_id", "ships_by"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -142,6 +144,9 @@ class Order(SQLModel, table=True):
     status: str = Field(max_length=32)
     facility_id: str = Field(max_length=64)
     cutoff_at: datetime | None = _utc(nullable=True)
+    # The ship-by promise and when the first package left (None: no promise, not shipped).
+    ships_by: datetime | None = _utc(nullable=True)
+    shipped_at: datetime | None = _utc(nullable=True)
     # The last projected workflow state (domain.orders.OrderState as JSON).
     state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     version: int = 0

@@ -22,6 +22,7 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {
     "OrderReference": "Keyword",
     "Facility": "Keyword",
     "CutoffAt": "Datetime",
+    "Late": "Bool",
     "CaseStatus": "Keyword",
     "SlaState": "Keyword",
     "SlaDueAt": "Datetime",

@@ -84,6 +84,10 @@ class EventType(StrEnum):
     EVENT_IGNORED = "event_ignored"
     NOTIFICATION_FAILED = "notification_failed"
     CLOSED = "closed"
+    # Not shipped by ``ships_by``: the order is late (``OrderState.late``), with a new estimate.
+    LATE = "late"
+    # Personalization, approval, a re-route or a hold's end moved the cutoff: a new ``ships_by``.
+    SHIPS_BY_MOVED = "ships_by_moved"
 
 
 class HoldKind(StrEnum):
@@ -494,6 +498,8 @@ class Shipment(BaseModel):
     tracking_code: str
     tracking_url: str | None = None
     shipped_at: datetime
+    # Shipped by the order's ``ships_by``; None for orders without a promise.
+    promise_kept: bool | None = None
 
 
 class Hold(BaseModel):
@@ -545,6 +551,10 @@ class OrderTerms(StoredModel):
     delivery_estimate: DeliveryEstimate
     promise: ShipPromise
     quote_id: str | None = None
+    # A timer watches ``ships_by`` (``OrderWorkflow._watch_promise``). Set by the API for every
+    # order it prices; absent in orders priced before the watch existed, whose histories have
+    # no such timer and must replay as they were written.
+    watch_ships_by: bool = False
 
 
 class OrderInput(StoredModel):
@@ -624,6 +634,8 @@ class OrderState(StoredModel):
     ships_by: datetime | None = None
     delivery_estimate: DeliveryEstimate | None = None
     promise: ShipPromise | None = None
+    # Not shipped by ``ships_by`` (once set, it stays: the order missed its promise).
+    late: bool = False
 
 
 def initial_status(items: list[ItemState], approval: Approval) -> Status:

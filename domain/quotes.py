@@ -15,6 +15,9 @@ For a destination country, items (``product_uid``, quantity) and a currency, ``q
 - ``delivery_estimate``: ``ships_by`` plus the method's transit business days (min, max), as the
   facility's local dates.
 
+When the order is not shipped by ``ships_by`` it is late, and ``late_estimate`` is what it can
+still promise: shipped by the end of the next business day.
+
 ``promise_dates`` needs no catalog and no holiday lookup (the holidays are written out in the
 ``ShipPromise``), so a workflow can move the promise when its cutoff moves.
 
@@ -23,6 +26,7 @@ Pure: the caller passes ``now``; the only lookups are the ``holidays`` package's
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +47,8 @@ __all__ = [
     "UnknownShippingMethod",
     "check_offers",
     "closed_dates",
+    "delivery_window",
+    "late_estimate",
     "promise_dates",
     "quote",
 ]
@@ -52,6 +58,8 @@ _JUST_BEFORE = timedelta(microseconds=1)
 # Public holidays written into a promise: the order's year and the next (a promise is days
 # to weeks long; a year-end order still finds January's holidays).
 HOLIDAY_YEARS = 2
+# A late order's new estimate: it ships by the end of the next business day.
+LATE_SHIP_DAYS = 1
 
 
 class UnknownProducts(ValueError):
@@ -105,8 +113,15 @@ def closed_dates(facility: Facility, start: date, years: int = HOLIDAY_YEARS) ->
         return []
     found: set[date] = set()
     for year in range(start.year, start.year + years):
-        found |= set(holidays.country_holidays(facility.holidays_country, years=year))
+        found |= _public_holidays(facility.holidays_country, year)
     return sorted(day for day in found if day >= start)
+
+
+@functools.lru_cache(maxsize=256)
+def _public_holidays(country: str, year: int) -> frozenset[date]:
+    """A country's public holidays in a year: the same for the life of the process (the
+    package's tables), and a few milliseconds to build, so every quote does not pay them."""
+    return frozenset(holidays.country_holidays(country, years=year))
 
 
 def _calendar(timezone: str, closed: list[date]) -> Calendar:
@@ -132,7 +147,26 @@ def promise_dates(
     """
     calendar = _calendar(timezone, promise.closed_dates)
     ships_by = add(calendar, cutoff, timedelta(days=promise.production_days))
-    return ships_by, DeliveryEstimate(
+    return ships_by, _window(calendar, ships_by, promise)
+
+
+def delivery_window(timezone: str, promise: ShipPromise, ships_by: datetime) -> DeliveryEstimate:
+    """The delivery window of a parcel that leaves the facility by ``ships_by``."""
+    return _window(_calendar(timezone, promise.closed_dates), ships_by, promise)
+
+
+def late_estimate(
+    timezone: str, promise: ShipPromise, now: datetime
+) -> tuple[datetime, DeliveryEstimate]:
+    """What a late order can still promise at ``now``: to ship by the end of the next business
+    day (``LATE_SHIP_DAYS``), and the delivery window from then."""
+    return promise_dates(
+        timezone, promise.model_copy(update={"production_days": LATE_SHIP_DAYS}), now
+    )
+
+
+def _window(calendar: Calendar, ships_by: datetime, promise: ShipPromise) -> DeliveryEstimate:
+    return DeliveryEstimate(
         earliest=_local_day(calendar, ships_by, promise.transit_min_days),
         latest=_local_day(calendar, ships_by, promise.transit_max_days),
     )

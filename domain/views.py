@@ -92,6 +92,8 @@ class OrderPublic(BaseModel):
     price: Price | None = None
     ships_by: datetime | None = None
     delivery_estimate: DeliveryEstimate | None = None
+    # Not shipped by ``ships_by``: the timeline's ``late`` entry has the new estimate.
+    late: bool = False
     events: list[TimelineEventPublic]
     created_at: datetime
     updated_at: datetime
@@ -149,6 +151,7 @@ def order_public(
         price=state.price,
         ships_by=state.ships_by,
         delivery_estimate=state.delivery_estimate,
+        late=state.late,
         events=[TimelineEventPublic(at=e.at, type=e.type, detail=e.detail) for e in events],
         created_at=state.created_at,
         updated_at=state.updated_at,

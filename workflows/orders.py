@@ -15,6 +15,12 @@ Where an order waits, and for what:
   answer is still awaited waits for it; an order ``in_production`` or ``printed`` with no
   report for ``production_report_timeout`` alerts and asks the facility for the job's state.
 
+An order with a ship-by promise that is in production (or printed) also wakes at ``ships_by``
+(the same timer as the report timeout, whichever comes first): not shipped by then, it is
+``late``, with a new estimate, a webhook and an e-mail to the merchant. Before its cutoff and
+while it waits for its merchant or customer the promise waits too; personalization, approval,
+a re-route or a hold's end move ``ships_by`` with the cutoff.
+
 Every status change goes through ``_commit``, which records a timeline event, updates the search
 attributes and projects the state into the read model. Nothing else writes state outward, and
 nothing outward ever shows a change that this workflow's history does not hold (see ``_commit``).
@@ -33,6 +39,7 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.delays import DelayActivities
     from activities.facility import FacilityActivities
     from activities.holds import HoldActivities
     from activities.order_projection import ProjectionActivities
@@ -40,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
     from contracts.orders import (
         AddressChange,
+        DelayNotice,
         FacilityOutcome,
         HoldNotice,
         HoldNoticeKind,
@@ -77,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
         refusal,
     )
     from domain.personalization import clean_values, validate_values
+    from domain.quotes import delivery_window, late_estimate, promise_dates
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
     from workflows.common import (
@@ -105,6 +114,7 @@ REPORTS_WAIT_FOR_JOB = "reports-wait-for-job"
 # ``production_report_timeout`` alerts and asks its facility for the job's state; a package
 # already recorded (from that answer) is not added again by the facility's own report.
 PRODUCTION_REPORT_TIMEOUT = "production-report-timeout"
+LATE_METRIC = "printflow_orders_late"
 # Stages a facility names in a job's state, in order (``GET /print-jobs/{job_id}/state``).
 JOB_STAGES = ("printed", "shipped", "delivered")
 OVERDUE_METRIC = "printflow_production_reports_overdue"
@@ -133,6 +143,8 @@ def _search_attribute_pairs(state: OrderState) -> list[sa.Pair]:
         SearchAttributePair(sa.ORDER_REFERENCE, state.order_reference_id),
         SearchAttributePair(sa.FACILITY, state.facility.id),
         sa.maybe(sa.CUTOFF_AT, state.cutoff_at),
+        # Only once late: orders never late keep the attributes they always had.
+        sa.maybe(sa.LATE, True if state.late else None),
     )
 
 
@@ -473,10 +485,11 @@ class OrderWorkflow:
             if state.status is Status.SCHEDULED:
                 state.cutoff_at = self._next_cutoff(workflow.now())
                 detail["cutoff_at"] = state.cutoff_at.isoformat()
+        self._readdress_promise(change, detail)
         self._generation += 1
         resume = None
         if state.status is Status.ON_HOLD and state.hold is not None:
-            resume = self._resume_from_hold()
+            resume = self._resume_from_hold(detail)
         await self._commit(EventType.SHIPPING_ADDRESS_UPDATED, detail, resume)
         return update_answer(state)
 
@@ -496,6 +509,7 @@ class OrderWorkflow:
                 skipped.append(item.item_reference_id)
         self._state.cutoff_at = self._next_cutoff(workflow.now())
         detail: dict[str, Any] = {"cutoff_at": self._state.cutoff_at.isoformat()}
+        self._move_promise(self._state.cutoff_at, detail)
         if skipped:
             detail["personalization_skipped"] = skipped
         await self._commit(EventType.APPROVED, detail, Status.SCHEDULED)
@@ -517,7 +531,7 @@ class OrderWorkflow:
                 if item.item_reference_id in resolution.files:
                     item.files = resolution.files[item.item_reference_id]
             detail["items"] = sorted(resolution.files)
-        await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold())
+        await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold(detail))
         return update_answer(state)
 
     @resolve_hold.validator
@@ -557,6 +571,7 @@ class OrderWorkflow:
         else:
             state.cutoff_at = self._next_cutoff(workflow.now())
             detail["cutoff_at"] = state.cutoff_at.isoformat()
+            self._move_promise(state.cutoff_at, detail)
             await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.SCHEDULED)
         return update_answer(state)
 
@@ -643,7 +658,8 @@ class OrderWorkflow:
             and len(state.shipments) < MAX_SHIPMENTS
             and not (_recorded(state, tracking) and workflow.patched(PRODUCTION_REPORT_TIMEOUT))
         ):
-            shipment = tracking.model_copy(update={"shipped_at": received_at})
+            kept = None if state.ships_by is None else received_at <= state.ships_by
+            shipment = tracking.model_copy(update={"shipped_at": received_at, "promise_kept": kept})
             state.shipments = [*state.shipments, shipment]
             state.last_shipped_at = received_at
             await self._commit(
@@ -674,20 +690,32 @@ class OrderWorkflow:
     async def _await_production_report(self) -> None:
         """In production or printed: a report moves the order on. With none for
         ``production_report_timeout`` the order alerts and asks the facility, and again after
-        each further timeout while the facility says nothing new."""
+        each further timeout while the facility says nothing new. The same wait ends at
+        ``ships_by`` when that comes first: not shipped by then, the order is late."""
         state, timeout = self._state, self._input.production_report_timeout
         status = state.status
+        asks_at = workflow.now() + timeout
         while state.status is status:
             generation = self._generation
-            asks_at = workflow.now() + timeout
+            due = self._promise_due()
+            promise_first = due is not None and due < asks_at
+            if due is not None and promise_first:
+                wake, summary = due, f"ship-by promise: shipped by {_hm(due)}"
+            else:
+                wake, summary = asks_at, f"no report by {_hm(asks_at)}: ask {state.facility.name}"
             if await wait_until(
-                asks_at,
-                f"no report by {_hm(asks_at)}: ask {state.facility.name}",
+                wake,
+                summary,
                 lambda g=generation: self._generation != g or state.status is not status,  # type: ignore[misc]
                 details=self._waiting_text(state),
             ):
-                continue  # a report came: the clock starts again
+                asks_at = workflow.now() + timeout  # a report came: the clock starts again
+                continue
+            if due is not None and promise_first:
+                await self._mark_late(due)
+                continue
             await self._ask_facility(silent_for=timeout)
+            asks_at = workflow.now() + timeout
 
     async def _ask_facility(self, *, silent_for: timedelta) -> None:
         """Alerts (log, metric) and applies what the facility says of the job now."""
@@ -834,7 +862,8 @@ class OrderWorkflow:
             detail = {"kind": kind.value, "description": description}
             await self._commit(EventType.ON_HOLD, detail, Status.ON_HOLD)
 
-    def _resume_from_hold(self) -> Status:
+    def _resume_from_hold(self, detail: dict[str, Any]) -> Status:
+        """Ends the hold; production starts again now, so the promise counts from now."""
         state = self._state
         assert state.hold is not None
         resume_to = state.hold.resume_to
@@ -842,7 +871,103 @@ class OrderWorkflow:
         if resume_to is Status.SCHEDULED:
             # A job the facility refused goes again at once, with whatever was fixed.
             state.cutoff_at = workflow.now()
+        self._move_promise(workflow.now(), detail)
         return resume_to
+
+    # ------------------------------------------------------------------ the ship-by promise
+
+    def _move_promise(self, start: datetime, detail: dict[str, Any]) -> None:
+        """Production now starts at ``start`` (a new cutoff, a hold's end): ``ships_by`` and the
+        delivery window follow, and ``detail`` says so."""
+        state = self._state
+        if state.promise is None or state.ships_by is None:
+            return
+        ships_by, window = promise_dates(state.facility.timezone, state.promise, start)
+        if ships_by != state.ships_by:
+            detail["ships_by"] = ships_by.isoformat()
+        state.ships_by, state.delivery_estimate = ships_by, window
+
+    def _readdress_promise(self, change: AddressChange, detail: dict[str, Any]) -> None:
+        """The promise from the new address: the facility's (re-routed or the same one), or,
+        when the job stays where it is, the same facility with the new country's transit."""
+        state = self._state
+        if change.promise is None or state.promise is None or state.ships_by is None:
+            return
+        if change.facility.id == state.facility.id:
+            state.promise = change.promise
+        else:
+            state.promise = state.promise.model_copy(
+                update={
+                    "transit_min_days": change.promise.transit_min_days,
+                    "transit_max_days": change.promise.transit_max_days,
+                }
+            )
+        if state.status is Status.SCHEDULED and state.cutoff_at is not None:
+            self._move_promise(state.cutoff_at, detail)
+        elif not state.late:
+            state.delivery_estimate = delivery_window(
+                state.facility.timezone, state.promise, state.ships_by
+            )
+
+    def _promise_due(self) -> datetime | None:
+        """When the order must have shipped, if a timer watches it: orders priced since the
+        watch existed (``OrderTerms.watch_ships_by``; older histories have no such wake-up and
+        replay as they were written), not late yet, not shipped."""
+        state, terms = self._state, self._input.terms
+        if terms is None or not terms.watch_ships_by or state.late or state.shipments:
+            return None
+        return state.ships_by
+
+    async def _mark_late(self, due: datetime) -> None:
+        """Records the order late with a new estimate (timeline, ``Late``, the read model and
+        the ``order.delayed`` webhook), alerts, and e-mails the merchant."""
+        state = self._state
+        assert state.promise is not None
+        estimate, window = late_estimate(state.facility.timezone, state.promise, workflow.now())
+        state.late = True
+        state.delivery_estimate = window
+        workflow.logger.warning(
+            "order %s: not shipped by %s (%s, facility %s)",
+            state.order_id,
+            due.isoformat(),
+            state.status.value,
+            state.facility.id,
+        )
+        workflow.metric_meter().create_counter(
+            LATE_METRIC, "orders not shipped by their ship-by promise"
+        ).add(1, {"facility": state.facility.id})
+        await self._commit(
+            EventType.LATE,
+            {
+                "ships_by": due.isoformat(),
+                "estimated_ships_by": estimate.isoformat(),
+                "delivery_estimate": window.model_dump(mode="json"),
+            },
+        )
+        notice = DelayNotice(
+            order_id=state.order_id,
+            merchant_id=state.merchant_id,
+            order_reference_id=state.order_reference_id,
+            support_email=self._input.support_email,
+            support_id=state.support_id,
+            facility_name=state.facility.name,
+            ships_by=due,
+            estimated_ships_by=estimate,
+            delivery_estimate=window,
+        )
+        try:
+            await workflow.execute_activity_method(
+                DelayActivities.send_delay_notice,
+                notice,
+                start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
+                retry_policy=MAIL_RETRY,
+                summary="late e-mail to the merchant",
+            )
+        except ActivityError as err:
+            reason = rejection(err, MAIL_REJECTED)
+            if reason is None:
+                raise
+            await self._commit(EventType.NOTIFICATION_FAILED, {"notice": "late", "reason": reason})
 
     def _facility_queue(self) -> str | None:
         """Where calls to the facility go: the task queue of the facility the order is routed

@@ -18,6 +18,8 @@ MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")
 ORDER_REFERENCE = SearchAttributeKey.for_keyword("OrderReference")
 FACILITY = SearchAttributeKey.for_keyword("Facility")
 CUTOFF_AT = SearchAttributeKey.for_datetime("CutoffAt")
+# True once an order has not shipped by its ship-by promise (absent before).
+LATE = SearchAttributeKey.for_bool("Late")
 # Support cases and customer contacts (MerchantId is shared with orders).
 CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
 SLA_STATE = SearchAttributeKey.for_keyword("SlaState")
@@ -29,6 +31,7 @@ ALL = (
     ORDER_REFERENCE,
     FACILITY,
     CUTOFF_AT,
+    LATE,
     CASE_STATUS,
     SLA_STATE,
     SLA_DUE_AT,

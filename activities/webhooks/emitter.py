@@ -31,6 +31,7 @@ STATUS_UPDATED = "order.status_updated"
 SHIPMENT_CREATED = "order.shipment_created"
 ON_HOLD = "order.on_hold"
 LINK_ISSUED = "order.personalization_link_issued"
+DELAYED = "order.delayed"
 CASE_UPDATED = "support_case.updated"
 CONTACT_MESSAGE = "customer_contact.message_received"
 EVENT_TYPES = (
@@ -38,6 +39,7 @@ EVENT_TYPES = (
     SHIPMENT_CREATED,
     ON_HOLD,
     LINK_ISSUED,
+    DELAYED,
     CASE_UPDATED,
     CONTACT_MESSAGE,
 )
@@ -64,6 +66,9 @@ def events_for(state: OrderState, event: TimelineEvent) -> list[tuple[str, str, 
     if event.type is EventType.SHIPMENT:
         shipment = {k: detail.get(k) for k in ("carrier", "tracking_code", "tracking_url")}
         out.append(("shipment", SHIPMENT_CREATED, {"shipment": shipment}))
+    elif event.type is EventType.LATE:
+        delay = {k: detail.get(k) for k in ("ships_by", "estimated_ships_by", "delivery_estimate")}
+        out.append(("delayed", DELAYED, {"delay": delay}))
     elif event.type is EventType.ON_HOLD or event.status == Status.ON_HOLD:
         # A facility's issue report, or a print job the facility refused (print_job_rejected).
         hold = {"kind": detail.get("kind"), "description": detail.get("description")}

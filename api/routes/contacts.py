@@ -1,6 +1,5 @@
 """Customer contacts (``X-API-Key``): a merchant writes to the customer of one of their orders,
-reads the thread and replies; and the merchant's support standards. See
-docs/customer-contacts.md."""
+reads the thread and replies. See docs/customer-contacts.md."""
 
 from __future__ import annotations
 
@@ -19,13 +18,12 @@ from api.deps import (
     SupportDep,
     TemporalDep,
 )
-from api.schemas import ContactPage, ContactPublic, SupportStandards
+from api.schemas import ContactPage, ContactPublic
 from api.services import contacts
 from domain.contacts import ContactCreate, ContactMessageCreate, ContactStatus
 from domain.support_ids import InvalidSupportId
 
 router = APIRouter(prefix="/v1/customer-contacts", tags=["customer contacts"])
-standards_router = APIRouter(prefix="/v1/support", tags=["support"])
 
 
 @router.post(
@@ -110,11 +108,3 @@ async def post_message(
     return await contacts.merchant_reply(
         session, temporal, settings, row, body.body, idempotency_key
     )
-
-
-@standards_router.get("/standards", response_model=SupportStandards)
-async def support_standards(
-    merchant: MerchantDep, session: SessionDep, support: SupportDep
-) -> SupportStandards:
-    """Replies to customers in time over the last 30 days (see docs/customer-contacts.md)."""
-    return await contacts.standards(session, support, merchant)

@@ -16,13 +16,15 @@ from api.deps import (
     TemporalDep,
 )
 from api.schemas import OrderPage, OrderPublic
-from api.services import orders
+from api.services import orders, quotes
 from contracts.orders import AddressChange
+from db.engine import utcnow
 from domain.orders import (
     Action,
     CancelRequest,
     HoldResolution,
     OrderCreate,
+    OrderState,
     ShippingAddress,
     Status,
 )
@@ -134,7 +136,9 @@ async def update_shipping_address(
     idempotency_key: IdempotencyKeyDep,
 ) -> OrderPublic:
     row = await orders.get_row(session, merchant, order_id)
-    facility = orders.route(facilities, body.country)
+    facility, promise = quotes.readdressed(
+        settings, facilities, OrderState.model_validate(row.state), body.country, utcnow()
+    )
     return await orders.update_order(
         session,
         temporal,
@@ -142,7 +146,7 @@ async def update_shipping_address(
         row,
         Action.UPDATE_ADDRESS,
         OrderWorkflow.update_shipping_address,
-        AddressChange(shipping_address=body, facility=facility.info()),
+        AddressChange(shipping_address=body, facility=facility.info(), promise=promise),
         idempotency_key=idempotency_key,
     )
 

@@ -1,6 +1,6 @@
 """What the customer contact endpoints do: create (never waiting for Temporal), reads from the
-read model, messages as Updates of the contact's workflow, the customer's side behind a
-``/c/{token}`` link, and the merchant's support standards.
+read model, messages as Updates of the contact's workflow, and the customer's side behind a
+``/c/{token}`` link.
 
 Create applies the contact policy (``domain.contact_policy.check_contact``) to the order the Support
 ID names (another merchant's order, or none, is a 404); its refusals keep their code, status
@@ -15,9 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,8 +28,6 @@ from api.schemas import (
     ContactMessagePublic,
     ContactPage,
     ContactPublic,
-    ReplyStandards,
-    SupportStandards,
 )
 from api.services.updates import applied, run_update, update_id
 from contracts.contacts import (
@@ -44,7 +40,6 @@ from contracts.updates import message_id
 from db.engine import utcnow
 from db.models import (
     CustomerContact,
-    CustomerContactDeadline,
     CustomerContactLink,
     CustomerContactMessage,
     CustomerContactStart,
@@ -69,7 +64,6 @@ from domain.support_ids import normalize_support_id
 from runtime.settings import Settings
 from workflows.contacts import CustomerContactWorkflow
 
-STANDARDS_WINDOW = timedelta(days=30)
 # secrets.token_urlsafe(32) gives 43 characters; anything far off is refused before a query.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,128}")
 
@@ -426,52 +420,3 @@ async def customer_reply(
     view.row, view.state = row, ContactState.model_validate(row.state)
     view.messages = await thread(session, row.id)
     return view
-
-
-# ---------------------------------------------------------------------------- standards
-
-
-async def standards(
-    session: AsyncSession, support: SupportConfig, merchant: Merchant
-) -> SupportStandards:
-    """Reply deadlines started in the last 30 days: those settled (in time or missed), the
-    rate, and those still running."""
-    until = utcnow()
-    since = until - STANDARDS_WINDOW
-    rows = await session.exec(
-        select(CustomerContactDeadline.outcome, func.count())
-        .where(
-            CustomerContactDeadline.merchant_id == merchant.id,
-            col(CustomerContactDeadline.started_at) >= since,
-        )
-        .group_by(CustomerContactDeadline.outcome)
-    )
-    counts = {outcome: int(n) for outcome, n in rows.all()}
-    in_time, missed = counts.get("in_time", 0), counts.get("missed", 0)
-    due = in_time + missed
-    target = support.customer_reply.target
-    return SupportStandards(
-        merchant_id=merchant.id,
-        customer_reply=ReplyStandards(
-            window_days=STANDARDS_WINDOW.days,
-            since=since,
-            until=until,
-            target=_iso_duration(target),
-            deadlines=due,
-            replied_in_time=in_time,
-            missed=missed,
-            reply_in_time_rate=round(in_time / due, 4) if due else None,
-            pending=counts.get(None, 0),
-        ),
-    )
-
-
-def _iso_duration(value: timedelta) -> str:
-    days, seconds = value.days, value.seconds
-    out = "P" + (f"{days}D" if days else "")
-    if seconds:
-        hours, rest = divmod(seconds, 3600)
-        minutes, secs = divmod(rest, 60)
-        out += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-        out += f"{secs}S" if secs else ""
-    return out if out != "P" else "PT0S"

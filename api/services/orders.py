@@ -27,7 +27,7 @@ from api.services.updates import OrderUpdate, applied, run_update
 from contracts.orders import whole_answer
 from db.engine import utcnow
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
-from domain.facilities import Facilities, FacilitiesError, Facility
+from domain.facilities import Facilities, Facility
 from domain.orders import (
     Action,
     OrderCreate,
@@ -56,13 +56,6 @@ def request_hash(body: OrderCreate) -> str:
     fields = body.model_dump(mode="json", exclude=absent)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def route(facilities: Facilities, country: str) -> Facility:
-    try:
-        return facilities.route(country)
-    except FacilitiesError as err:
-        raise ApiError(str(err), code="unroutable_country") from err
 
 
 async def create_order(
@@ -192,6 +185,7 @@ async def _insert(
         status=state.status.value,
         facility_id=facility.id,
         cutoff_at=state.cutoff_at,
+        ships_by=state.ships_by,
         state=state.model_dump(mode="json"),
         version=state.version,
         created_at=received_at,

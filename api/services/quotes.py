@@ -29,11 +29,20 @@ from db.engine import utcnow
 from db.models import Merchant, Quote
 from domain.catalog import CURRENCIES, Currency
 from domain.facilities import Facilities, FacilitiesError, Facility
-from domain.orders import OrderCreate, OrderTerms, Price
+from domain.orders import OrderCreate, OrderState, OrderTerms, Price, ShipPromise
 from domain.quotes import NotShippable, Option, UnknownProducts, UnknownShippingMethod, quote
 from runtime.settings import Settings
 
 DEFAULT_CURRENCY: Currency = "EUR"
+
+
+def route(facilities: Facilities, country: str) -> Facility:
+    """The facility that serves ``country`` by name (or the fallback); 400
+    ``unroutable_country`` when none does."""
+    try:
+        return facilities.route(country)
+    except FacilitiesError as err:
+        raise ApiError(str(err), code="unroutable_country") from err
 
 
 def options(
@@ -50,10 +59,7 @@ def options(
     """``domain.quotes.quote`` with its refusals as the API's: 400 ``unroutable_country`` (no
     facility serves the country), 422 ``unknown_product`` (naming each item),
     ``unknown_shipping_method`` and ``not_shippable`` (saying what was missing)."""
-    try:
-        facilities.route(country)
-    except FacilitiesError as err:
-        raise ApiError(str(err), code="unroutable_country") from err
+    route(facilities, country)
     try:
         return quote(catalog_of(settings), facilities, country, items, currency, now, method)
     except UnknownProducts as err:
@@ -84,6 +90,29 @@ def options(
             code="not_shippable",
             details={"country": err.country, "missing": err.missing},
         ) from None
+
+
+def readdressed(
+    settings: Settings, facilities: Facilities, state: OrderState, country: str, now: datetime
+) -> tuple[Facility, ShipPromise | None]:
+    """Where an order goes once its address is in ``country``, and its ship-by promise from
+    there: the first facility for the country that makes every item and offers the order's
+    shipping method (422 ``not_shippable`` when none does). Orders older than the catalog
+    route by the country alone and keep no promise."""
+    if state.shipping_method is None:
+        return route(facilities, country), None
+    currency = state.price.currency if state.price is not None else DEFAULT_CURRENCY
+    best = options(
+        settings,
+        facilities,
+        country,
+        [(i.product_uid, i.quantity) for i in state.items],
+        currency if currency in CURRENCIES else DEFAULT_CURRENCY,  # type: ignore[arg-type]
+        now,
+        method=state.shipping_method,
+        item_names=[i.item_reference_id for i in state.items],
+    )[0]
+    return best.facility, best.promise
 
 
 def _option_public(option: Option) -> QuoteOptionPublic:
@@ -165,6 +194,7 @@ def _terms(option: Option, price: Price, quote_id: str | None = None) -> OrderTe
         delivery_estimate=option.delivery_estimate,
         promise=option.promise,
         quote_id=quote_id,
+        watch_ships_by=True,
     )
 
 

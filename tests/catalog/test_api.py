@@ -9,7 +9,11 @@ from typing import Any
 
 from sqlmodel import select
 
+from activities.order_projection import ProjectionActivities
+from contracts.orders import Projection
+from db.engine import create_engine
 from db.models import Order, Quote
+from domain.orders import OrderState, Shipment, Status
 from tests.helpers.api import Api, order_json
 
 
@@ -292,3 +296,105 @@ async def test_orders_from_before_the_catalog_show_no_price(api: Api) -> None:
     assert shown["price"] is None and shown["ships_by"] is None
     assert shown["shipping_method"] is None and shown["delivery_estimate"] is None
     assert shown["status"] == "scheduled"
+
+
+async def test_standards_count_orders_shipped_by_their_promise(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    other = Api.auth(await api.merchant(name="Other Shop"))
+    ids = []
+    for n in range(6):
+        created = await api.client.post("/v1/orders", json=order_json(f"STD-{n}"), headers=key)
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    theirs = await api.client.post("/v1/orders", json=order_json("STD-X"), headers=other)
+    assert theirs.status_code == 201
+    async with api.app.state.sessions() as session:
+        row = await session.get(Order, ids[0])
+        assert row is not None and row.ships_by is not None, "the row is born with its promise"
+
+    now = datetime.now(UTC)
+    day = timedelta(days=1)
+    # (ships_by, shipped_at, status) as the read model will hold them.
+    outcomes: list[tuple[datetime, datetime | None, str]] = [
+        (now - 5 * day, now - 6 * day, "shipped"),  # in time
+        (now - 3 * day, now - day, "shipped"),  # shipped late
+        (now - 2 * day, None, "in_production"),  # late, not shipped yet
+        (now - day, None, "canceled"),  # canceled: promised nothing
+        (now + 2 * day, None, "in_production"),  # still ahead
+        (now - 40 * day, None, "in_production"),  # before the window
+    ]
+    async with api.app.state.sessions() as session:
+        for order_id, (ships_by, _, status) in zip(ids, outcomes, strict=True):
+            row = await session.get(Order, order_id)
+            assert row is not None
+            row.ships_by, row.status = ships_by, status
+            session.add(row)
+        await session.commit()
+    # The first package's time is the projection's to write, from the workflow's state.
+    engine = create_engine(api.settings.database_url)
+    try:
+        for order_id, (ships_by, shipped_at, status) in zip(ids, outcomes, strict=True):
+            if shipped_at is None:
+                continue
+            async with api.app.state.sessions() as session:
+                row = await session.get(Order, order_id)
+                assert row is not None
+                state = OrderState.model_validate(row.state)
+            package = Shipment(carrier="DHL", tracking_code=order_id, shipped_at=shipped_at)
+            shipped = state.model_copy(
+                update={
+                    "status": Status(status),
+                    "shipments": [package],
+                    "version": state.version + 1,
+                    "ships_by": ships_by,
+                }
+            )
+            await ProjectionActivities(engine).project_order(Projection(slim=shipped))
+    finally:
+        await engine.dispose()
+
+    answer = await api.client.get("/v1/support/standards", headers=key)
+    assert answer.status_code == 200, answer.text
+    ship_by = answer.json()["ship_by"]
+    assert ship_by["window_days"] == 30
+    assert (ship_by["orders"], ship_by["shipped_in_time"], ship_by["late"]) == (3, 1, 2)
+    assert ship_by["shipped_in_time_rate"] == 0.3333
+    assert ship_by["pending"] == 1
+    fresh = (await api.client.get("/v1/support/standards", headers=other)).json()["ship_by"]
+    assert fresh["orders"] == 0 and fresh["shipped_in_time_rate"] is None
+    assert fresh["pending"] == 1
+
+
+async def test_a_new_address_routes_by_the_catalog_and_moves_the_promise(api: Api) -> None:
+    key = Api.auth(await api.merchant())
+    created = await api.client.post("/v1/orders", json=order_json("ADDR-1"), headers=key)
+    assert created.status_code == 201, created.text
+    order = created.json()
+    address = {**order_json()["shipping_address"], "country": "US", "state": "NY"}
+
+    moved = await api.client.put(
+        f"/v1/orders/{order['id']}/shipping-address", json=address, headers=key
+    )
+    assert moved.status_code == 200, moved.text
+    after = moved.json()
+    assert after["facility"]["id"] == "newark"
+    assert after["ships_by"] != order["ships_by"]
+    assert after["price"] == order["price"] and after["shipping_method"] == "standard"
+    event = next(e for e in after["events"] if e["type"] == "shipping_address_updated")
+    assert event["detail"]["facility"] == "newark"
+    moved_to = datetime.fromisoformat(event["detail"]["ships_by"])
+    assert moved_to == datetime.fromisoformat(after["ships_by"])
+
+    # A country no facility ships this order's method to: refused, nothing changed.
+    express = await api.client.post(
+        "/v1/orders", json=order_json("ADDR-2", shipping_method="express"), headers=key
+    )
+    assert express.status_code == 201, express.text
+    far = {**order_json()["shipping_address"], "country": "NZ"}
+    refused = await api.client.put(
+        f"/v1/orders/{express.json()['id']}/shipping-address", json=far, headers=key
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "not_shippable"
+    shown = (await api.client.get(f"/v1/orders/{express.json()['id']}", headers=key)).json()
+    assert shown["shipping_address"]["country"] == "DE"

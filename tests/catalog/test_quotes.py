@@ -20,6 +20,7 @@ from domain.quotes import (
     NotShippable,
     UnknownProducts,
     UnknownShippingMethod,
+    late_estimate,
     promise_dates,
     quote,
 )
@@ -253,3 +254,17 @@ def test_the_promise_moves_with_the_cutoff_without_the_catalog() -> None:
     assert promise_dates("UTC", same, datetime(2025, 6, 2, 12, tzinfo=UTC))[0] == datetime(
         2025, 6, 2, 12, tzinfo=UTC
     )
+
+
+def test_a_late_order_is_estimated_to_ship_by_the_end_of_the_next_business_day() -> None:
+    """Late on the Thursday before Easter in Berlin: Good Friday and Easter Monday are closed,
+    so the new estimate is Tuesday, and the window counts from there."""
+    promise = ShipPromise(
+        production_days=3,
+        transit_min_days=1,
+        transit_max_days=3,
+        closed_dates=[date(2025, 4, 18), date(2025, 4, 21)],
+    )
+    estimated, window = late_estimate("Europe/Berlin", promise, _at(2025, 4, 17, 15))
+    assert estimated == _at(2025, 4, 22, 15)
+    assert (window.earliest, window.latest) == (date(2025, 4, 23), date(2025, 4, 25))

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
 from contracts.orders import (
+    DelayNotice,
     FacilityOutcome,
     HoldNotice,
     IssueLink,
@@ -102,6 +103,7 @@ class Recorder:
     jobs: list[PrintJobRequest] = field(default_factory=list)
     links: list[IssueLink] = field(default_factory=list)
     notices: list[HoldNotice] = field(default_factory=list)
+    delays: list[DelayNotice] = field(default_factory=list)
     outcomes: list[FacilityOutcome] = field(default_factory=list)
     reject_with: str | None = None
     # The merchant's mail server refusing the personalization e-mail (a final refusal).
@@ -152,6 +154,10 @@ class Recorder:
     async def send_hold_notice(self, notice: HoldNotice) -> None:
         self.notices.append(notice)
 
+    @activity.defn(name="send_delay_notice")
+    async def send_delay_notice(self, notice: DelayNotice) -> None:
+        self.delays.append(notice)
+
     @activity.defn(name="notify_facility")
     async def notify_facility(self, outcome: FacilityOutcome) -> None:
         if self.refuse_resume and outcome.outcome == "resume":
@@ -177,6 +183,7 @@ class Recorder:
             self.submit_print_job,
             self.issue_personalization_link,
             self.send_hold_notice,
+            self.send_delay_notice,
             self.notify_facility,
             self.fetch_print_job_state,
         ]

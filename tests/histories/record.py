@@ -10,7 +10,10 @@ only that one. Re-record only on purpose (a deliberate, versioned change to a wo
 order workflow before the API wrote each order's first projection) and today's code must keep
 replaying it as it is. ``order_canceled_before_reason_codes.json`` has none either: an order
 canceled by the merchant with a reason, recorded by the code before cancel reason codes (its
-cancel Update carries no ``reason_code``).
+cancel Update carries no ``reason_code``). ``order_priced_before_the_promise_was_watched.json``
+has none either: a priced order (catalog terms, ``ships_by``) with manual approval, approved a
+day after its ``ships_by``, then printed, shipped and delivered, recorded by the code before the
+ship-by watch (whose terms have no ``watch_ships_by``, so today's code keeps no timer for it).
 """
 
 from __future__ import annotations

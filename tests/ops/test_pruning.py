@@ -1,6 +1,7 @@
 """What the API process prunes in the background: ``idempotent_requests`` and the outboxes of
-workflow starts after ``IDEMPOTENCY_TTL``, against the real API of tests/helpers/api.py (dev
-server, SQLite and PostgreSQL). An outbox row whose workflow never started is never deleted.
+workflow starts after ``IDEMPOTENCY_TTL``, quotes ``IDEMPOTENCY_TTL`` after they expire, against
+the real API of tests/helpers/api.py (dev server, SQLite and PostgreSQL). An outbox row whose
+workflow never started is never deleted.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from api.pruning import prune_idempotency, prune_outboxes
-from db.models import IdempotentRequest, Order, OrderStart
+from api.pruning import prune_idempotency, prune_outboxes, prune_quotes
+from db.models import IdempotentRequest, Order, OrderStart, Quote
 from tests.helpers.api import Api, order_json, started
 
 TTL = timedelta(hours=24)
@@ -44,6 +45,44 @@ async def test_idempotency_rows_older_than_the_ttl_are_deleted(api: Api) -> None
         assert await prune_idempotency(session, TTL, now=now) == 2
         left = (await session.exec(select(IdempotentRequest.key))).all()
     assert left == ["fresh"]
+
+
+async def test_quotes_are_deleted_a_ttl_after_they_expired(api: Api) -> None:
+    merchant = await api.merchant()
+    body = {
+        "shipping_address": {"country": "DE"},
+        "items": [{"product_uid": "mug_11oz_white", "quantity": 2}],
+        "currency": "EUR",
+    }
+    quoted = await api.client.post("/v1/quotes", json=body, headers=Api.auth(merchant))
+    assert quoted.status_code == 201, quoted.text
+    # Days ahead, as above: the API's own pruning loop leaves these rows to the call under test.
+    now = datetime.now(UTC) + timedelta(days=10)
+    kept = {"quo_just_expired": now - timedelta(minutes=1), "quo_fresh": now + timedelta(hours=23)}
+    async with api.app.state.sessions() as session:
+        for quote_id, expires_at in kept.items():
+            session.add(
+                Quote(
+                    id=quote_id,
+                    merchant_id=merchant["id"],
+                    country="DE",
+                    currency="EUR",
+                    items=body["items"],
+                    options=[],
+                    created_at=expires_at - timedelta(days=1),
+                    expires_at=expires_at,
+                )
+            )
+        # The API's quote, expired a minute longer ago than the grace.
+        await session.exec(
+            update(Quote)
+            .where(col(Quote.id) == quoted.json()["id"])
+            .values(expires_at=now - TTL - timedelta(minutes=1))
+        )
+        await session.commit()
+        assert await prune_quotes(session, TTL, now=now) == 1
+        left = set((await session.exec(select(Quote.id))).all())
+    assert left == set(kept)
 
 
 async def test_outbox_rows_of_started_workflows_are_deleted_after_the_ttl_never_the_others(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED, events_for
+from activities.webhooks.emitter import (
+    DELAYED,
+    ON_HOLD,
+    SHIPMENT_CREATED,
+    STATUS_UPDATED,
+    events_for,
+)
 from domain.orders import Hold, Status, TimelineEvent, new_state
 from tests.helpers.workflows import order_input
 
@@ -39,3 +45,13 @@ def test_a_refused_print_job_is_a_hold_too() -> None:
         (STATUS_UPDATED, {"status": "on_hold"}),
         (ON_HOLD, {"hold": {"kind": "facility_rejected", "description": "unknown product"}}),
     ]
+
+
+def test_a_late_order_is_an_order_delayed_webhook_with_the_new_estimate() -> None:
+    delay = {
+        "ships_by": "2026-06-09T22:00:00+00:00",
+        "estimated_ships_by": "2026-06-10T22:00:00+00:00",
+        "delivery_estimate": {"earliest": "2026-06-13", "latest": "2026-06-18"},
+    }
+    late = TimelineEvent(seq=7, at=NOW, type="late", detail=delay)
+    assert _types(late) == [(DELAYED, {"delay": delay})]
