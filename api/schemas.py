@@ -361,12 +361,17 @@ class ContactPage(BaseModel):
     next_cursor: str | None
 
 
-class ReplyStandards(BaseModel):
-    """How a merchant kept the reply target to their customers over the window."""
+class StandardsWindow(BaseModel):
+    """The days a standard is counted over: the last ``window_days``, ``since`` to ``until``."""
 
     window_days: int
     since: datetime
     until: datetime
+
+
+class ReplyStandards(StandardsWindow):
+    """How a merchant kept the reply target to their customers over the window."""
+
     target: str = Field(description="customer_reply.target, ISO 8601 business time")
     deadlines: int = Field(description="customer messages whose reply was due (in time or missed)")
     replied_in_time: int
@@ -377,12 +382,9 @@ class ReplyStandards(BaseModel):
     pending: int = Field(description="started in the window, reply not yet due nor given")
 
 
-class ShipByStandards(BaseModel):
+class ShipByStandards(StandardsWindow):
     """How a merchant's orders shipped by their ship-by promise over the window."""
 
-    window_days: int
-    since: datetime
-    until: datetime
     orders: int = Field(description="orders whose ships_by came due in the window (not canceled)")
     shipped_in_time: int = Field(description="of those, shipped by their ships_by")
     late: int = Field(description="of those, shipped after it or not shipped yet")
