@@ -6,10 +6,12 @@ to a facility (print submissions, the end of a hold) go to that facility's own t
 (``facility_task_queue``), polled by an activity-only worker per facility that asks the
 Temporal server to dispatch at most the facility's ``max_jobs_per_second`` from it: a limit the
 server enforces for all workers of the queue together, so a cutoff that releases thousands of
-orders at once reaches the facility at its pace, however many workers run.
+orders at once reaches the facility at its pace, however many workers run. The print files'
+checks go to ``<TASK_QUEUE>-preflight``, whose worker runs at most ``PREFLIGHT_CONCURRENCY``.
 
-Print submissions and merchant webhooks go through HTTP clients of their own, so webhook
-receivers that are slow to answer cannot take the connections a cutoff wave needs. Our own
+Print submissions, merchant webhooks and print file downloads go through HTTP clients of their
+own, so webhook receivers or file servers that are slow to answer cannot take the connections
+a cutoff wave needs. Our own
 configuration refused by a facility or the mail server is alerted (``activities.alerts``).
 """
 
@@ -38,11 +40,15 @@ from activities.facility import FacilityActivities
 from activities.holds import HoldActivities
 from activities.order_projection import ProjectionActivities
 from activities.personalization import PersonalizationActivities
+from activities.preflight import PreflightActivities
 from activities.webhooks.delivery import WebhookActivities
 from activities.webhooks.emitter import WebhookEmitter
 from db.engine import create_engine
 from db.migrate import migrate
+from domain.catalog import load_catalog
 from domain.facilities import Facilities, facility_task_queue, load_facilities
+from domain.preflight import preflight_task_queue
+from integrations.files import FileFetcher
 from integrations.mail import Mailer
 from runtime.settings import Settings
 from runtime.startup import ConfigError, check_config, configure_process, temporal_runtime
@@ -74,13 +80,14 @@ def build_activities(
     facilities: Facilities,
     http: httpx.AsyncClient,
     facility_http: httpx.AsyncClient | None = None,
+    file_http: httpx.AsyncClient | None = None,
 ) -> list[Any]:
     """Every activity the workflows call, wired to its clients once.
 
     ``http``: how webhooks reach merchants; ``facility_http``: how calls reach facilities
     (the worker gives them a client of their own, so slow webhook receivers cannot hold the
     connections a cutoff wave needs; tests route it to an in-process simulator). Without it,
-    facilities share ``http``.
+    facilities share ``http``. ``file_http``: how print files are fetched (default ``http``).
     """
     emitter = WebhookEmitter(engine, partial(enqueue_deliveries, client, settings.task_queue))
     alerts = ConfigurationAlerts(engine)
@@ -96,6 +103,15 @@ def build_activities(
     delays = DelayActivities(mailer, settings.public_base_url)
     cases = SupportCaseActivities(engine, mailer, settings.public_base_url, emitter)
     contacts = CustomerContactActivities(engine, mailer, settings.public_base_url, emitter)
+    fetcher = FileFetcher(
+        file_http or http,
+        allow_private=settings.preflight_allow_private,
+        max_bytes=settings.max_file_bytes,
+        timeout=settings.preflight_fetch_timeout,
+    )
+    preflight = PreflightActivities(
+        fetcher, load_catalog(settings.catalog_file), cache_ttl=settings.preflight_cache_ttl
+    )
     return [
         projection.project_order,
         facility.submit_print_job,
@@ -110,6 +126,7 @@ def build_activities(
         cases.send_case_mail,
         contacts.project_contact,
         contacts.send_contact_mail,
+        preflight.check_print_file,
     ]
 
 
@@ -122,6 +139,29 @@ FACILITY_CALLS = frozenset(
         FacilityActivities.fetch_print_job_state,
     )
 )
+
+
+# What the preflight workers run: the print files' checks (``workflows.preflight``).
+PREFLIGHT_CALLS = frozenset({PreflightActivities.check_print_file.__name__})
+
+
+def preflight_worker(client: Client, settings: Settings, activities: Sequence[Any]) -> Worker:
+    """The activity-only worker of ``<TASK_QUEUE>-preflight``: at most
+    ``PREFLIGHT_CONCURRENCY`` files fetched and inspected at once by this process, so a wave of
+    orders cannot take the slots the cutoff's print jobs need."""
+    return Worker(
+        client,
+        task_queue=preflight_task_queue(settings.task_queue),
+        activities=[fn for fn in activities if fn.__name__ in PREFLIGHT_CALLS],
+        max_concurrent_activities=settings.preflight_concurrency,
+        graceful_shutdown_timeout=settings.worker_shutdown_grace,
+        interceptors=[AttemptsAlert(settings.activity_attempts_alert)],
+    )
+
+
+def main_activities(activities: Sequence[Any]) -> list[Any]:
+    """What the main task queue's worker runs: everything but the preflight checks."""
+    return [fn for fn in activities if fn.__name__ not in PREFLIGHT_CALLS]
 
 
 def facility_workers(
@@ -157,9 +197,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         await migrate(settings.database_url)
-        # Two pools: merchants' webhook receivers, and the facilities (see the module doc).
+        # Three pools: merchants' webhook receivers, the facilities, and merchants' file
+        # servers (see the module doc).
         webhook_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
         facility_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
+        file_http = await stack.enter_async_context(httpx.AsyncClient(timeout=60.0))
         client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
         await ensure_search_attributes(client, settings.temporal_namespace)
         if settings.link_secret is None:
@@ -168,7 +210,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 "another worker process (after a retry) carries a new token"
             )
         activities = build_activities(
-            settings, engine, client, facilities, webhook_http, facility_http=facility_http
+            settings,
+            engine,
+            client,
+            facilities,
+            webhook_http,
+            facility_http=facility_http,
+            file_http=file_http,
         )
         workers = [
             Worker(
@@ -176,7 +224,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 task_queue=settings.task_queue,
                 workflows=list(WORKFLOWS),
                 workflow_runner=WORKFLOW_RUNNER,
-                activities=activities,
+                activities=main_activities(activities),
                 graceful_shutdown_timeout=settings.worker_shutdown_grace,
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
@@ -184,11 +232,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 interceptors=[AttemptsAlert(settings.activity_attempts_alert)],
             ),
             *facility_workers(client, settings, facilities, activities),
+            preflight_worker(client, settings, activities),
         ]
         log.info(
-            "worker polling %s and its %d facility queues on %s",
+            "worker polling %s, its preflight queue and its %d facility queues on %s",
             settings.task_queue,
-            len(workers) - 1,
+            len(workers) - 2,
             settings.temporal_address,
         )
         async with AsyncExitStack() as running:

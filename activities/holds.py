@@ -71,6 +71,18 @@ PROBLEMS: dict[HoldKind, Problem] = {
         "Please check your support e-mail address with us; then send the link again (it also "
         "arrives on your webhook), or cancel the order.",
     ),
+    HoldKind.FILE_ISSUE: Problem(
+        "a print file that would not print well",
+        "We checked the order's print files before production, and at least one of them would "
+        "not print as you expect (what we found is below, file by file). The order is not "
+        "printed until you answer, so a fix costs nothing:",
+        (
+            "resolution: export the design at the product's size with enough pixels for the dpi "
+            "named below",
+            "proportions: the file's shape must match the print area, or part of it is cut off",
+            "PDFs: the page size must be the print area with its bleed",
+        ),
+    ),
     HoldKind.OTHER: Problem(
         "a problem reported by the print facility",
         "The print facility cannot go on with this order without your answer.",

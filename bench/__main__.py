@@ -180,7 +180,7 @@ async def measure(stack: Stack, bare_queue: str, args: argparse.Namespace) -> di
     conc = args.concurrency
     # Enough connections that open-loop arrivals never queue in the client.
     async with http_client(stack.api_url, max([100, conc, *args.levels])) as http:
-        api = Api(http, [m["api_key"] for m in merchants])
+        api = Api(http, [m["api_key"] for m in merchants], stack.simulator_url)
         if "memory" in args.only:
             say(f"memory: {args.memory_orders} orders waiting for a far cutoff ...")
             out["memory"] = await memory.run(

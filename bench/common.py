@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from devstack.__main__ import EXAMPLE_ORDER
+from devstack.__main__ import example_order
 from devstack.config import REPO_ROOT
 
 T = TypeVar("T")
@@ -64,9 +64,12 @@ def facilities(simulator_url: str, wave_period: int, far_at: datetime) -> list[d
     ]
 
 
-def order_body(reference: str, facility: str, **extra: Any) -> dict[str, Any]:
-    address = {**EXAMPLE_ORDER["shipping_address"], "country": COUNTRY[facility]}  # type: ignore[dict-item]
-    return {**EXAMPLE_ORDER, "order_reference_id": reference, "shipping_address": address, **extra}
+def order_body(reference: str, facility: str, api: Api, **extra: Any) -> dict[str, Any]:
+    """The example order, to ``facility``'s country, with the print file the stack serves (the
+    simulator's sample), so each order pays for its preflight check as in production."""
+    order = example_order(api.simulator_url)
+    address = {**order["shipping_address"], "country": COUNTRY[facility]}
+    return {**order, "order_reference_id": reference, "shipping_address": address, **extra}
 
 
 def quote_body(facility: str = SOON) -> dict[str, Any]:
@@ -129,6 +132,8 @@ class Api:
     # Many shops, not one: each merchant's key has its own rate limit (RATE_LIMIT, 20/s by
     # default), as in production; orders go round the keys and are read with their own.
     api_keys: list[str]
+    # Where the orders' print files are served (the simulator's samples).
+    simulator_url: str
     # Wall-clock time each create was sent and how long it took, by order id.
     created: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Creates sent again after the connection broke (the answer never came).

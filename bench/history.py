@@ -160,7 +160,7 @@ async def delivered_sample(
         )
         response.raise_for_status()
     tag = uuid.uuid4().hex[:6]
-    orders = [await api.create(order_body(f"H-{tag}-{i}", SOON)) for i in range(count)]
+    orders = [await api.create(order_body(f"H-{tag}-{i}", SOON, api)) for i in range(count)]
     deadline = time.monotonic() + within
     for order in orders:
         handle = client.get_workflow_handle(order["id"])

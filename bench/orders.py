@@ -51,7 +51,7 @@ async def throughput(
     started = time.time()
     orders = await bounded(
         concurrency,
-        (lambda i=i: api.create(order_body(f"TP-{tag}-{i}", FAST)) for i in range(count)),
+        (lambda i=i: api.create(order_body(f"TP-{tag}-{i}", FAST, api)) for i in range(count)),
     )
     created = time.time()
     ids = [order["id"] for order in orders]
@@ -74,7 +74,7 @@ async def create_many(api: Api, facility: str, count: int, concurrency: int, **e
     orders = await bounded(
         concurrency,
         (
-            lambda i=i: api.create(order_body(f"L-{tag}-{i}", facility, **extra))
+            lambda i=i: api.create(order_body(f"L-{tag}-{i}", facility, api, **extra))
             for i in range(count)
         ),
     )
@@ -111,7 +111,7 @@ async def offered(api: Api, rate: float, seconds: float, seed: int) -> dict[str,
     moment = 0.0
     while (moment := moment + arrivals.expovariate(rate)) < seconds:
         await asyncio.sleep(max(0.0, moment - (time.perf_counter() - started)))
-        body = order_body(f"O-{tag}-{len(tasks)}", FAR)
+        body = order_body(f"O-{tag}-{len(tasks)}", FAR, api)
         tasks.append(asyncio.create_task(api.create(body)))
     ids = [order["id"] for order in await asyncio.gather(*tasks)]
     return {

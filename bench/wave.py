@@ -74,7 +74,7 @@ async def orders(
     tag = uuid.uuid4().hex[:6]
     made = await bounded(
         concurrency,
-        (lambda i=i: api.create(order_body(f"W-{tag}-{i}", WAVE)) for i in range(count)),
+        (lambda i=i: api.create(order_body(f"W-{tag}-{i}", WAVE, api)) for i in range(count)),
     )
     lead = cutoff - time.time()
     want = datetime.fromtimestamp(cutoff, UTC)

@@ -201,6 +201,18 @@ class FacilityOutcome(BaseModel):
 HoldNoticeKind = Literal["hold", "reminder", "canceled"]
 
 
+class FileCheck(BaseModel):
+    """One print file to check before the cutoff: the file's place in its item, its URL, and
+    the product and print area (the file's ``type``) it is checked against."""
+
+    order_id: str
+    item_reference_id: str
+    index: int
+    url: str
+    product_uid: str
+    area: str
+
+
 class DelayNotice(BaseModel):
     """An e-mail to the merchant: the order was not shipped by its ``ships_by``, and when it
     should ship and arrive now."""

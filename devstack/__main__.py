@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 
 from devstack.stack import REPO_ROOT, PortInUseError, Stack, StackConfig, StackError
+from simulator.samples import GOOD as GOOD_SAMPLE
+from simulator.samples import LOW_RESOLUTION as LOW_RESOLUTION_SAMPLE
 
 DEMO_MERCHANT = {"name": "Demo Shop", "support_email": "support@demo-shop.example"}
 DEMO_AGENT = {"name": "Demo Agent", "email": "agent@printflow.example"}
@@ -46,6 +48,14 @@ EXAMPLE_ORDER = {
         }
     ],
 }
+
+
+def example_order(simulator_url: str, sample: str = GOOD_SAMPLE) -> dict[str, Any]:
+    """``EXAMPLE_ORDER`` with a print file the stack serves (the simulator's samples), so the
+    preflight check can fetch it: ``poster-a3.pdf`` passes, ``poster-a3-72dpi.png`` does not."""
+    items: list[dict[str, Any]] = EXAMPLE_ORDER["items"]  # type: ignore[assignment]
+    file = {"type": "default", "url": f"{simulator_url}/samples/{sample}"}
+    return {**EXAMPLE_ORDER, "items": [{**items[0], "files": [file]}]}
 
 
 # Dev cutoffs: every facility goes to production this often, so a demo order moves within
@@ -267,10 +277,15 @@ def _banner(
         if agent_token
         else "not available (see the message above)"
     )
-    curl = (
-        f"curl -s -X POST {api}/v1/orders -H 'X-API-Key: {api_key or '<api key>'}' "
-        f"-H 'Content-Type: application/json' -d '{json.dumps(EXAMPLE_ORDER)}'"
-    )
+
+    def curl(order: dict[str, Any]) -> str:
+        return (
+            f"curl -s -X POST {api}/v1/orders -H 'X-API-Key: {api_key or '<api key>'}' "
+            f"-H 'Content-Type: application/json' -d '{json.dumps(order)}'"
+        )
+
+    files = stack.simulator_url
+    held = example_order(files, LOW_RESOLUTION_SAMPLE) | {"order_reference_id": "demo-72dpi"}
     return "\n".join(
         [
             "",
@@ -292,8 +307,11 @@ def _banner(
             f"  Demo agent          {agent_line}",
             f"  Cutoffs             {_schedule_line(config.facilities_file)}",
             "",
-            "Create an order:",
-            f"  {curl}",
+            "Create an order (its print file, served by the simulator, passes the checks):",
+            f"  {curl(example_order(files))}",
+            "",
+            "One whose file has 72 dpi: held (file_issue) before the cutoff, with an e-mail:",
+            f"  {curl(held)}",
             "",
         ]
     )

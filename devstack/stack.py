@@ -189,8 +189,10 @@ class Stack(ProcessManager):
                 "PRINTFLOW_SMTP_HOST": self.config.host,
                 "PRINTFLOW_SMTP_PORT": str(self.smtp_port),
                 "PRINTFLOW_PUBLIC_BASE_URL": self.api_url,
-                # Local webhook receivers (http://127.0.0.1:…) are fine on a developer's machine.
+                # Local webhook receivers (http://127.0.0.1:…) are fine on a developer's machine,
+                # and so are print files served locally (the simulator's samples).
                 "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
+                "PRINTFLOW_PREFLIGHT_ALLOW_PRIVATE": "true",
             }
         )
         facilities = self.facilities_file

@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from domain.catalog import Currency
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from domain.facilities import FacilityInfo
+from domain.preflight import FilePreflight
 from domain.schedule import next_cutoff
 from domain.stored import StoredModel
 from domain.text import REFUSED, InputModel, find_control_characters, nesting_depth
@@ -86,8 +87,10 @@ class EventType(StrEnum):
     CLOSED = "closed"
     # Not shipped by ``ships_by``: the order is late (``OrderState.late``), with a new estimate.
     LATE = "late"
-    # Personalization, approval, a re-route or a hold's end moved the cutoff: a new ``ships_by``.
-    SHIPS_BY_MOVED = "ships_by_moved"
+    # The print files' checks ended and every file passed (a failure puts the order on hold).
+    FILES_CHECKED = "files_checked"
+    # The cutoff came while a file was still being checked: the order waits for the next one.
+    CUTOFF_POSTPONED = "cutoff_postponed"
 
 
 class HoldKind(StrEnum):
@@ -99,6 +102,8 @@ class HoldKind(StrEnum):
     FACILITY_REJECTED = "facility_rejected"
     # The merchant's mail server refused the personalization link.
     NOTIFICATION_FAILED = "notification_failed"
+    # A print file failed its preflight check, before the cutoff.
+    FILE_ISSUE = "file_issue"
 
 
 class PersonalizationStatus(StrEnum):
@@ -409,6 +414,13 @@ class StoredFile(StoredModel):
     url: str
 
 
+class FileState(StoredFile):
+    """A print file as the order holds it: with its preflight check (None: orders from before
+    the checks existed)."""
+
+    preflight: FilePreflight | None = None
+
+
 class StoredPersonalizationField(StoredModel):
     name: str
     label: str
@@ -487,7 +499,7 @@ class ItemState(StoredModel):
     item_reference_id: str
     product_uid: str
     quantity: int
-    files: list[StoredFile]
+    files: list[FileState]
     personalization: StoredPersonalizationSpec | None = None
     personalization_status: PersonalizationStatus = PersonalizationStatus.NOT_REQUIRED
     personalization_values: dict[str, str] | None = None
@@ -587,6 +599,12 @@ class OrderInput(StoredModel):
     facility_queue_base: str | None = None
     # The shipping method, price and ship-by promise (None: orders older than the catalog).
     terms: OrderTerms | None = None
+    # Whether print files are checked before the cutoff (``PREFLIGHT``); None in orders started
+    # before the checks existed, which go on as they did.
+    preflight: Literal["on", "off"] | None = None
+    # A file still unreachable (or its check still failing) this long fails with
+    # ``file_unreachable`` and holds the order.
+    preflight_give_up: timedelta = timedelta(minutes=30)
     # Set when the workflow continues as new: the state it carries over.
     state: OrderState | None = None
 
@@ -646,7 +664,9 @@ def initial_status(items: list[ItemState], approval: Approval) -> Status:
     return Status.SCHEDULED
 
 
-def _item_state(item: StoredItem, carried: dict[str, dict[str, str]]) -> ItemState:
+def _item_state(
+    item: StoredItem, carried: dict[str, dict[str, str]], preflight: str | None
+) -> ItemState:
     personalization_status, values = PersonalizationStatus.NOT_REQUIRED, None
     if item.personalization is not None:
         values = carried.get(item.item_reference_id)
@@ -657,11 +677,20 @@ def _item_state(item: StoredItem, carried: dict[str, dict[str, str]]) -> ItemSta
         item_reference_id=item.item_reference_id,
         product_uid=item.product_uid,
         quantity=item.quantity,
-        files=item.files,
+        files=unchecked(item.files, preflight),
         personalization=item.personalization,
         personalization_status=personalization_status,
         personalization_values=values,
     )
+
+
+def unchecked(files: list[StoredFile], preflight: str | None) -> list[FileState]:
+    """New files as they enter the order: to be checked (``pending``), or ``skipped`` where
+    checks are off; without a check in orders from before the checks."""
+    check = None
+    if preflight is not None:
+        check = FilePreflight(status="pending" if preflight == "on" else "skipped")
+    return [FileState(type=f.type, url=f.url, preflight=check) for f in files]
 
 
 def new_state(inp: OrderInput) -> OrderState:
@@ -671,7 +700,7 @@ def new_state(inp: OrderInput) -> OrderState:
     timeline event 1 (``created_event``), written by the API with the order's row.
     """
     order = inp.order
-    items = [_item_state(i, inp.personalization_values or {}) for i in order.items]
+    items = [_item_state(i, inp.personalization_values or {}, inp.preflight) for i in order.items]
     status = initial_status(items, inp.approval)
     cutoff_at = None
     if status is Status.SCHEDULED:

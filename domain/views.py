@@ -16,6 +16,7 @@ from domain.orders import (
     CancelReasonCode,
     DeliveryEstimate,
     EventType,
+    FileState,
     Hold,
     OrderState,
     PersonalizationStatus,
@@ -23,7 +24,6 @@ from domain.orders import (
     Shipment,
     Status,
     StoredAddress,
-    StoredFile,
     StoredPersonalizationSpec,
     TimelineEvent,
     allowed_actions,
@@ -41,7 +41,7 @@ class ItemPublic(BaseModel):
     item_reference_id: str
     product_uid: str
     quantity: int
-    files: list[StoredFile]
+    files: list[FileState]
     personalization: ItemPersonalization | None
 
 

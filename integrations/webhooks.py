@@ -21,6 +21,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -96,6 +97,10 @@ class Refused(Exception):
         self.kind = kind
 
 
+# How a name becomes addresses: ``resolve`` below, or a stand-in that tests give.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
 async def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (a literal address is its own answer)."""
     literal = literal_address(host)
@@ -107,18 +112,27 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def pinned_request(url: str, *, allow_private: bool) -> tuple[httpx.URL, dict[str, Any]]:
-    """The URL to connect to and the request's extensions: the host resolved once, every
-    address checked, and the request sent to the checked address with the original name in
-    ``Host`` and TLS (SNI and certificate), so a second DNS answer cannot redirect it."""
+async def pinned_request(
+    url: str, *, allow_private: bool, resolver: Resolver | None = None
+) -> tuple[httpx.URL, dict[str, Any]]:
+    """The URL to connect to and the request's extensions: the host resolved once (by
+    ``resolver``, ``resolve`` when None), every address checked, and the request sent to the
+    checked address with the original name in ``Host`` and TLS (SNI and certificate), so a
+    second DNS answer cannot redirect it. Webhooks and print files (``integrations.files``)
+    both go through here."""
     # The name's spelling is not judged here: what it resolves to is.
     problem = url_problem(url, allow_private=allow_private, local_names=False)
     if problem is not None:
         raise Refused("refused_address" if "address" in problem else "refused_url", problem)
     target = httpx.URL(url)
     host = target.host
+    port = target.port or (443 if target.scheme == "https" else 80)
+    # A literal address is its own answer, whoever resolves names.
+    literal = literal_address(host)
     try:
-        addresses = await resolve(host, target.port or (443 if target.scheme == "https" else 80))
+        addresses = (
+            [str(literal)] if literal is not None else await (resolver or resolve)(host, port)
+        )
     except OSError as err:
         raise Refused("dns_error", f"{host} does not resolve: {err}") from None
     problem = addresses_problem(host, addresses, allow_private=allow_private)

@@ -129,6 +129,21 @@ class Settings(BaseSettings):
     # Webhooks may go to http and to private addresses (make run, tests); never in production.
     webhook_allow_private: bool = False
 
+    # Print files are checked before the cutoff (docs/preflight.md): ``off`` marks them
+    # ``skipped``, for platforms that check files upstream. Files are fetched over https from
+    # public addresses only (``PREFLIGHT_ALLOW_PRIVATE``: http and private ones too, for
+    # development and tests; never in production), at most MAX_FILE_BYTES each; a file still
+    # unreachable after PREFLIGHT_GIVE_UP holds its order; a file's inspection is reused for
+    # PREFLIGHT_CACHE_TTL while its server says it has not changed.
+    preflight: Literal["on", "off"] = "on"
+    preflight_allow_private: bool = False
+    preflight_concurrency: int = Field(default=8, ge=1, le=256)
+    preflight_give_up: Duration = timedelta(minutes=30)
+    preflight_cache_ttl: Duration = timedelta(hours=24)
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # One download of one file, connect to last byte.
+    preflight_fetch_timeout: Duration = timedelta(minutes=5)
+
     # The perimeter (docs/api.md "Limits", docs/deploying.md): larger bodies are a 413 before
     # they are read; each credential gets RATE_LIMIT with bursts up to RATE_LIMIT_BURST ("off":
     # no limit), per API process. A rotated API key or webhook secret keeps working this long.

@@ -199,6 +199,11 @@ def check_production(settings: Settings) -> None:
             "PRINTFLOW_WEBHOOK_ALLOW_PRIVATE=true is for development only: production sends "
             "webhooks only to public https addresses"
         )
+    if settings.preflight_allow_private:
+        raise ConfigError(
+            "PRINTFLOW_PREFLIGHT_ALLOW_PRIVATE=true is for development only: production fetches "
+            "print files only from public https addresses"
+        )
 
 
 def check_temporal_tls(settings: Settings) -> None:

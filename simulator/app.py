@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 
+from simulator import samples
 from simulator.config import SimulatorConfig
 from simulator.floor import Simulator
 from simulator.routes import invalid_request, router
@@ -67,4 +68,5 @@ def create_app(config: SimulatorConfig) -> FastAPI:
 
     app.exception_handler(RequestValidationError)(invalid_request)
     app.include_router(router)
+    app.include_router(samples.router)
     return app

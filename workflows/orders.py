@@ -15,6 +15,11 @@ Where an order waits, and for what:
   answer is still awaited waits for it; an order ``in_production`` or ``printed`` with no
   report for ``production_report_timeout`` alerts and asks the facility for the job's state.
 
+Print files are checked as soon as the order arrives (and again when the merchant replaces
+them), beside whatever it waits for (``workflows.preflight.FileChecks``): a file that fails puts
+the order on hold with ``file_issue`` before the cutoff; at the cutoff an order whose files are
+still being checked waits for the next one. The print job names each file's sha256.
+
 An order with a ship-by promise that is in production (or printed) also wakes at ``ships_by``
 (the same timer as the report timeout, whichever comes first): not shipped by then, it is
 ``late``, with a new estimate, a webhook and an e-mail to the merchant. Before its cutoff and
@@ -68,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         CLOSED,
         Action,
         EventType,
+        FileState,
         Hold,
         HoldKind,
         ItemState,
@@ -83,8 +89,10 @@ with workflow.unsafe.imports_passed_through():
         TimelineEvent,
         new_state,
         refusal,
+        unchecked,
     )
     from domain.personalization import clean_values, validate_values
+    from domain.preflight import preflight_task_queue
     from domain.quotes import delivery_window, late_estimate, promise_dates
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
@@ -97,6 +105,7 @@ with workflow.unsafe.imports_passed_through():
         show,
         wait_until,
     )
+    from workflows.preflight import FileChecks
 
 # Since this patch the API stores the order's first projection with its row; older runs
 # project their creation themselves.
@@ -179,6 +188,13 @@ class OrderWorkflow:
         self._projected_items: list[ItemState] | None = None
         self._projected_metadata = False
         self._done = False
+        base = inp.facility_queue_base
+        self._checks = FileChecks(
+            self._state,
+            task_queue=None if base is None else preflight_task_queue(base),
+            give_up=inp.preflight_give_up,
+            on_settled=self._files_settled,
+        )
 
     # ------------------------------------------------------------------ the order's life
 
@@ -195,6 +211,8 @@ class OrderWorkflow:
             if not workflow.patched(API_WRITES_CREATION):
                 # Orders created before the API wrote their first projection itself.
                 await self._commit(EventType.CREATED, {"facility": state.facility.id})
+        if inp.preflight == "on":
+            self._checks.start()
 
         while not self._done and self._state.status not in CLOSED:
             if workflow.info().is_continue_as_new_suggested():
@@ -296,8 +314,51 @@ class OrderWorkflow:
                     ):
                         await self._continue_as_new()
                     continue
+            if self._checks.pending:
+                await self._postpone_cutoff()
+                continue
+            if self._checks.blocking():
+                problems = self._checks.problems()
+                await self._hold(HoldKind.FILE_ISSUE, problems, resume_to=Status.SCHEDULED)
+                return
             await self._submit()
             return
+
+    async def _postpone_cutoff(self) -> None:
+        """The cutoff came while a file was still being checked: the order goes with the
+        next one (and stays editable until then), never with a file nobody checked."""
+        state = self._state
+        state.cutoff_at = self._next_cutoff(workflow.now())
+        detail: dict[str, Any] = {
+            "cutoff_at": state.cutoff_at.isoformat(),
+            "reason": "print files were still being checked at the cutoff",
+        }
+        self._move_promise(state.cutoff_at, detail)
+        await self._commit(EventType.CUTOFF_POSTPONED, detail)
+
+    async def _files_settled(self) -> None:
+        """Every file's check has ended: the timeline says they passed, or the order holds for
+        the merchant while it can still be changed for free."""
+        state = self._state
+        if state.status in CLOSED:
+            return
+        blocking = self._checks.blocking()
+        if not blocking:
+            files = sum(len(i.files) for i in state.items)
+            await self._commit(EventType.FILES_CHECKED, {"files": files})
+        elif state.status in _BEFORE_PRODUCTION:
+            await self._hold(HoldKind.FILE_ISSUE, self._checks.problems(), resume_to=state.status)
+        # Otherwise the order is on hold already, or resuming a job: the hold's end or the
+        # resume (``_files_ready``) looks at the files before anything reaches the facility.
+
+    async def _files_ready(self) -> bool:
+        """Waits for the files' checks; False when one failed and the order is on hold again."""
+        await workflow.wait_condition(lambda: not self._checks.pending)
+        if not self._checks.blocking():
+            return True
+        state = self._state
+        await self._hold(HoldKind.FILE_ISSUE, self._checks.problems(), resume_to=state.status)
+        return False
 
     def _print_job(self) -> PrintJobRequest:
         """The job as the facility must print it now: the current address, files and values."""
@@ -311,7 +372,7 @@ class OrderWorkflow:
                     item_reference_id=i.item_reference_id,
                     product_uid=i.product_uid,
                     quantity=i.quantity,
-                    files=[f.model_dump(mode="json") for f in i.files],
+                    files=[_job_file(f) for f in i.files],
                     personalization=i.personalization_values,
                 )
                 for i in state.items
@@ -367,6 +428,8 @@ class OrderWorkflow:
             await self._send_hold_notice("reminder")
             await self._commit(EventType.HOLD_REMINDER_SENT, {"reminder": hold.reminders_sent})
         if state.job_id is not None:
+            if state.status is not Status.CANCELED and not await self._files_ready():
+                return
             await self._tell_facility(resume_to=hold.resume_to)
 
     async def _tell_facility(self, resume_to: Status) -> None:
@@ -529,9 +592,16 @@ class OrderWorkflow:
         if resolution.files:
             for item in state.items:
                 if item.item_reference_id in resolution.files:
-                    item.files = resolution.files[item.item_reference_id]
+                    files = resolution.files[item.item_reference_id]
+                    item.files = unchecked(files, self._input.preflight)
             detail["items"] = sorted(resolution.files)
+        elif resolution.action == "proceed" and self._checks.blocking():
+            detail["files_printed_as_they_are"] = [
+                f"{ref} file {index + 1}" for ref, index, _ in self._checks.blocking()
+            ]
+            self._checks.proceed()
         await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold(detail))
+        self._checks.start()
         return update_answer(state)
 
     @resolve_hold.validator
@@ -866,9 +936,12 @@ class OrderWorkflow:
         """Ends the hold; production starts again now, so the promise counts from now."""
         state = self._state
         assert state.hold is not None
-        resume_to = state.hold.resume_to
+        resume_to, kind = state.hold.resume_to, state.hold.kind
         state.hold = None
-        if resume_to is Status.SCHEDULED:
+        if resume_to is Status.SCHEDULED and state.job_id is None and kind is HoldKind.FILE_ISSUE:
+            # Files fixed (or accepted) before the cutoff: the next cutoff, as any order.
+            state.cutoff_at = self._next_cutoff(workflow.now())
+        elif resume_to is Status.SCHEDULED:
             # A job the facility refused goes again at once, with whatever was fixed.
             state.cutoff_at = workflow.now()
         self._move_promise(workflow.now(), detail)
@@ -1004,10 +1077,21 @@ class OrderWorkflow:
 
 
 _PERSONALIZING = Status.PENDING_PERSONALIZATION
+# Where a failed file check holds the order at once: it has not reached the facility.
+_BEFORE_PRODUCTION = (Status.PENDING_PERSONALIZATION, Status.PENDING_APPROVAL, Status.SCHEDULED)
 _SHIPPABLE = (Status.IN_PRODUCTION, Status.PRINTED, Status.SHIPPED)
 _HOLDABLE = (Status.IN_PRODUCTION, Status.PRINTED)
 # Waiting for the facility's reports, with ``production_report_timeout``.
 _REPORTING = (Status.IN_PRODUCTION, Status.PRINTED)
+
+
+def _job_file(file: FileState) -> dict[str, str]:
+    """A file as the facility gets it: its type and URL, and the sha256 of the bytes checked,
+    so the facility prints exactly those."""
+    out = {"type": file.type, "url": file.url}
+    if file.preflight is not None and file.preflight.sha256:
+        out["sha256"] = file.preflight.sha256
+    return out
 
 
 def _recorded(state: OrderState, package: Shipment) -> bool:

@@ -108,6 +108,8 @@ async def create_order(
         hold_timeout=settings.hold_timeout,
         delivery_timeout=settings.delivery_timeout,
         production_report_timeout=settings.production_report_timeout,
+        preflight=settings.preflight,
+        preflight_give_up=settings.preflight_give_up,
         reorder_of=reorder_of,
         personalization_values=personalization_values,
         facility_queue_base=settings.task_queue,

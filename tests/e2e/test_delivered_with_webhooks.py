@@ -20,13 +20,11 @@ import httpx
 import pytest
 
 from activities.webhooks.emitter import SHIPMENT_CREATED, STATUS_UPDATED
+from devstack.__main__ import example_order
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from tests.helpers.api import order_json
 from tests.helpers.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
-
-ORDER = order_json("HOOKS-1")
 
 
 @pytest.fixture
@@ -93,7 +91,9 @@ async def test_a_simulated_order_is_delivered_and_every_webhook_verifies(
     key = {"X-API-Key": merchant["api_key"]}
 
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as http:
-        created = await http.post("/v1/orders", json=ORDER, headers=key)
+        # Its print file is the simulator's sample, so the preflight check passes it.
+        order = example_order(stack.simulator_url) | {"order_reference_id": "HOOKS-1"}
+        created = await http.post("/v1/orders", json=order, headers=key)
         assert created.status_code == 201, created.text
         order_id = created.json()["id"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.__main__ import example_order
 from devstack.stack import SimulatorOptions, Stack, StackConfig
-from tests.helpers.api import order_json
 from tests.helpers.polling import poll
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +49,8 @@ def test_a_worker_killed_during_submission_still_yields_one_job(tmp_path: Path) 
     with stack, httpx.Client(timeout=10) as http:
         merchant = stack.create_merchant("Crash Shop", "support@crash.example.com")
         key = {"X-API-Key": merchant["api_key"]}
-        body = order_json("CRASH-1")
+        # Its print file is the simulator's sample, so the preflight check passes it.
+        body = example_order(stack.simulator_url) | {"order_reference_id": "CRASH-1"}
         created = http.post(f"{stack.api_url}/v1/orders", json=body, headers=key)
         assert created.status_code == 201, created.text
         order_id = created.json()["id"]

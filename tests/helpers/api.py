@@ -33,7 +33,14 @@ from domain.facilities import Facilities
 from runtime.settings import Settings
 from simulator.app import SimulatorConfig
 from simulator.app import create_app as create_simulator
-from worker import WORKFLOW_RUNNER, WORKFLOWS, build_activities, facility_workers
+from worker import (
+    WORKFLOW_RUNNER,
+    WORKFLOWS,
+    build_activities,
+    facility_workers,
+    main_activities,
+    preflight_worker,
+)
 
 ADMIN_TOKEN = "admin-test-token"
 METRICS_TOKEN = "metrics-test-token"
@@ -176,6 +183,9 @@ async def running_api(
             "public_base_url": base_url,
             # Webhook receivers of tests listen on http://127.0.0.1.
             "webhook_allow_private": True,
+            # Their print files are made-up URLs: checked only by the preflight tests, which
+            # serve real files and turn the checks on.
+            "preflight": "off",
             # As before facilities had workers of their own: a test's end waits for nothing.
             "worker_shutdown_grace": timedelta(0),
             # Tests poll and create in bursts with one key; tests/ops/test_perimeter.py sets
@@ -215,9 +225,10 @@ async def running_api(
                         task_queue=settings.task_queue,
                         workflows=list(WORKFLOWS),
                         workflow_runner=WORKFLOW_RUNNER,
-                        activities=activities,
+                        activities=main_activities(activities),
                     ),
                     *facility_workers(temporal, settings, registry, activities),
+                    preflight_worker(temporal, settings, activities),
                 ]
                 async with AsyncExitStack() as running:
                     for worker in workers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -190,14 +190,18 @@ class Recorder:
 
 
 @asynccontextmanager
-async def order_worker(client: Client, recorder: Recorder) -> AsyncIterator[str]:
+async def order_worker(
+    client: Client, recorder: Recorder, more: Sequence[Any] = ()
+) -> AsyncIterator[str]:
+    """A worker of the order workflow with the recorder's activities, and ``more`` real ones
+    (the preflight check, in its tests)."""
     task_queue = "tq-" + uuid.uuid4().hex
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[OrderWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=recorder.activities(),
+        activities=[*recorder.activities(), *more],
     ):
         yield task_queue
 
