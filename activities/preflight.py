@@ -80,7 +80,8 @@ class PreflightActivities:
             return FilePreflight(
                 status="failed", checks=[Check(code=CheckCode(err.code), message=err.message)]
             )
-        checks = judge(seen.facts, self._catalog.product(check.product_uid), check.area)
+        product = None if check.product_uid is None else self._catalog.product(check.product_uid)
+        checks = judge(seen.facts, product, check.area)
         log.info(
             "order %s item %s file %d: %s",
             check.order_id,

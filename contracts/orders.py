@@ -203,13 +203,15 @@ HoldNoticeKind = Literal["hold", "reminder", "canceled"]
 
 class FileCheck(BaseModel):
     """One print file to check before the cutoff: the file's place in its item, its URL, and
-    the product and print area (the file's ``type``) it is checked against."""
+    the product and print area (the file's ``type``) it is checked against; or a customer's
+    image (``product_uid`` None, ``area`` the personalization field)."""
 
     order_id: str
     item_reference_id: str
     index: int
     url: str
-    product_uid: str
+    # None: a customer's image, checked for its type and that it can be read (no print area).
+    product_uid: str | None
     area: str
 
 

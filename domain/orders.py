@@ -503,6 +503,9 @@ class ItemState(StoredModel):
     personalization: StoredPersonalizationSpec | None = None
     personalization_status: PersonalizationStatus = PersonalizationStatus.NOT_REQUIRED
     personalization_values: dict[str, str] | None = None
+    # The checks of the customer's images (``image_url`` fields), by field name: whether each
+    # can be read and is a type printers take (there is no print area to measure it against).
+    image_checks: dict[str, FilePreflight] = Field(default_factory=dict)
 
 
 class Shipment(BaseModel):

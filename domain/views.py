@@ -18,23 +18,26 @@ from domain.orders import (
     EventType,
     FileState,
     Hold,
+    ItemState,
     OrderState,
     PersonalizationStatus,
     Price,
     Shipment,
     Status,
     StoredAddress,
-    StoredPersonalizationSpec,
     TimelineEvent,
     allowed_actions,
     editable_until,
 )
+from domain.preflight import FilePreflight
 
 
 class ItemPersonalization(BaseModel):
     fields: list[Any]
     status: PersonalizationStatus
     values: dict[str, str] | None
+    # The checks of the customer's images, by field name (docs/preflight.md).
+    image_checks: dict[str, FilePreflight] = {}
 
 
 class ItemPublic(BaseModel):
@@ -124,9 +127,7 @@ def order_public(
                 product_uid=i.product_uid,
                 quantity=i.quantity,
                 files=i.files,
-                personalization=_personalization(
-                    i.personalization, i.personalization_status, i.personalization_values
-                ),
+                personalization=_personalization(i),
             )
             for i in state.items
         ],
@@ -158,13 +159,13 @@ def order_public(
     )
 
 
-def _personalization(
-    spec: StoredPersonalizationSpec | None,
-    status: PersonalizationStatus,
-    values: dict[str, str] | None,
-) -> ItemPersonalization | None:
+def _personalization(item: ItemState) -> ItemPersonalization | None:
+    spec = item.personalization
     if spec is None:
         return None
     return ItemPersonalization(
-        fields=[f.model_dump() for f in spec.fields], status=status, values=values
+        fields=[f.model_dump() for f in spec.fields],
+        status=item.personalization_status,
+        values=item.personalization_values,
+        image_checks=item.image_checks,
     )

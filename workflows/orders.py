@@ -92,7 +92,7 @@ with workflow.unsafe.imports_passed_through():
         unchecked,
     )
     from domain.personalization import clean_values, validate_values
-    from domain.preflight import preflight_task_queue
+    from domain.preflight import FilePreflight, preflight_task_queue
     from domain.quotes import delivery_window, late_estimate, promise_dates
     from domain.schedule import describe_cutoff, next_cutoff
     from workflows import search_attributes as sa
@@ -597,7 +597,7 @@ class OrderWorkflow:
             detail["items"] = sorted(resolution.files)
         elif resolution.action == "proceed" and self._checks.blocking():
             detail["files_printed_as_they_are"] = [
-                f"{ref} file {index + 1}" for ref, index, _ in self._checks.blocking()
+                f"{t.item.item_reference_id} {t.label}" for t in self._checks.blocking()
             ]
             self._checks.proceed()
         await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold(detail))
@@ -635,6 +635,8 @@ class OrderWorkflow:
             if item.personalization_status is PersonalizationStatus.PENDING:
                 item.personalization_values = cleaned.get(item.item_reference_id, {})
                 item.personalization_status = PersonalizationStatus.COMPLETED
+                if self._input.preflight == "on":
+                    item.image_checks = _images_to_check(item)
         detail: dict[str, Any] = {"items": sorted(cleaned)}
         if state.approval == "manual":
             await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.PENDING_APPROVAL)
@@ -643,6 +645,7 @@ class OrderWorkflow:
             detail["cutoff_at"] = state.cutoff_at.isoformat()
             self._move_promise(state.cutoff_at, detail)
             await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.SCHEDULED)
+        self._checks.start()
         return update_answer(state)
 
     @complete_personalization.validator
@@ -1083,6 +1086,17 @@ _SHIPPABLE = (Status.IN_PRODUCTION, Status.PRINTED, Status.SHIPPED)
 _HOLDABLE = (Status.IN_PRODUCTION, Status.PRINTED)
 # Waiting for the facility's reports, with ``production_report_timeout``.
 _REPORTING = (Status.IN_PRODUCTION, Status.PRINTED)
+
+
+def _images_to_check(item: ItemState) -> dict[str, FilePreflight]:
+    """The customer's images of an item (its ``image_url`` values), each to be checked."""
+    assert item.personalization is not None
+    values = item.personalization_values or {}
+    return {
+        f.name: FilePreflight(status="pending")
+        for f in item.personalization.fields
+        if f.type == "image_url" and values.get(f.name)
+    }
 
 
 def _job_file(file: FileState) -> dict[str, str]:

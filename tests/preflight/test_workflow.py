@@ -20,6 +20,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.preflight import PreflightActivities
+from contracts.orders import PersonalizationSubmission
 from domain.catalog import load_catalog
 from domain.facilities import StoredSchedule
 from domain.orders import EventType, HoldKind, HoldResolution, OrderInput, Status
@@ -300,3 +301,59 @@ async def test_one_design_on_many_orders_is_downloaded_once(
     ]
     assert downloads == ["/design.pdf"]
     assert len(files.hits) == 5  # the others asked whether it changed (304)
+
+
+async def test_a_customer_image_is_checked_after_personalization(
+    env: WorkflowEnvironment, files: FileServer, checks: PreflightActivities
+) -> None:
+    """The customer's photo is not a print file with a print area, but it must be an image a
+    printer can read: random bytes hold the order before the cutoff, naming the field."""
+    rec = Recorder()
+    poster = files.file("/poster.pdf", GOOD)
+    photo = files.file("/photo.jpg", b"not an image at all", content_type="image/jpeg")
+    body = order_body(
+        items=[
+            {
+                "item_reference_id": "poster-1",
+                "product_uid": "poster_a3_matte",
+                "quantity": 1,
+                "files": [{"type": "default", "url": poster}],
+                "personalization": {
+                    "fields": [
+                        {"name": "photo", "label": "Your photo", "type": "image_url"},
+                        {"name": "caption", "label": "Caption", "type": "text"},
+                    ]
+                },
+            }
+        ]
+    )
+    async with order_worker(env.client, rec, [checks.check_print_file]) as tq:
+        now = await clear_of_a_cutoff(env)
+        inp = order_input(now, body=body).model_copy(update={"preflight": "on"})
+        handle = await start(env.client, tq, inp)
+        await env.sleep(timedelta(minutes=16))  # the link is e-mailed after 15 minutes
+        linked = await _until(handle, lambda s: s.link_id is not None)
+        answer = await handle.execute_update(
+            OrderWorkflow.complete_personalization,
+            PersonalizationSubmission(
+                link_id=linked.link_id, values={"poster-1": {"photo": photo, "caption": "Hi"}}
+            ),
+        )
+        assert answer.status is Status.SCHEDULED
+        held = await _until(handle, lambda s: s.status is Status.ON_HOLD)
+        item = held.items[0]
+        assert set(item.image_checks) == {"photo"}  # text values are not fetched
+        [check] = item.image_checks["photo"].checks
+        assert check.code == "unsupported_file_type"
+        assert held.hold.kind is HoldKind.FILE_ISSUE
+        assert "item poster-1, customer image 'photo'" in held.hold.description
+        assert item.files[0].preflight.status == "passed"
+        assert rec.jobs == []
+
+        answer = await handle.execute_update(
+            OrderWorkflow.resolve_hold, HoldResolution(action="proceed")
+        )
+        state = await state_of(handle)
+        assert state.items[0].image_checks["photo"].proceeded
+        await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+        assert (await state_of(handle)).status is Status.IN_PRODUCTION
