@@ -508,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
                 "PRINTFLOW_WORKER_METRICS_PORT": str(free_port("127.0.0.1")),
                 # Encrypted payloads, as `make run` and production have them.
                 "PRINTFLOW_PAYLOAD_KEYS": "bench:" + base64.b64encode(os.urandom(32)).decode(),
+                # Every order's print file is fetched and checked, as in production (the
+                # simulator serves it: ``bench.common.order_body``).
+                "PRINTFLOW_PREFLIGHT": "on",
             },
         )
         stack = Stack(config)

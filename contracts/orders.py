@@ -208,6 +208,7 @@ class FileCheck(BaseModel):
 
     order_id: str
     item_reference_id: str
+    # The file's place in the item's files; -1 for a customer's image.
     index: int
     url: str
     # None: a customer's image, checked for its type and that it can be read (no print area).

@@ -90,7 +90,9 @@ class StackConfig:
 
     @classmethod
     def ephemeral(cls, data_dir: Path, **overrides: Any) -> StackConfig:
-        """Free random ports and no Web UI: what tests want, so they never collide."""
+        """Free random ports and no Web UI: what tests want, so they never collide. The print
+        files' checks are off (tests' orders name made-up file URLs) unless ``env`` turns
+        them on (``PRINTFLOW_PREFLIGHT=on``, with files the stack serves)."""
         values: dict[str, Any] = {
             "temporal_port": 0,
             "ui_port": 0,
@@ -100,6 +102,7 @@ class StackConfig:
             "ui": False,
         }
         values.update(overrides)
+        values["env"] = {"PRINTFLOW_PREFLIGHT": "off", **overrides.get("env", {})}
         return cls(data_dir=data_dir, **values)
 
 

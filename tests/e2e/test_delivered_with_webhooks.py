@@ -45,6 +45,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             tmp_path / "stack",
             facilities_file=facilities,
             simulator=SimulatorOptions(printed_after=0.5, shipped_after=0.5, delivered_after=0.5),
+            env={"PRINTFLOW_PREFLIGHT": "on"},
         )
     )
     facilities.write_text(
@@ -102,8 +103,11 @@ async def test_a_simulated_order_is_delivered_and_every_webhook_verifies(
             return order if order["status"] == "delivered" else None
 
         order = await _poll("the simulated facility to deliver the order", delivered)
-        assert [e["type"] for e in order["events"]] == [
+        # On a busy machine the first cutoff may come before the file's check ends: the order
+        # then goes with the next one (``cutoff_postponed``).
+        assert [e["type"] for e in order["events"] if e["type"] != "cutoff_postponed"] == [
             "created",
+            "files_checked",
             "in_production",
             "printed",
             "shipment",

@@ -28,7 +28,7 @@ def test_a_worker_killed_during_submission_still_yields_one_job(tmp_path: Path) 
         tmp_path / "stack",
         facilities_file=facilities,
         simulator=SimulatorOptions(report_events=False, response_delay=4),
-        env={"PRINTFLOW_PRINT_SUBMIT_TIMEOUT": "6"},
+        env={"PRINTFLOW_PRINT_SUBMIT_TIMEOUT": "6", "PRINTFLOW_PREFLIGHT": "on"},
     )
     stack = Stack(config)
     facilities.write_text(

@@ -321,7 +321,7 @@ async def test_a_held_order_takes_no_control_character_in_replacement_files(api:
         )
         assert answer.status_code == 200, answer.text
         done = await api.until(key, order_id, lambda o: o["status"] == "in_production")
-        assert done["items"][0]["files"] == [file]
+        assert [{k: f[k] for k in file} for f in done["items"][0]["files"]] == [file]
 
 
 async def test_a_produced_order_takes_no_control_character_from_facility_or_merchant(

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,16 +25,6 @@ def png(width: int, height: int) -> bytes:
 # poster_a3_matte: 303 × 426 mm with its bleed; 150 dpi needs 1790 × 2516 pixels.
 LOW = png(859, 1208)
 GOOD = png(1790, 2516)
-
-
-@pytest.fixture
-async def files() -> AsyncIterator[FileServer]:
-    server = FileServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_a_72_dpi_poster_is_held_before_the_cutoff_and_a_fix_goes_to_print(

@@ -62,13 +62,8 @@ ERROR_BODY = b"private-detail-of-the-file-server-41c9"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FileServer]:
-    files = FileServer()
-    await files.start()
-    try:
-        yield files
-    finally:
-        await files.stop()
+def server(files: FileServer) -> FileServer:
+    return files
 
 
 @pytest.fixture

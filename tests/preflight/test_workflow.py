@@ -61,16 +61,6 @@ WRONG_SIZE = pdf(210, 297)
 
 
 @pytest.fixture
-async def files() -> AsyncIterator[FileServer]:
-    server = FileServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def checks() -> AsyncIterator[PreflightActivities]:
     async with httpx.AsyncClient() as http:
         fetcher = FileFetcher(
