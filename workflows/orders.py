@@ -771,8 +771,9 @@ class OrderWorkflow:
         while state.status is status:
             generation = self._generation
             due = self._promise_due()
-            promise_first = due is not None and due < asks_at
-            if due is not None and promise_first:
+            if due is not None and due >= asks_at:
+                due = None  # the report timeout comes first
+            if due is not None:
                 wake, summary = due, f"ship-by promise: shipped by {_hm(due)}"
             else:
                 wake, summary = asks_at, f"no report by {_hm(asks_at)}: ask {state.facility.name}"
@@ -784,7 +785,7 @@ class OrderWorkflow:
             ):
                 asks_at = workflow.now() + timeout  # a report came: the clock starts again
                 continue
-            if due is not None and promise_first:
+            if due is not None:
                 await self._mark_late(due)
                 continue
             await self._ask_facility(silent_for=timeout)

@@ -15,7 +15,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
 from contracts.orders import (
@@ -210,6 +210,17 @@ async def start(client: Client, task_queue: str, inp: OrderInput) -> WorkflowHan
     return await client.start_workflow(
         OrderWorkflow.run, inp, id=inp.order_id, task_queue=task_queue
     )
+
+
+async def replays(handle: WorkflowHandle[Any, Any]) -> None:
+    """Today's code rebuilds the run from its history, as a worker that died at any step of it
+    would have to: what the workflow did beside its waits was deterministic."""
+    from tests.conftest import suite_converter
+
+    replayer = Replayer(
+        workflows=[OrderWorkflow], workflow_runner=WORKFLOW_RUNNER, data_converter=suite_converter()
+    )
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:

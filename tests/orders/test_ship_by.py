@@ -31,6 +31,7 @@ from tests.helpers.workflows import (
     order_body,
     order_input,
     order_worker,
+    replays,
     sleep_until,
     start,
     state_of,
@@ -115,6 +116,7 @@ async def test_an_order_not_shipped_by_its_promise_is_late(env: WorkflowEnvironm
         assert shipped.shipments[0].promise_kept is False
         await env.sleep(timedelta(days=5))
         assert len(_late_events(rec)) == 1 and len(rec.delays) == 1
+        await replays(handle)
 
 
 async def test_an_order_shipped_in_time_keeps_its_promise(env: WorkflowEnvironment) -> None:
@@ -175,6 +177,7 @@ async def test_a_promise_waits_for_the_merchant_and_moves_with_the_approval(
         assert not (await state_of(handle)).late
         await env.sleep(timedelta(seconds=2))
         assert (await state_of(handle)).late and len(rec.delays) == 1
+        await replays(handle)
 
 
 async def test_a_canceled_order_is_never_late(env: WorkflowEnvironment) -> None:

@@ -6,7 +6,6 @@ the print job naming the bytes checked, a failure held before the cutoff and fix
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from domain.orders import EventType, HoldKind, HoldResolution, OrderInput, Statu
 from integrations.files import FileFetcher
 from runtime.settings import BUNDLED_CATALOG
 from tests.helpers.file_server import FileServer
+from tests.helpers.polling import apoll
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
@@ -34,6 +34,7 @@ from tests.helpers.workflows import (
     order_body,
     order_input,
     order_worker,
+    replays,
     sleep_until,
     start,
     state_of,
@@ -91,13 +92,13 @@ def _events(rec: Recorder) -> list[str]:
 
 
 async def _until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        state = await state_of(handle)
-        if pred(state):
-            return state
-        assert asyncio.get_running_loop().time() < deadline, "the workflow did not get there"
-        await asyncio.sleep(0.05)
+    """The order's state (a query) once ``pred`` holds of it."""
+
+    async def state() -> Any:
+        current = await state_of(handle)
+        return current if pred(current) else None
+
+    return await apoll("the order's workflow to get there", state, timeout=within)
 
 
 async def test_a_good_file_passes_and_the_job_names_the_bytes_checked(
@@ -156,6 +157,7 @@ async def test_a_failing_file_holds_the_order_before_the_cutoff_until_it_is_repl
         [job] = rec.jobs
         assert job.items[0].files[0]["url"] == fixed
         assert job.items[0].files[0]["sha256"] == hashlib.sha256(GOOD).hexdigest()
+        await replays(handle)
 
 
 async def test_proceed_prints_the_failed_file_as_it_is(
@@ -168,10 +170,7 @@ async def test_proceed_prints_the_failed_file_as_it_is(
             env.client, tq, _checked(order_input(await clear_of_a_cutoff(env)), url)
         )
         await _until(handle, lambda s: s.status is Status.ON_HOLD)
-        answer = await handle.execute_update(
-            OrderWorkflow.resolve_hold, HoldResolution(action="proceed")
-        )
-        file = answer.items[0].files[0] if answer.items else None
+        await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         resolved = [
             e.detail
             for p in rec.projections
@@ -180,8 +179,10 @@ async def test_proceed_prints_the_failed_file_as_it_is(
         ]
         assert resolved[0]["files_printed_as_they_are"] == ["poster-1 file 1"]
         state = await state_of(handle)
+        # Printed as it is, and still shown as what it is.
+        assert state.items[0].files[0].preflight.status == "failed"
         assert state.items[0].files[0].preflight.proceeded
-        assert file is None or file.preflight.status == "failed"
+        assert state.hold is None
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
         assert (await state_of(handle)).status is Status.IN_PRODUCTION
         assert rec.jobs[0].items[0].files[0]["sha256"] == hashlib.sha256(WRONG_SIZE).hexdigest()
@@ -226,6 +227,7 @@ async def test_a_cutoff_that_comes_while_a_file_is_checked_moves_to_the_next(
             await sleep_until(env, ready.cutoff_at + timedelta(seconds=1))
         assert (await state_of(handle)).status is Status.IN_PRODUCTION
         assert len(rec.jobs) == 1
+        await replays(handle)
 
 
 async def test_a_server_that_answers_503_is_asked_again_until_it_has_the_file(
@@ -268,10 +270,7 @@ async def test_one_design_on_many_orders_is_downloaded_once(
     env: WorkflowEnvironment, files: FileServer, checks: PreflightActivities
 ) -> None:
     rec = Recorder()
-    url = files.file("/design.pdf", GOOD)
-    files.answers["/design.pdf"] = files.answers["/design.pdf"].__class__(
-        GOOD, "application/pdf", '"v1"', None
-    )
+    url = files.file("/design.pdf", GOOD, etag='"v1"')
     async with order_worker(env.client, rec, [checks.check_print_file]) as tq:
         now = await clear_of_a_cutoff(env)
         handles = [
