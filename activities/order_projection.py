@@ -24,6 +24,7 @@ from activities.read_model import insert_once, write_newer
 from contracts.orders import Projection, with_large_parts
 from db.models import Order, OrderEvent
 from domain.orders import OrderState
+from domain.portal import search_columns
 
 if TYPE_CHECKING:
     from activities.webhooks.emitter import WebhookEmitter
@@ -64,6 +65,7 @@ class ProjectionActivities:
                 cutoff_at=state.cutoff_at,
                 ships_by=state.ships_by,
                 shipped_at=state.shipments[0].shipped_at if state.shipments else None,
+                **search_columns(state.shipping_address),
             )
             events = [
                 {

@@ -59,7 +59,7 @@ from db.models import IdempotentRequest
 log = logging.getLogger("printflow.api")
 
 ABANDONED_AFTER = timedelta(seconds=60)
-SHOWN_ONCE = frozenset({"api_key", "webhook_secret", "token"})
+SHOWN_ONCE = frozenset({"api_key", "webhook_secret", "token", "owner_invite_url"})
 WITHHELD = "(shown once, in the first answer; not kept)"
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 _KEY = re.compile(rb"[\x21-\x7e]{1,200}")

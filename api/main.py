@@ -17,6 +17,7 @@ from api.metrics import MetricsMiddleware
 from api.pages import console as console_pages
 from api.pages import contacts as contact_pages
 from api.pages import personalization as personalization_pages
+from api.pages import portal as portal_pages
 from api.perimeter import AuthFailures, BodyLimit, RateLimits, parse_count, parse_rate
 from api.pruning import prune_forever
 from api.relay import CaseStarter, ContactStarter, OrderStarter
@@ -159,6 +160,7 @@ def create_app(
     app.include_router(standards.router)
     app.include_router(personalization_pages.router)
     app.include_router(console_pages.router)
+    app.include_router(portal_pages.router)
     app.include_router(contact_pages.router)
     app.include_router(codec.router)
     return app

@@ -20,9 +20,10 @@ outside the idempotency middleware, the guards and the routes):
   exempt: operator secrets, used by scripts that create merchants in bulk and by the Web UI.
   Requests without any of these (health probes, the customer's pages) are not limited here.
 - ``AuthFailures``: failed authentications count per client address, ``AUTH_FAILURE_LIMIT``
-  (``20/minute``): a 401 anywhere (API, ``/metrics``, the console's sign-in, ``/codec`` and its
-  sign-in), a 404 on a path whose token is the credential (``/c/``, ``/p/``,
-  ``/v1/personalization/``: an unknown link) and a wrong ``X-Admin-Token`` (a 403, marked by
+  (``20/minute``): a 401 anywhere (API, ``/metrics``, the console's and the portal's sign-in,
+  ``/codec`` and its sign-in), a 404 on a path whose token is the credential (``/c/``, ``/p/``,
+  ``/v1/personalization/``, ``/portal/invite/``, ``/portal/reset/``: an unknown link) and a
+  wrong ``X-Admin-Token`` (a 403, marked by
   ``failed_authentication``). Beyond the limit, a failure is answered 429
   ``too_many_failed_authentications`` with ``Retry-After`` instead (an HTML page on the pages),
   whatever it carried. Only failures are refused: a request whose credential is valid is
@@ -65,10 +66,10 @@ TOO_MANY_FAILURES = "too_many_failed_authentications"
 # Whose requests are limited, by the header that carries the credential; every one present.
 LIMITED_CREDENTIALS = frozenset({b"x-api-key", b"authorization", b"x-agent-token"})
 # Paths whose token is the credential: a 404 there is an unknown token, a failed authentication.
-TOKEN_PATHS = ("/c/", "/p/", "/v1/personalization/")
+TOKEN_PATHS = ("/c/", "/p/", "/v1/personalization/", "/portal/invite/", "/portal/reset/")
 _AUTH_FAILED = "auth_failed"
 # Pages answer a page; the rest (the API, the codec's endpoints) the JSON envelope.
-_PAGE_PREFIXES = ("/c/", "/p/", "/support")
+_PAGE_PREFIXES = ("/c/", "/p/", "/support", "/portal")
 _PAGE_PATHS = frozenset({"/codec", "/codec/session"})
 # Operator endpoints: the admin API and the payload codec (the Web UI decodes in bursts).
 _EXEMPT_PREFIXES = ("/v1/admin/", "/codec")

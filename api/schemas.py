@@ -50,6 +50,13 @@ __all__ = [
 # ---------------------------------------------------------------------------- merchants
 
 
+class PortalOwner(InputModel):
+    """The merchant's first portal user, role ``owner``: invited by e-mail to set a password."""
+
+    email: Email
+    name: str = Field(min_length=1, max_length=200)
+
+
 class MerchantCreate(InputModel):
     name: str = Field(min_length=1, max_length=200)
     support_email: Email
@@ -62,6 +69,11 @@ class MerchantCreate(InputModel):
     )
     timezone: TimezoneName = Field(default="UTC", description="IANA name, e.g. Europe/Berlin")
     country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
+    owner: PortalOwner | None = Field(
+        default=None,
+        description="the first user of the merchant portal (/portal), as owner; the answer "
+        "holds their invite link, which is also e-mailed to them",
+    )
 
 
 class MerchantUpdate(InputModel):
@@ -102,6 +114,11 @@ class MerchantPublic(BaseModel):
 class MerchantCreated(MerchantPublic):
     api_key: str = Field(description="shown once; printflow keeps only its hash")
     webhook_secret: str = Field(description="shown once; signs the webhooks sent to you")
+    owner_invite_url: str | None = Field(
+        default=None,
+        description="with an owner: the link where they set their password (once, for 7 days); "
+        "shown once",
+    )
 
 
 class ApiKeyRotated(BaseModel):

@@ -101,6 +101,48 @@ class Agent(SQLModel, table=True):
     idempotency_ref: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
+class MerchantUser(SQLModel, table=True):
+    """A person of a merchant's team, signing in to the portal (``/portal``, docs/portal.md)
+    with e-mail and password. The e-mail is unique across merchants and stored lowercased; the
+    password hash (argon2, ``pwdlib``) is None until the invite link was used."""
+
+    __tablename__ = "merchant_users"
+
+    id: str = Field(primary_key=True, max_length=40)
+    merchant_id: str = Field(foreign_key="merchants.id", index=True, max_length=40)
+    email: str = Field(max_length=320, unique=True, index=True)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=20)  # domain.portal.Role
+    password_hash: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _utc(nullable=False)
+
+
+class PortalSession(SQLModel, table=True):
+    """A signed-in browser: the cookie is signed and names the session; the row is what makes
+    it valid, so signing out, a new password, a changed role or a removal ends it at once."""
+
+    __tablename__ = "portal_sessions"
+
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the session's random id
+    user_id: str = Field(index=True, max_length=40)
+    created_at: datetime = _utc(nullable=False)
+    expires_at: datetime = _utc(nullable=False)
+
+
+class PortalToken(SQLModel, table=True):
+    """A link sent by e-mail: an invite (set your password) or a password reset. Single use,
+    expiring; kept as the sha256 of the token the link carries."""
+
+    __tablename__ = "portal_tokens"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(index=True, max_length=40)
+    purpose: str = Field(max_length=10)  # "invite" | "reset"
+    created_at: datetime = _utc(nullable=False)
+    expires_at: datetime = _utc(nullable=False)
+    used_at: datetime | None = _utc(nullable=True)
+
+
 class RequestLog(SQLModel, table=True):
     """A merchant's request that was answered 400 or above: what support sees of it.
 
@@ -147,6 +189,10 @@ class Order(SQLModel, table=True):
     # The ship-by promise and when the first package left (None: no promise, not shipped).
     ships_by: datetime | None = _utc(nullable=True)
     shipped_at: datetime | None = _utc(nullable=True)
+    # What the portal's order search matches (``/portal/orders``): the shipping country and the
+    # customer's names and e-mail, lowercased (``domain.portal.customer_search_text``).
+    country: str | None = Field(default=None, max_length=2)
+    customer: str | None = Field(default=None, max_length=700)
     # The last projected workflow state (domain.orders.OrderState as JSON).
     state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     version: int = 0

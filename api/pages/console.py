@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,8 +32,9 @@ from starlette.datastructures import FormData
 
 from api.deps import SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.errors import ApiError
-from api.pages.html import render, secure
+from api.pages.html import render, secure, when
 from api.services import cases, console
+from api.services.sessions import Session, Signer
 from db.engine import utcnow
 from db.models import Agent
 from domain.cases import AgentMessageCreate, Queue, SlaState
@@ -67,10 +68,10 @@ DONE = {
 }
 
 
-def signer(request: Request) -> console.Signer:
+def signer(request: Request) -> Signer:
     """The app's signer: ``SESSION_SECRET``, or a random secret made once per process."""
     state = request.app.state
-    found: console.Signer | None = getattr(state, "console_signer", None)
+    found: Signer | None = getattr(state, "console_signer", None)
     if found is None:
         settings: Settings = state.settings
         secret = (
@@ -78,7 +79,7 @@ def signer(request: Request) -> console.Signer:
             if settings.session_secret
             else secrets.token_bytes(32)
         )
-        found = state.console_signer = console.Signer(secret)
+        found = state.console_signer = Signer(secret)
     return found
 
 
@@ -104,11 +105,11 @@ def _set_cookie(
 # ---------------------------------------------------------------------------- sign-in
 
 
-async def _signed_in(request: Request, db: SessionDep) -> tuple[console.Session, Agent] | None:
+async def _signed_in(request: Request, db: SessionDep) -> tuple[Session, Agent] | None:
     session = signer(request).read(request.cookies.get(COOKIE), utcnow())
     if session is None:
         return None
-    agent = await console.active_agent(db, session.agent_id)
+    agent = await console.active_agent(db, session.subject)
     return (session, agent) if agent is not None else None
 
 
@@ -144,7 +145,7 @@ def _login_page(
     sign = signer(request)
     session = sign.read(request.cookies.get(LOGIN_COOKIE), utcnow())
     value = None
-    if session is None or session.agent_id != console.ANONYMOUS:
+    if session is None or session.subject != console.ANONYMOUS:
         value, session = sign.issue(console.ANONYMOUS, utcnow(), console.LOGIN_LIFETIME)
     response = render(
         templates,
@@ -170,7 +171,7 @@ async def login(request: Request, db: SessionDep, settings: SettingsDep) -> Resp
     session = sign.read(request.cookies.get(LOGIN_COOKIE), utcnow())
     if (
         session is None
-        or session.agent_id != console.ANONYMOUS
+        or session.subject != console.ANONYMOUS
         or not sign.csrf_ok(session, _text(form, "csrf"))
     ):
         return _forbidden(request, signed_in=False)
@@ -256,7 +257,7 @@ async def queue_page(request: Request, db: SessionDep, support: SupportDep) -> R
             "priority": r.case.priority.value,
             "status": r.case.status.value,
             "sla": _sla(r.case.sla.state),
-            "due": _when(r.due_at, now, zone),
+            "due": when(r.due_at, now, zone),
             "assignee": r.assignee_name,
         }
         for r in page.rows
@@ -411,7 +412,7 @@ def _first_error(err: ValidationError) -> str:
 
 def _case(
     request: Request,
-    session: console.Session,
+    session: Session,
     agent: Agent,
     support: SupportDep,
     view: console.CaseView,
@@ -434,7 +435,7 @@ def _case(
                 if m.author_kind == "agent"
                 else "printflow (system)"
             ),
-            "at": _when(m.created_at, now, zone),
+            "at": when(m.created_at, now, zone),
             "body": m.body,
             "attachments": m.attachments,
         }
@@ -447,7 +448,7 @@ def _case(
             "route": r.route,
             "status": r.status,
             "error_code": r.error_code or "–",
-            "at": _when(r.created_at, now, zone),
+            "at": when(r.created_at, now, zone),
         }
         for r in case.requests
     ]
@@ -460,10 +461,10 @@ def _case(
             "case": case,
             "view": view,
             "sla": _sla(case.sla.state),
-            "due": _when(view.due_at, now, zone),
-            "first_due": _when(case.sla.first_response_due_at, now, zone),
-            "next_due": _when(case.sla.next_response_due_at, now, zone),
-            "created": _when(case.created_at, now, zone),
+            "due": when(view.due_at, now, zone),
+            "first_due": when(case.sla.first_response_due_at, now, zone),
+            "next_due": when(case.sla.next_response_due_at, now, zone),
+            "created": when(case.created_at, now, zone),
             "messages": messages,
             "requests": requests,
             "notice": notice,
@@ -488,7 +489,7 @@ def _case(
 
 def _page(
     request: Request,
-    session: console.Session,
+    session: Session,
     agent: Agent,
     template: str,
     context: dict[str, Any],
@@ -500,7 +501,7 @@ def _page(
 
 def _message(
     request: Request,
-    session: console.Session | None,
+    session: Session | None,
     agent: Agent | None,
     status_code: int,
     heading: str,
@@ -516,7 +517,7 @@ def _forbidden(
     request: Request,
     *,
     signed_in: bool,
-    session: console.Session | None = None,
+    session: Session | None = None,
     agent: Agent | None = None,
 ) -> HTMLResponse:
     again = (
@@ -538,9 +539,7 @@ def _forbidden(
     )
 
 
-def _not_found(
-    request: Request, session: console.Session, agent: Agent, err: ApiError
-) -> HTMLResponse:
+def _not_found(request: Request, session: Session, agent: Agent, err: ApiError) -> HTMLResponse:
     return _message(request, session, agent, err.status_code, "Case not found", [err.message])
 
 
@@ -562,35 +561,3 @@ def _zone_name(support: SupportDep) -> str:
 
 def _sla(state: SlaState) -> dict[str, str]:
     return {"state": state.value, "word": SLA_WORDS[state]}
-
-
-def _when(at: datetime | None, now: datetime, zone: tzinfo) -> dict[str, str] | None:
-    """A time as ``<time>`` shows it: ISO for machines, words relative to now, and absolute in
-    the support calendar's time zone."""
-    if at is None:
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    local = at.astimezone(zone)
-    delta = at - now
-    if abs(delta) < timedelta(minutes=1):
-        relative = "now"
-    elif delta > timedelta(0):
-        relative = f"in {_span(delta)}"
-    else:
-        relative = f"{_span(-delta)} ago"
-    return {
-        "iso": at.isoformat(),
-        "relative": relative,
-        "absolute": local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or ""),
-    }
-
-
-def _span(delta: timedelta) -> str:
-    """The two largest units: "2 days 3 hours", "4 hours 10 minutes", "25 minutes"."""
-    minutes = int(delta.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
-    words = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in parts if n]
-    return " ".join(words[:2]) or "less than a minute"

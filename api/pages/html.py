@@ -4,6 +4,7 @@ that keep it from loading anything else, being framed, cached, indexed or leakin
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from fastapi import Request
@@ -44,3 +45,35 @@ def secure(response: Response) -> Response:
     """The same headers on an answer without a page (a redirect)."""
     response.headers.update(page_headers(None))
     return response
+
+
+def when(at: datetime | None, now: datetime, zone: tzinfo) -> dict[str, str] | None:
+    """A time as ``<time>`` shows it: ISO for machines, words relative to now, and absolute in
+    ``zone``."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    local = at.astimezone(zone)
+    delta = at - now
+    if abs(delta) < timedelta(minutes=1):
+        relative = "now"
+    elif delta > timedelta(0):
+        relative = f"in {span(delta)}"
+    else:
+        relative = f"{span(-delta)} ago"
+    return {
+        "iso": at.isoformat(),
+        "relative": relative,
+        "absolute": local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or ""),
+    }
+
+
+def span(delta: timedelta) -> str:
+    """The two largest units: "2 days 3 hours", "4 hours 10 minutes", "25 minutes"."""
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    words = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in parts if n]
+    return " ".join(words[:2]) or "less than a minute"

@@ -3,7 +3,7 @@ and the support team's agents. Guarded by ``X-Admin-Token``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 
 from api.deps import AdminDep, IdempotencyRefDep, SessionDep, SettingsDep
 from api.schemas import (
@@ -18,7 +18,7 @@ from api.schemas import (
     MerchantUpdate,
     WebhookSecretRotated,
 )
-from api.services import agents, merchants
+from api.services import agents, merchants, portal
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
 
@@ -30,16 +30,39 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
     responses={
         422: {
             "description": "unknown plan, time zone or country, a webhook_url that is not a "
-            "public https address, or a bad field"
+            "public https address, an owner e-mail that already has a portal account, or a bad "
+            "field"
         }
     },
 )
 async def create_merchant(
-    body: MerchantCreate, session: SessionDep, settings: SettingsDep, ref: IdempotencyRefDep
+    body: MerchantCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    ref: IdempotencyRefDep,
+    tasks: BackgroundTasks,
 ) -> MerchantCreated:
-    return await merchants.create_merchant(
-        session, body, allow_private_webhooks=settings.webhook_allow_private, idempotency_ref=ref
+    created = await merchants.create_merchant(
+        session,
+        body,
+        allow_private_webhooks=settings.webhook_allow_private,
+        idempotency_ref=ref,
+        public_base_url=settings.public_base_url,
     )
+    if body.owner is not None and created.owner_invite_url is not None:
+        # After the answer: a slow or refusing mail server neither delays nor fails the create
+        # (the answer holds the link; a failure is logged).
+        tasks.add_task(
+            portal.send_link_url,
+            settings,
+            str(body.owner.email),
+            body.owner.name,
+            "owner",
+            created.name,
+            portal.INVITE,
+            created.owner_invite_url,
+        )
+    return created
 
 
 @router.patch(

@@ -28,9 +28,11 @@ from api.schemas import (
     MerchantUpdate,
     WebhookSecretRotated,
 )
+from api.services import portal
 from api.services.credentials import hash_credential, new_credential
 from db.engine import utcnow
 from db.models import Agent, Merchant
+from domain.portal import Role
 from domain.webhook_urls import addresses_problem, literal_address, url_problem
 
 RESOLVE_TIMEOUT = 3.0
@@ -75,6 +77,7 @@ async def create_merchant(
     *,
     allow_private_webhooks: bool = False,
     idempotency_ref: str | None = None,
+    public_base_url: str = "",
 ) -> MerchantCreated:
     """A new merchant, its API key and webhook secret shown once. A create that runs again
     with the same Idempotency-Key (its stored answer was lost) answers the merchant the first
@@ -85,11 +88,17 @@ async def create_merchant(
         ).first()
         if made is not None:
             return MerchantCreated(
-                **public(made).model_dump(), api_key=WITHHELD, webhook_secret=WITHHELD
+                **public(made).model_dump(),
+                api_key=WITHHELD,
+                webhook_secret=WITHHELD,
+                owner_invite_url=WITHHELD if body.owner is not None else None,
             )
     if body.webhook_url is not None:
         await check_webhook_url(str(body.webhook_url), allow_private=allow_private_webhooks)
+    if body.owner is not None and await portal.user_by_email(session, body.owner.email):
+        raise _invalid("owner", "this e-mail address already has a portal account")
     api_key = new_credential("pf_")
+    now = utcnow()
     merchant = Merchant(
         id="mer_" + uuid.uuid4().hex,
         name=body.name,
@@ -99,18 +108,26 @@ async def create_merchant(
         api_key_hash=hash_credential(api_key),
         api_key_prefix=api_key[:10],
         webhook_secret=new_credential("whsec_"),
-        created_at=utcnow(),
+        created_at=now,
         plan=body.plan.value,
         timezone=body.timezone,
         country=body.country,
         idempotency_ref=idempotency_ref,
     )
     session.add(merchant)
+    invite_url = None
+    if body.owner is not None:
+        await session.flush()  # the merchant's row first: the owner's refers to it
+        owner = portal.new_user(merchant.id, body.owner.email, body.owner.name, Role.OWNER, now)
+        session.add(owner)
+        token = portal.add_link(session, owner.id, portal.INVITE, now)
+        invite_url = portal.link_url(public_base_url, portal.INVITE, token)
     await session.commit()
     return MerchantCreated(
         **public(merchant).model_dump(),
         api_key=api_key,
         webhook_secret=merchant.webhook_secret,
+        owner_invite_url=invite_url,
     )
 
 

@@ -41,6 +41,7 @@ from domain.orders import (
 from domain.orders import (
     created_event as created_event_of,
 )
+from domain.portal import search_columns
 from domain.schedule import describe_cutoff
 from domain.support_ids import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.views import order_public
@@ -188,6 +189,7 @@ async def _insert(
         facility_id=facility.id,
         cutoff_at=state.cutoff_at,
         ships_by=state.ships_by,
+        **search_columns(state.shipping_address),
         state=state.model_dump(mode="json"),
         version=state.version,
         created_at=received_at,
