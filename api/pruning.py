@@ -11,7 +11,8 @@
 - ``quotes``: a quote is kept ``IDEMPOTENCY_TTL`` after its ``expires_at``. An order naming an
   expired quote is refused anyway (422 ``quote_expired``), and a retry of an order already
   created is answered from the order, never from its quote; keeping the row that long only means
-  that a late caller still hears ``quote_expired``, not ``unknown_quote``, meanwhile.
+  that a late caller still hears ``quote_expired``, not ``unknown_quote``, meanwhile;
+- the portal's sessions once expired, and its e-mailed links a day after they expired.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from db.models import (
     IdempotentRequest,
     Order,
     OrderStart,
+    PortalSession,
+    PortalToken,
     Quote,
     RequestLog,
     SupportCase,
@@ -123,6 +126,19 @@ async def _started(client: Client, workflow_id: str) -> bool:
     return True
 
 
+async def prune_portal(session: AsyncSession, now: datetime | None = None) -> int:
+    """Deletes expired portal sessions and links a day past their end; returns how many."""
+    now = now or utcnow()
+    ended: Any = await session.exec(
+        delete(PortalSession).where(col(PortalSession.expires_at) <= now)
+    )
+    links: Any = await session.exec(
+        delete(PortalToken).where(col(PortalToken.expires_at) <= now - timedelta(days=1))
+    )
+    await session.commit()
+    return int(ended.rowcount or 0) + int(links.rowcount or 0)
+
+
 async def prune_forever(
     sessions: Callable[[], AsyncSession],
     client: Client | None = None,
@@ -144,6 +160,10 @@ async def prune_forever(
                 pruned = await prune_quotes(session, idempotency_ttl)
             if pruned:
                 log.info("pruned %d quotes expired more than %s ago", pruned, idempotency_ttl)
+            async with sessions() as session:
+                pruned = await prune_portal(session)
+            if pruned:
+                log.info("pruned %d expired portal sessions and links", pruned)
             if client is not None:
                 pruned = await prune_outboxes(sessions, client, idempotency_ttl)
                 if pruned:

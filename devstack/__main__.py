@@ -27,6 +27,7 @@ from simulator.samples import LOW_RESOLUTION as LOW_RESOLUTION_SAMPLE
 
 DEMO_MERCHANT = {"name": "Demo Shop", "support_email": "support@demo-shop.example"}
 DEMO_AGENT = {"name": "Demo Agent", "email": "agent@printflow.example"}
+DEMO_OWNER = {"email": "owner@demo-shop.example", "name": "Dana Demo"}
 
 EXAMPLE_ORDER = {
     "order_reference_id": "demo-1",
@@ -194,7 +195,10 @@ def _demo_merchant(stack: Stack, data_dir: Path) -> dict[str, Any] | None:
     if isinstance(saved, dict) and saved.get("api_key") and _key_works(stack, saved["api_key"]):
         return saved
     try:
-        merchant = stack.create_merchant(**DEMO_MERCHANT)
+        merchant = stack.create_merchant(**DEMO_MERCHANT, owner=DEMO_OWNER)
+        password = secrets.token_urlsafe(12)
+        stack.accept_invite(merchant["owner_invite_url"], password)
+        merchant["owner_password"] = password
     except StackError as error:
         print(f"devstack: no demo merchant: {error}", file=sys.stderr)
         return None
@@ -271,6 +275,12 @@ def _banner(
         if api_key
         else "not available (see the message above)"
     )
+    owner_password = merchant.get("owner_password") if merchant else None
+    owner_line = (
+        f"{DEMO_OWNER['email']}, password {owner_password}"
+        if owner_password
+        else "not available (see the message above)"
+    )
     agent_token = agent.get("token") if agent else None
     agent_line = (
         f"{DEMO_AGENT['name']}, token {agent_token}"
@@ -303,6 +313,8 @@ def _banner(
             "the UI's codec settings)",
             f"  Metrics token       {stack.metrics_token}   ({api}/metrics, Authorization: Bearer)",
             f"  Demo merchant       {key_line}",
+            f"  Merchant portal     {api}/portal   (sign in as the demo owner)",
+            f"  Demo owner          {owner_line}",
             f"  Support console     {api}/support   (sign in with the demo agent's token)",
             f"  Demo agent          {agent_line}",
             f"  Cutoffs             {_schedule_line(config.facilities_file)}",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -393,11 +394,15 @@ class Stack(ProcessManager):
         support_email: str,
         approval: str = "auto",
         webhook_url: str | None = None,
+        owner: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Create a merchant through the admin API; the answer holds its (only) ``api_key``."""
+        """Create a merchant through the admin API; the answer holds its (only) ``api_key``, and
+        with an ``owner`` ({email, name}) their portal invite link."""
         body: dict[str, Any] = {"name": name, "support_email": support_email, "approval": approval}
         if webhook_url is not None:
             body["webhook_url"] = webhook_url
+        if owner is not None:
+            body["owner"] = owner
         try:
             response = httpx.post(
                 f"{self.api_url}/v1/admin/merchants",
@@ -413,6 +418,21 @@ class Stack(ProcessManager):
             )
         result: dict[str, Any] = response.json()
         return result
+
+    def accept_invite(self, invite_url: str, password: str) -> None:
+        """Sets a portal user's password through their invite link, as a browser would."""
+        path = "/portal/" + invite_url.split("/portal/", 1)[1]
+        try:
+            with httpx.Client(base_url=self.api_url, timeout=30.0) as browser:
+                form = browser.get(path)
+                found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+                if form.status_code != 200 or found is None:
+                    raise StackError(f"the invite page answered HTTP {form.status_code}")
+                done = browser.post(path, data={"csrf": found.group(1), "password": password})
+        except httpx.HTTPError as error:
+            raise StackError(f"accepting the invite failed: {error}") from error
+        if done.status_code != 303:
+            raise StackError(f"setting the password failed: HTTP {done.status_code}")
 
     def create_agent(self, name: str, email: str, role: str = "agent") -> dict[str, Any]:
         """Create a support agent through the admin API; the answer holds its (only) ``token``."""

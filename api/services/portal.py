@@ -315,16 +315,6 @@ async def end_session(db: AsyncSession, session: Session) -> None:
     await db.commit()
 
 
-async def prune(db: AsyncSession, now: datetime) -> int:
-    """Deletes expired sessions and links older than a day past their end; returns how many."""
-    sessions = await db.exec(delete(PortalSession).where(col(PortalSession.expires_at) <= now))  # type: ignore[call-overload]
-    links = await db.exec(
-        delete(PortalToken).where(col(PortalToken.expires_at) <= now - timedelta(days=1))
-    )  # type: ignore[call-overload]
-    await db.commit()
-    return int(sessions.rowcount or 0) + int(links.rowcount or 0)
-
-
 # ---------------------------------------------------------------------------- e-mails
 
 

@@ -13,8 +13,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from api.pruning import prune_idempotency, prune_outboxes, prune_quotes
-from db.models import IdempotentRequest, Order, OrderStart, Quote
+from api.pruning import prune_idempotency, prune_outboxes, prune_portal, prune_quotes
+from db.models import (
+    IdempotentRequest,
+    MerchantUser,
+    Order,
+    OrderStart,
+    PortalSession,
+    PortalToken,
+    Quote,
+)
 from tests.helpers.api import Api, order_json, started
 
 TTL = timedelta(hours=24)
@@ -83,6 +91,47 @@ async def test_quotes_are_deleted_a_ttl_after_they_expired(api: Api) -> None:
         assert await prune_quotes(session, TTL, now=now) == 1
         left = set((await session.exec(select(Quote.id))).all())
     assert left == set(kept)
+
+
+async def test_portal_sessions_go_when_expired_and_links_a_day_after(api: Api) -> None:
+    merchant = await api.merchant()
+    # Days ahead, as above: the API's own pruning loop leaves these rows to the call under test.
+    now = datetime.now(UTC) + timedelta(days=10)
+    async with api.app.state.sessions() as session:
+        session.add(
+            MerchantUser(
+                id="usr_1",
+                merchant_id=merchant["id"],
+                email="u@shop.example",
+                name="U",
+                role="owner",
+                created_at=now - timedelta(days=9),
+            )
+        )
+        for sid, expires_at in {"ended": now, "live": now + timedelta(minutes=1)}.items():
+            session.add(
+                PortalSession(
+                    id=sid,
+                    user_id="usr_1",
+                    created_at=now - timedelta(hours=12),
+                    expires_at=expires_at,
+                )
+            )
+        links = {"gone": now - timedelta(days=1), "kept": now - timedelta(hours=23)}
+        for link, expires_at in links.items():
+            session.add(
+                PortalToken(
+                    id=link,
+                    user_id="usr_1",
+                    purpose="reset",
+                    created_at=expires_at - timedelta(hours=1),
+                    expires_at=expires_at,
+                )
+            )
+        await session.commit()
+        assert await prune_portal(session, now=now) == 2
+        assert (await session.exec(select(PortalSession.id))).all() == ["live"]
+        assert (await session.exec(select(PortalToken.id))).all() == ["kept"]
 
 
 async def test_outbox_rows_of_started_workflows_are_deleted_after_the_ttl_never_the_others(
