@@ -18,7 +18,14 @@ from api.pages import console as console_pages
 from api.pages import contacts as contact_pages
 from api.pages import personalization as personalization_pages
 from api.pages import portal as portal_pages
-from api.perimeter import AuthFailures, BodyLimit, RateLimits, parse_count, parse_rate
+from api.perimeter import (
+    AuthFailures,
+    BodyLimit,
+    Limiter,
+    RateLimits,
+    parse_count,
+    parse_rate,
+)
 from api.pruning import prune_forever
 from api.relay import CaseStarter, ContactStarter, OrderStarter
 from api.request_ids import RequestIds
@@ -135,10 +142,16 @@ def create_app(
     # Outside everything that reads a body: failed authentications per address, the body
     # limit, and outermost the rate limit per credential (a 413 counts against it too).
     perimeter = settings or get_settings()
-    app.add_middleware(AuthFailures, rate=parse_count(perimeter.auth_failure_limit))
+    # One set of counts (RATE_LIMIT_STORAGE) for the perimeter and the portal's sign-in.
+    limiter = app.state.limiter = Limiter(perimeter.rate_limit_storage)
+    app.add_middleware(
+        AuthFailures, rate=parse_count(perimeter.auth_failure_limit), limiter=limiter
+    )
     app.add_middleware(BodyLimit, max_bytes=perimeter.max_body_bytes)
     app.add_middleware(
-        RateLimits, rate=parse_rate(perimeter.rate_limit, perimeter.rate_limit_burst)
+        RateLimits,
+        rate=parse_rate(perimeter.rate_limit, perimeter.rate_limit_burst),
+        limiter=limiter,
     )
     if process:
         app.add_middleware(StartupGate, settings=settings or get_settings())

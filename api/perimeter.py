@@ -31,12 +31,14 @@ outside the idempotency middleware, the guards and the routes):
   or an operator out. A failure costs its lookup and writes nothing (no idempotency row, no
   request-log row: ``api.idempotency`` claims a key only for an authenticated caller).
 
-The limiters are the ``limits`` library's moving window, in memory: a rate R per second with
-burst B becomes "at most B requests in any B/R seconds" (40 in any 2 s for the defaults), which
-allows the burst and holds the average to R; ``20/minute`` of failures is "at most 20 in any
-60 s". The counts live in each API process: with N replicas behind a load balancer a key gets up
-to N times the rate. The address is the connection's (``scope["client"]``): behind a proxy, run
-uvicorn with ``--proxy-headers`` and ``--forwarded-allow-ips`` so it is the caller's.
+The limiters are the ``limits`` library's moving window: a rate R per second with burst B
+becomes "at most B requests in any B/R seconds" (40 in any 2 s for the defaults), which allows
+the burst and holds the average to R; ``20/minute`` of failures is "at most 20 in any 60 s".
+The counts live where ``RATE_LIMIT_STORAGE`` says (``Limiter``): ``memory://``, each API
+process's own (with N replicas behind a load balancer a key gets up to N times the rate), or
+``redis://host:6379``, the library's Redis storage, shared by every process on it.
+The address is the connection's (``scope["client"]``): behind a proxy, run uvicorn with
+``--proxy-headers`` and ``--forwarded-allow-ips`` so it is the caller's.
 
 Each refusal is marked in ``scope["state"]["refusal"]`` (``rate_limited``,
 ``too_many_failed_authentications``, ``body_too_large``) for ``/metrics`` and the access log
@@ -46,19 +48,23 @@ Each refusal is marked in ``scope["state"]["refusal"]`` (``rate_limited``,
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import envelope
+
+log = logging.getLogger("printflow.api")
 
 BODY_TOO_LARGE = "body_too_large"
 RATE_LIMITED = "rate_limited"
@@ -185,14 +191,66 @@ class BodyLimit:
             await _too_large(limit)(scope, receive, send)
 
 
+def limit_storage(uri: str) -> Storage:
+    """``RATE_LIMIT_STORAGE``: ``memory://`` (this process) or ``redis://…`` (shared)."""
+    if uri.startswith("memory://"):
+        return MemoryStorage()
+    storage = storage_from_string("async+" + uri, key_prefix="printflow")
+    assert isinstance(storage, Storage)
+    return storage
+
+
+class Limiter:
+    """Moving-window counts on ``RATE_LIMIT_STORAGE``, shared by the perimeter's limits and
+    the portal's sign-in. With Redis every API process on it counts together, so N processes
+    give a caller the limit once, not N times. A storage that does not answer lets the request
+    through (logged at most once a minute): a limit protects the system, and an outage of its
+    counter must not refuse every caller."""
+
+    def __init__(self, uri: str = "memory://") -> None:
+        self.storage = limit_storage(uri)
+        self._limiter = MovingWindowRateLimiter(self.storage)
+        self._complained = 0.0
+
+    async def hit(self, item: RateLimitItem, space: str, key: str) -> bool:
+        """Counts one; False when the window was already full."""
+        try:
+            return await self._limiter.hit(item, space, key)
+        except Exception as err:  # noqa: BLE001 - any storage failure lets the request through
+            self._complain(err)
+            return True
+
+    async def test(self, item: RateLimitItem, space: str, key: str) -> bool:
+        """Whether one more would fit, without counting it."""
+        try:
+            return await self._limiter.test(item, space, key)
+        except Exception as err:  # noqa: BLE001 - as in hit
+            self._complain(err)
+            return True
+
+    async def reset_time(self, item: RateLimitItem, space: str, key: str) -> float:
+        """When the window of ``key`` has room again (a Unix time)."""
+        try:
+            return float((await self._limiter.get_window_stats(item, space, key)).reset_time)
+        except Exception as err:  # noqa: BLE001 - as in hit
+            self._complain(err)
+            return time.time() + 1
+
+    def _complain(self, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._complained >= 60:
+            self._complained = now
+            log.warning("the rate-limit storage failed (%s): requests are not limited", err)
+
+
 class RateLimits:
-    def __init__(self, app: ASGIApp, rate: Rate | None) -> None:
+    def __init__(self, app: ASGIApp, rate: Rate | None, limiter: Limiter | None = None) -> None:
         self.app = app
         self.rate = rate
         self.item = (
             RateLimitItemPerSecond(rate.burst, rate.window_seconds) if rate is not None else None
         )
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = limiter or Limiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         item = self.item
@@ -204,11 +262,11 @@ class RateLimits:
             for name, value in scope.get("headers", ())
             if name in LIMITED_CREDENTIALS and value
         }
-        spent = [key for key in sorted(keys) if not await self.limiter.hit(item, key)]
+        spent = [key for key in sorted(keys) if not await self.limiter.hit(item, "rate", key)]
         if not spent:
             await self.app(scope, receive, send)
             return
-        resets = [(await self.limiter.get_window_stats(item, key)).reset_time for key in spent]
+        resets = [await self.limiter.reset_time(item, "rate", key) for key in spent]
         retry_after = _retry_after(max(resets))
         refused_as(scope, RATE_LIMITED)
         response = envelope(
@@ -244,12 +302,12 @@ def _failed(scope: Scope, status: int) -> bool:
 
 
 class AuthFailures:
-    def __init__(self, app: ASGIApp, rate: Rate | None) -> None:
+    def __init__(self, app: ASGIApp, rate: Rate | None, limiter: Limiter | None = None) -> None:
         self.app = app
         self.item = (
             RateLimitItemPerSecond(rate.burst, rate.window_seconds) if rate is not None else None
         )
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = limiter or Limiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         item = self.item
@@ -263,15 +321,14 @@ class AuthFailures:
         async def watch(message: Message) -> None:
             nonlocal refused
             if message["type"] == "http.response.start" and _failed(scope, message["status"]):
-                refused = not await self.limiter.hit(item, key)
+                refused = not await self.limiter.hit(item, "auth", key)
             if not refused:
                 await send(message)
 
         await self.app(scope, receive, watch)
         if not refused:
             return
-        stats = await self.limiter.get_window_stats(item, key)
-        retry_after = _retry_after(stats.reset_time)
+        retry_after = _retry_after(await self.limiter.reset_time(item, "auth", key))
         refused_as(scope, TOO_MANY_FAILURES)
         headers = {"Retry-After": str(retry_after)}
         path = scope["path"]

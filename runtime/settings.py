@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         str, Field(pattern=r"(?i)^\s*(off|0|\d+\s*/\s*(s|sec|second|m|min|minute|h|hour))\s*$")
     ] = "20/s"
     rate_limit_burst: int = 40
+    # Where the limits count: "memory://" (each API process alone) or "redis://host:6379"
+    # (every API process on that Redis together).
+    rate_limit_storage: Annotated[
+        str, Field(pattern=r"^(memory://|(redis|rediss|redis\+unix)://\S+)$")
+    ] = "memory://"
     # Failed authentications (a 401, a wrong admin token, an unknown link token) per client
     # address: beyond this, failures are answered 429; a valid credential is never refused.
     auth_failure_limit: Annotated[

@@ -127,6 +127,25 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
+REDIS_URL = os.environ.get("PRINTFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the shared rate limits are tested on (``RATE_LIMIT_STORAGE``)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(REDIS_URL)
+    try:
+        socket.create_connection((where.hostname or "", where.port or 6379), timeout=2).close()
+    except OSError:
+        if os.environ.get("PRINTFLOW_REQUIRE_REDIS"):
+            pytest.fail(f"Redis is required but not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    return REDIS_URL
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database per test: an SQLite file, or a new PostgreSQL schema."""

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import delete
@@ -35,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.perimeter import Limiter
 from api.services.sessions import Session, Signer
 from db.models import Merchant, MerchantUser, PortalSession, PortalToken
 from domain.portal import Role
@@ -251,8 +250,8 @@ async def _last_owner(db: AsyncSession, user: MerchantUser) -> bool:
 class SignIn:
     """Checks e-mail and password, counting failures per account (``ACCOUNT_FAILURES``)."""
 
-    def __init__(self, storage: Storage | None = None) -> None:
-        self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
 
     async def check(self, db: AsyncSession, email: str, password: str) -> MerchantUser:
         """The user, or ``PortalRefusal`` (401, or 429 while the account's limit is spent)."""

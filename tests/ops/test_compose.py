@@ -150,9 +150,14 @@ def test_every_part_the_issue_asks_for_is_there() -> None:
     assert images["temporal"].startswith("temporalio/server:")
     assert images["temporal-ui"].startswith("temporalio/ui:")
     assert images["mailpit"].startswith("axllent/mailpit:")
+    # Every API replica counts against one set of limits.
+    assert images["redis"].startswith("redis:")
+    api_env = services["api"]["environment"]
+    assert api_env["PRINTFLOW_RATE_LIMIT_STORAGE"] == "redis://redis:6379"
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert {"api", "worker", "simulator", "migrate"} <= set(ours())
     assert services["worker"]["deploy"]["replicas"] >= 2, "workers scale out"
-    for name in ("postgres", "temporal", "mailpit", "api", "worker", "simulator"):
+    for name in ("postgres", "redis", "temporal", "mailpit", "api", "worker", "simulator"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has a health check"
     # Temporal keeps its state in the same PostgreSQL.
     assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgres"

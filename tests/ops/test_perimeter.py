@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import col, func, select
 from temporalio.testing import WorkflowEnvironment
 
-from api.perimeter import Rate, RateLimits, parse_rate
+from api.perimeter import Limiter, Rate, RateLimits, parse_rate
 from db.models import IdempotentRequest, RequestLog
 from tests.cases.console import Console
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json, running_api
@@ -165,6 +165,49 @@ async def test_the_limiter_keys_on_a_hash_never_the_credential() -> None:
     kept = " ".join(limits.limiter.storage.events)  # type: ignore[attr-defined]
     assert "pf_secret-key" not in kept
     assert hashlib.sha256(b"x-api-key:pf_secret-key").hexdigest() in kept
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_two_api_processes_on_one_redis_share_one_limit(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    """Two apps, each with its own limiter, counting on one Redis: a key spends its burst on
+    the first and is refused by the second. On memory:// each would have given it the burst."""
+    limits = {"rate_limit": "5/s", "rate_limit_burst": 5}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    for storage, refused in ((redis_url, True), ("memory://", False)):
+        async with (
+            running_api(
+                dev_env.client, database_url, tmp_path / "a", rate_limit_storage=storage, **limits
+            ) as first,
+            running_api(
+                dev_env.client, database_url, tmp_path / "b", rate_limit_storage=storage, **limits
+            ) as second,
+        ):
+            key = Api.auth(await first.merchant())
+            answers = [await first.client.get("/v1/orders", headers=key) for _ in range(5)]
+            assert [a.status_code for a in answers] == [200] * 5
+            other = await second.client.get("/v1/orders", headers=key)
+            if refused:
+                _refused(other, 429, "rate_limited")
+                assert 1 <= int(other.headers["Retry-After"]) <= 1
+            else:
+                assert other.status_code == 200, other.text
+
+
+async def test_a_rate_limit_storage_that_fails_lets_requests_through(tmp_path: Path) -> None:
+    """Redis down: nothing is limited (and it is logged), rather than everyone refused."""
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limits = RateLimits(ok, Rate(1, 1), Limiter("redis://127.0.0.1:1"))
+    transport = httpx.ASGITransport(app=limits)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        answers = [await client.get("/v1/orders", headers={"X-API-Key": "pf_k"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [204, 204, 204]
 
 
 # --------------------------------------------------------------- strangers and failed sign-ins

@@ -91,7 +91,7 @@ def sign_in(request: Request) -> portal.SignIn:
     state = request.app.state
     found: portal.SignIn | None = getattr(state, "portal_sign_in", None)
     if found is None:
-        found = state.portal_sign_in = portal.SignIn()
+        found = state.portal_sign_in = portal.SignIn(state.limiter)
     return found
 
 
