@@ -225,7 +225,10 @@ def _without_secrets(body: bytes) -> str:
     except ValueError:
         return text
     if isinstance(answer, dict) and SHOWN_ONCE & answer.keys():
-        return json.dumps({k: WITHHELD if k in SHOWN_ONCE else v for k, v in answer.items()})
+        # A secret that was never there (no owner, no invite link) stays null.
+        return json.dumps(
+            {k: WITHHELD if k in SHOWN_ONCE and v is not None else v for k, v in answer.items()}
+        )
     return text
 
 
