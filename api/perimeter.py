@@ -63,6 +63,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import envelope
+from runtime.logs import TOKEN_PATH_PREFIXES
 
 log = logging.getLogger("printflow.api")
 
@@ -72,7 +73,7 @@ TOO_MANY_FAILURES = "too_many_failed_authentications"
 # Whose requests are limited, by the header that carries the credential; every one present.
 LIMITED_CREDENTIALS = frozenset({b"x-api-key", b"authorization", b"x-agent-token"})
 # Paths whose token is the credential: a 404 there is an unknown token, a failed authentication.
-TOKEN_PATHS = ("/c/", "/p/", "/v1/personalization/", "/portal/invite/", "/portal/reset/")
+TOKEN_PATHS = TOKEN_PATH_PREFIXES
 _AUTH_FAILED = "auth_failed"
 # Pages answer a page; the rest (the API, the codec's endpoints) the JSON envelope.
 _PAGE_PREFIXES = ("/c/", "/p/", "/support", "/portal")

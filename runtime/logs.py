@@ -14,7 +14,8 @@ stored hashed, the access log shows route templates such as ``/p/{token}``). As 
 ``RedactingFilter`` masks anything that looks like one of ours in every line before it is
 written: merchant API keys (``pf_…``), agent tokens (``pfagt_…``), webhook secrets
 (``whsec_…``), the token in every token-bearing path (``TOKEN_PATH_PREFIXES``: ``/p/…``,
-``/v1/personalization/…``, ``/c/…``), bearer tokens, passwords in URLs, and the configured
+``/v1/personalization/…``, ``/c/…``, the portal's ``/portal/invite/…`` and ``/portal/reset/…``),
+bearer tokens, passwords in URLs, and the configured
 secrets themselves (admin token, SMTP password, facility API tokens). Code that logs a request's
 path masks it itself too (``mask_token_path``), so no handler depends on the filter alone.
 """
@@ -39,7 +40,7 @@ _TOKEN = r"[A-Za-z0-9_\-]{16,}"
 # Every path whose first segment after the prefix is a token that alone grants access (a link
 # in an e-mail): the personalization page, its JSON, the customer's conversation page. A new
 # route of that kind adds its prefix here; tests/ops/test_logging.py checks the app's routes.
-TOKEN_PATH_PREFIXES = ("/p/", "/v1/personalization/", "/c/")
+TOKEN_PATH_PREFIXES = ("/p/", "/v1/personalization/", "/c/", "/portal/invite/", "/portal/reset/")
 # The segment whatever its length or spelling (a 404 for a mistyped token shows it too), but
 # not a route template's ``{token}``.
 _TOKEN_PATH = re.compile(
