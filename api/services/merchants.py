@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
+from pydantic import HttpUrl, TypeAdapter, ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,6 +37,9 @@ from domain.portal import Role
 from domain.webhook_urls import addresses_problem, literal_address, url_problem
 
 RESOLVE_TIMEOUT = 3.0
+# What ``merchants.webhook_url`` holds at most.
+WEBHOOK_URL_MAX = 2000
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
@@ -69,6 +73,37 @@ async def check_webhook_url(url: str, *, allow_private: bool) -> None:
             problem = addresses_problem(host, await _resolve(host), allow_private=False)
     if problem is not None:
         raise _invalid("webhook_url", problem)
+
+
+async def set_webhook_url(
+    session: AsyncSession, merchant_id: str, url: str | None, *, allow_private: bool
+) -> MerchantPublic:
+    """Sets the merchant's ``webhook_url``, checked as at creation (a 422 naming
+    ``webhook_url``) and stored as the admin API stores it (pydantic's ``HttpUrl``); None or
+    blank clears it, and no events are sent from then on. Deliveries read the URL when they
+    send; whether to make events at all is read again within half a minute
+    (``activities.webhooks.emitter``)."""
+    merchant = await session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound(f"no merchant {merchant_id}")
+    value = (url or "").strip()
+    if value:
+        if len(value) > WEBHOOK_URL_MAX:
+            raise _invalid("webhook_url", f"must be at most {WEBHOOK_URL_MAX} characters")
+        try:
+            normalized: str | None = str(_HTTP_URL.validate_python(value))
+        except ValidationError:
+            normalized = None
+        await check_webhook_url(normalized or value, allow_private=allow_private)
+        if normalized is None:
+            raise _invalid("webhook_url", "is not a valid URL")
+        if len(normalized) > WEBHOOK_URL_MAX:
+            raise _invalid("webhook_url", f"must be at most {WEBHOOK_URL_MAX} characters")
+        value = normalized
+    merchant.webhook_url = value or None
+    session.add(merchant)
+    await session.commit()
+    return public(merchant)
 
 
 async def create_merchant(
