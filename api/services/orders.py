@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -371,3 +375,77 @@ async def update_order(
         await session.refresh(row)
         state = whole_answer(state, OrderState.model_validate(row.state))
     return await render(session, state)
+
+
+# ---------------------------------------------------------------------------- portal search
+
+
+@dataclass(frozen=True)
+class OrderSearch:
+    """What the portal's order list is filtered by (``/portal/orders``); None: not filtered.
+
+    ``created_from`` is inclusive, ``created_before`` exclusive (the caller turns the days a
+    person picked, in the shop's time zone, into instants). ``text`` is what they typed: an
+    order reference (exact) or order id, a Support ID (as a customer reads it out: any case,
+    spaces anywhere), or part of the customer's name or e-mail address (any case).
+    """
+
+    status: Status | None = None
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+    country: str | None = None
+    text: str | None = None
+
+
+_LIKE_SPECIAL = re.compile(r"([\\%_])")
+
+
+def support_id_in(text: str) -> str | None:
+    """The Support ID ``text`` is, as stored, when it is one (``pf 7kq2 m9xr``, ``PF7KQ2M9XR``
+    and `` pf-7kq2m9xr `` all are); None otherwise."""
+    compact = "".join(text.split()).upper()
+    if compact.startswith("PF") and not compact.startswith("PF-"):
+        compact = "PF-" + compact[2:]
+    try:
+        return normalize_support_id(compact)
+    except InvalidSupportId:
+        return None
+
+
+async def search_orders(
+    session: AsyncSession,
+    merchant: Merchant,
+    search: OrderSearch,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[OrderState], str | None]:
+    """The merchant's orders that match ``search``, newest first (``api.pagination``), as their
+    workflows last projected them (without timelines: a list needs none)."""
+    query = select(Order).where(Order.merchant_id == merchant.id)
+    if search.status is not None:
+        query = query.where(Order.status == search.status.value)
+    if search.created_from is not None:
+        query = query.where(col(Order.created_at) >= search.created_from)
+    if search.created_before is not None:
+        query = query.where(col(Order.created_at) < search.created_before)
+    if search.country is not None:
+        query = query.where(Order.country == search.country.upper())
+    typed = (search.text or "").strip()
+    text = " ".join(typed.split())
+    if text:
+        # ``customer`` is stored lowercased; LIKE's wildcards typed by a person match themselves.
+        pattern = "%" + _LIKE_SPECIAL.sub(r"\\\1", text.lower()) + "%"
+        matches = [
+            col(Order.order_reference_id) == typed,
+            col(Order.id) == typed,
+            col(Order.customer).like(pattern, escape="\\"),
+        ]
+        support_id = support_id_in(text)
+        if support_id is not None:
+            matches.append(col(Order.support_id) == support_id)
+        query = query.where(or_(*matches))
+    page, next_cursor = await newest_first(session, query, Order, limit=limit, cursor=cursor)
+    states = [OrderState.model_validate(r.state) for r in page]
+    await _support_ids(session, states)
+    return states, next_cursor

@@ -29,5 +29,5 @@ async def screenshot(page: Any, name: str) -> None:
     """With ``PRINTFLOW_SCREENSHOTS`` set to a directory (docs/portal), keeps the page there."""
     where = os.environ.get("PRINTFLOW_SCREENSHOTS")
     if where:
-        Path(where).mkdir(parents=True, exist_ok=True)
+        # Playwright makes the directory; nothing here touches the disk from the event loop.
         await page.screenshot(path=str(Path(where) / f"{name}.png"), full_page=True)

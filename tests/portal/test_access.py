@@ -10,6 +10,7 @@ page without a rule here fails this test.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,14 +48,24 @@ def right_of(method: str, path: str) -> Right:
     raise AssertionError(f"no rule for {method} {path}: add one to this test")
 
 
+def _routes(routes: Any) -> Iterator[tuple[str, set[str]]]:
+    """(path, methods) of every route, those of included routers too."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route.path, set(route.methods or ())
+        elif hasattr(route, "effective_route_contexts"):  # an included router (FastAPI ≥ 0.165)
+            for context in route.effective_route_contexts():
+                yield context.path, set(context.methods or ())
+
+
 def portal_routes(api: FullApi) -> list[tuple[str, str]]:
-    found = [
-        (method, route.path)
-        for route in api.app.routes
-        if isinstance(route, APIRoute) and route.path.startswith("/portal")
-        for method in sorted(route.methods or ())
+    found = sorted(
+        (method, path)
+        for path, methods in _routes(api.app.routes)
+        if path.startswith("/portal")
+        for method in methods
         if method in ("GET", "POST")
-    ]
+    )
     assert len(found) > 20, found
     return found
 

@@ -7,8 +7,8 @@ page shares (sessions, roles, CSRF, nonces); each area is a module of its own.
 
 from fastapi import APIRouter
 
-from api.pages.portal import auth, developers, messages, orders, team, tickets
+from api.pages.portal import auth, developers, messages, order_problems, orders, team, tickets
 
 router = APIRouter()
-for area in (auth, orders, tickets, messages, developers, team):
+for area in (auth, orders, order_problems, tickets, messages, developers, team):
     router.include_router(area.router)

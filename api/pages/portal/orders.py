@@ -1,7 +1,1100 @@
-"""Portal pages: orders (docs/portal.md)."""
+"""Portal pages: the shop's orders (docs/portal.md).
+
+- ``GET /portal/orders``: newest first, cursor pages; filters as GET fields: ``status``,
+  ``created_from``/``created_to`` (days in the shop's time zone, both included), ``country``,
+  ``q`` (an order reference, a Support ID as a customer reads it out, or part of the customer's
+  name or e-mail). A filter that makes no sense is the page again with a 400 saying why.
+- ``GET /portal/needs-you``: what waits for the shop, newest problem first: holds (file and
+  address problems among them), orders waiting for approval, late orders, and customers waiting
+  for a reply.
+- ``GET /portal/orders/{id}``: everything about one order, and the forms its
+  ``allowed_actions`` permit to a role that may change orders.
+- ``POST /portal/orders/{id}/cancel``, ``.../address``, ``.../approve``: the API's own
+  ``POST /v1/orders/{id}/cancel``, ``PUT .../shipping-address`` and ``POST .../approve``: the
+  same services and the same workflow Updates (the form's nonce their id), so the workflow
+  alone decides and a refusal changes nothing. Then POST/redirect/GET to the order page.
+
+Resolving a hold, reporting a problem (a reorder) and writing to the customer are forms of
+their own module; the order page includes their parts (``portal/_order_*.html``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.deps import FacilitiesDep, SessionDep, SettingsDep, TemporalDep
+from api.errors import ApiError
+from api.pages.portal import common
+from api.schemas import OrderPublic
+from api.services import orders, quotes, webhooks
+from api.services.orders import OrderSearch
+from api.services.portal import Visitor
+from contracts.orders import AddressChange
+from db.engine import utcnow
+from db.models import CustomerContact, Order
+from domain.contacts import ContactState, ContactStatus
+from domain.countries import ISO_COUNTRIES
+from domain.orders import (
+    Action,
+    CancelReasonCode,
+    CancelRequest,
+    EventType,
+    HoldKind,
+    OrderState,
+    PersonalizationStatus,
+    RefusalCode,
+    ShippingAddress,
+    Status,
+    refusal,
+)
+from domain.portal import Right, may
+from domain.preflight import FilePreflight
+from domain.views import ItemPublic
+from workflows.orders import OrderWorkflow
+
+log = logging.getLogger("printflow.portal")
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
+
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+# Rows of each kind "needs you" reads at most; more is a backlog the order list filters better.
+NEEDS_LIMIT = 100
+# The webhook deliveries an order's page shows (the Developers page has them all).
+DELIVERIES_SHOWN = 20
+
+STATUS_WORDS: dict[Status, str] = {
+    Status.PENDING_PERSONALIZATION: "Waiting for personalization",
+    Status.PENDING_APPROVAL: "Waiting for your approval",
+    Status.SCHEDULED: "Scheduled",
+    Status.IN_PRODUCTION: "In production",
+    Status.PRINTED: "Printed",
+    Status.SHIPPED: "Shipped",
+    Status.DELIVERED: "Delivered",
+    Status.ON_HOLD: "On hold",
+    Status.CANCELED: "Canceled",
+    Status.RETURNED: "Returned to sender",
+    Status.FAILED: "Failed",
+}
+
+CANCEL_REASON_WORDS: dict[CancelReasonCode, str] = {
+    CancelReasonCode.CUSTOMER_REQUEST: "The customer asked to cancel",
+    CancelReasonCode.INVENTORY_SHORTAGE: "Out of stock",
+    CancelReasonCode.DUPLICATE: "A duplicate order",
+    CancelReasonCode.OTHER: "Another reason",
+}
+
+# Why an order is on hold, and what the shop does about it.
+HOLD_WORDS: dict[HoldKind, tuple[str, str]] = {
+    HoldKind.FILE_ISSUE: (
+        "A print file failed its check",
+        "Replace the file, or print it as it is; or cancel the order.",
+    ),
+    HoldKind.FILE_QUALITY: (
+        "The facility found a problem with a print file",
+        "Replace the file, or tell the facility to print it as it is; or cancel the order.",
+    ),
+    HoldKind.ADDRESS_INVALID: (
+        "The facility cannot ship to the address",
+        "Fix the shipping address; or cancel the order.",
+    ),
+    HoldKind.OTHER: (
+        "The facility reported a problem",
+        "Read what the facility says, then go ahead or replace the files; or cancel the order.",
+    ),
+    HoldKind.FACILITY_REJECTED: (
+        "The facility refused the print job",
+        "Replace the files and send them again, or send the job again as it is; or cancel.",
+    ),
+    HoldKind.NOTIFICATION_FAILED: (
+        "Your mail server refused the personalization e-mail",
+        "Check your support e-mail address, then go ahead to send a new link; or cancel.",
+    ),
+}
+FILE_HOLDS = frozenset({HoldKind.FILE_ISSUE, HoldKind.FILE_QUALITY})
+
+
+def hold_words(kind: HoldKind) -> tuple[str, str]:
+    return HOLD_WORDS.get(kind, ("A person must answer", "Open the order to see what it needs."))
+
+
+EVENT_WORDS: dict[EventType, str] = {
+    EventType.CREATED: "Order received",
+    EventType.PERSONALIZATION_LINK_ISSUED: "Personalization link sent to the customer",
+    EventType.PERSONALIZATION_COMPLETED: "The customer finished the personalization",
+    EventType.APPROVED: "Approved",
+    EventType.CANCELED: "Canceled",
+    EventType.SHIPPING_ADDRESS_UPDATED: "Shipping address changed",
+    EventType.IN_PRODUCTION: "Went to production",
+    EventType.PRINT_JOB_REJECTED: "The facility refused the print job",
+    EventType.PRINTED: "Printed",
+    EventType.SHIPMENT: "Shipped",
+    EventType.DELIVERED: "Delivered",
+    EventType.RETURNED: "Returned to sender",
+    EventType.ON_HOLD: "Put on hold",
+    EventType.HOLD_REMINDER_SENT: "Reminder about the hold e-mailed to you",
+    EventType.HOLD_RESOLVED: "Hold answered",
+    EventType.EVENT_IGNORED: "A facility report that did not fit was ignored",
+    EventType.NOTIFICATION_FAILED: "An e-mail could not be sent",
+    EventType.CLOSED: "Closed",
+    EventType.LATE: "Late: not shipped by the promised time",
+    EventType.FILES_CHECKED: "Print files checked: all passed",
+    EventType.CUTOFF_POSTPONED: "Cutoff postponed: a print file was still being checked",
+}
+
+PERSONALIZATION_WORDS: dict[PersonalizationStatus, str] = {
+    PersonalizationStatus.NOT_REQUIRED: "None needed",
+    PersonalizationStatus.PENDING: "Waiting for the customer",
+    PersonalizationStatus.COMPLETED: "Filled in by the customer",
+    PersonalizationStatus.SKIPPED: "Skipped: the order was approved without it",
+}
+
+PREFLIGHT_WORDS: dict[str, str] = {
+    "pending": "Being checked",
+    "passed": "Passed",
+    "failed": "Failed",
+    "skipped": "Not checked (checks are off)",
+}
+
+DELIVERY_WORDS: dict[str, str] = {
+    "succeeded": "Delivered",
+    "failed": "Failed, will be retried",
+    "given_up": "Given up",
+}
+
+# What the order list says after signing in from an e-mailed link (``api.pages.portal.auth``).
+SIGNED_IN: dict[str, str] = {
+    "welcome": "Welcome: your password is set and you are signed in.",
+    "password": "Your new password is set and you are signed in.",
+}
+
+_REASON_CODES = frozenset(c.value for c in CancelReasonCode)
+
+# What the order page says after a form of this module went through (``common.done``).
+DONE: dict[str, str] = {
+    "canceled": "The order was canceled.",
+    "address": "The shipping address was changed.",
+    "approved": "The order was approved.",
+}
+
+# The address form's fields: name, label, required, maximum length, autocomplete token.
+ADDRESS_FIELDS: tuple[tuple[str, str, bool, int, str], ...] = (
+    ("first_name", "First name", True, 25, "given-name"),
+    ("last_name", "Last name", True, 25, "family-name"),
+    ("company", "Company (optional)", False, 35, "organization"),
+    ("address_line_1", "Street and number", True, 35, "address-line1"),
+    ("address_line_2", "Address line 2 (optional)", False, 35, "address-line2"),
+    ("city", "City", True, 30, "address-level2"),
+    ("state", "State or province (needed for US, CA and AU)", False, 35, "address-level1"),
+    ("post_code", "Post code", True, 15, "postal-code"),
+    ("country", "Country (2 letters, such as DE or US)", True, 2, "country"),
+    ("email", "Customer's e-mail address", True, 320, "email"),
+    ("phone", "Phone (optional)", False, 25, "tel"),
+)
+_LABELS = {name: label.removesuffix(" (optional)") for name, label, *_ in ADDRESS_FIELDS}
+
+NOT_ANSWERED = (
+    "The order did not answer just now, so the change may not have been made: check the "
+    "order, then try again."
+)
+
+
+# ---------------------------------------------------------------------------- the list
+
+# Statuses in which a late order no longer waits for anything.
+_NO_LONGER_LATE = frozenset(
+    {Status.SHIPPED, Status.DELIVERED, Status.CANCELED, Status.RETURNED, Status.FAILED}
+)
+
+
+# The days the "created" filters take: every order is well within them.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
+
+
+class BadFilter(Exception):
+    """A filter of the order list that makes no sense: the message says which and why."""
+
+
+def _day(value: str, label: str) -> date:
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise BadFilter(
+            f"{label}: “{value[:40]}” is not a date; use the form 2025-03-31."
+        ) from None
+    # Midnight of the day after the last one, in any time zone, is still a datetime.
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadFilter(f"{label}: choose a day from {FIRST_DAY} to {LAST_DAY}.")
+    return day
+
+
+def _start_of(day: date, visitor: Visitor) -> datetime:
+    """Midnight at the start of ``day`` in the shop's time zone, as a UTC instant."""
+    return datetime.combine(day, time(0), tzinfo=common.zone(visitor)).astimezone(UTC)
+
+
+def read_filters(params: dict[str, str], visitor: Visitor) -> tuple[OrderSearch, int, str | None]:
+    """The search, the page size and the cursor a request asks for, or ``BadFilter``."""
+    status = None
+    if params.get("status"):
+        try:
+            status = Status(params["status"])
+        except ValueError:
+            raise BadFilter("Status: choose one of the statuses in the list.") from None
+    created_from = created_before = None
+    start = end = None
+    if params.get("created_from"):
+        start = _day(params["created_from"], "Created from")
+        created_from = _start_of(start, visitor)
+    if params.get("created_to"):
+        end = _day(params["created_to"], "Created to")
+        created_before = _start_of(end + timedelta(days=1), visitor)
+    if start is not None and end is not None and start > end:
+        raise BadFilter("Created from must be on or before Created to.")
+    country = None
+    if params.get("country"):
+        country = params["country"].strip().upper()
+        if country not in ISO_COUNTRIES:
+            raise BadFilter(
+                f"Country: “{params['country'][:40]}” is not a country code; use its two "
+                "letters, such as DE or US."
+            )
+    text = params.get("q", "").strip() or None
+    if text is not None and len(text) > 200:
+        raise BadFilter("Search: at most 200 characters.")
+    limit = PAGE_SIZE
+    if params.get("limit"):
+        try:
+            limit = int(params["limit"])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise BadFilter(f"Orders per page: a number from 1 to {MAX_PAGE_SIZE}.")
+    search = OrderSearch(
+        status=status,
+        created_from=created_from,
+        created_before=created_before,
+        country=country,
+        text=text,
+    )
+    return search, limit, params.get("cursor") or None
+
+
+_FILTER_NAMES = ("q", "status", "created_from", "created_to", "country", "limit")
+
+
+@router.get("/orders", response_class=HTMLResponse)
+async def orders_page(request: Request, db: SessionDep) -> Response:
+    visitor = await common.enter(request, db, Right.ORDERS_READ)
+    if isinstance(visitor, Response):
+        return visitor
+    params = {k: v[:1000] for k, v in request.query_params.items()}
+    shown = {name: params.get(name, "") for name in _FILTER_NAMES}
+    context: dict[str, Any] = {
+        "filters": shown,
+        "filtered": any(shown[n] for n in _FILTER_NAMES if n != "limit"),
+        "statuses": [(s.value, words) for s, words in STATUS_WORDS.items()],
+        "rows": [],
+        "next_url": None,
+        "paged": False,
+        "notice": SIGNED_IN.get(request.query_params.get("done", "")),
+    }
+    try:
+        search, limit, cursor = read_filters(params, visitor)
+        states, next_cursor = await orders.search_orders(
+            db, visitor.merchant, search, limit=limit, cursor=cursor
+        )
+    except BadFilter as err:
+        context.update(problem=str(err), problem_title="These filters cannot be used")
+        return common.page(request, visitor, "portal/orders.html", context, 400)
+    except ApiError:  # a cursor the portal did not make
+        context.update(
+            problem="This page's link is broken: start again from the first page.",
+            problem_title="This page cannot be shown",
+        )
+        return common.page(request, visitor, "portal/orders.html", context, 400)
+    kept = {n: shown[n] for n in _FILTER_NAMES if shown[n]}
+    context.update(
+        rows=[_row(visitor, s) for s in states],
+        paged=cursor is not None,
+        first_url="/portal/orders" + (f"?{urlencode(kept)}" if kept else ""),
+        next_url=(
+            f"/portal/orders?{urlencode({**kept, 'cursor': next_cursor})}" if next_cursor else None
+        ),
+    )
+    return common.page(request, visitor, "portal/orders.html", context)
+
+
+def _row(visitor: Visitor, state: OrderState) -> dict[str, Any]:
+    address = state.shipping_address
+    return {
+        "id": state.order_id,
+        "reference": state.order_reference_id,
+        "support_id": state.support_id or "",
+        "status": STATUS_WORDS[state.status],
+        "customer": f"{address.first_name} {address.last_name}",
+        "country": address.country,
+        "created": common.at(visitor, state.created_at),
+        "late": _late(state.late, state.status),
+    }
+
+
+def _late(late: bool, status: Status) -> bool:
+    """Late, and neither shipped nor closed: the customer is still waiting for it."""
+    return late and status not in _NO_LONGER_LATE
+
+
+# ---------------------------------------------------------------------------- needs you
+
+
+@router.get("/needs-you", response_class=HTMLResponse)
+async def needs_you_page(request: Request, db: SessionDep) -> Response:
+    visitor = await common.enter(request, db, Right.ORDERS_READ)
+    if isinstance(visitor, Response):
+        return visitor
+    now = utcnow()
+    rows, capped = await _needs(db, visitor, now)
+    context = {
+        "rows": rows,
+        "capped": capped,
+        "limit": NEEDS_LIMIT,
+        "messages_shown": may(visitor.user.role, Right.MESSAGES),
+    }
+    return common.page(request, visitor, "portal/needs_you.html", context)
+
+
+async def _needs(
+    db: AsyncSession, visitor: Visitor, now: datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    """Every row of "needs you", newest problem first, and whether a kind had more rows than
+    ``NEEDS_LIMIT``."""
+    merchant_id = visitor.merchant.id
+    waiting = (
+        select(Order)
+        .where(
+            Order.merchant_id == merchant_id,
+            col(Order.status).in_([Status.ON_HOLD.value, Status.PENDING_APPROVAL.value]),
+        )
+        .order_by(col(Order.created_at).desc(), col(Order.id).desc())
+        .limit(NEEDS_LIMIT)
+    )
+    # Late: the promise passed unshipped (the workflow marks it ``late`` then).
+    overdue = (
+        select(Order)
+        .where(
+            Order.merchant_id == merchant_id,
+            col(Order.ships_by) <= now,
+            col(Order.shipped_at).is_(None),
+            col(Order.status).not_in([s.value for s in _NO_LONGER_LATE]),
+        )
+        .order_by(col(Order.ships_by).desc())
+        .limit(NEEDS_LIMIT)
+    )
+    waiting_rows = list(await db.exec(waiting))
+    overdue_rows = list(await db.exec(overdue))
+    capped = NEEDS_LIMIT in (len(waiting_rows), len(overdue_rows))
+    rows: list[dict[str, Any]] = []
+    for row in waiting_rows:
+        state = OrderState.model_validate(row.state)
+        if state.status is Status.ON_HOLD and state.hold is not None:
+            what, todo = hold_words(state.hold.kind)
+            rows.append(
+                _need(
+                    visitor,
+                    state,
+                    "file" if state.hold.kind in FILE_HOLDS else "hold",
+                    "File problem" if state.hold.kind in FILE_HOLDS else "On hold",
+                    what,
+                    todo,
+                    state.hold.since,
+                    detail=state.hold.description,
+                    due=state.hold.respond_by,
+                    due_words="Canceled without an answer",
+                )
+            )
+        elif state.status is Status.PENDING_APPROVAL:
+            rows.append(
+                _need(
+                    visitor,
+                    state,
+                    "approval",
+                    "Waiting for approval",
+                    "You approve this shop's orders by hand",
+                    "Check the order, then approve it (or cancel it).",
+                    row.updated_at,
+                )
+            )
+    for row in overdue_rows:
+        state = OrderState.model_validate(row.state)
+        if not _late(state.late, state.status) or state.ships_by is None:
+            continue
+        rows.append(
+            _need(
+                visitor,
+                state,
+                "late",
+                "Late",
+                "Not shipped by the promised time",
+                "The customer may ask where it is: the order's timeline has the new estimate.",
+                state.ships_by,
+            )
+        )
+    if may(visitor.user.role, Right.MESSAGES):
+        contacts, more = await _waiting_contacts(db, visitor)
+        rows.extend(contacts)
+        capped = capped or more
+    rows.sort(key=lambda r: r["since_at"], reverse=True)
+    return rows, capped
+
+
+def _need(
+    visitor: Visitor,
+    state: OrderState,
+    kind: str,
+    label: str,
+    what: str,
+    todo: str,
+    since: datetime,
+    *,
+    detail: str | None = None,
+    due: datetime | None = None,
+    due_words: str | None = None,
+) -> dict[str, Any]:
+    address = state.shipping_address
+    return {
+        "kind": kind,
+        "label": label,
+        "what": what,
+        "detail": detail,
+        "todo": todo,
+        "href": f"/portal/orders/{state.order_id}",
+        "title": f"Order {state.order_reference_id}",
+        "sub": f"{state.support_id or ''} · {address.first_name} {address.last_name}".strip(" ·"),
+        "since_at": since,
+        "since": common.at(visitor, since),
+        "due": common.at(visitor, due),
+        "due_words": due_words,
+    }
+
+
+async def _waiting_contacts(
+    db: AsyncSession, visitor: Visitor
+) -> tuple[list[dict[str, Any]], bool]:
+    """Conversations whose customer wrote last and waits for the shop (a reply clock runs)."""
+    found = list(
+        await db.exec(
+            select(CustomerContact)
+            .where(
+                CustomerContact.merchant_id == visitor.merchant.id,
+                CustomerContact.status == ContactStatus.OPEN.value,
+                col(CustomerContact.reply_due_at).is_not(None),
+            )
+            .order_by(col(CustomerContact.created_at).desc(), col(CustomerContact.id).desc())
+            .limit(NEEDS_LIMIT)
+        )
+    )
+    references: dict[str, str] = {}
+    if found:
+        pairs = await db.exec(
+            select(Order.id, Order.order_reference_id).where(
+                col(Order.id).in_({c.order_id for c in found}),
+                Order.merchant_id == visitor.merchant.id,
+            )
+        )
+        references = dict(pairs.all())
+    rows = []
+    for contact in found:
+        state = ContactState.model_validate(contact.state)
+        since = state.clock.started_at if state.clock is not None else contact.updated_at
+        reference = references.get(contact.order_id)
+        rows.append(
+            {
+                "kind": "message",
+                "label": "Customer waiting",
+                "what": f"The customer wrote in “{contact.subject}”",
+                "detail": None,
+                "todo": "Reply to the customer.",
+                "href": f"/portal/messages/{contact.id}",
+                "title": f"Conversation about order {reference or contact.support_id}",
+                "sub": contact.support_id,
+                "since_at": since,
+                "since": common.at(visitor, since),
+                "due": common.at(visitor, contact.reply_due_at),
+                "due_words": "Reply by",
+            }
+        )
+    return rows, len(found) == NEEDS_LIMIT
+
+
+# ---------------------------------------------------------------------------- one order
+
+
+@router.get("/orders/{order_id}", response_class=HTMLResponse)
+async def order_page(request: Request, order_id: str, db: SessionDep) -> Response:
+    visitor = await common.enter(request, db, Right.ORDERS_READ)
+    if isinstance(visitor, Response):
+        return visitor
+    try:
+        row = await orders.get_row(db, visitor.merchant, order_id)
+    except ApiError:
+        return common.not_found(request, visitor, "Order")
+    notice = DONE.get(request.query_params.get("done", ""))
+    return await _order(request, db, visitor, row, 200, notice=notice)
+
+
+async def _order(
+    request: Request,
+    db: AsyncSession,
+    visitor: Visitor,
+    row: Order,
+    status_code: int,
+    *,
+    notice: str | None = None,
+    problem: str | None = None,
+    failed_form: str | None = None,
+    nonce: str | None = None,
+    values: dict[str, str] | None = None,
+    invalid: str | None = None,
+) -> Response:
+    """The order page. After a form failed: ``problem`` says why, ``failed_form`` names the
+    form, ``values`` are what was sent, ``invalid`` the field at fault; a 5xx keeps the form's
+    ``nonce``, so sending it again is the same change."""
+    order = await orders.render(db, OrderState.model_validate(row.state))
+    now = utcnow()
+    deliveries = await webhooks.list_deliveries(
+        db, visitor.merchant, event_id=None, order_id=order.id, limit=DELIVERIES_SHOWN, cursor=None
+    )
+    form_nonce = common.new_nonce()
+    nonces = {name: form_nonce for name in ("cancel", "address", "approve")}
+    if failed_form is not None and nonce is not None and status_code >= 500:
+        nonces[failed_form] = nonce
+    address = order.shipping_address.model_dump()
+    address_values = {name: str(address.get(name) or "") for name, *_ in ADDRESS_FIELDS}
+    cancel_values = {"reason_code": "", "reason": ""}
+    if failed_form == "address" and values is not None:
+        address_values = values
+    if failed_form == "cancel" and values is not None:
+        cancel_values = values
+    can_act = may(visitor.user.role, Right.ORDERS_ACT)
+    allowed = order.allowed_actions
+    context: dict[str, Any] = {
+        # For the parts of the page other modules write (hold, reorder, contact).
+        "order": order.model_dump(mode="json"),
+        "form_nonce": form_nonce,
+        "can_act": can_act,
+        "can_message": may(visitor.user.role, Right.MESSAGES),
+        # This module's.
+        "view": _view(visitor, order, now),
+        "timeline": [_event(visitor, e.type, e.at, e.detail) for e in order.events],
+        "items": [_item(i) for i in order.items],
+        "shipments": [
+            {
+                "carrier": s.carrier,
+                "code": s.tracking_code,
+                "url": _web_link(s.tracking_url),
+                "at": common.at(visitor, s.shipped_at),
+                "kept": s.promise_kept,
+            }
+            for s in order.shipments
+        ],
+        "deliveries": [
+            {
+                "at": common.at(visitor, d.at),
+                "event_type": d.event_type,
+                "attempt": d.attempt,
+                "outcome": DELIVERY_WORDS.get(d.outcome, d.outcome),
+                "answer": f"HTTP {d.status_code}" if d.status_code else (d.error or "no answer"),
+            }
+            for d in deliveries.data
+        ],
+        "more_deliveries": deliveries.next_cursor is not None,
+        "deliveries_shown": DELIVERIES_SHOWN,
+        "may_developers": may(visitor.user.role, Right.DEVELOPERS),
+        "forms": {
+            "cancel": can_act and allowed.cancel,
+            "address": can_act and allowed.update_address,
+            "approve": can_act and allowed.approve,
+        },
+        "nonces": nonces,
+        "cancel_reasons": [(c.value, words) for c, words in CANCEL_REASON_WORDS.items()],
+        "cancel_values": cancel_values,
+        "address_fields": [
+            {
+                "name": name,
+                "label": label,
+                "required": required,
+                "maxlength": maxlength,
+                "autocomplete": autocomplete,
+                "value": address_values.get(name, ""),
+                "invalid": invalid == name,
+            }
+            for name, label, required, maxlength, autocomplete in ADDRESS_FIELDS
+        ],
+        "failed_form": failed_form,
+        "invalid": invalid,
+        "notice": notice,
+        "problem": problem,
+        "problem_title": _title(status_code) if problem else None,
+    }
+    return common.page(request, visitor, "portal/order.html", context, status_code)
+
+
+def _view(visitor: Visitor, order: OrderPublic, now: datetime) -> dict[str, Any]:
+    """The order's facts in words and times."""
+    address = order.shipping_address
+    hold = None
+    if order.hold is not None:
+        what, todo = hold_words(order.hold.kind)
+        hold = {
+            "what": what,
+            "todo": todo,
+            "description": order.hold.description,
+            "since": common.at(visitor, order.hold.since),
+            "respond_by": common.at(visitor, order.hold.respond_by),
+        }
+    price = order.price
+    estimate = order.delivery_estimate
+    return {
+        "status": STATUS_WORDS[order.status],
+        "late": _late(order.late, order.status),
+        "was_late": order.late,
+        "customer": f"{address.first_name} {address.last_name}",
+        "created": common.at(visitor, order.created_at),
+        "cutoff": common.at(visitor, order.cutoff_at),
+        "editable_until": common.at(visitor, order.editable_until),
+        "ships_by": common.at(visitor, order.ships_by),
+        "estimate": (
+            {"earliest": _date(estimate.earliest), "latest": _date(estimate.latest)}
+            if estimate is not None
+            else None
+        ),
+        "price": (
+            {
+                "total": f"{price.total} {price.currency}",
+                "items_total": f"{price.items_total} {price.currency}",
+                "shipping": f"{price.shipping} {price.currency}",
+            }
+            if price is not None
+            else None
+        ),
+        "hold": hold,
+        "cancel_reason_code": (
+            CANCEL_REASON_WORDS.get(order.cancel_reason_code) if order.cancel_reason_code else None
+        ),
+        "locked": _locked(visitor, order, now),
+        "address_on_hold": (
+            order.status is Status.ON_HOLD
+            and order.allowed_actions.cancel
+            and not order.allowed_actions.update_address
+        ),
+    }
+
+
+def _locked(visitor: Visitor, order: OrderPublic, now: datetime) -> dict[str, Any] | None:
+    """Why the order can no longer be canceled or changed, in words, with the moment it
+    happened; None while it can."""
+    why = refusal(Action.CANCEL, order.status, order.cutoff_at, now, order.hold)
+    if why is None:
+        return None
+
+    def when(kind: EventType) -> datetime | None:
+        times = [e.at for e in order.events if e.type is kind]
+        return times[-1] if times else None
+
+    if why.code is RefusalCode.ORDER_CANCELED:
+        return {
+            "lead": "This order was canceled",
+            "at": common.at(visitor, when(EventType.CANCELED)),
+            "rest": "it can no longer be changed.",
+        }
+    if why.code is RefusalCode.ORDER_IN_PRODUCTION:
+        if order.status is Status.SCHEDULED:
+            return {
+                "lead": "This order's production cutoff passed",
+                "at": common.at(visitor, order.cutoff_at),
+                "rest": "it is going to production and can no longer be canceled or changed.",
+            }
+        went = when(EventType.IN_PRODUCTION) or order.cutoff_at
+        return {
+            "lead": "This order went to production",
+            "at": common.at(visitor, went),
+            "rest": "it can no longer be canceled or changed.",
+        }
+    return {"lead": "This order failed and is closed", "at": None, "rest": "it cannot change."}
+
+
+def _date(day: date) -> dict[str, str]:
+    """A day as ``<time>`` shows it."""
+    return {"iso": day.isoformat(), "words": day.strftime("%a %d %b %Y")}
+
+
+def _web_link(url: str | None) -> str | None:
+    """``url`` when a browser may open it as a link (http or https), else None."""
+    if url and url.lower().startswith(("https://", "http://")):
+        return url
+    return None
+
+
+def _event(visitor: Visitor, kind: EventType, at: datetime, detail: Any) -> dict[str, Any]:
+    words = EVENT_WORDS.get(kind, kind.value.replace("_", " ").capitalize())
+    return {"words": words, "at": common.at(visitor, at), "note": _note(kind, detail)}
+
+
+def _note(kind: EventType, detail: Any) -> str | None:
+    """What a timeline entry adds, in words, when it adds something a person needs."""
+    if isinstance(detail, str):
+        return detail[:300]
+    if not isinstance(detail, dict):
+        return None
+    if kind is EventType.CANCELED:
+        code = detail.get("reason_code")
+        parts = [CANCEL_REASON_WORDS[CancelReasonCode(code)]] if code in _REASON_CODES else []
+        if detail.get("reason"):
+            parts.append(str(detail["reason"]))
+        return ": ".join(parts) or None
+    if kind is EventType.SHIPPING_ADDRESS_UPDATED and detail.get("country"):
+        return f"Now to {detail['country']}"
+    if kind is EventType.SHIPMENT and detail.get("tracking_code"):
+        return f"{detail.get('carrier', '')} {detail['tracking_code']}".strip()
+    for key in ("description", "reason", "why"):
+        if isinstance(detail.get(key), str):
+            return str(detail[key])[:300]
+    return None
+
+
+def _item(item: ItemPublic) -> dict[str, Any]:
+    personalization = item.personalization
+    return {
+        "reference": item.item_reference_id,
+        "product": item.product_uid,
+        "quantity": item.quantity,
+        "files": [
+            {
+                "type": f.type,
+                "url": f.url,
+                "link": _web_link(f.url),
+                "check": _check(f.preflight),
+            }
+            for f in item.files
+        ],
+        "personalization": (
+            {
+                "status": PERSONALIZATION_WORDS[personalization.status],
+                "fields": [
+                    {
+                        "label": str(field.get("label") or field.get("name") or ""),
+                        "value": (personalization.values or {}).get(str(field.get("name"))),
+                        "check": _check(personalization.image_checks.get(str(field.get("name")))),
+                    }
+                    for field in personalization.fields
+                    if isinstance(field, dict)
+                ],
+            }
+            if personalization is not None
+            else None
+        ),
+    }
+
+
+def _check(preflight: FilePreflight | None) -> dict[str, Any] | None:
+    if preflight is None:
+        return None
+    words = PREFLIGHT_WORDS.get(preflight.status, preflight.status)
+    if preflight.status == "failed" and preflight.proceeded:
+        words = "Failed; you chose to print it as it is"
+    return {
+        "status": preflight.status,
+        "words": words,
+        "problems": [
+            {"message": c.message, "found": c.found, "needed": c.needed} for c in preflight.checks
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------- the forms
+
+
+@router.post("/orders/{order_id}/cancel", response_class=HTMLResponse)
+async def cancel(
+    request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> Response:
+    entered = await common.enter_form(request, db, Right.ORDERS_ACT)
+    if isinstance(entered, Response):
+        return entered
+    visitor, form = entered
+    try:
+        row = await orders.get_row(db, visitor.merchant, order_id)
+    except ApiError:
+        return common.not_found(request, visitor, "Order")
+    nonce = common.nonce_of(form)
+    values = {
+        "reason_code": (common.text(form, "reason_code") or "").strip(),
+        "reason": (common.text(form, "reason") or "").strip(),
+    }
+    if values["reason_code"] not in _REASON_CODES:
+        return await _order(
+            request,
+            db,
+            visitor,
+            row,
+            422,
+            problem="Choose why the order is canceled.",
+            failed_form="cancel",
+            nonce=nonce,
+            values=values,
+            invalid="reason_code",
+        )
+    try:
+        body = CancelRequest(
+            reason=values["reason"] or None, reason_code=CancelReasonCode(values["reason_code"])
+        )
+    except ValidationError as err:
+        return await _order(
+            request,
+            db,
+            visitor,
+            row,
+            422,
+            problem=_first_error(err, {"reason": "Note"}),
+            failed_form="cancel",
+            nonce=nonce,
+            values=values,
+            invalid="reason",
+        )
+    return await _change(
+        request,
+        db,
+        visitor,
+        row,
+        "cancel",
+        nonce,
+        values,
+        lambda: orders.update_order(
+            db,
+            temporal,
+            settings,
+            row,
+            Action.CANCEL,
+            OrderWorkflow.cancel,
+            body,
+            idempotency_key=common.update_key(nonce),
+        ),
+        "canceled",
+    )
+
+
+@router.post("/orders/{order_id}/address", response_class=HTMLResponse)
+async def change_address(
+    request: Request,
+    order_id: str,
+    db: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    facilities: FacilitiesDep,
+) -> Response:
+    entered = await common.enter_form(request, db, Right.ORDERS_ACT)
+    if isinstance(entered, Response):
+        return entered
+    visitor, form = entered
+    try:
+        row = await orders.get_row(db, visitor.merchant, order_id)
+    except ApiError:
+        return common.not_found(request, visitor, "Order")
+    nonce = common.nonce_of(form)
+    values = {name: (common.text(form, name) or "").strip() for name, *_ in ADDRESS_FIELDS}
+    try:
+        # An empty optional field is an absent one; an empty required one, a missing one.
+        address = ShippingAddress.model_validate({k: v for k, v in values.items() if v})
+    except ValidationError as err:
+        return await _order(
+            request,
+            db,
+            visitor,
+            row,
+            422,
+            problem=_first_error(err, _LABELS),
+            failed_form="address",
+            nonce=nonce,
+            values=values,
+            invalid=_field_of(err),
+        )
+
+    async def readdress() -> OrderPublic:
+        # As ``PUT /v1/orders/{id}/shipping-address``: a new country may route the order to
+        # another facility, with its own cutoff and ship-by promise.
+        facility, promise = quotes.readdressed(
+            settings, facilities, OrderState.model_validate(row.state), address.country, utcnow()
+        )
+        return await orders.update_order(
+            db,
+            temporal,
+            settings,
+            row,
+            Action.UPDATE_ADDRESS,
+            OrderWorkflow.update_shipping_address,
+            AddressChange(shipping_address=address, facility=facility.info(), promise=promise),
+            idempotency_key=common.update_key(nonce),
+        )
+
+    return await _change(request, db, visitor, row, "address", nonce, values, readdress, "address")
+
+
+@router.post("/orders/{order_id}/approve", response_class=HTMLResponse)
+async def approve(
+    request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> Response:
+    entered = await common.enter_form(request, db, Right.ORDERS_ACT)
+    if isinstance(entered, Response):
+        return entered
+    visitor, form = entered
+    try:
+        row = await orders.get_row(db, visitor.merchant, order_id)
+    except ApiError:
+        return common.not_found(request, visitor, "Order")
+    nonce = common.nonce_of(form)
+    return await _change(
+        request,
+        db,
+        visitor,
+        row,
+        "approve",
+        nonce,
+        None,
+        lambda: orders.update_order(
+            db,
+            temporal,
+            settings,
+            row,
+            Action.APPROVE,
+            OrderWorkflow.approve,
+            idempotency_key=common.update_key(nonce),
+        ),
+        "approved",
+    )
+
+
+async def _change(
+    request: Request,
+    db: AsyncSession,
+    visitor: Visitor,
+    row: Order,
+    form_name: str,
+    nonce: str | None,
+    values: dict[str, str] | None,
+    run: Callable[[], Awaitable[OrderPublic]],
+    done: str,
+) -> Response:
+    """Runs the change (``run``, the API's own service call); then back to the order page,
+    or the page again saying why nothing changed, or that the change may not have been made."""
+    order_id = row.id
+    try:
+        await run()
+    except ApiError as err:
+        status = err.status_code
+        problem = NOT_ANSWERED if status >= 500 else _refused(err)
+    except Exception:
+        log.exception("the portal's %s of order %s failed", form_name, order_id)
+        status, problem = 503, NOT_ANSWERED
+    else:
+        return common.done(f"/portal/orders/{order_id}", done)
+    try:
+        await _recover(db, visitor)
+        await db.refresh(row)
+        return await _order(
+            request,
+            db,
+            visitor,
+            row,
+            status,
+            problem=problem,
+            failed_form=form_name,
+            nonce=nonce,
+            values=values,
+        )
+    except Exception:  # the database is gone too: say so without the order
+        log.exception("the portal could not show order %s after a failed change", order_id)
+        return common.message(
+            request,
+            None,
+            503,
+            "The change may not have been made",
+            [NOT_ANSWERED],
+            back=(f"/portal/orders/{order_id}", "Back to the order"),
+        )
+
+
+# The API's refusals of a change, as the shop reads them.
+REFUSAL_WORDS: dict[str, str] = {
+    RefusalCode.ORDER_IN_PRODUCTION: (
+        "This order went to production: it can no longer be canceled or changed."
+    ),
+    RefusalCode.ORDER_CANCELED: "This order was canceled: it can no longer be changed.",
+    RefusalCode.ORDER_FAILED: "This order failed and is closed: it can no longer be changed.",
+    RefusalCode.ORDER_NOT_PENDING: "This order is not waiting for approval (any more).",
+    RefusalCode.ORDER_ON_HOLD: (
+        "While this order is on hold for another reason than its address, the address cannot "
+        "be changed: answer the hold first."
+    ),
+    "order_closed": "This order is closed: it can no longer be changed.",
+}
+
+
+def _refused(err: ApiError) -> str:
+    words = REFUSAL_WORDS.get(err.code)
+    return words if words is not None else _sentence(err.message)
+
+
+def _field_of(err: ValidationError) -> str | None:
+    """The form field the first problem is about (the address's own rule: the state)."""
+    loc = err.errors()[0].get("loc") or ()
+    return str(loc[0]) if loc else "state"
+
+
+def _first_error(err: ValidationError, labels: dict[str, str]) -> str:
+    """The first problem of a form, as a sentence naming its field."""
+    first = err.errors()[0]
+    loc = first.get("loc") or ()
+    label = labels.get(str(loc[0]), str(loc[0]).replace("_", " ").capitalize()) if loc else None
+    kind = first.get("type")
+    if kind == "missing" or kind == "string_too_short":
+        message = "fill this in"
+    elif kind == "string_too_long":
+        message = f"at most {(first.get('ctx') or {}).get('max_length')} characters"
+    elif kind == "string_pattern_mismatch" and loc and loc[0] == "phone":
+        message = "use only digits, spaces and + ( ) - . /"
+    else:
+        message = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
+    return _sentence(f"{label}: {message}" if label else message)
+
+
+def _title(status_code: int) -> str:
+    # A refusal changed nothing; an answer that never came (503) may still change it.
+    return "The change may not have been made" if status_code >= 500 else "Nothing was changed"
+
+
+def _sentence(message: str) -> str:
+    """A message as a sentence: capital first, a full stop at the end."""
+    message = message.strip()
+    if not message:
+        return message
+    message = message[0].upper() + message[1:]
+    return message if message[-1] in ".!?" else message + "."
+
+
+async def _recover(db: AsyncSession, visitor: Visitor) -> None:
+    """After a failed change: a clean session, and the visitor read again (a rollback expires
+    what was loaded; the page needs their names)."""
+    await db.rollback()
+    for loaded in (visitor.user, visitor.merchant):
+        if loaded in db:
+            await db.refresh(loaded)
