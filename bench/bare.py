@@ -8,7 +8,11 @@ printflow's.
   these worker settings do for a workflow with as many round trips as an order on its way to the
   facility (start, timer, print job, projection);
 - ``BareWave``: a timer until a given moment, then one activity that says when it ran: N of
-  them released together are the cutoff wave without printflow.
+  them released together are the cutoff wave without printflow;
+- ``BareSubmit``: a timer until a given moment, then printflow's own print job submission
+  (``FacilityActivities.submit_print_job``: the same HTTP call to the facility, through the
+  same client) on a task queue of its own, as printflow's worker runs it on the facility's:
+  the cutoff wave with nothing of printflow but the call it must make.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import time
 from datetime import timedelta
 
 from temporalio import activity, workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.facility import FacilityActivities
+    from contracts.orders import PrintJobRequest
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
@@ -50,5 +58,26 @@ class BareWave:
         return await workflow.execute_activity(stamp, start_to_close_timeout=ACTIVITY_TIMEOUT)
 
 
-WORKFLOWS = [BareThree, BareWave]
+def submit_queue(task_queue: str) -> str:
+    """The bare submissions' own task queue, beside the bare worker's (as a facility's is)."""
+    return f"{task_queue}-facility"
+
+
+@workflow.defn(name="BenchBareSubmit")
+class BareSubmit:
+    @workflow.run
+    async def run(self, release_at: float, job: PrintJobRequest) -> str:
+        delay = release_at - workflow.now().timestamp()
+        if delay > 0:
+            await workflow.sleep(delay)
+        result = await workflow.execute_activity_method(
+            FacilityActivities.submit_print_job,
+            job,
+            task_queue=submit_queue(workflow.info().task_queue),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+        )
+        return result.job_id
+
+
+WORKFLOWS = [BareThree, BareWave, BareSubmit]
 ACTIVITIES = [noop, stamp]

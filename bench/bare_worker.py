@@ -6,6 +6,11 @@ grace), the same SDK runtime (log forwarding, Prometheus metrics on its own port
 converter and workflow sandbox; only its workflows, activities and task queue are the bench's.
 A process of its own, as printflow's worker is, so the bench's client never shares its event
 loop.
+
+``BareSubmit``'s print jobs go out as printflow's do: ``FacilityActivities.submit_print_job``
+with an HTTP client of its own (the worker's facility client), run by an activity-only worker
+on a task queue of its own (``bench.bare.submit_queue``), the facilities from
+``PRINTFLOW_FACILITIES_FILE``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import argparse
 import asyncio
 import logging
 import signal
+from contextlib import AsyncExitStack
 
+import httpx
 from temporalio.worker import Worker
 
-from bench.bare import ACTIVITIES, WORKFLOWS
+from activities.facility import FacilityActivities
+from bench.bare import ACTIVITIES, WORKFLOWS, submit_queue
+from domain.facilities import load_facilities
 from runtime.startup import configure_process, temporal_runtime
 from worker import WORKFLOW_RUNNER
 from workflows.client import connect
@@ -32,19 +41,33 @@ async def run(task_queue: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     settings = configure_process()
     client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
-    worker = Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=ACTIVITIES,
-        workflow_runner=WORKFLOW_RUNNER,
-        graceful_shutdown_timeout=settings.worker_shutdown_grace,
-        max_concurrent_activities=settings.worker_max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-        max_cached_workflows=settings.worker_max_cached_workflows,
-    )
-    log.info("bare worker polling %s", task_queue)
-    async with worker:
+    async with AsyncExitStack() as stack:
+        # As printflow's worker builds its facility client (worker.py).
+        facility_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
+        facility = FacilityActivities(load_facilities(settings.facilities_file), facility_http)
+        workers = [
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=WORKFLOWS,
+                activities=ACTIVITIES,
+                workflow_runner=WORKFLOW_RUNNER,
+                graceful_shutdown_timeout=settings.worker_shutdown_grace,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                max_cached_workflows=settings.worker_max_cached_workflows,
+            ),
+            Worker(
+                client,
+                task_queue=submit_queue(task_queue),
+                activities=[facility.submit_print_job],
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                graceful_shutdown_timeout=settings.worker_shutdown_grace,
+            ),
+        ]
+        log.info("bare worker polling %s and %s", task_queue, submit_queue(task_queue))
+        for worker in workers:
+            await stack.enter_async_context(worker)
         await stop.wait()
 
 

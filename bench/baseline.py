@@ -19,9 +19,15 @@ from bench.bare import BareThree
 from bench.common import BenchError, bounded
 
 
-async def closed_times(client: Client, workflow_type: str, count: int, within: float) -> list:
-    """Waits until ``count`` workflows of this type have completed; their executions."""
-    query = f'WorkflowType="{workflow_type}" AND ExecutionStatus="Completed"'
+async def closed_times(
+    client: Client, workflow_type: str, prefix: str, count: int, within: float
+) -> list:
+    """Waits until ``count`` workflows of this type whose ids start with ``prefix`` have
+    completed (not an earlier step's); their executions."""
+    query = (
+        f'WorkflowType="{workflow_type}" AND WorkflowId STARTS_WITH "{prefix}" '
+        'AND ExecutionStatus="Completed"'
+    )
     deadline = time.monotonic() + within
     while (done := (await client.count_workflows(query)).count) < count:
         if time.monotonic() > deadline:
@@ -42,7 +48,7 @@ async def run(client: Client, task_queue: str, count: int, concurrency: int) -> 
         ),
     )
     starts_done = time.time()
-    executions = await closed_times(client, "BenchBareThree", count, within=300)
+    executions = await closed_times(client, "BenchBareThree", prefix, count, within=300)
     last = max(e.close_time.timestamp() for e in executions if e.close_time)
     seconds = last - started
     return {

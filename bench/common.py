@@ -20,6 +20,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ T = TypeVar("T")
 
 FAST, WAVE, SOON, FAR = "bench-fast", "bench-wave", "bench-soon", "bench-far"
 COUNTRY = {FAST: "DE", WAVE: "FR", SOON: "NL", FAR: "AT"}
+SOON_PERIOD = 5  # seconds between bench-soon's cutoffs
 # What the bench quotes (``POST /v1/quotes``): a product of domain/catalog.json.
 QUOTE_PRODUCT = "mug_11oz_white"
 
@@ -59,7 +61,7 @@ def facilities(simulator_url: str, wave_period: int, far_at: datetime) -> list[d
     return [
         facility(FAST, [COUNTRY[FAST]], {"every_seconds": 1}),
         facility(WAVE, [COUNTRY[WAVE]], {"every_seconds": wave_period}),
-        facility(SOON, [COUNTRY[SOON]], {"every_seconds": 5}),
+        facility(SOON, [COUNTRY[SOON]], {"every_seconds": SOON_PERIOD}),
         facility(FAR, ["*"], {"daily": [far_at.strftime("%H:%M")]}),
     ]
 
@@ -111,6 +113,20 @@ async def bounded(limit: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> lis
             return await job()
 
     return await asyncio.gather(*(run(job) for job in jobs))
+
+
+def poisson_arrivals(rate: float, seconds: float, seed: int) -> list[float]:
+    """Moments (seconds from the start, ascending, below ``seconds``) of arrivals at random at
+    ``rate`` per second: exponential gaps, as independent clients arrive (a Poisson process)."""
+    if rate <= 0:
+        return []
+    draw = random.Random(seed)
+    moments: list[float] = []
+    moment = draw.expovariate(rate)
+    while moment < seconds:
+        moments.append(moment)
+        moment += draw.expovariate(rate)
+    return moments
 
 
 def say(text: str) -> None:
@@ -222,7 +238,7 @@ async def submissions(simulator_url: str) -> dict[str, float]:
 
 
 async def wait_submitted(
-    simulator_url: str, order_ids: Iterable[str], within: float
+    simulator_url: str, order_ids: Iterable[str], within: float, every: float = 0.25
 ) -> dict[str, float]:
     """Polls the simulator until every order's print job arrived; their arrival times."""
     wanted = set(order_ids)
@@ -236,7 +252,7 @@ async def wait_submitted(
             raise BenchError(
                 f"only {len(got)} of {len(wanted)} print jobs arrived in {within:.0f} s"
             )
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(every)
 
 
 def next_boundary(period: int, after: float) -> float:
@@ -299,6 +315,42 @@ async def wait_quiet(pids: Iterable[int], within: float, busy_below: float = 0.0
         share = (sum(cpu_seconds(pid) for pid in pids) - before) / 2.0
         if share < busy_below or time.monotonic() > deadline:
             return share
+
+
+# CPU seconds by process name, each the sum over the pids of its group, by pid (a group can be
+# several processes, and change between two readings: PostgreSQL's backends for our connections).
+CpuReading = dict[str, dict[int, float]]
+
+
+def read_cpu(groups: dict[str, Sequence[int]]) -> CpuReading:
+    """Each group's processes' CPU seconds (user + system) now, by pid."""
+    return {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+
+def cpu_used(before: CpuReading, after: CpuReading) -> dict[str, float]:
+    """CPU seconds each group used between two readings. A process of ``after`` missing from
+    ``before`` started in between (all its CPU counts); one that ended in between is lost."""
+    used: dict[str, float] = {}
+    for name, now in after.items():
+        then = before.get(name, {})
+        used[name] = sum(max(0.0, cpu - then.get(pid, 0.0)) for pid, cpu in now.items())
+    return used
+
+
+def per_operation(
+    used: dict[str, float], idle: dict[str, float], seconds: float, operations: int
+) -> dict[str, float]:
+    """CPU milliseconds per operation, by process and summed (``total``): what each used in
+    ``seconds`` less what it uses idle in as long (``idle``: CPU seconds per second), divided
+    by the number of operations."""
+    if operations <= 0:
+        return {name: math.nan for name in [*used, "total"]}
+    out = {
+        name: max(0.0, cpu - idle.get(name, 0.0) * seconds) * 1000 / operations
+        for name, cpu in used.items()
+    }
+    out["total"] = sum(out.values())
+    return out
 
 
 @dataclass
@@ -369,7 +421,7 @@ def machine_info() -> dict[str, Any]:
 def bytecode_cache() -> str:
     """Whether the workflow module's compiled bytecode is there to load: the workflow sandbox
     imports it afresh for every workflow it instantiates, and compiles it when it is not."""
-    cached = Path(importlib.util.cache_from_source(str(REPO_ROOT / "workflows" / "order.py")))
+    cached = Path(importlib.util.cache_from_source(str(REPO_ROOT / "workflows" / "orders.py")))
     writes = "off" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
     return f"{'present' if cached.exists() else 'absent'}, writing {writes}"
 

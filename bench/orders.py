@@ -10,10 +10,16 @@ Latency: orders for ``bench-far`` (they wait for a cutoff hours away, as real or
 tonight's), so each create costs what it costs in production: the API's inserts and commit, the
 workflow start right after the answer, and the workflow's first task (its timer). Creates are
 measured at several numbers of concurrent clients in a closed loop, then as an offered load
-(arrivals at random at a few rates, each sent whatever is in flight: latency below saturation),
-then get, quote (``POST /v1/quotes``: the catalog's prices and the facility's next cutoff, and
-one insert) and cancel at ``concurrency`` clients; cancel is an Update that the workflow accepts,
-projects with a regular activity and answers. Between steps the system is left to finish what
+(arrivals at random at a few rates, each sent whatever is in flight: latency below saturation).
+The goals' load comes next (``mixed``): creates arriving at random at half the create capacity,
+with GETs and cancels arriving at random alongside; its p99s are the ones the goals name. The
+capacity is what the stack sustains: the closed loop's creates at ``concurrency`` clients
+divided by the time from the first create to the processes going quiet again, since each
+create's workflow start, file check and first task follow its answer (the API alone answers
+faster than that, for a while). Then, as information, get, quote
+(``POST /v1/quotes``: the catalog's prices and the facility's next cutoff, and one insert) and
+cancel at ``concurrency`` clients; cancel is an Update that the workflow accepts, projects with
+a regular activity and answers. Between steps the system is left to finish what
 the last one started.
 
 With N clients in a closed loop the mean latency is N / throughput (Little's law): at 20
@@ -26,8 +32,8 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from bench.common import (
     FAR,
@@ -36,12 +42,21 @@ from bench.common import (
     bounded,
     latency_summary,
     order_body,
+    poisson_arrivals,
     quote_body,
     wait_submitted,
 )
 
+T = TypeVar("T")
 Settle = Callable[[], Awaitable[Any]]
 OFFERED_SECONDS = 8.0
+# The goals' offered load (``mixed``): creates at half the capacity the closed loop measured,
+# for this long, with GETs and cancels at these shares of that rate.
+MIXED_SECONDS = 30.0
+# The quiet window ``drain`` ends with (``bench.common.wait_quiet``): the work ended before it.
+QUIET_S = 2.0
+GET_SHARE = 0.5
+CANCEL_SHARE = 0.2
 
 
 async def throughput(
@@ -101,24 +116,72 @@ async def quotes(api: Api, count: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+async def arriving(
+    moments: list[float], send: Callable[[int], Coroutine[Any, Any, T]], started: float
+) -> list[T]:
+    """``send(n)`` at each of ``moments`` (seconds after ``started``, ``time.perf_counter``),
+    whatever is still in flight: an open loop."""
+    tasks: list[asyncio.Task[T]] = []
+    for n, moment in enumerate(moments):
+        await asyncio.sleep(max(0.0, moment - (time.perf_counter() - started)))
+        tasks.append(asyncio.create_task(send(n)))
+    return await asyncio.gather(*tasks)
+
+
 async def offered(api: Api, rate: float, seconds: float, seed: int) -> dict[str, Any]:
     """Creates arriving at random (Poisson) at ``rate`` per second for ``seconds``, each sent
     when it arrives whatever is still in flight: latency against an offered load."""
     tag = uuid.uuid4().hex[:6]
-    arrivals = random.Random(seed)
-    tasks: list[asyncio.Task[dict[str, Any]]] = []
-    started = time.perf_counter()
-    moment = 0.0
-    while (moment := moment + arrivals.expovariate(rate)) < seconds:
-        await asyncio.sleep(max(0.0, moment - (time.perf_counter() - started)))
-        body = order_body(f"O-{tag}-{len(tasks)}", FAR, api)
-        tasks.append(asyncio.create_task(api.create(body)))
-    ids = [order["id"] for order in await asyncio.gather(*tasks)]
+    made = await arriving(
+        poisson_arrivals(rate, seconds, seed),
+        lambda n: api.create(order_body(f"O-{tag}-{n}", FAR, api)),
+        time.perf_counter(),
+    )
+    ids = [order["id"] for order in made]
     return {
         "offered_per_second": rate,
         "requests": len(ids),
         **latency_summary([api.created[i][1] for i in ids]),
         "ids": ids,
+    }
+
+
+async def mixed(
+    api: Api, rate: float, seconds: float, existing: list[str], seed: int
+) -> dict[str, Any]:
+    """The goals' offered load: creates arriving at random at ``rate`` per second (half the
+    measured create capacity) for ``seconds``, and meanwhile, as independent random arrivals,
+    GETs at ``rate`` × ``GET_SHARE`` of orders created before (``existing``) and cancels at
+    ``rate`` × ``CANCEL_SHARE`` of others of them. Each request is sent when it arrives,
+    whatever is in flight. Latency of each kind; the canceled ids."""
+    tag = uuid.uuid4().hex[:6]
+    picker = random.Random(seed)
+    to_cancel = picker.sample(existing, len(existing))
+    started = time.perf_counter()
+    create_at = poisson_arrivals(rate, seconds, seed)
+    get_at = poisson_arrivals(rate * GET_SHARE, seconds, seed + 1)
+    cancel_at = poisson_arrivals(rate * CANCEL_SHARE, seconds, seed + 2)[: len(to_cancel)]
+    kept = set(existing) - set(to_cancel[: len(cancel_at)])
+    readable = [oid for oid in existing if oid in kept]
+
+    async def get(n: int) -> float:
+        return (await api.get(picker.choice(readable)))[1]
+
+    made, got, canceled = await asyncio.gather(
+        arriving(create_at, lambda n: api.create(order_body(f"M-{tag}-{n}", FAR, api)), started),
+        arriving(get_at, get, started),
+        arriving(cancel_at, lambda n: api.cancel(to_cancel[n]), started),
+    )
+    return {
+        "offered_per_second": rate,
+        "seconds": seconds,
+        "get_per_second": rate * GET_SHARE,
+        "cancel_per_second": rate * CANCEL_SHARE,
+        "create": latency_summary([api.created[o["id"]][1] for o in made]),
+        "get": latency_summary(got),
+        "cancel": latency_summary(canceled),
+        "ids": [o["id"] for o in made],
+        "canceled_ids": to_cancel[: len(cancel_at)],
     }
 
 
@@ -131,21 +194,36 @@ async def latency(
     levels: list[int],
     rates: list[float],
     settle: Settle,
+    drain: Settle,
+    mixed_seconds: float = MIXED_SECONDS,
 ) -> dict[str, Any]:
     sweep: list[dict[str, Any]] = []
     main: dict[str, Any] = {}
     for level in sorted(set(levels) | {concurrency}):
         await settle()
         count = requests if level == concurrency else max(100, 10 * level)
+        started = time.perf_counter()
         step = await create_many(api, FAR, count, level)
         sweep.append(step)
         if level == concurrency:
             main = step
+            # Answered is not done: each create's workflow start, file check and first task
+            # follow the answer. The rate the stack sustains counts until they are done too.
+            await drain()
+            step["sustained_per_second"] = count / (time.perf_counter() - started - QUIET_S)
     open_loop: list[dict[str, Any]] = []
     for n, rate in enumerate(rates):
         await settle()
         open_loop.append(await offered(api, rate, OFFERED_SECONDS, seed=n))
     ids = [oid for step in sweep + open_loop for oid in step["ids"]]
+
+    # The goals' load: half the creates per second the stack sustains.
+    capacity = main["sustained_per_second"]
+    await settle()
+    mix = await mixed(api, capacity / 2, mixed_seconds, ids, seed=100)
+    mix["capacity_per_second"] = capacity
+    gone = set(mix.pop("canceled_ids"))
+    ids = [oid for oid in ids if oid not in gone] + mix.pop("ids")
 
     await settle()
     picker = random.Random(7)
@@ -172,5 +250,6 @@ async def latency(
         "cancel": latency_summary(cancel_seconds),
         "sweep": sweep,
         "offered": open_loop,
-        "canceled_ids": to_cancel,
+        "mixed": mix,
+        "canceled_ids": to_cancel + sorted(gone),
     }

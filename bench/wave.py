@@ -6,15 +6,22 @@ the next one. Each waits on its timer; at the cutoff the N timers fire together 
 workflow submits its print job. Measured: seconds from the cutoff to the last print job
 received by the facility simulator (its own timestamps, ``/_control/requests``).
 
-Bare: N ``BareWave`` workflows (bench/bare.py), each a timer to the same moment and then one
-no-op activity that stamps when it ran, on the bare worker (printflow's worker settings).
-Measured the same way: seconds from that moment to the last activity run.
+Two bare waves, on the bare worker (printflow's worker settings), each N workflows with a timer
+to the same moment:
 
-The ratio is bare / orders: 1.0 means printflow drains a wave as fast as Temporal alone.
+- the fair limit, ``BareSubmit`` (bench/bare.py): then printflow's own print job submission,
+  the same HTTP call to the same simulator through the same client, on a task queue of its
+  own; measured exactly as the orders are (the simulator's timestamps);
+- ``BareWave``: then one no-op activity that stamps when it ran: Temporal alone, with no call
+  to make (information: what the call itself costs is the difference).
+
+The ratio is bare / orders, from the fair limit: 1.0 means printflow drains a wave as fast as a
+workflow that only makes the call printflow must make.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import uuid
@@ -23,7 +30,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.bare import BareWave
+from bench.bare import BareSubmit, BareWave
 from bench.baseline import closed_times
 from bench.common import (
     WAVE,
@@ -37,6 +44,8 @@ from bench.common import (
     sleep_until,
     wait_submitted,
 )
+from contracts.orders import PrintJobItem, PrintJobRequest
+from domain.orders import StoredAddress
 
 
 def period_for(count: int) -> int:
@@ -98,7 +107,8 @@ async def bare(
     starts_per_s: float,
 ) -> dict[str, Any]:
     cutoff = await cutoff_ahead(period, count / max(starts_per_s, 1.0) * 1.5 + 5)
-    ids = [f"bench-barewave-{uuid.uuid4().hex[:8]}-{i}" for i in range(count)]
+    prefix = f"bench-barewave-{uuid.uuid4().hex[:8]}-"
+    ids = [f"{prefix}{i}" for i in range(count)]
     handles = await bounded(
         concurrency,
         (
@@ -113,6 +123,58 @@ async def bare(
         raise BenchError(f"bare wave started only {lead:.1f} s before its moment")
     say(f"  {count} bare workflows started {lead:.1f} s before their shared moment")
     await sleep_until(cutoff)
-    await closed_times(client, "BenchBareWave", count, within=300)
+    await closed_times(client, "BenchBareWave", prefix, count, within=300)
     stamps = await bounded(concurrency, (lambda h=h: h.result() for h in handles))
     return _summary([float(s) - cutoff for s in stamps], lead)
+
+
+def print_job(order_id: str, api: Api) -> PrintJobRequest:
+    """The print job printflow's worker sends for a wave order (``OrderWorkflow._print_job``):
+    the bench's order, its file with the sha256 of the bytes checked."""
+    order = order_body(order_id, WAVE, api)
+    sha256 = hashlib.sha256(order_id.encode()).hexdigest()
+    return PrintJobRequest(
+        order_id=order_id,
+        order_reference_id=order["order_reference_id"],
+        facility_id=WAVE,
+        items=[
+            PrintJobItem(
+                item_reference_id=item["item_reference_id"],
+                product_uid=item["product_uid"],
+                quantity=item["quantity"],
+                files=[{**f, "sha256": sha256} for f in item["files"]],
+            )
+            for item in order["items"]
+        ],
+        shipping_address=StoredAddress.model_validate(order["shipping_address"]),
+    )
+
+
+async def bare_submit(
+    client: Client,
+    task_queue: str,
+    api: Api,
+    count: int,
+    concurrency: int,
+    period: int,
+    starts_per_s: float,
+) -> dict[str, Any]:
+    """The fair limit: N ``BareSubmit`` released at one moment; seconds from it to each print
+    job received by the simulator."""
+    cutoff = await cutoff_ahead(period, count / max(starts_per_s, 1.0) * 1.5 + 5)
+    ids = [f"bench-baresubmit-{uuid.uuid4().hex[:8]}-{i}" for i in range(count)]
+    await bounded(
+        concurrency,
+        (
+            lambda wid=wid: client.start_workflow(
+                BareSubmit.run, args=[cutoff, print_job(wid, api)], id=wid, task_queue=task_queue
+            )
+            for wid in ids
+        ),
+    )
+    lead = cutoff - time.time()
+    if lead < 1:
+        raise BenchError(f"bare submissions started only {lead:.1f} s before their moment")
+    say(f"  {count} bare submissions started {lead:.1f} s before their shared moment")
+    arrived = await wait_submitted(api.simulator_url, ids, within=300 + lead)
+    return _summary([at - cutoff for at in arrived.values()], lead)

@@ -50,6 +50,13 @@ os.environ.setdefault("PRINTFLOW_RATE_LIMIT_BURST", "2000")
 os.environ.setdefault("PRINTFLOW_AUTH_FAILURE_LIMIT", "10000/minute")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of real processes first: they take the longest and mostly wait, so with
+    several test processes (tests/run.py) they run beside the short ones instead of after
+    them. Otherwise the order stays as collected."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 def suite_converter() -> DataConverter:
     """The data converter of every test client: ``workflows.client.data_converter`` with the
     suite's keys, as API and worker build it from their settings."""
