@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,7 +32,8 @@ from starlette.datastructures import FormData
 
 from api.deps import SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.errors import ApiError
-from api.pages.html import render, secure, when
+from api.pages import html
+from api.pages.html import render, secure, set_cookie, when
 from api.services import cases, console
 from api.services.sessions import Session, Signer
 from db.engine import utcnow
@@ -69,37 +70,8 @@ DONE = {
 
 
 def signer(request: Request) -> Signer:
-    """The app's signer: ``SESSION_SECRET``, or a random secret made once per process."""
-    state = request.app.state
-    found: Signer | None = getattr(state, "console_signer", None)
-    if found is None:
-        settings: Settings = state.settings
-        secret = (
-            settings.session_secret.get_secret_value().encode()
-            if settings.session_secret
-            else secrets.token_bytes(32)
-        )
-        found = state.console_signer = Signer(secret)
-    return found
-
-
-def _set_cookie(
-    response: Response,
-    settings: Settings,
-    name: str,
-    value: str,
-    path: str,
-    lifetime: timedelta,
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=int(lifetime.total_seconds()),
-        path=path,
-        secure=settings.public_base_url.lower().startswith("https://"),
-        httponly=True,
-        samesite="strict",
-    )
+    """The console's signer: keyed by ``SESSION_SECRET`` itself (``html.signer``)."""
+    return html.signer(request, "console_signer", lambda secret: secret)
 
 
 # ---------------------------------------------------------------------------- sign-in
@@ -160,7 +132,7 @@ def _login_page(
         status_code,
     )
     if value is not None:
-        _set_cookie(response, settings, LOGIN_COOKIE, value, LOGIN_PATH, console.LOGIN_LIFETIME)
+        set_cookie(response, settings, LOGIN_COOKIE, value, LOGIN_PATH, console.LOGIN_LIFETIME)
     return response
 
 
@@ -188,7 +160,7 @@ async def login(request: Request, db: SessionDep, settings: SettingsDep) -> Resp
         )
     value, _ = sign.issue(agent.id, utcnow(), console.SESSION_LIFETIME)
     response = secure(RedirectResponse(next_path, 303))
-    _set_cookie(response, settings, COOKIE, value, "/support", console.SESSION_LIFETIME)
+    set_cookie(response, settings, COOKIE, value, "/support", console.SESSION_LIFETIME)
     response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
     log.info("agent %s signed in to the console", agent.id)
     return response

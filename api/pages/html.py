@@ -1,15 +1,20 @@
 """What every HTML page of printflow sends: a fresh CSP nonce for its inline style, and headers
-that keep it from loading anything else, being framed, cached, indexed or leaking its URL."""
+that keep it from loading anything else, being framed, cached, indexed or leaking its URL; and
+the signed session a signed-in page keeps in its cookie."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+
+from api.services.sessions import Signer
+from runtime.settings import Settings
 
 
 def page_headers(nonce: str | None) -> dict[str, str]:
@@ -45,6 +50,39 @@ def secure(response: Response) -> Response:
     """The same headers on an answer without a page (a redirect)."""
     response.headers.update(page_headers(None))
     return response
+
+
+def signer(request: Request, name: str, key: Callable[[bytes], bytes]) -> Signer:
+    """The app's signer ``name``, made once: its key is ``key`` of ``SESSION_SECRET``, or of a
+    random secret made once per process."""
+    state = request.app.state
+    found: Signer | None = getattr(state, name, None)
+    if found is None:
+        settings: Settings = state.settings
+        secret = (
+            settings.session_secret.get_secret_value().encode()
+            if settings.session_secret
+            else secrets.token_bytes(32)
+        )
+        found = Signer(key(secret))
+        setattr(state, name, found)
+    return found
+
+
+def set_cookie(
+    response: Response, settings: Settings, name: str, value: str, path: str, life: timedelta
+) -> None:
+    """A session's cookie: for ``path`` only, never read by scripts or sent from another site,
+    and over https only when the site is."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=int(life.total_seconds()),
+        path=path,
+        secure=settings.public_base_url.lower().startswith("https://"),
+        httponly=True,
+        samesite="strict",
+    )
 
 
 def when(at: datetime | None, now: datetime, zone: tzinfo) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from api.deps import SessionDep, SettingsDep
-from api.pages.html import secure
+from api.pages.html import secure, set_cookie
 from api.pages.portal import common
 from api.services import portal
 from api.services.portal import PortalRefusal
@@ -28,6 +28,18 @@ from runtime.settings import Settings
 log = logging.getLogger("printflow.portal")
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
+
+# The cookie of the short session the forms of someone not signed in carry their token in.
+LOGIN_COOKIE = "pf_portal_login"
+
+
+def sign_in(request: Request) -> portal.SignIn:
+    """The app's sign-in check, with its per-account failure counts."""
+    state = request.app.state
+    found: portal.SignIn | None = getattr(state, "portal_sign_in", None)
+    if found is None:
+        found = state.portal_sign_in = portal.SignIn(state.limiter)
+    return found
 
 
 @router.get("", response_class=HTMLResponse)
@@ -47,7 +59,7 @@ def _form_page(
     """A page for someone not signed in, whose form carries the CSRF token of a short session
     of its own (made now if the browser has none)."""
     sign = common.signer(request)
-    session = sign.read(request.cookies.get(common.LOGIN_COOKIE), utcnow())
+    session = sign.read(request.cookies.get(LOGIN_COOKIE), utcnow())
     value = None
     if session is None or session.subject != portal.ANONYMOUS:
         value, session = sign.issue(portal.ANONYMOUS, utcnow(), portal.SIGN_IN_FORM_LIFETIME)
@@ -55,9 +67,7 @@ def _form_page(
         request, None, template, {**context, "csrf": sign.csrf(session)}, status_code
     )
     if value is not None:
-        common.set_cookie(
-            response, settings, common.LOGIN_COOKIE, value, "/portal", portal.SIGN_IN_FORM_LIFETIME
-        )
+        set_cookie(response, settings, LOGIN_COOKIE, value, "/portal", portal.SIGN_IN_FORM_LIFETIME)
     return response
 
 
@@ -65,7 +75,7 @@ async def _anonymous_form_ok(request: Request) -> tuple[bool, dict[str, str]]:
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     sign = common.signer(request)
-    session = sign.read(request.cookies.get(common.LOGIN_COOKIE), utcnow())
+    session = sign.read(request.cookies.get(LOGIN_COOKIE), utcnow())
     ok = (
         session is not None
         and session.subject == portal.ANONYMOUS
@@ -74,9 +84,9 @@ async def _anonymous_form_ok(request: Request) -> tuple[bool, dict[str, str]]:
     return ok, fields
 
 
-def _signed_in(response: Response, request: Request, settings: Settings, cookie: str) -> Response:
-    common.set_cookie(response, settings, common.COOKIE, cookie, "/portal", portal.SESSION_LIFETIME)
-    response.delete_cookie(common.LOGIN_COOKIE, path="/portal")
+def _signed_in(response: Response, settings: Settings, cookie: str) -> Response:
+    set_cookie(response, settings, common.COOKIE, cookie, "/portal", portal.SESSION_LIFETIME)
+    response.delete_cookie(LOGIN_COOKIE, path="/portal")
     return response
 
 
@@ -102,13 +112,13 @@ async def login(request: Request, db: SessionDep, settings: SettingsDep) -> Resp
     email = fields.get("email", "")[:320]
     next_path = common.safe_next(fields.get("next"))
     try:
-        user = await common.sign_in(request).check(db, email, fields.get("password", ""))
+        user = await sign_in(request).check(db, email, fields.get("password", ""))
     except PortalRefusal as refusal:
         context = {"next": next_path, "error": refusal.message, "email": email}
         return _form_page(request, settings, "portal/login.html", context, refusal.status_code)
     cookie = await portal.start_session(db, common.signer(request), user, utcnow())
     log.info("portal user %s signed in", user.id)
-    return _signed_in(secure(RedirectResponse(next_path, 303)), request, settings, cookie)
+    return _signed_in(secure(RedirectResponse(next_path, 303)), settings, cookie)
 
 
 @router.post("/logout")
@@ -142,6 +152,19 @@ def _link_gone(request: Request) -> Response:
     )
 
 
+def _purpose(request: Request) -> str:
+    """Which link a page is for, by its path: an invite or a reset."""
+    return portal.INVITE if request.url.path.startswith("/portal/invite/") else portal.RESET
+
+
+@router.get("/invite/{token}", response_class=HTMLResponse)
+@router.get("/reset/{token}", response_class=HTMLResponse)
+async def password_form(
+    request: Request, token: str, db: SessionDep, settings: SettingsDep
+) -> Response:
+    return await _password_form(request, db, settings, _purpose(request), token)
+
+
 async def _password_form(
     request: Request,
     db: SessionDep,
@@ -168,9 +191,12 @@ async def _password_form(
     return _form_page(request, settings, "portal/password.html", context, status_code)
 
 
-async def _set_password(
-    request: Request, db: SessionDep, settings: Settings, purpose: str, token: str
+@router.post("/invite/{token}", response_class=HTMLResponse)
+@router.post("/reset/{token}", response_class=HTMLResponse)
+async def set_password(
+    request: Request, token: str, db: SessionDep, settings: SettingsDep
 ) -> Response:
+    purpose = _purpose(request)
     ok, fields = await _anonymous_form_ok(request)
     if not ok:
         return common.bad_form(request, None)
@@ -188,21 +214,7 @@ async def _set_password(
     log.info("portal user %s set a password (%s)", user.id, purpose)
     done = "welcome" if purpose == portal.INVITE else "password"
     response = secure(RedirectResponse(f"/portal/orders?done={done}", 303))
-    return _signed_in(response, request, settings, cookie)
-
-
-@router.get("/invite/{token}", response_class=HTMLResponse)
-async def invite_form(
-    request: Request, token: str, db: SessionDep, settings: SettingsDep
-) -> Response:
-    return await _password_form(request, db, settings, portal.INVITE, token)
-
-
-@router.post("/invite/{token}", response_class=HTMLResponse)
-async def accept_invite(
-    request: Request, token: str, db: SessionDep, settings: SettingsDep
-) -> Response:
-    return await _set_password(request, db, settings, portal.INVITE, token)
+    return _signed_in(response, settings, cookie)
 
 
 @router.get("/reset", response_class=HTMLResponse)
@@ -227,17 +239,3 @@ async def request_reset(request: Request, db: SessionDep, settings: SettingsDep)
             portal.send_link, settings, user, merchant, portal.RESET, token
         )
     return response
-
-
-@router.get("/reset/{token}", response_class=HTMLResponse)
-async def reset_password_form(
-    request: Request, token: str, db: SessionDep, settings: SettingsDep
-) -> Response:
-    return await _password_form(request, db, settings, portal.RESET, token)
-
-
-@router.post("/reset/{token}", response_class=HTMLResponse)
-async def reset_password(
-    request: Request, token: str, db: SessionDep, settings: SettingsDep
-) -> Response:
-    return await _set_password(request, db, settings, portal.RESET, token)

@@ -1,5 +1,6 @@
-"""What every page of the merchant portal shares: who is signed in, what their role lets them
-do, the form checks (CSRF token, nonce), and the page, 403 and 404 answers.
+"""What the pages of the merchant portal share: who is signed in, what their role lets them
+do, the form checks (CSRF token, nonce), the page, 403 and 404 answers, how a form's change
+runs and what is said when it does not go through.
 
 A page calls ``enter(request, db, right)`` and a form ``enter_form(request, db, right)``; each
 returns the ``Visitor`` or the answer to send instead: the sign-in page for a stranger, the 403
@@ -9,41 +10,50 @@ merchant's anything is looked up within the visitor's merchant and so is a 404, 
 Every form that changes something carries a nonce, new with each page shown; the portal passes
 ``portal-{nonce}`` as the idempotency key (an Update's id) or the creation's reference to the
 same service the API calls, so a double submit, or a resend after "the change may not have been
-made", changes things once. A page shown again after a failure keeps the nonce of that form.
+made", changes things once. A change runs through ``attempt``: when it does not go through, the
+page is shown again saying why (``Invalid`` for the form's own checks, the API's refusal in
+words, or that no answer came), and only after a 5xx with the nonce of that form.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import FormData
 
+from api.errors import ApiError
 from api.idempotency import reference
+from api.pages import html
 from api.pages.html import render, secure, when
+from api.schemas import CaseMessagePublic, ContactMessagePublic
 from api.services import portal
 from api.services.portal import Visitor
 from api.services.sessions import Signer
 from db.engine import utcnow
+from db.models import Order
 from domain.portal import RIGHT_WORDS, Right, may
-from runtime.settings import Settings
+
+log = logging.getLogger("printflow.portal")
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 COOKIE = "pf_portal"
-LOGIN_COOKIE = "pf_portal_login"
 LOGIN_PATH = "/portal/login"
 # Where a sign-in may send the visitor on: portal pages only, never another site.
 _NEXT = re.compile(r"^/portal(/[A-Za-z0-9_-]{1,60}){0,3}$")
@@ -70,42 +80,12 @@ SECTIONS = (
 
 
 def signer(request: Request) -> Signer:
-    """The portal's signer: a key derived from ``SESSION_SECRET`` (so a console cookie is never
-    a portal one), or a random key made once per process."""
-    state = request.app.state
-    found: Signer | None = getattr(state, "portal_signer", None)
-    if found is None:
-        settings: Settings = state.settings
-        secret = (
-            settings.session_secret.get_secret_value().encode()
-            if settings.session_secret
-            else secrets.token_bytes(32)
-        )
-        key = hmac.new(secret, b"printflow portal sessions", hashlib.sha256).digest()
-        found = state.portal_signer = Signer(key)
-    return found
-
-
-def sign_in(request: Request) -> portal.SignIn:
-    """The app's sign-in check, with its per-account failure counts."""
-    state = request.app.state
-    found: portal.SignIn | None = getattr(state, "portal_sign_in", None)
-    if found is None:
-        found = state.portal_sign_in = portal.SignIn(state.limiter)
-    return found
-
-
-def set_cookie(
-    response: Response, settings: Settings, name: str, value: str, path: str, life: timedelta
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=int(life.total_seconds()),
-        path=path,
-        secure=settings.public_base_url.lower().startswith("https://"),
-        httponly=True,
-        samesite="strict",
+    """The portal's signer: its key derived from ``SESSION_SECRET`` (so a console cookie is
+    never a portal one)."""
+    return html.signer(
+        request,
+        "portal_signer",
+        lambda secret: hmac.new(secret, b"printflow portal sessions", hashlib.sha256).digest(),
     )
 
 
@@ -137,6 +117,46 @@ async def enter_form(
     if not signer(request).csrf_ok(visitor.session, text(form, "csrf")):
         return bad_form(request, visitor)
     return visitor, form
+
+
+# One thing of the shop's (an order, a ticket, a conversation), as its service reads it.
+Row = TypeVar("Row")
+
+
+async def enter_about(
+    request: Request,
+    db: AsyncSession,
+    right: Right,
+    what: str,
+    find: Callable[[Visitor], Awaitable[Row]],
+) -> tuple[Visitor, Row] | Response:
+    """As ``enter``, for a page about one thing of the shop's, which ``find`` reads (an
+    ``ApiError`` when the shop has no such thing): then the 404 page, naming ``what``."""
+    visitor = await enter(request, db, right)
+    if isinstance(visitor, Response):
+        return visitor
+    try:
+        return visitor, await find(visitor)
+    except ApiError:
+        return not_found(request, visitor, what)
+
+
+async def enter_form_about(
+    request: Request,
+    db: AsyncSession,
+    right: Right,
+    what: str,
+    find: Callable[[Visitor], Awaitable[Row]],
+) -> tuple[Visitor, FormData, Row] | Response:
+    """As ``enter_about``, for a form (``enter_form``)."""
+    entered = await enter_form(request, db, right)
+    if isinstance(entered, Response):
+        return entered
+    visitor, form = entered
+    try:
+        return visitor, form, await find(visitor)
+    except ApiError:
+        return not_found(request, visitor, what)
 
 
 def to_login(request: Request) -> Response:
@@ -199,6 +219,11 @@ def page(
             for s in SECTIONS
             if may(visitor.user.role, s.right)
         ]
+    if context.get("problem") and not context.get("problem_title"):
+        # A refusal changed nothing; an answer that never came (a 5xx) may still change it.
+        extra["problem_title"] = (
+            "The change may not have been made" if status_code >= 500 else "Nothing was changed"
+        )
     return render(templates, request, template, {**context, **extra}, status_code)
 
 
@@ -240,6 +265,15 @@ def not_found(request: Request, visitor: Visitor, what: str) -> HTMLResponse:
     )
 
 
+def bad_cursor(
+    request: Request, visitor: Visitor, err: ApiError, back: tuple[str, str]
+) -> HTMLResponse:
+    """The answer to a list's page whose cursor the portal did not make."""
+    return message(
+        request, visitor, err.status_code, "Cannot show this page", [refused(err)], back=back
+    )
+
+
 def bad_form(request: Request, visitor: Visitor | None) -> HTMLResponse:
     return message(
         request,
@@ -258,6 +292,156 @@ def done(path: str, notice: str) -> Response:
     """POST/redirect/GET: back to ``path``, which says ``notice`` (a key of the page's words)."""
     separator = "&" if "?" in path else "?"
     return secure(RedirectResponse(f"{path}{separator}{urlencode({'done': notice})}", 303))
+
+
+def notice(request: Request, words: Mapping[str, str]) -> str | None:
+    """What a page says after ``done`` sent the browser back to it: the words of its ``done``."""
+    return words.get(request.query_params.get("done", ""))
+
+
+# ---------------------------------------------------------------------------- words
+
+
+def refused(err: ApiError) -> str:
+    """The API's refusal, as a page says it."""
+    return sentence(err.message)
+
+
+def no_answer(what: str, check: str = "check") -> str:
+    """That ``what`` did not answer, so the change may still be made."""
+    return (
+        f"{what} did not answer just now, so the change may not have been made: {check}, then "
+        "try again."
+    )
+
+
+def sentence(message: str) -> str:
+    """A message as a sentence: capital first, a full stop at the end."""
+    message = message.strip()
+    if not message:
+        return message
+    message = message[0].upper() + message[1:]
+    return message if message[-1] in ".!?" else message + "."
+
+
+def error_words(error: Mapping[str, Any]) -> str:
+    """What one of pydantic's errors says, without its "Value error, "."""
+    return str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+
+
+# ---------------------------------------------------------------------------- changes
+
+
+class Invalid(ApiError):
+    """A form refused in the page's own words, before anything changed: by its own checks (a
+    422), or by the API about what the form says. ``field`` is the field at fault (None: the
+    form as a whole)."""
+
+    status_code = 422
+    code = "invalid_form"
+
+    def __init__(self, field: str | None, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A change that did not go through, as the page shown again says it: the status it
+    answers, the sentence, and the field at fault (if one is)."""
+
+    status: int
+    problem: str
+    field: str | None = None
+
+    def nonce(self, sent: str | None) -> str | None:
+        """The nonce of the form shown again: after a 5xx the one sent, so that sending it again
+        is the same change; after a refusal None, a new one."""
+        return sent if self.status >= 500 else None
+
+
+async def attempt(
+    db: AsyncSession,
+    visitor: Visitor,
+    what: str,
+    run: Callable[[], Awaitable[Response]],
+    *,
+    unanswered: str,
+    words: Callable[[ApiError], str] = refused,
+    reload: tuple[Any, ...] = (),
+) -> Response | Failed:
+    """Runs a form's change: ``run`` checks the form (``Invalid``), calls the API's own service
+    and answers (``done``). When it does not go through: a clean session (``recover``, with the
+    rows of ``reload``) and what the page says, the API's refusal in ``words``, or
+    ``unanswered`` when no answer came (logged as the portal's ``what``)."""
+    try:
+        return await run()
+    except Invalid as err:
+        failed = Failed(err.status_code, err.message, err.field)
+    except ApiError as err:
+        failed = Failed(err.status_code, words(err))
+    except Exception:
+        log.exception("the portal's %s failed", what)
+        failed = Failed(503, unanswered)
+    await recover(db, visitor, *reload)
+    return failed
+
+
+async def recover(db: AsyncSession, visitor: Visitor, *rows: Any) -> None:
+    """After a failed change: a clean session, and the visitor (and ``rows``) read again (a
+    rollback expires what was loaded; the page needs it)."""
+    await db.rollback()
+    for loaded in (visitor.user, visitor.merchant):
+        if loaded in db:
+            await db.refresh(loaded)
+    for row in rows:
+        await db.refresh(row)
+
+
+# ---------------------------------------------------------------------------- parts of pages
+
+
+# A message of a ticket (with the support team) or of a conversation (with a customer).
+Message = TypeVar("Message", CaseMessagePublic, ContactMessagePublic)
+
+
+def thread(
+    visitor: Visitor, messages: Iterable[Message], other: Callable[[Message], str]
+) -> list[dict[str, Any]]:
+    """A ticket's or a conversation's messages, as the ``thread`` macro shows them: the shop's
+    own by its name, printflow's automatic ones as such, the other side's as ``other`` names
+    their author."""
+
+    def author(m: Message) -> str:
+        if m.author_kind == "merchant":
+            return f"{visitor.merchant.name} (your shop)"
+        if m.author_kind == "system":
+            return "printflow (automatic message)"
+        return other(m)
+
+    return [
+        {
+            "kind": m.author_kind,
+            "author": author(m),
+            "at": at(visitor, m.created_at),
+            "body": m.body,
+            "attachments": m.attachments if isinstance(m, CaseMessagePublic) else [],
+        }
+        for m in messages
+    ]
+
+
+async def references(db: AsyncSession, visitor: Visitor, order_ids: list[str]) -> dict[str, str]:
+    """The shop's own references of these orders (by id), as the shop knows them."""
+    if not order_ids:
+        return {}
+    found = await db.exec(
+        select(Order.id, Order.order_reference_id).where(
+            col(Order.id).in_(set(order_ids)), Order.merchant_id == visitor.merchant.id
+        )
+    )
+    return dict(found.all())
 
 
 # ---------------------------------------------------------------------------- time in words

@@ -90,7 +90,7 @@ async def developers_page(request: Request, db: SessionDep, settings: SettingsDe
         settings,
         visitor,
         200,
-        notice=DONE.get(query.get("done", "")),
+        notice=common.notice(request, DONE),
         events_cursor=query.get("events_cursor") or None,
         requests_cursor=query.get("requests_cursor") or None,
         request_id=query.get("request_id"),
@@ -162,7 +162,7 @@ async def _developers(
     context: dict[str, Any] = {
         "notice": notice,
         "problem": problem,
-        "problem_title": problem_title or ("Nothing was changed" if problem else None),
+        "problem_title": problem_title,
         "field": field,
         "shown": shown,
         "overlap": _overlap(settings.key_rotation_overlap),
@@ -305,101 +305,126 @@ async def _event_rows(
     return found
 
 
-# ---------------------------------------------------------------------------- the API key
+# ---------------------------------------------------------------------------- rotations
 
 
 @router.post("/developers/rotate-key", response_class=HTMLResponse)
 async def rotate_key(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
-    entered = await common.enter_form(request, db, Right.DEVELOPERS)
-    if isinstance(entered, Response):
-        return entered
-    visitor, form = entered
-    merchant = visitor.merchant
-    expected = (common.text(form, "expected_prefix") or "")[:40]
-    if not expected:
-        return await _developers(request, db, settings, visitor, 422, problem=_unnamed("key"))
-    claimed = await _claim(
-        db,
-        update(Merchant)
-        .where(col(Merchant.id) == merchant.id, col(Merchant.api_key_prefix) == expected)
-        .values(api_key_prefix=col(Merchant.api_key_prefix)),
-    )
-    if not claimed:
-        await _recover(db, visitor)
-        return await _developers(
-            request,
-            db,
-            settings,
-            visitor,
-            409,
-            problem=(
-                f"Already rotated: the key this form was shown with ({expected}…) is no longer "
-                f"the current one, so it was not rotated again. The new key was shown once, "
-                f"in the answer to the first rotation; printflow keeps only its hash."
-                + _again(visitor, "key")
-            ),
-            problem_title=ALREADY_ROTATED,
-        )
-    await db.refresh(merchant)
-    rotated = await merchants.rotate_api_key(db, merchant.id, settings.key_rotation_overlap)
-    log.info("portal user %s rotated the API key of %s", visitor.user.id, merchant.id)
-    shown = {
-        "what": "key",
-        "value": rotated.api_key,
-        "until": common.at(visitor, rotated.previous_valid_until),
-        "old": expected,
-    }
-    return await _developers(request, db, settings, visitor, 200, shown=shown)
-
-
-# ---------------------------------------------------------------------------- webhooks
+    return await _rotate(request, db, settings, "key")
 
 
 @router.post("/developers/rotate-webhook-secret", response_class=HTMLResponse)
 async def rotate_webhook_secret(
     request: Request, db: SessionDep, settings: SettingsDep
 ) -> Response:
+    return await _rotate(request, db, settings, "secret")
+
+
+async def _rotate(request: Request, db: AsyncSession, settings: Settings, what: str) -> Response:
+    """Rotates the API key (``what`` is "key") or the webhook secret ("secret"), while the one
+    the form was shown with is still the current one; the answer shows the new one, once."""
     entered = await common.enter_form(request, db, Right.DEVELOPERS)
     if isinstance(entered, Response):
         return entered
     visitor, form = entered
     merchant = visitor.merchant
-    expected = (common.text(form, "expected_secret") or "")[:FINGERPRINT_LENGTH]
+    key = what == "key"
+    # The form names the key by its prefix, the secret by its fingerprint.
+    if key:
+        expected = (common.text(form, "expected_prefix") or "")[:40]
+        column, current = Merchant.api_key_prefix, merchant.api_key_prefix
+        named = current
+    else:
+        expected = (common.text(form, "expected_secret") or "")[:FINGERPRINT_LENGTH]
+        column, current = Merchant.webhook_secret, merchant.webhook_secret
+        named = fingerprint(current)
     if not expected:
-        return await _developers(request, db, settings, visitor, 422, problem=_unnamed("secret"))
-    current = merchant.webhook_secret
-    claimed = hmac.compare_digest(fingerprint(current), expected) and await _claim(
-        db,
-        update(Merchant)
-        .where(col(Merchant.id) == merchant.id, col(Merchant.webhook_secret) == current)
-        .values(webhook_secret=col(Merchant.webhook_secret)),
+        return await _developers(request, db, settings, visitor, 422, problem=_unnamed(what))
+    claimed = hmac.compare_digest(named.encode(), expected.encode()) and (
+        await _claim(
+            db,
+            update(Merchant)
+            .where(col(Merchant.id) == merchant.id, col(column) == current)
+            .values({column: col(column)}),
+        )
     )
     if not claimed:
-        await _recover(db, visitor)
+        await common.recover(db, visitor)
         return await _developers(
             request,
             db,
             settings,
             visitor,
             409,
-            problem=(
-                f"Already rotated: the webhook secret this form was shown with (fingerprint "
-                f"{expected}) is no longer the current one, so it was not rotated again. The "
-                f"new secret was shown once, in the answer to the first rotation."
-                + _again(visitor, "secret")
-            ),
+            problem=_already(visitor, what, expected),
             problem_title=ALREADY_ROTATED,
         )
     await db.refresh(merchant)
-    rotated = await merchants.rotate_webhook_secret(db, merchant.id, settings.key_rotation_overlap)
-    log.info("portal user %s rotated the webhook secret of %s", visitor.user.id, merchant.id)
-    shown = {
-        "what": "secret",
-        "value": rotated.webhook_secret,
-        "until": common.at(visitor, rotated.previous_valid_until),
-        "old": expected,
-    }
+    overlap = settings.key_rotation_overlap
+    if key:
+        new_key = await merchants.rotate_api_key(db, merchant.id, overlap)
+        value, until = new_key.api_key, new_key.previous_valid_until
+    else:
+        new_secret = await merchants.rotate_webhook_secret(db, merchant.id, overlap)
+        value, until = new_secret.webhook_secret, new_secret.previous_valid_until
+    log.info("portal user %s rotated the %s of %s", visitor.user.id, _NAMES[what], merchant.id)
+    shown = {"what": what, "value": value, "until": common.at(visitor, until), "old": expected}
     return await _developers(request, db, settings, visitor, 200, shown=shown)
+
+
+# What a rotation rotates, in words.
+_NAMES = {"key": "API key", "secret": "webhook secret"}
+
+
+def _unnamed(what: str) -> str:
+    return (
+        f"The form did not say which {'key' if what == 'key' else 'webhook secret'} it was "
+        "shown with, so nothing was rotated: reload this page and rotate from there."
+    )
+
+
+def _already(visitor: Visitor, what: str, expected: str) -> str:
+    """The 409 of a rotation sent again: the one it named was rotated already."""
+    if what == "key":
+        said = (
+            f"Already rotated: the key this form was shown with ({expected}…) is no longer the "
+            "current one, so it was not rotated again. The new key was shown once, in the "
+            "answer to the first rotation; printflow keeps only its hash."
+        )
+    else:
+        said = (
+            f"Already rotated: the webhook secret this form was shown with (fingerprint "
+            f"{expected}) is no longer the current one, so it was not rotated again. The new "
+            "secret was shown once, in the answer to the first rotation."
+        )
+    return said + _again(visitor, what)
+
+
+def _again(visitor: Visitor, what: str) -> str:
+    """What rotating again would do while the one before the current key still works."""
+    merchant = visitor.merchant
+    until = (
+        merchant.previous_api_key_valid_until
+        if what == "key"
+        else merchant.previous_webhook_secret_valid_until
+    )
+    if until is None or until <= utcnow():
+        return " If nobody copied it, rotate again."
+    thing = "key" if what == "key" else "secret"
+    return (
+        f" If nobody copied it, you can rotate again, but that ends the {thing} before the "
+        f"current one at once: only the current {thing} and the one just before it ever work."
+    )
+
+
+async def _claim(db: AsyncSession, guard: Any) -> bool:
+    """Runs the conditional UPDATE that starts a rotation's transaction: True when it matched
+    (the row is then locked until the rotation commits), False when the key or secret changed."""
+    result = await db.exec(guard)
+    return bool(result.rowcount == 1)
+
+
+# ---------------------------------------------------------------------------- webhooks
 
 
 @router.post("/developers/webhook-url", response_class=HTMLResponse)
@@ -426,7 +451,7 @@ async def set_webhook_url(request: Request, db: SessionDep, settings: SettingsDe
             db, visitor.merchant.id, typed or None, allow_private=settings.webhook_allow_private
         )
     except RequestValidationError as err:
-        await _recover(db, visitor)
+        await common.recover(db, visitor)
         return await _developers(
             request,
             db,
@@ -465,31 +490,36 @@ async def redeliver(
     if isinstance(entered, Response):
         return entered
     visitor, _ = entered
-    try:
-        await webhooks.redeliver(db, temporal, settings, visitor.merchant, event_id)
-    except NotFound:
-        return common.not_found(request, visitor, "Webhook event")
-    except ApiError as err:  # webhook_not_configured
-        status, problem = err.status_code, _redelivery_refused(err)
-    except Exception:
-        log.exception("the portal's redelivery of %s failed", event_id)
-        status = 503
-        problem = (
-            "The delivery queue did not answer just now, so the event may not have been queued "
-            "again: look at its attempts below, then try again."
-        )
-    else:
+
+    async def run() -> Response:
+        try:
+            await webhooks.redeliver(db, temporal, settings, visitor.merchant, event_id)
+        except NotFound:
+            return common.not_found(request, visitor, "Webhook event")
         log.info("portal user %s redelivered %s", visitor.user.id, event_id)
         return common.done(PATH, "redelivered")
-    await _recover(db, visitor)
+
+    failed = await common.attempt(
+        db,
+        visitor,
+        f"redelivery of {event_id}",
+        run,
+        unanswered=(
+            "The delivery queue did not answer just now, so the event may not have been queued "
+            "again: look at its attempts below, then try again."
+        ),
+        words=_redelivery_refused,
+    )
+    if isinstance(failed, Response):
+        return failed
     return await _developers(
         request,
         db,
         settings,
         visitor,
-        status,
-        problem=problem,
-        problem_title="The event may not have been queued" if status >= 500 else None,
+        failed.status,
+        problem=failed.problem,
+        problem_title="The event may not have been queued" if failed.status >= 500 else None,
     )
 
 
@@ -499,48 +529,4 @@ def _redelivery_refused(err: ApiError) -> str:
             "Your shop has no webhook URL, so there is nowhere to send the event: set the URL "
             "above, then redeliver."
         )
-    message = err.message.strip()
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
-
-
-# ---------------------------------------------------------------------------- shared
-
-
-async def _claim(db: AsyncSession, guard: Any) -> bool:
-    """Runs the conditional UPDATE that starts a rotation's transaction: True when it matched
-    (the row is then locked until the rotation commits), False when the key or secret changed."""
-    result = await db.exec(guard)
-    return bool(result.rowcount == 1)
-
-
-def _unnamed(what: str) -> str:
-    return (
-        f"The form did not say which {'key' if what == 'key' else 'webhook secret'} it was "
-        "shown with, so nothing was rotated: reload this page and rotate from there."
-    )
-
-
-def _again(visitor: Visitor, what: str) -> str:
-    """What rotating again would do while the one before the current key still works."""
-    merchant = visitor.merchant
-    until = (
-        merchant.previous_api_key_valid_until
-        if what == "key"
-        else merchant.previous_webhook_secret_valid_until
-    )
-    if until is None or until <= utcnow():
-        return " If nobody copied it, rotate again."
-    thing = "key" if what == "key" else "secret"
-    return (
-        f" If nobody copied it, you can rotate again, but that ends the {thing} before the "
-        f"current one at once: only the current {thing} and the one just before it ever work."
-    )
-
-
-async def _recover(db: AsyncSession, visitor: Visitor) -> None:
-    """After a refusal: a clean session, and the visitor read again (a rollback expires what
-    was loaded; the page needs it)."""
-    await db.rollback()
-    for loaded in (visitor.user, visitor.merchant):
-        if loaded in db:
-            await db.refresh(loaded)
+    return common.refused(err)

@@ -13,13 +13,12 @@ says which reasons fit the order.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
@@ -27,13 +26,11 @@ from api.errors import ApiError, NotFound
 from api.pages.portal import common
 from api.services import contacts, orders
 from api.services.portal import Visitor
-from db.models import CustomerContact, Order
+from db.models import CustomerContact
 from domain.contact_policy import ContactReason
 from domain.contacts import CLOSE_AFTER, MAX_BODY, ContactMessageCreate, ContactStatus
 from domain.portal import Right
 from domain.sla import ReplySla
-
-log = logging.getLogger("printflow.portal")
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
@@ -54,7 +51,12 @@ REPLY_WORDS = {
     ReplySla.MET: ("Answered in time", "met"),
     ReplySla.MISSED: ("Reply late", "breached"),
 }
-DONE = {"replied": "Your reply was sent to the customer."}
+DONE = {
+    "replied": "Your reply was sent to the customer.",
+    # After the first message, written from the order's page (``order_problems``).
+    "sent": "Your message was e-mailed to the customer, who answers on their own page. Their "
+    "answers appear here.",
+}
 
 
 # ---------------------------------------------------------------------------- the list
@@ -71,15 +73,13 @@ async def messages_page(request: Request, db: SessionDep) -> Response:
             db, visitor.merchant, support_id=None, status=None, limit=PAGE_SIZE, cursor=cursor
         )
     except ApiError as err:  # a cursor the portal did not make
-        return common.message(
+        return common.bad_cursor(
             request,
             visitor,
-            err.status_code,
-            "Cannot show this page",
-            [_sentence(err.message)],
-            back=("/portal/messages", "Back to the first page of customer messages"),
+            err,
+            ("/portal/messages", "Back to the first page of customer messages"),
         )
-    references = await _references(db, visitor, [c.order_id for c in found.data])
+    references = await common.references(db, visitor, [c.order_id for c in found.data])
     rows = [
         {
             "id": c.id,
@@ -103,18 +103,6 @@ async def messages_page(request: Request, db: SessionDep) -> Response:
         "waiting_count": sum(1 for r in rows if r["waiting"]),
     }
     return common.page(request, visitor, "portal/messages.html", context)
-
-
-async def _references(db: AsyncSession, visitor: Visitor, order_ids: list[str]) -> dict[str, str]:
-    """The shop's own order references of these orders, as the shop knows them."""
-    if not order_ids:
-        return {}
-    found = await db.exec(
-        select(Order.id, Order.order_reference_id).where(
-            col(Order.id).in_(set(order_ids)), Order.merchant_id == visitor.merchant.id
-        )
-    )
-    return dict(found.all())
 
 
 def _reason(reason: str) -> str:
@@ -153,15 +141,18 @@ def _deadline(
 
 @router.get("/messages/{contact_id}", response_class=HTMLResponse)
 async def thread_page(request: Request, contact_id: str, db: SessionDep) -> Response:
-    visitor = await common.enter(request, db, Right.MESSAGES)
-    if isinstance(visitor, Response):
-        return visitor
-    try:
-        row = await contacts.contact_row(db, contact_id, visitor.merchant)
-    except ApiError:
-        return common.not_found(request, visitor, "Customer message")
-    notice = DONE.get(request.query_params.get("done", ""))
-    return await _thread(request, db, visitor, row, 200, notice=notice)
+    entered = await common.enter_about(
+        request, db, Right.MESSAGES, "Customer message", _finder(db, contact_id)
+    )
+    if isinstance(entered, Response):
+        return entered
+    visitor, row = entered
+    return await _thread(request, db, visitor, row, 200, notice=common.notice(request, DONE))
+
+
+def _finder(db: AsyncSession, contact_id: str) -> Callable[[Visitor], Awaitable[CustomerContact]]:
+    """How ``common.enter_about`` reads the conversation ``contact_id`` of the visitor's shop."""
+    return lambda visitor: contacts.contact_row(db, contact_id, visitor.merchant)
 
 
 async def _thread(
@@ -183,18 +174,6 @@ async def _thread(
         reference = order.order_reference_id
     except NotFound:
         reference = ""
-    messages = [
-        {
-            "kind": m.author_kind,
-            "author": {
-                "merchant": f"{visitor.merchant.name} (your shop)",
-                "customer": "The customer",
-            }.get(m.author_kind, "printflow (automatic message)"),
-            "at": common.at(visitor, m.created_at),
-            "body": m.body,
-        }
-        for m in contact.messages
-    ]
     context = {
         "contact": contact,
         "reference": reference,
@@ -206,10 +185,9 @@ async def _thread(
         "waiting": _waiting(contact.status, contact.reply_due_at),
         "closes": common.at(visitor, contact.closes_at),
         "started": common.at(visitor, contact.created_at),
-        "messages": messages,
+        "messages": common.thread(visitor, contact.messages, lambda _: "The customer"),
         "notice": notice,
         "problem": problem,
-        "problem_title": _title(status_code) if problem else None,
         "body": body,
         "invalid": invalid,
         "max_body": MAX_BODY,
@@ -227,58 +205,45 @@ async def reply(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> Response:
-    entered = await common.enter_form(request, db, Right.MESSAGES)
+    entered = await common.enter_form_about(
+        request, db, Right.MESSAGES, "Customer message", _finder(db, contact_id)
+    )
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    try:
-        row = await contacts.contact_row(db, contact_id, visitor.merchant)
-    except ApiError:
-        return common.not_found(request, visitor, "Customer message")
+    visitor, form, row = entered
     body = common.text(form, "body") or ""
     nonce = common.nonce_of(form)
-    try:
-        message = ContactMessageCreate(body=body)
-    except ValidationError as err:
-        return await _thread(
-            request,
-            db,
-            visitor,
-            row,
-            422,
-            problem=_first_error(err),
-            body=body,
-            nonce=nonce,
-            invalid=True,
-        )
-    try:
+
+    async def run() -> Response:
+        try:
+            message = ContactMessageCreate(body=body)
+        except ValidationError as err:
+            raise common.Invalid("body", _first_error(err)) from None
         await contacts.merchant_reply(
             db, temporal, settings, row, message.body, common.update_key(nonce)
         )
-    except ApiError as err:
-        status, problem = err.status_code, _sentence(err.message)
-    except Exception:
-        log.exception("the portal's reply to contact %s failed", contact_id)
-        status = 503
-        problem = (
-            "The conversation did not answer just now, so the change may not have been made: "
-            "check, then try again."
-        )
-    else:
         return common.done(f"/portal/messages/{contact_id}", "replied")
-    await _recover(db, visitor)
-    row = await contacts.contact_row(db, contact_id, visitor.merchant)
+
+    failed = await common.attempt(
+        db,
+        visitor,
+        f"reply to contact {contact_id}",
+        run,
+        unanswered=common.no_answer("The conversation"),
+        reload=(row,),
+    )
+    if isinstance(failed, Response):
+        return failed
     return await _thread(
         request,
         db,
         visitor,
         row,
-        status,
-        problem=problem,
+        failed.status,
+        problem=failed.problem,
         body=body,
-        # Sent again, the same form is the same reply; after a refusal, a new one.
-        nonce=nonce if status >= 500 else None,
-        invalid=status == 422,
+        nonce=failed.nonce(nonce),
+        invalid=failed.status == 422,
     )
 
 
@@ -288,31 +253,4 @@ def _first_error(err: ValidationError) -> str:
         return "Write a reply before sending it."
     if first.get("type") == "string_too_long":
         return f"Your reply: at most {MAX_BODY:,} characters.".replace(",", " ")
-    message = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
-    return _sentence(f"Your reply: {message}")
-
-
-# ---------------------------------------------------------------------------- shared
-
-
-def _title(status_code: int) -> str:
-    # A refusal changed nothing; an answer that never came (503) may still change it.
-    return "The change may not have been made" if status_code >= 500 else "Nothing was changed"
-
-
-def _sentence(message: str) -> str:
-    """The API's message as a sentence: capital first, a full stop at the end."""
-    message = message.strip()
-    if not message:
-        return message
-    message = message[0].upper() + message[1:]
-    return message if message[-1] in ".!?" else message + "."
-
-
-async def _recover(db: AsyncSession, visitor: Visitor) -> None:
-    """After a failed change: a clean session, and the visitor read again (a rollback expires
-    what was loaded; the page needs their names)."""
-    await db.rollback()
-    for loaded in (visitor.user, visitor.merchant):
-        if loaded in db:
-            await db.refresh(loaded)
+    return common.sentence(f"Your reply: {common.error_words(first)}")

@@ -15,7 +15,9 @@
   alone decides and a refusal changes nothing. Then POST/redirect/GET to the order page.
 
 Resolving a hold, reporting a problem (a reorder) and writing to the customer are forms of
-their own module; the order page includes their parts (``portal/_order_*.html``).
+their own module (``order_problems``), which shows the page again after a failure through
+``order_view``; the page shows their forms (``portal/_order_*.html``), built here. What both
+modules say is ``order_words``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.deps import FacilitiesDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.pages.portal import common
+from api.pages.portal.order_words import (
+    ADDRESS,
+    APPROVE,
+    CANCEL,
+    CLAIM_REASONS,
+    CLAIM_WORDS,
+    CONTACT,
+    CONTACT_WORDS,
+    DESCRIPTION_MAX,
+    DONE,
+    FILES,
+    NOT_ANSWERED,
+    PHOTOS_MAX,
+    PROCEED,
+    REORDER,
+    STATUS_WORDS,
+    refused,
+)
 from api.schemas import OrderPublic
 from api.services import orders, quotes, webhooks
 from api.services.orders import OrderSearch
@@ -42,7 +62,8 @@ from api.services.portal import Visitor
 from contracts.orders import AddressChange
 from db.engine import utcnow
 from db.models import CustomerContact, Order
-from domain.contacts import ContactState, ContactStatus
+from domain.contact_policy import ContactReason, OrderFacts, reasons_for
+from domain.contacts import MAX_BODY, MAX_SUBJECT, ContactState, ContactStatus
 from domain.countries import ISO_COUNTRIES
 from domain.orders import (
     Action,
@@ -72,20 +93,6 @@ MAX_PAGE_SIZE = 100
 NEEDS_LIMIT = 100
 # The webhook deliveries an order's page shows (the Developers page has them all).
 DELIVERIES_SHOWN = 20
-
-STATUS_WORDS: dict[Status, str] = {
-    Status.PENDING_PERSONALIZATION: "Waiting for personalization",
-    Status.PENDING_APPROVAL: "Waiting for your approval",
-    Status.SCHEDULED: "Scheduled",
-    Status.IN_PRODUCTION: "In production",
-    Status.PRINTED: "Printed",
-    Status.SHIPPED: "Shipped",
-    Status.DELIVERED: "Delivered",
-    Status.ON_HOLD: "On hold",
-    Status.CANCELED: "Canceled",
-    Status.RETURNED: "Returned to sender",
-    Status.FAILED: "Failed",
-}
 
 CANCEL_REASON_WORDS: dict[CancelReasonCode, str] = {
     CancelReasonCode.CUSTOMER_REQUEST: "The customer asked to cancel",
@@ -124,7 +131,7 @@ HOLD_WORDS: dict[HoldKind, tuple[str, str]] = {
 FILE_HOLDS = frozenset({HoldKind.FILE_ISSUE, HoldKind.FILE_QUALITY})
 
 
-def hold_words(kind: HoldKind) -> tuple[str, str]:
+def _hold_words(kind: HoldKind) -> tuple[str, str]:
     return HOLD_WORDS.get(kind, ("A person must answer", "Open the order to see what it needs."))
 
 
@@ -180,13 +187,6 @@ SIGNED_IN: dict[str, str] = {
 
 _REASON_CODES = frozenset(c.value for c in CancelReasonCode)
 
-# What the order page says after a form of this module went through (``common.done``).
-DONE: dict[str, str] = {
-    "canceled": "The order was canceled.",
-    "address": "The shipping address was changed.",
-    "approved": "The order was approved.",
-}
-
 # The address form's fields: name, label, required, maximum length, autocomplete token.
 ADDRESS_FIELDS: tuple[tuple[str, str, bool, int, str], ...] = (
     ("first_name", "First name", True, 25, "given-name"),
@@ -203,11 +203,34 @@ ADDRESS_FIELDS: tuple[tuple[str, str, bool, int, str], ...] = (
 )
 _LABELS = {name: label.removesuffix(" (optional)") for name, label, *_ in ADDRESS_FIELDS}
 
-NOT_ANSWERED = (
-    "The order did not answer just now, so the change may not have been made: check the "
-    "order, then try again."
+# What going on as it is means for each kind of hold, as the button and its hint say it.
+PROCEED_WORDS: dict[HoldKind, tuple[str, str]] = {
+    HoldKind.FILE_ISSUE: (
+        "Print the files as they are",
+        "The files that failed the check are printed anyway; the order keeps what the check found.",
+    ),
+    HoldKind.FILE_QUALITY: (
+        "Print it as it is",
+        "The facility prints the files it has, with the problem it reported.",
+    ),
+    HoldKind.OTHER: (
+        "Go ahead as it is",
+        "The facility goes on with the order as it is.",
+    ),
+    HoldKind.FACILITY_REJECTED: (
+        "Send the print job again as it is",
+        "The job goes to the facility again at once, unchanged.",
+    ),
+    HoldKind.NOTIFICATION_FAILED: (
+        "Send a new personalization link",
+        "A new link is e-mailed to the customer (and sent to your webhook). Check your support "
+        "e-mail address with printflow first, or it may be refused again.",
+    ),
+}
+# Holds answered with new files, as the hold e-mail offers (not an address or a mail problem).
+REPLACEABLE = frozenset(
+    {HoldKind.FILE_ISSUE, HoldKind.FILE_QUALITY, HoldKind.OTHER, HoldKind.FACILITY_REJECTED}
 )
-
 
 # ---------------------------------------------------------------------------- the list
 
@@ -221,7 +244,7 @@ _NO_LONGER_LATE = frozenset(
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
 
 
-class BadFilter(Exception):
+class _BadFilter(Exception):
     """A filter of the order list that makes no sense: the message says which and why."""
 
 
@@ -229,12 +252,12 @@ def _day(value: str, label: str) -> date:
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise BadFilter(
+        raise _BadFilter(
             f"{label}: “{value[:40]}” is not a date; use the form 2025-03-31."
         ) from None
     # Midnight of the day after the last one, in any time zone, is still a datetime.
     if not FIRST_DAY <= day <= LAST_DAY:
-        raise BadFilter(f"{label}: choose a day from {FIRST_DAY} to {LAST_DAY}.")
+        raise _BadFilter(f"{label}: choose a day from {FIRST_DAY} to {LAST_DAY}.")
     return day
 
 
@@ -243,14 +266,14 @@ def _start_of(day: date, visitor: Visitor) -> datetime:
     return datetime.combine(day, time(0), tzinfo=common.zone(visitor)).astimezone(UTC)
 
 
-def read_filters(params: dict[str, str], visitor: Visitor) -> tuple[OrderSearch, int, str | None]:
-    """The search, the page size and the cursor a request asks for, or ``BadFilter``."""
+def _read_filters(params: dict[str, str], visitor: Visitor) -> tuple[OrderSearch, int, str | None]:
+    """The search, the page size and the cursor a request asks for, or ``_BadFilter``."""
     status = None
     if params.get("status"):
         try:
             status = Status(params["status"])
         except ValueError:
-            raise BadFilter("Status: choose one of the statuses in the list.") from None
+            raise _BadFilter("Status: choose one of the statuses in the list.") from None
     created_from = created_before = None
     start = end = None
     if params.get("created_from"):
@@ -260,18 +283,18 @@ def read_filters(params: dict[str, str], visitor: Visitor) -> tuple[OrderSearch,
         end = _day(params["created_to"], "Created to")
         created_before = _start_of(end + timedelta(days=1), visitor)
     if start is not None and end is not None and start > end:
-        raise BadFilter("Created from must be on or before Created to.")
+        raise _BadFilter("Created from must be on or before Created to.")
     country = None
     if params.get("country"):
         country = params["country"].strip().upper()
         if country not in ISO_COUNTRIES:
-            raise BadFilter(
+            raise _BadFilter(
                 f"Country: “{params['country'][:40]}” is not a country code; use its two "
                 "letters, such as DE or US."
             )
     text = params.get("q", "").strip() or None
     if text is not None and len(text) > 200:
-        raise BadFilter("Search: at most 200 characters.")
+        raise _BadFilter("Search: at most 200 characters.")
     limit = PAGE_SIZE
     if params.get("limit"):
         try:
@@ -279,7 +302,7 @@ def read_filters(params: dict[str, str], visitor: Visitor) -> tuple[OrderSearch,
         except ValueError:
             limit = 0
         if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise BadFilter(f"Orders per page: a number from 1 to {MAX_PAGE_SIZE}.")
+            raise _BadFilter(f"Orders per page: a number from 1 to {MAX_PAGE_SIZE}.")
     search = OrderSearch(
         status=status,
         created_from=created_from,
@@ -307,14 +330,14 @@ async def orders_page(request: Request, db: SessionDep) -> Response:
         "rows": [],
         "next_url": None,
         "paged": False,
-        "notice": SIGNED_IN.get(request.query_params.get("done", "")),
+        "notice": common.notice(request, SIGNED_IN),
     }
     try:
-        search, limit, cursor = read_filters(params, visitor)
+        search, limit, cursor = _read_filters(params, visitor)
         states, next_cursor = await orders.search_orders(
             db, visitor.merchant, search, limit=limit, cursor=cursor
         )
-    except BadFilter as err:
+    except _BadFilter as err:
         context.update(problem=str(err), problem_title="These filters cannot be used")
         return common.page(request, visitor, "portal/orders.html", context, 400)
     except ApiError:  # a cursor the portal did not make
@@ -407,16 +430,16 @@ async def _needs(
     for row in waiting_rows:
         state = OrderState.model_validate(row.state)
         if state.status is Status.ON_HOLD and state.hold is not None:
-            what, todo = hold_words(state.hold.kind)
+            what, todo = _hold_words(state.hold.kind)
             rows.append(
                 _need(
                     visitor,
-                    state,
                     "file" if state.hold.kind in FILE_HOLDS else "hold",
                     "File problem" if state.hold.kind in FILE_HOLDS else "On hold",
                     what,
                     todo,
                     state.hold.since,
+                    _order_link(state),
                     detail=state.hold.description,
                     due=state.hold.respond_by,
                     due_words="Canceled without an answer",
@@ -426,12 +449,12 @@ async def _needs(
             rows.append(
                 _need(
                     visitor,
-                    state,
                     "approval",
                     "Waiting for approval",
                     "You approve this shop's orders by hand",
                     "Check the order, then approve it (or cancel it).",
                     row.updated_at,
+                    _order_link(state),
                 )
             )
     for row in overdue_rows:
@@ -441,12 +464,12 @@ async def _needs(
         rows.append(
             _need(
                 visitor,
-                state,
                 "late",
                 "Late",
                 "Not shipped by the promised time",
                 "The customer may ask where it is: the order's timeline has the new estimate.",
                 state.ships_by,
+                _order_link(state),
             )
         )
     if may(visitor.user.role, Right.MESSAGES):
@@ -459,32 +482,42 @@ async def _needs(
 
 def _need(
     visitor: Visitor,
-    state: OrderState,
     kind: str,
     label: str,
     what: str,
     todo: str,
     since: datetime,
+    link: tuple[str, str, str],
     *,
     detail: str | None = None,
     due: datetime | None = None,
     due_words: str | None = None,
 ) -> dict[str, Any]:
-    address = state.shipping_address
+    """A row of "needs you": ``link`` is where it leads, its title and what tells it apart."""
+    href, title, sub = link
     return {
         "kind": kind,
         "label": label,
         "what": what,
         "detail": detail,
         "todo": todo,
-        "href": f"/portal/orders/{state.order_id}",
-        "title": f"Order {state.order_reference_id}",
-        "sub": f"{state.support_id or ''} · {address.first_name} {address.last_name}".strip(" ·"),
+        "href": href,
+        "title": title,
+        "sub": sub,
         "since_at": since,
         "since": common.at(visitor, since),
         "due": common.at(visitor, due),
         "due_words": due_words,
     }
+
+
+def _order_link(state: OrderState) -> tuple[str, str, str]:
+    address = state.shipping_address
+    return (
+        f"/portal/orders/{state.order_id}",
+        f"Order {state.order_reference_id}",
+        f"{state.support_id or ''} · {address.first_name} {address.last_name}".strip(" ·"),
+    )
 
 
 async def _waiting_contacts(
@@ -503,35 +536,28 @@ async def _waiting_contacts(
             .limit(NEEDS_LIMIT)
         )
     )
-    references: dict[str, str] = {}
-    if found:
-        pairs = await db.exec(
-            select(Order.id, Order.order_reference_id).where(
-                col(Order.id).in_({c.order_id for c in found}),
-                Order.merchant_id == visitor.merchant.id,
-            )
-        )
-        references = dict(pairs.all())
+    references = await common.references(db, visitor, [c.order_id for c in found])
     rows = []
     for contact in found:
         state = ContactState.model_validate(contact.state)
         since = state.clock.started_at if state.clock is not None else contact.updated_at
-        reference = references.get(contact.order_id)
+        reference = references.get(contact.order_id) or contact.support_id
         rows.append(
-            {
-                "kind": "message",
-                "label": "Customer waiting",
-                "what": f"The customer wrote in “{contact.subject}”",
-                "detail": None,
-                "todo": "Reply to the customer.",
-                "href": f"/portal/messages/{contact.id}",
-                "title": f"Conversation about order {reference or contact.support_id}",
-                "sub": contact.support_id,
-                "since_at": since,
-                "since": common.at(visitor, since),
-                "due": common.at(visitor, contact.reply_due_at),
-                "due_words": "Reply by",
-            }
+            _need(
+                visitor,
+                "message",
+                "Customer waiting",
+                f"The customer wrote in “{contact.subject}”",
+                "Reply to the customer.",
+                since,
+                (
+                    f"/portal/messages/{contact.id}",
+                    f"Conversation about order {reference}",
+                    contact.support_id,
+                ),
+                due=contact.reply_due_at,
+                due_words="Reply by",
+            )
         )
     return rows, len(found) == NEEDS_LIMIT
 
@@ -541,18 +567,16 @@ async def _waiting_contacts(
 
 @router.get("/orders/{order_id}", response_class=HTMLResponse)
 async def order_page(request: Request, order_id: str, db: SessionDep) -> Response:
-    visitor = await common.enter(request, db, Right.ORDERS_READ)
-    if isinstance(visitor, Response):
-        return visitor
-    try:
-        row = await orders.get_row(db, visitor.merchant, order_id)
-    except ApiError:
-        return common.not_found(request, visitor, "Order")
-    notice = DONE.get(request.query_params.get("done", ""))
-    return await _order(request, db, visitor, row, 200, notice=notice)
+    entered = await common.enter_about(
+        request, db, Right.ORDERS_READ, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
+    )
+    if isinstance(entered, Response):
+        return entered
+    visitor, row = entered
+    return await order_view(request, db, visitor, row, 200, notice=common.notice(request, DONE))
 
 
-async def _order(
+async def order_view(
     request: Request,
     db: AsyncSession,
     visitor: Visitor,
@@ -562,38 +586,35 @@ async def _order(
     notice: str | None = None,
     problem: str | None = None,
     failed_form: str | None = None,
+    values: dict[str, Any] | None = None,
     nonce: str | None = None,
-    values: dict[str, str] | None = None,
     invalid: str | None = None,
 ) -> Response:
-    """The order page. After a form failed: ``problem`` says why, ``failed_form`` names the
-    form, ``values`` are what was sent, ``invalid`` the field at fault; a 5xx keeps the form's
-    ``nonce``, so sending it again is the same change."""
+    """The order page, with the forms its ``allowed_actions`` permit to the visitor's role:
+    this module's and ``order_problems``'. After a form failed: ``problem`` says why, and
+    ``failed_form`` names the form, shown again with ``values`` (what was sent), the field at
+    fault (``invalid``) and ``nonce`` (the one sent after a 5xx, so that sending it again is
+    the same change; None after a refusal, a new one)."""
     order = await orders.render(db, OrderState.model_validate(row.state))
     now = utcnow()
     deliveries = await webhooks.list_deliveries(
         db, visitor.merchant, event_id=None, order_id=order.id, limit=DELIVERIES_SHOWN, cursor=None
     )
-    form_nonce = common.new_nonce()
-    nonces = {name: form_nonce for name in ("cancel", "address", "approve")}
-    if failed_form is not None and nonce is not None and status_code >= 500:
-        nonces[failed_form] = nonce
-    address = order.shipping_address.model_dump()
-    address_values = {name: str(address.get(name) or "") for name, *_ in ADDRESS_FIELDS}
-    cancel_values = {"reason_code": "", "reason": ""}
-    if failed_form == "address" and values is not None:
-        address_values = values
-    if failed_form == "cancel" and values is not None:
-        cancel_values = values
+
+    def form(name: str) -> dict[str, Any]:
+        """A form of the page: its nonce and, when it is the one that failed, what was sent."""
+        failed = name == failed_form
+        return {
+            "nonce": (nonce if failed else None) or common.new_nonce(),
+            "sent": (values or {}) if failed else {},
+            "invalid": invalid if failed else None,
+        }
+
     can_act = may(visitor.user.role, Right.ORDERS_ACT)
     allowed = order.allowed_actions
     context: dict[str, Any] = {
-        # For the parts of the page other modules write (hold, reorder, contact).
         "order": order.model_dump(mode="json"),
-        "form_nonce": form_nonce,
         "can_act": can_act,
-        "can_message": may(visitor.user.role, Right.MESSAGES),
-        # This module's.
         "view": _view(visitor, order, now),
         "timeline": [_event(visitor, e.type, e.at, e.detail) for e in order.events],
         "items": [_item(i) for i in order.items],
@@ -620,33 +641,150 @@ async def _order(
         "more_deliveries": deliveries.next_cursor is not None,
         "deliveries_shown": DELIVERIES_SHOWN,
         "may_developers": may(visitor.user.role, Right.DEVELOPERS),
-        "forms": {
-            "cancel": can_act and allowed.cancel,
-            "address": can_act and allowed.update_address,
-            "approve": can_act and allowed.approve,
-        },
-        "nonces": nonces,
-        "cancel_reasons": [(c.value, words) for c, words in CANCEL_REASON_WORDS.items()],
-        "cancel_values": cancel_values,
-        "address_fields": [
+        # The forms the visitor may send now; None for the others.
+        "approve": form(APPROVE) if can_act and allowed.approve else None,
+        "address": _address(order, form(ADDRESS)) if can_act and allowed.update_address else None,
+        "cancel": _cancel(form(CANCEL)) if can_act and allowed.cancel else None,
+        "hold": _hold(order, form(PROCEED), form(FILES)) if can_act else None,
+        "reorder": _reorder(order, form(REORDER)) if can_act else None,
+        "contact": (
+            _contact(order, form(CONTACT)) if may(visitor.user.role, Right.MESSAGES) else None
+        ),
+        "notice": notice,
+        "problem": problem,
+    }
+    return common.page(request, visitor, "portal/order.html", context, status_code)
+
+
+def _cancel(form: dict[str, Any]) -> dict[str, Any]:
+    sent = form["sent"]
+    return {
+        **form,
+        "reasons": [(c.value, words) for c, words in CANCEL_REASON_WORDS.items()],
+        "reason_code": sent.get("reason_code", ""),
+        "reason": sent.get("reason", ""),
+    }
+
+
+def _address(order: OrderPublic, form: dict[str, Any]) -> dict[str, Any]:
+    """The address form: the order's address, or what was sent when it failed."""
+    now = order.shipping_address.model_dump()
+    values = form["sent"] or {name: str(now.get(name) or "") for name, *_ in ADDRESS_FIELDS}
+    return {
+        **form,
+        "fields": [
             {
                 "name": name,
                 "label": label,
                 "required": required,
                 "maxlength": maxlength,
                 "autocomplete": autocomplete,
-                "value": address_values.get(name, ""),
-                "invalid": invalid == name,
+                "value": values.get(name, ""),
             }
             for name, label, required, maxlength, autocomplete in ADDRESS_FIELDS
         ],
-        "failed_form": failed_form,
-        "invalid": invalid,
-        "notice": notice,
-        "problem": problem,
-        "problem_title": _title(status_code) if problem else None,
     }
-    return common.page(request, visitor, "portal/order.html", context, status_code)
+
+
+def _hold(
+    order: OrderPublic, proceed: dict[str, Any], files: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The answers to the order's hold: going on as it is, new print files (for a hold about
+    them), or (for an address hold) the address form."""
+    hold = order.hold
+    if order.status is not Status.ON_HOLD or hold is None:
+        return None
+    words = PROCEED_WORDS.get(hold.kind)
+    items = [
+        {
+            "reference": item.item_reference_id,
+            "product": item.product_uid,
+            "files": [
+                {
+                    "name": f"file-{i}-{j}",
+                    "number": j + 1,
+                    "type": f.type,
+                    "url": str(f.url),
+                    "value": files["sent"].get(f"file-{i}-{j}", ""),
+                }
+                for j, f in enumerate(item.files)
+            ],
+        }
+        for i, item in enumerate(order.items)
+        if item.files
+    ]
+    return {
+        "address": hold.kind is HoldKind.ADDRESS_INVALID,
+        "can_cancel": order.allowed_actions.cancel,
+        "proceed": {**proceed, "label": words[0], "hint": words[1]} if words else None,
+        "files": {**files, "by_item": items} if hold.kind in REPLACEABLE and items else None,
+    }
+
+
+def _reorder(order: OrderPublic, form: dict[str, Any]) -> dict[str, Any] | None:
+    """Reporting a problem with what arrived: a reprint of the chosen items with a claim."""
+    if not order.allowed_actions.reorder:
+        return None
+    sent = form["sent"]
+    chosen = sent.get("items")
+    one = len(order.items) == 1
+    return {
+        **form,
+        "choices": [
+            {
+                "reference": item.item_reference_id,
+                "product": item.product_uid,
+                "quantity": item.quantity,
+                "checked": item.item_reference_id in chosen if chosen is not None else one,
+            }
+            for item in order.items
+        ],
+        "reasons": [
+            {
+                "value": reason,
+                "label": CLAIM_WORDS.get(reason, (reason, ""))[0],
+                "hint": CLAIM_WORDS.get(reason, ("", ""))[1],
+            }
+            for reason in CLAIM_REASONS
+        ],
+        "reason": sent.get("reason", ""),
+        "description": sent.get("description", ""),
+        "photo_urls": sent.get("photo_urls", ""),
+        "description_max": DESCRIPTION_MAX,
+        "photos_max": PHOTOS_MAX,
+    }
+
+
+def _contact(order: OrderPublic, form: dict[str, Any]) -> dict[str, Any]:
+    """Writing to the customer, about the reasons the contact policy lets this order be written
+    about."""
+    facts = OrderFacts(
+        status=order.status,
+        hold_kind=order.hold.kind if order.hold is not None else None,
+        cancel_reason_code=order.cancel_reason_code,
+    )
+    sent = form["sent"]
+    fitting = reasons_for(facts)
+    return {
+        **form,
+        "support_id": order.support_id,
+        "customer_canceled": order.status is Status.CANCELED
+        and order.cancel_reason_code is CancelReasonCode.CUSTOMER_REQUEST,
+        "reasons": [
+            {
+                "value": r,
+                "label": CONTACT_WORDS[ContactReason(r)][0],
+                "checked": sent.get("reason") == r or (len(fitting) == 1 and not sent),
+            }
+            for r in fitting
+        ],
+        "all_reasons": [{"label": label, "fits": fits} for label, fits in CONTACT_WORDS.values()],
+        "email": order.shipping_address.email,
+        "subject": sent.get("subject", f"Your order {order.order_reference_id}"),
+        "body": sent.get("body", ""),
+        "max_subject": MAX_SUBJECT,
+        "max_body": MAX_BODY,
+    }
 
 
 def _view(visitor: Visitor, order: OrderPublic, now: datetime) -> dict[str, Any]:
@@ -654,7 +792,7 @@ def _view(visitor: Visitor, order: OrderPublic, now: datetime) -> dict[str, Any]
     address = order.shipping_address
     hold = None
     if order.hold is not None:
-        what, todo = hold_words(order.hold.kind)
+        what, todo = _hold_words(order.hold.kind)
         hold = {
             "what": what,
             "todo": todo,
@@ -828,58 +966,25 @@ def _check(preflight: FilePreflight | None) -> dict[str, Any] | None:
 async def cancel(
     request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> Response:
-    entered = await common.enter_form(request, db, Right.ORDERS_ACT)
+    entered = await common.enter_form_about(
+        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
+    )
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    try:
-        row = await orders.get_row(db, visitor.merchant, order_id)
-    except ApiError:
-        return common.not_found(request, visitor, "Order")
+    visitor, form, row = entered
     nonce = common.nonce_of(form)
-    values = {
-        "reason_code": (common.text(form, "reason_code") or "").strip(),
-        "reason": (common.text(form, "reason") or "").strip(),
-    }
-    if values["reason_code"] not in _REASON_CODES:
-        return await _order(
-            request,
-            db,
-            visitor,
-            row,
-            422,
-            problem="Choose why the order is canceled.",
-            failed_form="cancel",
-            nonce=nonce,
-            values=values,
-            invalid="reason_code",
-        )
-    try:
-        body = CancelRequest(
-            reason=values["reason"] or None, reason_code=CancelReasonCode(values["reason_code"])
-        )
-    except ValidationError as err:
-        return await _order(
-            request,
-            db,
-            visitor,
-            row,
-            422,
-            problem=_first_error(err, {"reason": "Note"}),
-            failed_form="cancel",
-            nonce=nonce,
-            values=values,
-            invalid="reason",
-        )
-    return await _change(
-        request,
-        db,
-        visitor,
-        row,
-        "cancel",
-        nonce,
-        values,
-        lambda: orders.update_order(
+    values = {name: (common.text(form, name) or "").strip() for name in ("reason_code", "reason")}
+
+    async def run() -> Response:
+        if values["reason_code"] not in _REASON_CODES:
+            raise common.Invalid("reason_code", "Choose why the order is canceled.")
+        try:
+            body = CancelRequest(
+                reason=values["reason"] or None, reason_code=CancelReasonCode(values["reason_code"])
+            )
+        except ValidationError as err:
+            raise common.Invalid("reason", _first_error(err, {"reason": "Note"})) from None
+        await orders.update_order(
             db,
             temporal,
             settings,
@@ -888,9 +993,10 @@ async def cancel(
             OrderWorkflow.cancel,
             body,
             idempotency_key=common.update_key(nonce),
-        ),
-        "canceled",
-    )
+        )
+        return common.done(f"/portal/orders/{order_id}", "canceled")
+
+    return await _change(request, db, visitor, row, CANCEL, run, values, nonce)
 
 
 @router.post("/orders/{order_id}/address", response_class=HTMLResponse)
@@ -902,40 +1008,27 @@ async def change_address(
     settings: SettingsDep,
     facilities: FacilitiesDep,
 ) -> Response:
-    entered = await common.enter_form(request, db, Right.ORDERS_ACT)
+    entered = await common.enter_form_about(
+        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
+    )
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    try:
-        row = await orders.get_row(db, visitor.merchant, order_id)
-    except ApiError:
-        return common.not_found(request, visitor, "Order")
+    visitor, form, row = entered
     nonce = common.nonce_of(form)
     values = {name: (common.text(form, name) or "").strip() for name, *_ in ADDRESS_FIELDS}
-    try:
-        # An empty optional field is an absent one; an empty required one, a missing one.
-        address = ShippingAddress.model_validate({k: v for k, v in values.items() if v})
-    except ValidationError as err:
-        return await _order(
-            request,
-            db,
-            visitor,
-            row,
-            422,
-            problem=_first_error(err, _LABELS),
-            failed_form="address",
-            nonce=nonce,
-            values=values,
-            invalid=_field_of(err),
-        )
 
-    async def readdress() -> OrderPublic:
+    async def run() -> Response:
+        try:
+            # An empty optional field is an absent one; an empty required one, a missing one.
+            address = ShippingAddress.model_validate({k: v for k, v in values.items() if v})
+        except ValidationError as err:
+            raise common.Invalid(_field_of(err), _first_error(err, _LABELS)) from None
         # As ``PUT /v1/orders/{id}/shipping-address``: a new country may route the order to
         # another facility, with its own cutoff and ship-by promise.
         facility, promise = quotes.readdressed(
             settings, facilities, OrderState.model_validate(row.state), address.country, utcnow()
         )
-        return await orders.update_order(
+        await orders.update_order(
             db,
             temporal,
             settings,
@@ -945,32 +1038,25 @@ async def change_address(
             AddressChange(shipping_address=address, facility=facility.info(), promise=promise),
             idempotency_key=common.update_key(nonce),
         )
+        return common.done(f"/portal/orders/{order_id}", "address")
 
-    return await _change(request, db, visitor, row, "address", nonce, values, readdress, "address")
+    return await _change(request, db, visitor, row, ADDRESS, run, values, nonce)
 
 
 @router.post("/orders/{order_id}/approve", response_class=HTMLResponse)
 async def approve(
     request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> Response:
-    entered = await common.enter_form(request, db, Right.ORDERS_ACT)
+    entered = await common.enter_form_about(
+        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
+    )
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    try:
-        row = await orders.get_row(db, visitor.merchant, order_id)
-    except ApiError:
-        return common.not_found(request, visitor, "Order")
+    visitor, form, row = entered
     nonce = common.nonce_of(form)
-    return await _change(
-        request,
-        db,
-        visitor,
-        row,
-        "approve",
-        nonce,
-        None,
-        lambda: orders.update_order(
+
+    async def run() -> Response:
+        await orders.update_order(
             db,
             temporal,
             settings,
@@ -978,9 +1064,10 @@ async def approve(
             Action.APPROVE,
             OrderWorkflow.approve,
             idempotency_key=common.update_key(nonce),
-        ),
-        "approved",
-    )
+        )
+        return common.done(f"/portal/orders/{order_id}", "approved")
+
+    return await _change(request, db, visitor, row, APPROVE, run, None, nonce)
 
 
 async def _change(
@@ -989,39 +1076,39 @@ async def _change(
     visitor: Visitor,
     row: Order,
     form_name: str,
-    nonce: str | None,
+    run: Callable[[], Awaitable[Response]],
     values: dict[str, str] | None,
-    run: Callable[[], Awaitable[OrderPublic]],
-    done: str,
+    nonce: str | None,
 ) -> Response:
-    """Runs the change (``run``, the API's own service call); then back to the order page,
-    or the page again saying why nothing changed, or that the change may not have been made."""
+    """Runs the change of one of this module's forms (``common.attempt``): back to the order
+    page, or the page again saying why nothing changed, or that the change may not have been
+    made."""
     order_id = row.id
     try:
-        await run()
-    except ApiError as err:
-        status = err.status_code
-        problem = NOT_ANSWERED if status >= 500 else _refused(err)
-    except Exception:
-        log.exception("the portal's %s of order %s failed", form_name, order_id)
-        status, problem = 503, NOT_ANSWERED
-    else:
-        return common.done(f"/portal/orders/{order_id}", done)
-    try:
-        await _recover(db, visitor)
-        await db.refresh(row)
-        return await _order(
+        failed = await common.attempt(
+            db,
+            visitor,
+            f"{form_name} of order {order_id}",
+            run,
+            unanswered=NOT_ANSWERED,
+            words=lambda err: NOT_ANSWERED if err.status_code >= 500 else refused(err),
+            reload=(row,),
+        )
+        if isinstance(failed, Response):
+            return failed
+        return await order_view(
             request,
             db,
             visitor,
             row,
-            status,
-            problem=problem,
+            failed.status,
+            problem=failed.problem,
             failed_form=form_name,
-            nonce=nonce,
             values=values,
+            nonce=failed.nonce(nonce),
+            invalid=failed.field,
         )
-    except Exception:  # the database is gone too: say so without the order
+    except Exception:  # the change failed, and the database is gone too: say so without the order
         log.exception("the portal could not show order %s after a failed change", order_id)
         return common.message(
             request,
@@ -1031,27 +1118,6 @@ async def _change(
             [NOT_ANSWERED],
             back=(f"/portal/orders/{order_id}", "Back to the order"),
         )
-
-
-# The API's refusals of a change, as the shop reads them.
-REFUSAL_WORDS: dict[str, str] = {
-    RefusalCode.ORDER_IN_PRODUCTION: (
-        "This order went to production: it can no longer be canceled or changed."
-    ),
-    RefusalCode.ORDER_CANCELED: "This order was canceled: it can no longer be changed.",
-    RefusalCode.ORDER_FAILED: "This order failed and is closed: it can no longer be changed.",
-    RefusalCode.ORDER_NOT_PENDING: "This order is not waiting for approval (any more).",
-    RefusalCode.ORDER_ON_HOLD: (
-        "While this order is on hold for another reason than its address, the address cannot "
-        "be changed: answer the hold first."
-    ),
-    "order_closed": "This order is closed: it can no longer be changed.",
-}
-
-
-def _refused(err: ApiError) -> str:
-    words = REFUSAL_WORDS.get(err.code)
-    return words if words is not None else _sentence(err.message)
 
 
 def _field_of(err: ValidationError) -> str | None:
@@ -1073,28 +1139,5 @@ def _first_error(err: ValidationError, labels: dict[str, str]) -> str:
     elif kind == "string_pattern_mismatch" and loc and loc[0] == "phone":
         message = "use only digits, spaces and + ( ) - . /"
     else:
-        message = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
-    return _sentence(f"{label}: {message}" if label else message)
-
-
-def _title(status_code: int) -> str:
-    # A refusal changed nothing; an answer that never came (503) may still change it.
-    return "The change may not have been made" if status_code >= 500 else "Nothing was changed"
-
-
-def _sentence(message: str) -> str:
-    """A message as a sentence: capital first, a full stop at the end."""
-    message = message.strip()
-    if not message:
-        return message
-    message = message[0].upper() + message[1:]
-    return message if message[-1] in ".!?" else message + "."
-
-
-async def _recover(db: AsyncSession, visitor: Visitor) -> None:
-    """After a failed change: a clean session, and the visitor read again (a rollback expires
-    what was loaded; the page needs their names)."""
-    await db.rollback()
-    for loaded in (visitor.user, visitor.merchant):
-        if loaded in db:
-            await db.refresh(loaded)
+        message = common.error_words(first)
+    return common.sentence(f"{label}: {message}" if label else message)

@@ -17,6 +17,7 @@ and no password yet, it is taken for the first send of the same form and answere
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -124,7 +125,6 @@ async def _team(
         "notice": notice,
         "unsent": unsent,
         "problem": problem,
-        "problem_title": "Nothing was changed" if problem else None,
         "field": field,
         "typed": typed or {"email": "", "name": "", "role": Role.SUPPORT.value},
         "form_nonce": nonce or common.new_nonce(),
@@ -198,7 +198,7 @@ async def invite(request: Request, db: SessionDep, settings: SettingsDep) -> Res
             db, visitor.merchant.id, person.email, person.name, role, utcnow()
         )
     except PortalRefusal as refusal:
-        await _recover(db, visitor)
+        await common.recover(db, visitor)
         earlier = await portal.user_by_email(db, person.email)
         if (
             earlier is not None
@@ -234,19 +234,15 @@ def _first_error(err: ValidationError) -> tuple[str | None, str]:
         return field, f"Fill in “{label}”."
     if kind == "string_too_long":
         return field, f"{label}: at most {(first.get('ctx') or {}).get('max_length')} characters."
-    message = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
-    return field, f"{label}: {message.rstrip('.')}."
+    return field, f"{label}: {common.error_words(first).rstrip('.')}."
 
 
 @router.post("/team/{user_id}/resend", response_class=HTMLResponse)
 async def resend(request: Request, user_id: str, db: SessionDep, settings: SettingsDep) -> Response:
-    entered = await common.enter_form(request, db, Right.TEAM)
+    entered = await _member_form(request, db, user_id)
     if isinstance(entered, Response):
         return entered
-    visitor, _ = entered
-    user = await portal.team_member(db, visitor.merchant.id, user_id)
-    if user is None:
-        return _not_on_team(request, visitor)
+    visitor, _, user = entered
     if user.password_hash is not None:
         return await _team(
             request,
@@ -268,39 +264,31 @@ async def resend(request: Request, user_id: str, db: SessionDep, settings: Setti
 
 @router.post("/team/{user_id}/role", response_class=HTMLResponse)
 async def change_role(request: Request, user_id: str, db: SessionDep) -> Response:
-    entered = await common.enter_form(request, db, Right.TEAM)
+    entered = await _member_form(request, db, user_id)
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    user = await portal.team_member(db, visitor.merchant.id, user_id)
-    if user is None:
-        return _not_on_team(request, visitor)
+    visitor, form, user = entered
     role = _role_of(form)
     if role is None:
         return await _team(request, db, visitor, 422, problem=ROLE_PROBLEM)
-    try:
-        await portal.change_role(db, visitor.user, user, role)
-    except PortalRefusal as refusal:
-        await _recover(db, visitor)
-        return await _team(request, db, visitor, refusal.status_code, problem=_about(user, refusal))
+    refused = await _change(
+        request, db, visitor, user, portal.change_role(db, visitor.user, user, role)
+    )
+    if refused is not None:
+        return refused
     log.info("portal user %s made %s %s", visitor.user.id, user.id, role)
     return common.done(f"{PATH}?user={user.id}", "role_changed")
 
 
 @router.post("/team/{user_id}/remove", response_class=HTMLResponse)
 async def remove(request: Request, user_id: str, db: SessionDep) -> Response:
-    entered = await common.enter_form(request, db, Right.TEAM)
+    entered = await _member_form(request, db, user_id)
     if isinstance(entered, Response):
         return entered
-    visitor, _ = entered
-    user = await portal.team_member(db, visitor.merchant.id, user_id)
-    if user is None:
-        return _not_on_team(request, visitor)
-    try:
-        await portal.remove(db, user)
-    except PortalRefusal as refusal:
-        await _recover(db, visitor)
-        return await _team(request, db, visitor, refusal.status_code, problem=_about(user, refusal))
+    visitor, _, user = entered
+    refused = await _change(request, db, visitor, user, portal.remove(db, user))
+    if refused is not None:
+        return refused
     log.info("portal user %s removed %s", visitor.user.id, user_id)
     if user_id == visitor.user.id:  # their own session has ended with the rest
         response = common.to_login(request)
@@ -309,28 +297,44 @@ async def remove(request: Request, user_id: str, db: SessionDep) -> Response:
     return common.done(PATH, "removed")
 
 
-def _about(user: MerchantUser, refusal: PortalRefusal) -> str:
-    return f"{user.name} is the team's only owner. {refusal.message}"
+async def _member_form(
+    request: Request, db: AsyncSession, user_id: str
+) -> tuple[Visitor, FormData, MerchantUser] | Response:
+    """As ``common.enter_form``, for a form about someone on the team: the 404 page when the
+    shop has nobody with ``user_id``."""
+    entered = await common.enter_form(request, db, Right.TEAM)
+    if isinstance(entered, Response):
+        return entered
+    visitor, form = entered
+    user = await portal.team_member(db, visitor.merchant.id, user_id)
+    if user is None:
+        return common.message(
+            request,
+            visitor,
+            404,
+            "Not on your team",
+            [
+                "Nobody on your team has this id: they may have been removed already, or the "
+                "link is not your shop's."
+            ],
+            back=(PATH, "Back to your team"),
+        )
+    return visitor, form, user
 
 
-def _not_on_team(request: Request, visitor: Visitor) -> Response:
-    return common.message(
-        request,
-        visitor,
-        404,
-        "Not on your team",
-        [
-            "Nobody on your team has this id: they may have been removed already, or the "
-            "link is not your shop's."
-        ],
-        back=(PATH, "Back to your team"),
-    )
-
-
-async def _recover(db: AsyncSession, visitor: Visitor) -> None:
-    """After a refusal: a clean session, and the visitor read again (a rollback expires what
-    was loaded; the page needs their names)."""
-    await db.rollback()
-    for loaded in (visitor.user, visitor.merchant):
-        if loaded in db:
-            await db.refresh(loaded)
+async def _change(
+    request: Request,
+    db: AsyncSession,
+    visitor: Visitor,
+    user: MerchantUser,
+    change: Awaitable[None],
+) -> Response | None:
+    """Makes ``change`` to ``user``; None when it was made, else the page again saying why not
+    (the last owner stays)."""
+    try:
+        await change
+    except PortalRefusal as refusal:
+        await common.recover(db, visitor)
+        problem = f"{user.name} is the team's only owner. {refusal.message}"
+        return await _team(request, db, visitor, refusal.status_code, problem=problem)
+    return None

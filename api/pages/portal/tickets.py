@@ -15,7 +15,7 @@ the page again with the API's status code and what happened in words.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from starlette.datastructures import FormData
 from api.deps import CaseStarterDep, SessionDep, SettingsDep, SupportDep, TemporalDep
 from api.errors import ApiError, NotFound
 from api.pages.portal import common
-from api.schemas import CasePublic, SupportPlan
+from api.schemas import CaseMessagePublic, CasePublic, SupportPlan
 from api.services import cases, orders, plans
 from api.services.portal import Visitor
 from db.models import SupportCase
@@ -52,8 +52,6 @@ from domain.cases import (
 from domain.portal import Right
 from domain.support import SupportConfig
 from domain.support_ids import InvalidSupportId, normalize_support_id
-
-log = logging.getLogger("printflow.portal")
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
@@ -123,13 +121,8 @@ async def tickets_page(request: Request, db: SessionDep, support: SupportDep) ->
             db, visitor.merchant, status=None, limit=PAGE_SIZE, cursor=cursor
         )
     except ApiError as err:  # a cursor the portal did not make
-        return common.message(
-            request,
-            visitor,
-            err.status_code,
-            "Cannot show this page",
-            [_sentence(err.message)],
-            back=("/portal/tickets", "Back to the first page of tickets"),
+        return common.bad_cursor(
+            request, visitor, err, ("/portal/tickets", "Back to the first page of tickets")
         )
     dues = await _due_times(db, visitor, [c.id for c in found.data])
     rows = [
@@ -151,7 +144,7 @@ async def tickets_page(request: Request, db: SessionDep, support: SupportDep) ->
         "next_url": f"/portal/tickets?cursor={found.next_cursor}" if found.next_cursor else None,
         "paged": cursor is not None,
         "plan": _plan_box(plan, support),
-        "notice": DONE.get(request.query_params.get("done", "")),
+        "notice": common.notice(request, DONE),
     }
     return common.page(request, visitor, "portal/tickets.html", context)
 
@@ -285,7 +278,6 @@ async def _new_ticket(
     status_code: int,
     *,
     problem: str | None = None,
-    problem_title: str | None = None,
     field: str | None = None,
     nonce: str | None = None,
 ) -> Response:
@@ -316,7 +308,6 @@ async def _new_ticket(
         "max_body": MAX_BODY,
         "field": field,
         "problem": problem,
-        "problem_title": problem_title,
         "form_nonce": nonce or common.new_nonce(),
     }
     return common.page(request, visitor, "portal/ticket_new.html", context, status_code)
@@ -336,66 +327,48 @@ async def open_ticket(
     visitor, form = entered
     values = _typed(form)
     nonce = common.nonce_of(form)
-    try:
+
+    async def run() -> Response:
         body = await _case_create(db, visitor, values)
-    except _FieldError as err:
-        return await _new_ticket(
-            request,
-            db,
-            visitor,
-            values,
-            422,
-            problem=err.message,
-            problem_title="Nothing was changed",
-            field=err.field,
-            nonce=nonce,
-        )
-    try:
-        case = await cases.create_case(
-            db,
-            starter,
-            settings,
-            support,
-            visitor.merchant,
-            body,
-            common.creation_ref(visitor, nonce),
-        )
-    except ApiError as err:
-        status, problem = err.status_code, _sentence(err.message)
-        field = _field_of(err)
-    except Exception:
-        log.exception("the portal's new ticket for merchant %s failed", visitor.merchant.id)
-        status, field = 503, None
-        problem = (
-            "The support desk did not answer just now, so the change may not have been made: "
-            "check your tickets, then try again."
-        )
-    else:
+        try:
+            case = await cases.create_case(
+                db,
+                starter,
+                settings,
+                support,
+                visitor.merchant,
+                body,
+                common.creation_ref(visitor, nonce),
+            )
+        except ApiError as err:
+            if err.code not in ("unknown_order", "order_not_shipped"):
+                raise
+            raise common.Invalid("order", common.refused(err), err.status_code) from None
         return common.done(f"/portal/tickets/{case.id}", "opened")
-    await _recover(db, visitor)
+
+    failed = await common.attempt(
+        db,
+        visitor,
+        f"new ticket for merchant {visitor.merchant.id}",
+        run,
+        unanswered=common.no_answer("The support desk", "check your tickets"),
+    )
+    if isinstance(failed, Response):
+        return failed
     return await _new_ticket(
         request,
         db,
         visitor,
         values,
-        status,
-        problem=problem,
-        problem_title=_title(status),
-        field=field,
-        # Sent again, the same form is the same ticket; after a refusal, a new one.
-        nonce=nonce if status >= 500 else None,
+        failed.status,
+        problem=failed.problem,
+        field=failed.field,
+        nonce=failed.nonce(nonce),
     )
 
 
-class _FieldError(Exception):
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 async def _case_create(db: AsyncSession, visitor: Visitor, values: dict[str, str]) -> CaseCreate:
-    """The API's body for the form, or ``_FieldError`` saying the first thing wrong (in the
+    """The API's body for the form, or ``common.Invalid`` saying the first thing wrong (in the
     form's order: the fields, then the order it names)."""
     channel = values["channel"] or Channel.TICKET.value
     phone = values["phone"].strip() if channel == Channel.CALLBACK.value else ""
@@ -411,7 +384,7 @@ async def _case_create(db: AsyncSession, visitor: Visitor, values: dict[str, str
             }
         )
     except ValidationError as err:
-        raise _FieldError(*_first_error(err)) from err
+        raise common.Invalid(*_first_error(err)) from err
     order_id = await _linked_order(db, visitor, values["order"].strip())
     return body.model_copy(update={"order_id": order_id}) if order_id else body
 
@@ -422,12 +395,12 @@ async def _linked_order(db: AsyncSession, visitor: Visitor, text: str) -> str | 
     if not text:
         return None
     if len(text) > 100:
-        raise _FieldError("order", "Order: type its reference, Support ID or order id.")
+        raise common.Invalid("order", "Order: type its reference, Support ID or order id.")
     if text.upper().startswith("PF-"):
         try:
             support_id = normalize_support_id(text)
         except InvalidSupportId as err:
-            raise _FieldError("order", f"Order: {err}") from None
+            raise common.Invalid("order", f"Order: {err}") from None
         found, _ = await orders.list_orders(
             db,
             visitor.merchant,
@@ -449,7 +422,7 @@ async def _linked_order(db: AsyncSession, visitor: Visitor, text: str) -> str | 
         )
         if found:
             return found[0].id
-    raise _FieldError(
+    raise common.Invalid(
         "order",
         f"Order: none of your shop's orders has the reference, Support ID or order id "
         f"{text!r}. Check it, or leave the field empty.",
@@ -462,11 +435,11 @@ def _first_error(err: ValidationError) -> tuple[str | None, str]:
     where = [str(p) for p in first.get("loc", ())]
     field = where[0] if where else None
     kind = str(first.get("type", ""))
-    message = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
+    message = common.error_words(first)
     label = FIELD_WORDS.get(field or "", field or "")
     context = first.get("ctx") or {}
     if field is None:  # a rule across fields, e.g. a callback without a phone number
-        return ("phone" if "phone" in message else None), _sentence(message)
+        return ("phone" if "phone" in message else None), common.sentence(message)
     if field == "category":
         return field, "Choose what the ticket is about."
     if field == "channel":
@@ -482,24 +455,18 @@ def _first_error(err: ValidationError) -> tuple[str | None, str]:
     return field, f"{label}: {message}."
 
 
-def _field_of(err: ApiError) -> str | None:
-    return "order" if err.code in ("unknown_order", "order_not_shipped") else None
-
-
 # ---------------------------------------------------------------------------- one ticket
 
 
 @router.get("/tickets/{case_id}", response_class=HTMLResponse)
 async def ticket_page(request: Request, case_id: str, db: SessionDep) -> Response:
-    visitor = await common.enter(request, db, Right.TICKETS)
-    if isinstance(visitor, Response):
-        return visitor
-    try:
-        row = await cases.case_row(db, case_id, visitor.merchant)
-    except ApiError:
-        return common.not_found(request, visitor, "Ticket")
-    notice = DONE.get(request.query_params.get("done", ""))
-    return await _ticket(request, db, visitor, row, 200, notice=notice)
+    entered = await common.enter_about(
+        request, db, Right.TICKETS, "Ticket", lambda v: cases.case_row(db, case_id, v.merchant)
+    )
+    if isinstance(entered, Response):
+        return entered
+    visitor, row = entered
+    return await _ticket(request, db, visitor, row, 200, notice=common.notice(request, DONE))
 
 
 async def _ticket(
@@ -516,16 +483,6 @@ async def _ticket(
     field: str | None = None,
 ) -> Response:
     case = await cases.render(db, row)
-    messages = [
-        {
-            "kind": m.author_kind,
-            "author": _author(visitor, m.author_kind, m.author_name),
-            "at": common.at(visitor, m.created_at),
-            "body": m.body,
-            "attachments": m.attachments,
-        }
-        for m in case.messages
-    ]
     context = {
         "case": case,
         "status": STATUS_WORDS[case.status],
@@ -538,11 +495,10 @@ async def _ticket(
         "opened": common.at(visitor, case.created_at),
         "closed_at": common.at(visitor, case.closed_at),
         "order": await _order_facts(db, visitor, case),
-        "messages": messages,
+        "messages": common.thread(visitor, case.messages, _agent),
         "closed": case.status is CaseStatus.CLOSED,
         "notice": notice,
         "problem": problem,
-        "problem_title": _title(status_code) if problem else None,
         "body": body,
         "field": field,
         "max_body": MAX_BODY,
@@ -551,12 +507,8 @@ async def _ticket(
     return common.page(request, visitor, "portal/ticket.html", context, status_code)
 
 
-def _author(visitor: Visitor, kind: str, name: str | None) -> str:
-    if kind == "merchant":
-        return f"{visitor.merchant.name} (your shop)"
-    if kind == "agent":
-        return f"{name or 'The support team'} (printflow support)"
-    return "printflow (automatic message)"
+def _agent(message: CaseMessagePublic) -> str:
+    return f"{message.author_name or 'The support team'} (printflow support)"
 
 
 async def _order_facts(
@@ -583,46 +535,26 @@ async def reply(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> Response:
-    entered = await common.enter_form(request, db, Right.TICKETS)
+    entered = await common.enter_form_about(
+        request, db, Right.TICKETS, "Ticket", lambda v: cases.case_row(db, case_id, v.merchant)
+    )
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    try:
-        row = await cases.case_row(db, case_id, visitor.merchant)
-    except ApiError:
-        return common.not_found(request, visitor, "Ticket")
+    visitor, form, row = entered
     body = common.text(form, "body") or ""
     nonce = common.nonce_of(form)
-    try:
-        message = MessageCreate(body=body)
-    except ValidationError as err:
-        _, problem = _first_error(err)
-        return await _ticket(
-            request, db, visitor, row, 422, problem=problem, body=body, nonce=nonce, field="body"
-        )
-    try:
+
+    async def run() -> Response:
+        try:
+            message = MessageCreate(body=body)
+        except ValidationError as err:
+            raise common.Invalid("body", _first_error(err)[1]) from None
         await cases.merchant_message(
             db, temporal, settings, row, message.body, [], common.update_key(nonce)
         )
-    except ApiError as err:
-        status, problem = err.status_code, _sentence(err.message)
-    except Exception:
-        log.exception("the portal's reply to case %s failed", case_id)
-        status, problem = 503, _no_answer("the ticket")
-    else:
         return common.done(f"/portal/tickets/{case_id}", "replied")
-    await _recover(db, visitor)
-    row = await cases.case_row(db, case_id, visitor.merchant)
-    return await _ticket(
-        request,
-        db,
-        visitor,
-        row,
-        status,
-        problem=problem,
-        body=body,
-        nonce=nonce if status >= 500 else None,
-    )
+
+    return await _change(request, db, visitor, row, "reply to", run, nonce, body)
 
 
 @router.post("/tickets/{case_id}/close", response_class=HTMLResponse)
@@ -633,39 +565,55 @@ async def close(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> Response:
-    entered = await common.enter_form(request, db, Right.TICKETS)
+    entered = await common.enter_form_about(
+        request, db, Right.TICKETS, "Ticket", lambda v: cases.case_row(db, case_id, v.merchant)
+    )
     if isinstance(entered, Response):
         return entered
-    visitor, form = entered
-    try:
-        row = await cases.case_row(db, case_id, visitor.merchant)
-    except ApiError:
-        return common.not_found(request, visitor, "Ticket")
+    visitor, form, row = entered
     nonce = common.nonce_of(form)
-    if common.text(form, "confirm") != "yes":
-        return await _ticket(
-            request,
-            db,
-            visitor,
-            row,
-            422,
-            problem="Tick “Yes, close this ticket for good” to close it.",
-            nonce=nonce,
-            field="confirm",
-        )
-    try:
+
+    async def run() -> Response:
+        if common.text(form, "confirm") != "yes":
+            raise common.Invalid("confirm", "Tick “Yes, close this ticket for good” to close it.")
         await cases.close_case(db, temporal, settings, row, common.update_key(nonce))
-    except ApiError as err:
-        status, problem = err.status_code, _sentence(err.message)
-    except Exception:
-        log.exception("the portal's close of case %s failed", case_id)
-        status, problem = 503, _no_answer("the ticket")
-    else:
         return common.done(f"/portal/tickets/{case_id}", "closed")
-    await _recover(db, visitor)
-    row = await cases.case_row(db, case_id, visitor.merchant)
+
+    return await _change(request, db, visitor, row, "close of", run, nonce)
+
+
+async def _change(
+    request: Request,
+    db: AsyncSession,
+    visitor: Visitor,
+    row: SupportCase,
+    what: str,
+    run: Callable[[], Awaitable[Response]],
+    nonce: str | None,
+    body: str = "",
+) -> Response:
+    """Runs a change of the ticket (``common.attempt``); when it does not go through, the
+    ticket again saying why, with the message as it was typed."""
+    failed = await common.attempt(
+        db,
+        visitor,
+        f"{what} case {row.id}",
+        run,
+        unanswered=common.no_answer("The ticket"),
+        reload=(row,),
+    )
+    if isinstance(failed, Response):
+        return failed
     return await _ticket(
-        request, db, visitor, row, status, problem=problem, nonce=nonce if status >= 500 else None
+        request,
+        db,
+        visitor,
+        row,
+        failed.status,
+        problem=failed.problem,
+        body=body,
+        nonce=failed.nonce(nonce),
+        field=failed.field,
     )
 
 
@@ -674,33 +622,3 @@ async def close(
 
 def _sla(state: SlaState) -> dict[str, str]:
     return {"state": state.value, "word": SLA_WORDS[state]}
-
-
-def _title(status_code: int) -> str:
-    # A refusal changed nothing; an answer that never came (503) may still change it.
-    return "The change may not have been made" if status_code >= 500 else "Nothing was changed"
-
-
-def _no_answer(what: str) -> str:
-    return (
-        f"{what.capitalize()} did not answer just now, so the change may not have been made: "
-        "check, then try again."
-    )
-
-
-def _sentence(message: str) -> str:
-    """The API's message as a sentence: capital first, a full stop at the end."""
-    message = message.strip()
-    if not message:
-        return message
-    message = message[0].upper() + message[1:]
-    return message if message[-1] in ".!?" else message + "."
-
-
-async def _recover(db: AsyncSession, visitor: Visitor) -> None:
-    """After a failed change: a clean session, and the visitor read again (a rollback expires
-    what was loaded; the page needs their names)."""
-    await db.rollback()
-    for loaded in (visitor.user, visitor.merchant):
-        if loaded in db:
-            await db.refresh(loaded)
