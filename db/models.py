@@ -119,7 +119,8 @@ class MerchantUser(SQLModel, table=True):
 
 class PortalSession(SQLModel, table=True):
     """A signed-in browser: the cookie is signed and names the session; the row is what makes
-    it valid, so signing out, a new password, a changed role or a removal ends it at once."""
+    it valid, so signing out, a new password or a removal ends it at once (a changed role
+    applies at the next request: every page reads the role again)."""
 
     __tablename__ = "portal_sessions"
 

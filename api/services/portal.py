@@ -11,7 +11,7 @@ links e-mailed to them (an invite, a password reset) and their sessions.
 - **Sign-in is limited** per client address (a failure answers 401, which the perimeter
   counts: ``AUTH_FAILURE_LIMIT``) and per account: ``ACCOUNT_FAILURES`` failed passwords for
   one e-mail address refuse its sign-in for the rest of the window, right password or not,
-  while a password reset still works.
+  while a password reset still works. Both count where ``RATE_LIMIT_STORAGE`` says.
 """
 
 from __future__ import annotations
