@@ -13,11 +13,14 @@ import argparse
 import asyncio
 import itertools
 import logging
+import os
+import random
 import signal
 import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -35,9 +38,33 @@ logger = logging.getLogger(__name__)
 MessagePredicate = Callable[[EmailMessage], bool]
 
 
+# Ports handed out, below the kernel's range for outgoing connections (32768 and up on Linux),
+# which any client socket of any process may take at any moment. Each test process of a
+# parallel run (pytest-xdist names them gw0, gw1, …) draws from a slice of its own, so two
+# processes never pick the same port between choosing it and binding it.
+PORTS_LOW, PORTS_SLICE, PORTS_SLICES = 20000, 3000, 4
+_given: deque[int] = deque(maxlen=1000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free right now; aiosmtpd's Controller cannot bind port 0 itself."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port that is free right now and not handed out recently by this process (aiosmtpd's
+    Controller, the dev stack's processes and the tests' servers need a number before they
+    bind)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    low = PORTS_LOW + (index % PORTS_SLICES) * PORTS_SLICE
+    for _ in range(200):
+        port = random.randrange(low, low + PORTS_SLICE)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _given.append(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded slice
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
