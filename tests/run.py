@@ -3,7 +3,8 @@
 Without arguments, the whole suite runs in ``WORKERS`` processes (pytest-xdist),
 most of its time being spent waiting on servers, timers and real processes rather than on one
 core; ``tests/conftest.py`` sends the longest tests (those of real processes) out first.
-``PRINTFLOW_TEST_WORKERS`` changes the count (``0``: one process, as pytest runs by default).
+``PRINTFLOW_TEST_WORKERS`` sets the count; the default, ``0``, is one process until every
+timing-sensitive test holds under parallel load.
 
 The Temporal SDK's native threads can crash the interpreter during finalization, after every
 test has passed; leaving through ``os._exit`` skips that finalization, so the exit status is
@@ -15,7 +16,7 @@ import sys
 
 import pytest
 
-WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "3")
+WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "0")
 
 
 def default_args() -> list[str]:
