@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import HttpUrl, TypeAdapter, ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -157,7 +158,14 @@ async def create_merchant(
         session.add(owner)
         token = portal.add_link(session, owner.id, portal.INVITE, now)
         invite_url = portal.link_url(public_base_url, portal.INVITE, token)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if body.owner is None:
+            raise
+        # The owner's address was taken between the check above and this commit.
+        raise _invalid("owner", "this e-mail address already has a portal account") from None
     return MerchantCreated(
         **public(merchant).model_dump(),
         api_key=api_key,

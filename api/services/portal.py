@@ -17,6 +17,7 @@ links e-mailed to them (an invite, a password reset) and their sessions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -54,8 +55,13 @@ PASSWORD_MIN, PASSWORD_MAX = 12, 200
 ACCOUNT_FAILURES = RateLimitItemPerMinute(10, 15)
 
 _HASHER = PasswordHash((Argon2Hasher(),))
-# Verified when no user (or no password) matches, so an unknown address costs the same time.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when no user (or no password) matches, so an unknown address costs the same
+    time; made at the first sign-in, not when the module is imported."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 class PortalRefusal(Exception):
@@ -99,7 +105,7 @@ async def hash_password(password: str) -> str:
 
 
 async def _verify(password: str, stored: str | None) -> tuple[bool, str | None]:
-    return await asyncio.to_thread(_HASHER.verify_and_update, password, stored or _DUMMY_HASH)
+    return await asyncio.to_thread(_HASHER.verify_and_update, password, stored or _dummy_hash())
 
 
 # ---------------------------------------------------------------------------- users

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from devstack.mailsink import free_port
 from tests.cases.test_cases_api import agent, as_agent, merchant, open_case
 from tests.helpers.api import Api
-from tests.helpers.production import FullApi, full_api_running
-from tests.personalization.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.browser import BROWSER_MARKS, CHROMIUM, api_served, browser
+from tests.helpers.production import FullApi
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    # The browser sees pages, not databases: one backend is enough here.
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MARKS
 
 if Path(CHROMIUM).exists():
-    from playwright.async_api import Browser, async_playwright
+    from playwright.async_api import Browser
 else:  # pragma: no cover - the module is skipped
     Browser = object  # type: ignore[misc,assignment]
+
+__all__ = ["browser"]
 
 
 @pytest.fixture
@@ -34,35 +28,8 @@ async def served(
     dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[FullApi, str]]:
     """The API with its worker, on a real socket at its PUBLIC_BASE_URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    async with full_api_running(dev_env, database_url, tmp_path, base_url=base) as api:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                api.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-            )
-        )
-        task = asyncio.create_task(server.serve())
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.025)
-        assert server.started, "uvicorn did not start"
-        try:
-            yield api, base
-        finally:
-            server.should_exit = True
-            await task
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with api_served(dev_env, database_url, tmp_path) as served:
+        yield served
 
 
 async def test_an_agent_signs_in_answers_a_case_waiting_on_the_merchant_and_resolves_it(

@@ -3,28 +3,19 @@ link, reads the merchant's message and replies; the merchant sees the reply thro
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.mailsink import free_port
 from tests.contacts.test_contacts_api import CUSTOMER, berlin_merchant, contact, order
 from tests.helpers.api import Api, running_api
+from tests.helpers.browser import BROWSER_MARKS, chromium, serving
 from tests.helpers.contacts import link_in
-from tests.personalization.test_browser import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-]
-
-if Path(CHROMIUM).exists():
-    from playwright.async_api import async_playwright
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -33,23 +24,11 @@ async def served(
 ) -> AsyncIterator[Api]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    async with running_api(dev_env.client, database_url, tmp_path, base_url=base) as api:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                api.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-            )
-        )
-        task = asyncio.create_task(server.serve())
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.025)
-        assert server.started, "uvicorn did not start"
-        try:
-            yield api
-        finally:
-            server.should_exit = True
-            await task
+    async with (
+        running_api(dev_env.client, database_url, tmp_path, base_url=base) as api,
+        serving(api.app, port),
+    ):
+        yield api
 
 
 async def test_a_customer_reads_and_replies_in_the_browser(served: Api) -> None:
@@ -65,28 +44,24 @@ async def test_a_customer_reads_and_replies_in_the_browser(served: Api) -> None:
     mail = await api.mail.wait_for(lambda m: CUSTOMER in str(m["To"]), timeout=20)
     url = link_in(mail)
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            blocked: list[str] = []
-            page.on(
-                "console",
-                lambda m: blocked.append(m.text) if "Content Security" in m.text else None,
-            )
-            first = await page.goto(url)
-            assert first is not None and first.status == 200
-            text = await page.inner_text("main")
-            assert "Is it <b>Hauptstr.</b> 5 or 7?" in text  # shown as text, not markup
-            assert made["support_id"] in text
-            await page.get_by_label("Your reply").fill("It is number 7.\nThanks!")
-            await page.get_by_role("button", name="Send reply").click()
-            await page.wait_for_selector("#sent")
-            after = await page.inner_text("main")
-            assert "It is number 7." in after and "your message is with Mug Shop" in after
-            assert not blocked, blocked
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        blocked: list[str] = []
+        page.on(
+            "console",
+            lambda m: blocked.append(m.text) if "Content Security" in m.text else None,
+        )
+        first = await page.goto(url)
+        assert first is not None and first.status == 200
+        text = await page.inner_text("main")
+        assert "Is it <b>Hauptstr.</b> 5 or 7?" in text  # shown as text, not markup
+        assert made["support_id"] in text
+        await page.get_by_label("Your reply").fill("It is number 7.\nThanks!")
+        await page.get_by_role("button", name="Send reply").click()
+        await page.wait_for_selector("#sent")
+        after = await page.inner_text("main")
+        assert "It is number 7." in after and "your message is with Mug Shop" in after
+        assert not blocked, blocked
 
     seen = (
         await api.client.get(f"/v1/customer-contacts/{created.json()['id']}", headers=key)

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from devstack.mailsink import free_port
+from tests.helpers.browser import BROWSER_MARKS, CHROMIUM, browser, serving
 from tests.personalization.conftest import Shop, link_in
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    # The browser sees pages, not databases: one backend is enough here.
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MARKS
 
 if Path(CHROMIUM).exists():
-    from playwright.async_api import Browser, Page, async_playwright
+    from playwright.async_api import Browser, Page
 else:  # pragma: no cover - the module is skipped
     Browser = Page = object  # type: ignore[misc,assignment]
 
@@ -49,30 +32,11 @@ def public_base_url(port: int) -> str:
 @pytest.fixture
 async def served(shop: Shop, port: int) -> AsyncIterator[Shop]:
     """The shop's app on a real socket (its lifespan already runs in the shop fixture)."""
-    server = uvicorn.Server(
-        uvicorn.Config(shop.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.025)
-    assert server.started, "uvicorn did not start"
-    try:
+    async with serving(shop.app, port):
         yield shop
-    finally:
-        server.should_exit = True
-        await task
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+__all__ = ["browser"]
 
 
 async def test_a_customer_personalizes_the_order_from_the_emailed_link(

@@ -110,6 +110,7 @@ async def test_every_portal_route_is_guarded_by_its_right_and_scoped_to_the_merc
     api = full_api
     mine, other = await shop(api), await shop(api, name="Other Shop")
     ids = await theirs(api, other)
+    before = await their_things(api, other, ids)
     people = {
         "owner": mine.owner,
         "support": await member(api, mine, "support"),
@@ -150,6 +151,25 @@ async def test_every_portal_route_is_guarded_by_its_right_and_scoped_to_the_merc
         for browser in browsers.values():
             await browser.close()
 
-    # Nothing of the other merchant changed: its order is as it was made.
-    order = await api.order(other.key, ids["order_id"])
-    assert order["status"] != "canceled"
+    # Nothing of the other merchant changed: its order, ticket, message, key and team are as
+    # they were before every form was sent at them.
+    assert await their_things(api, other, ids) == before
+
+
+async def their_things(api: FullApi, other: Shop, ids: dict[str, str]) -> dict[str, Any]:
+    """What another merchant has, as its API key and its team list show it."""
+    read = {
+        "order": f"/v1/orders/{ids['order_id']}",
+        "case": f"/v1/support/cases/{ids['case_id']}",
+        "contact": f"/v1/customer-contacts/{ids['contact_id']}",
+    }
+    seen: dict[str, Any] = {}
+    for name, path in read.items():
+        answer = await api.client.get(path, headers=other.key)  # the key still works, too
+        assert answer.status_code == 200, answer.text
+        seen[name] = answer.json()
+    async with api.app.state.sessions() as db:
+        from api.services import portal
+
+        seen["team"] = sorted((u.id, u.role) for u in await portal.team(db, other.id))
+    return seen

@@ -5,6 +5,8 @@ PostgreSQL, a real SMTP sink."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from api.services import portal
@@ -219,3 +221,30 @@ async def test_an_owner_e_mail_that_has_an_account_refuses_the_merchant(
     )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "owner"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_two_merchants_naming_one_owner_at_once_make_one_account(
+    full_api: FullApi,
+) -> None:
+    """Both may pass the check before either commits: the unique address decides, and the
+    second is the same 422 as a later one, never a 500."""
+    api = full_api
+
+    async def create(name: str) -> int:
+        response = await api.client.post(
+            "/v1/admin/merchants",
+            json={
+                "name": name,
+                "support_email": "help@shop.example",
+                "owner": {"email": "same@shop.example", "name": "Sam Same"},
+            },
+            headers={"X-Admin-Token": ADMIN_TOKEN},
+        )
+        return response.status_code
+
+    statuses = sorted(await asyncio.gather(create("First Shop"), create("Second Shop")))
+    assert statuses == [201, 422]
+    async with api.app.state.sessions() as db:
+        user = await portal.user_by_email(db, "same@shop.example")
+        assert user is not None

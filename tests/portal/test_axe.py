@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.accessibility import assert_accessible
-from tests.personalization.test_browser import CHROMIUM
-from tests.portal.test_browser import browser
+from tests.helpers.browser import CHROMIUM, browser
 
 __all__ = ["browser"]
 

@@ -9,37 +9,31 @@ axe-core checks every page visited (no serious or critical violation); with
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from devstack.mailsink import free_port
 from tests.cases.test_cases_api import agent, as_agent
 from tests.contacts.test_contacts_api import contact
 from tests.helpers.accessibility import assert_accessible, screenshot
 from tests.helpers.api import TEST_FACILITIES, order_json
+from tests.helpers.browser import BROWSER_MARKS, CHROMIUM, api_served, browser
 from tests.helpers.mail import text_of
-from tests.helpers.production import FullApi, full_api_running
-from tests.personalization.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.production import FullApi
 from tests.portal.browser import PASSWORD, Shop, link_in, shop
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    # The browser sees pages, not databases: one backend is enough here.
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MARKS
 
 if Path(CHROMIUM).exists():
-    from playwright.async_api import Browser, Page, async_playwright
+    from playwright.async_api import Browser, Page
 else:  # pragma: no cover - the module is skipped
     Browser = Page = object  # type: ignore[misc,assignment]
+
+__all__ = ["browser"]
 
 # Orders to Norway go to a facility whose cutoff comes every 6 seconds: long enough to open the
 # order page before it, short enough to wait for it.
@@ -62,37 +56,8 @@ async def served(
     dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[FullApi, str]]:
     """The API with its worker, on a real socket at its PUBLIC_BASE_URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    async with full_api_running(
-        dev_env, database_url, tmp_path, base_url=base, facilities=FACILITIES
-    ) as api:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                api.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-            )
-        )
-        task = asyncio.create_task(server.serve())
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.025)
-        assert server.started, "uvicorn did not start"
-        try:
-            yield api, base
-        finally:
-            server.should_exit = True
-            await task
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with api_served(dev_env, database_url, tmp_path, facilities=FACILITIES) as served:
+        yield served
 
 
 async def signed_in(browser: Browser, base: str, email: str, **context: Any) -> Page:

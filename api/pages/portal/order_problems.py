@@ -27,14 +27,12 @@ sending it again is the same change.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import (
     ContactStarterDep,
@@ -47,7 +45,6 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.pages.portal import common
-from api.pages.portal import orders as order_pages
 from api.pages.portal.order_words import (
     CLAIM_REASONS,
     CLAIM_WORDS,
@@ -55,17 +52,14 @@ from api.pages.portal.order_words import (
     CONTACT_WORDS,
     DESCRIPTION_MAX,
     FILES,
-    NOT_DONE,
     PHOTOS_MAX,
     PROCEED,
     REORDER,
     STATUS_WORDS,
-    refused,
 )
+from api.pages.portal.orders import change_order, order_form
 from api.schemas import PHOTOS_REQUIRED, ReorderRequest
 from api.services import claims, contacts, orders
-from api.services.portal import Visitor
-from db.models import Order
 from domain.contact_policy import ContactReason
 from domain.contacts import MAX_BODY, MAX_SUBJECT, ContactCreate
 from domain.orders import HoldResolution, OrderState, Status
@@ -75,43 +69,6 @@ from workflows.orders import OrderWorkflow
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
-async def _attempt(
-    request: Request,
-    db: AsyncSession,
-    visitor: Visitor,
-    row: Order,
-    form_name: str,
-    run: Callable[[], Awaitable[Response]],
-    values: dict[str, Any],
-    nonce: str | None,
-) -> Response:
-    """Runs the change of one of this module's forms (``common.attempt``); when it does not go
-    through, the order page again saying why, with the form as it was sent."""
-    failed = await common.attempt(
-        db,
-        visitor,
-        f"{form_name} form for order {row.id}",
-        run,
-        unanswered=NOT_DONE,
-        words=lambda err: NOT_DONE if err.status_code >= 500 else refused(err),
-        reload=(row,),
-    )
-    if isinstance(failed, Response):
-        return failed
-    return await order_pages.order_view(
-        request,
-        db,
-        visitor,
-        row,
-        failed.status,
-        problem=failed.problem,
-        failed_form=form_name,
-        values=values,
-        nonce=failed.nonce(nonce),
-        invalid=failed.field,
-    )
-
-
 # ---------------------------------------------------------------------------- the hold
 
 
@@ -119,13 +76,10 @@ async def _attempt(
 async def resolve_hold(
     request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> Response:
-    entered = await common.enter_form_about(
-        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
-    )
+    entered = await order_form(request, db, order_id, Right.ORDERS_ACT)
     if isinstance(entered, Response):
         return entered
-    visitor, form, row = entered
-    nonce = common.nonce_of(form)
+    visitor, form, row, nonce = entered
     resolution = common.text(form, "resolution")
     state = OrderState.model_validate(row.state)
     values: dict[str, Any] = {}
@@ -157,7 +111,7 @@ async def resolve_hold(
         return common.done(f"/portal/orders/{order_id}", done)
 
     form_name = FILES if resolution == "replace_files" else PROCEED
-    return await _attempt(request, db, visitor, row, form_name, run, values, nonce)
+    return await change_order(request, db, visitor, row, form_name, run, values, nonce)
 
 
 def _file_fields(state: OrderState) -> list[tuple[str, int, int]]:
@@ -214,13 +168,10 @@ async def reorder(
     settings: SettingsDep,
     facilities: FacilitiesDep,
 ) -> Response:
-    entered = await common.enter_form_about(
-        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
-    )
+    entered = await order_form(request, db, order_id, Right.ORDERS_ACT)
     if isinstance(entered, Response):
         return entered
-    visitor, form, row = entered
-    nonce = common.nonce_of(form)
+    visitor, form, row, nonce = entered
     values: dict[str, Any] = {
         "items": [v[:100] for v in form.getlist("items") if isinstance(v, str)][:100],
         "reason": (common.text(form, "reason") or "")[:40],
@@ -242,7 +193,7 @@ async def reorder(
             ) from None
         return common.done(f"/portal/orders/{made.order.id}", "reordered")
 
-    return await _attempt(request, db, visitor, row, REORDER, run, values, nonce)
+    return await change_order(request, db, visitor, row, REORDER, run, values, nonce)
 
 
 def _report(values: dict[str, Any]) -> ReorderRequest:
@@ -313,13 +264,10 @@ async def contact(
     settings: SettingsDep,
     support: SupportDep,
 ) -> Response:
-    entered = await common.enter_form_about(
-        request, db, Right.MESSAGES, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
-    )
+    entered = await order_form(request, db, order_id, Right.MESSAGES)
     if isinstance(entered, Response):
         return entered
-    visitor, form, row = entered
-    nonce = common.nonce_of(form)
+    visitor, form, row, nonce = entered
     values = {
         "reason": (common.text(form, "reason") or "")[:64],
         "subject": (common.text(form, "subject") or "")[: MAX_SUBJECT * 2],
@@ -348,7 +296,7 @@ async def contact(
             raise common.Invalid(*_contact_words(err, status), err.status_code) from None
         return common.done(f"/portal/messages/{made.id}", "sent")
 
-    return await _attempt(request, db, visitor, row, CONTACT, run, values, nonce)
+    return await change_order(request, db, visitor, row, CONTACT, run, values, nonce)
 
 
 def _contact_problem(err: ValidationError) -> tuple[str | None, str]:

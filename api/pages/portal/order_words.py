@@ -47,11 +47,6 @@ DONE: dict[str, str] = {
 
 # When the service did not answer: the order's own forms, the forms for its problems.
 NOT_ANSWERED = common.no_answer("The order", "check the order")
-NOT_DONE = (
-    "The change did not go through just now, so it may not have been made: check the order, "
-    "then send the form again."
-)
-
 # The API's refusals of a change, as the shop reads them.
 REFUSAL_WORDS: dict[str, str] = {
     RefusalCode.ORDER_IN_PRODUCTION: (

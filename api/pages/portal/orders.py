@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.datastructures import FormData
 
 from api.deps import FacilitiesDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError
@@ -966,13 +967,10 @@ def _check(preflight: FilePreflight | None) -> dict[str, Any] | None:
 async def cancel(
     request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> Response:
-    entered = await common.enter_form_about(
-        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
-    )
+    entered = await order_form(request, db, order_id, Right.ORDERS_ACT)
     if isinstance(entered, Response):
         return entered
-    visitor, form, row = entered
-    nonce = common.nonce_of(form)
+    visitor, form, row, nonce = entered
     values = {name: (common.text(form, name) or "").strip() for name in ("reason_code", "reason")}
 
     async def run() -> Response:
@@ -996,7 +994,7 @@ async def cancel(
         )
         return common.done(f"/portal/orders/{order_id}", "canceled")
 
-    return await _change(request, db, visitor, row, CANCEL, run, values, nonce)
+    return await change_order(request, db, visitor, row, CANCEL, run, values, nonce)
 
 
 @router.post("/orders/{order_id}/address", response_class=HTMLResponse)
@@ -1008,13 +1006,10 @@ async def change_address(
     settings: SettingsDep,
     facilities: FacilitiesDep,
 ) -> Response:
-    entered = await common.enter_form_about(
-        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
-    )
+    entered = await order_form(request, db, order_id, Right.ORDERS_ACT)
     if isinstance(entered, Response):
         return entered
-    visitor, form, row = entered
-    nonce = common.nonce_of(form)
+    visitor, form, row, nonce = entered
     values = {name: (common.text(form, name) or "").strip() for name, *_ in ADDRESS_FIELDS}
 
     async def run() -> Response:
@@ -1040,20 +1035,17 @@ async def change_address(
         )
         return common.done(f"/portal/orders/{order_id}", "address")
 
-    return await _change(request, db, visitor, row, ADDRESS, run, values, nonce)
+    return await change_order(request, db, visitor, row, ADDRESS, run, values, nonce)
 
 
 @router.post("/orders/{order_id}/approve", response_class=HTMLResponse)
 async def approve(
     request: Request, order_id: str, db: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> Response:
-    entered = await common.enter_form_about(
-        request, db, Right.ORDERS_ACT, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
-    )
+    entered = await order_form(request, db, order_id, Right.ORDERS_ACT)
     if isinstance(entered, Response):
         return entered
-    visitor, form, row = entered
-    nonce = common.nonce_of(form)
+    visitor, form, row, nonce = entered
 
     async def run() -> Response:
         await orders.update_order(
@@ -1067,22 +1059,36 @@ async def approve(
         )
         return common.done(f"/portal/orders/{order_id}", "approved")
 
-    return await _change(request, db, visitor, row, APPROVE, run, None, nonce)
+    return await change_order(request, db, visitor, row, APPROVE, run, None, nonce)
 
 
-async def _change(
+async def order_form(
+    request: Request, db: AsyncSession, order_id: str, right: Right
+) -> tuple[Visitor, FormData, Order, str | None] | Response:
+    """A form about one of the visitor's orders (``common.enter_form_about``): the visitor,
+    the form, the order's row and the form's nonce, or the answer to send instead."""
+    entered = await common.enter_form_about(
+        request, db, right, "Order", lambda v: orders.get_row(db, v.merchant, order_id)
+    )
+    if isinstance(entered, Response):
+        return entered
+    visitor, form, row = entered
+    return visitor, form, row, common.nonce_of(form)
+
+
+async def change_order(
     request: Request,
     db: AsyncSession,
     visitor: Visitor,
     row: Order,
     form_name: str,
     run: Callable[[], Awaitable[Response]],
-    values: dict[str, str] | None,
+    values: dict[str, Any] | None,
     nonce: str | None,
 ) -> Response:
-    """Runs the change of one of this module's forms (``common.attempt``): back to the order
-    page, or the page again saying why nothing changed, or that the change may not have been
-    made."""
+    """Runs the change of an order page's form (``common.attempt``): back to the order page,
+    or the page again saying why nothing changed, or that the change may not have been made,
+    with the form as it was sent."""
     order_id = row.id
     try:
         failed = await common.attempt(
