@@ -7,7 +7,6 @@ goes through the case's workflow and is back in the read model when the API answ
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from domain.support import load_support
 from tests.conftest import suite_converter
 from tests.helpers.api import ADMIN_TOKEN, Api
 from tests.helpers.api import started as workflow_started
+from tests.helpers.polling import apoll
 from tests.helpers.production import FullApi, full_api, tracking
 from tests.orders.test_idempotency import retried_after_a_lost_answer
 
@@ -394,11 +394,13 @@ async def failed_request(api: Api, key: dict[str, str], order_id: str) -> str:
     failed = await api.client.get(f"/v1/orders/{order_id}", headers=key)
     assert failed.status_code == 404
     request_id = failed.headers["X-Request-Id"]
-    for _ in range(100):
-        if (await api.client.get(f"/v1/requests/{request_id}", headers=key)).status_code == 200:
-            return request_id
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"request {request_id} never reached the request log")
+
+    async def logged() -> bool:
+        answer = await api.client.get(f"/v1/requests/{request_id}", headers=key)
+        return answer.status_code == 200
+
+    await apoll(f"request {request_id} to reach the request log", logged)
+    return request_id
 
 
 async def test_a_case_links_the_merchants_own_failed_requests_and_drops_the_rest(

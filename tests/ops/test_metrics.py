@@ -21,6 +21,7 @@ from sqlalchemy import event
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers.api import METRICS_TOKEN, Api, order_json, running_api
+from tests.helpers.polling import apoll
 
 SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
@@ -67,12 +68,13 @@ async def test_requests_are_counted_by_route_template_not_by_path(api: Api) -> N
 
 async def _eventually(api: Api, check: Callable[[list[Sample]], bool]) -> list[Sample]:
     """Scrapes until ``check`` holds: the count is refreshed in the background (0.2 s here)."""
-    for _ in range(50):
+
+    async def scrape() -> list[Sample] | None:
         samples = await _samples(api)
-        if check(samples):
-            return samples
-        await asyncio.sleep(0.1)
-    raise AssertionError("the open-orders gauges never caught up")
+        return samples if check(samples) else None
+
+    result: list[Sample] = await apoll("the open-orders gauges", scrape)
+    return result
 
 
 async def test_open_orders_are_counted_per_status_from_the_read_model(api: Api) -> None:
@@ -91,7 +93,11 @@ async def test_open_orders_are_counted_per_status_from_the_read_model(api: Api) 
     assert response.json()["status"] == "canceled"
 
     samples = await _eventually(
-        api, lambda s: _value(s, "printflow_open_orders", status="scheduled") == 2
+        api,
+        lambda s: (
+            _value(s, "printflow_open_orders", status="scheduled") == 2
+            and _value(s, "printflow_open_orders", status="pending_approval") == 1
+        ),
     )
     assert _value(samples, "printflow_open_orders", status="scheduled") == 2
     assert _value(samples, "printflow_open_orders", status="pending_approval") == 1

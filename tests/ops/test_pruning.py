@@ -6,7 +6,6 @@ workflow never started is never deleted.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ from db.models import (
     Quote,
 )
 from tests.helpers.api import Api, order_json, started
+from tests.helpers.polling import apoll
 
 TTL = timedelta(hours=24)
 
@@ -145,11 +145,12 @@ async def test_outbox_rows_of_started_workflows_are_deleted_after_the_ttl_never_
         made.append(created.json()["id"])
         await started(api.temporal.get_workflow_handle(made[-1]))
     old_started, fresh_started = made
-    for _ in range(100):  # the relay deletes the outbox rows of started workflows in batches
+
+    async def outbox_emptied() -> bool:  # the relay deletes started workflows' rows in batches
         async with api.app.state.sessions() as session:
-            if not (await session.exec(select(OrderStart.order_id))).all():
-                break
-        await asyncio.sleep(0.05)
+            return not (await session.exec(select(OrderStart.order_id))).all()
+
+    await apoll("the outbox to be emptied", outbox_emptied)
     never_started = "ord_" + uuid.uuid4().hex
     long_ago = datetime.now(UTC) - TTL - timedelta(hours=1)
 

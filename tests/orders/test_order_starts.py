@@ -8,7 +8,6 @@ its workflow ever started.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
@@ -19,6 +18,7 @@ from db.models import OrderStart
 from domain.orders import Status
 from tests.conftest import suite_converter
 from tests.helpers.api import Api, order_json, started
+from tests.helpers.polling import apoll
 from workflows.orders import OrderWorkflow
 
 
@@ -34,11 +34,10 @@ async def _unreachable_temporal() -> Client:
 
 async def _until_outbox_empty(api: Api) -> None:
     # Started rows are deleted in batches, a moment after their start.
-    for _ in range(50):
-        if not await _outbox(api):
-            break
-        await asyncio.sleep(0.1)
-    assert await _outbox(api) == []
+    async def emptied() -> bool:
+        return await _outbox(api) == []
+
+    await apoll("the outbox to be emptied", emptied)
 
 
 async def test_the_rows_of_many_starts_all_go(api: Api) -> None:

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from db.models import Merchant, Order
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json
+from tests.helpers.polling import apoll
 
 
 async def test_admin_creates_merchants_and_keeps_only_the_key_hash(api: Api) -> None:
@@ -92,14 +93,12 @@ async def test_twenty_concurrent_identical_creates_make_one_order_and_one_workfl
     async with api.app.state.sessions() as session:
         rows = (await session.exec(select(Order).where(Order.merchant_id == merchant["id"]))).all()
     assert [r.id for r in rows] == [order_id]
-    runs = [w async for w in api.temporal.list_workflows(f"WorkflowId = '{order_id}'")]
+
+    async def runs() -> list[Any]:
+        return [w async for w in api.temporal.list_workflows(f"WorkflowId = '{order_id}'")]
+
     # Visibility may lag a moment behind; the run is never doubled.
-    for _ in range(50):
-        if runs:
-            break
-        await asyncio.sleep(0.1)
-        runs = [w async for w in api.temporal.list_workflows(f"WorkflowId = '{order_id}'")]
-    assert len(runs) == 1
+    assert len(await apoll("the order's run to be visible", runs)) == 1
 
 
 async def test_invalid_orders_get_the_error_envelope_and_nothing_is_created(api: Api) -> None:

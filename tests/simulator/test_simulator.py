@@ -336,11 +336,11 @@ async def test_reject_order_answers_its_4xx_only_for_that_order() -> None:
 
 
 async def test_response_delay_records_the_job_before_answering() -> None:
-    async with facility(response_delay=0.5) as (client, sim):
+    async with facility(response_delay=3) as (client, sim):
         order_id = new_order_id()
         pending = asyncio.create_task(submit(client, order_id))
 
-        await eventually(lambda: len(sim.jobs) == 1, within=0.4)
+        await eventually(lambda: len(sim.jobs) == 1, within=2.5)
         assert not pending.done()
         jobs = (await client.get("/print-jobs")).json()
         assert [job["order_id"] for job in jobs] == [order_id]
