@@ -6,6 +6,7 @@ Nothing here downloads: both servers come from PyPI packages installed in the ve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -18,11 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
-from db.engine import create_engine, create_tables
+from db.engine import create_engine
 from runtime.settings import parse_payload_keys
 from tests.helpers.keys import TEST_PAYLOAD_KEYS
 
@@ -153,11 +155,91 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _postgres_at(base: str, database: str) -> str:
+    """``base`` with another database; the application name marks its connections."""
+    return (
+        make_url(base)
+        .set(database=database, query={"application_name": database})
+        .render_as_string(hide_password=False)
+    )
+
+
+def _drop_postgres_database(base: str, database: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        # A connection the test left inside a transaction (a process killed on purpose, a task
+        # cancelled mid-write) is ended by FORCE; it is logged, as it may point at a leak.
+        left = conn.execute(
+            "SELECT pid, state FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+        if left:
+            log.warning(
+                "database %s: ended %d connections left open: %s", database, len(left), left
+            )
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file migrated to head once per test process; each test gets a copy."""
+    from db.migrate import migrate
+
+    path = tmp_path_factory.mktemp("template") / "printflow.db"
+    asyncio.run(migrate(_sqlite_url(path)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per test process, the template of each
+    test's own database (``CREATE DATABASE … TEMPLATE``: a file copy, not a migration)."""
+    import psycopg
+
+    from db.migrate import migrate
+
+    name = "pf_template_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        asyncio.run(migrate(_postgres_at(postgres_url, name)))
+        yield name
+    finally:
+        _drop_postgres_database(postgres_url, name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database per test, its schema at head (as the API and worker leave it when they
+    start): a copy of a migrated SQLite file, or a new PostgreSQL database made from a migrated
+    template. The migrations themselves are tested from empty (``empty_database_url``)."""
+    if request.param == "sqlite":
+        path = tmp_path / "printflow.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield _sqlite_url(path)
+        return
+    import psycopg
+
+    base = request.getfixturevalue("postgres_url")
+    template = request.getfixturevalue("migrated_postgres")
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _postgres_at(base, name)
+    finally:
+        _drop_postgres_database(base, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database per test: an SQLite file, or a new PostgreSQL schema."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'printflow.db'}"
+        yield _sqlite_url(tmp_path / "printflow.db")
         return
     base = request.getfixturevalue("postgres_url")
     schema = "t_" + uuid.uuid4().hex[:12]
@@ -187,7 +269,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine)
     try:
         yield engine
     finally:

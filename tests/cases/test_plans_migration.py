@@ -14,9 +14,9 @@ BEFORE = "0769adb4a74b"
 SUPPORT_PLANS = "3f1a2b4c5d6e"
 
 
-async def test_existing_merchants_get_the_free_plan_in_utc(database_url: str) -> None:
-    await migrate(database_url, BEFORE)
-    engine = create_engine(database_url)
+async def test_existing_merchants_get_the_free_plan_in_utc(empty_database_url: str) -> None:
+    await migrate(empty_database_url, BEFORE)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as connection:
             for n in (1, 2):
@@ -34,8 +34,8 @@ async def test_existing_merchants_get_the_free_plan_in_utc(database_url: str) ->
                     },
                 )
 
-        await migrate(database_url, SUPPORT_PLANS)
-        assert await current_revision(database_url) == SUPPORT_PLANS
+        await migrate(empty_database_url, SUPPORT_PLANS)
+        assert await current_revision(empty_database_url) == SUPPORT_PLANS
         async with engine.connect() as connection:
             rows = (
                 await connection.execute(
@@ -70,7 +70,7 @@ async def test_existing_merchants_get_the_free_plan_in_utc(database_url: str) ->
             ).one()
         assert tuple(plan) == ("free", "UTC")
 
-        await downgrade(database_url, BEFORE)
+        await downgrade(empty_database_url, BEFORE)
         async with engine.connect() as connection:
             names = (await connection.execute(text("SELECT name FROM merchants ORDER BY id"))).all()
             columns = await connection.run_sync(

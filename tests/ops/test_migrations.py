@@ -54,10 +54,10 @@ def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
-async def test_upgrade_to_head_builds_exactly_the_models(database_url: str) -> None:
-    await migrate(database_url)
+async def test_upgrade_to_head_builds_exactly_the_models(empty_database_url: str) -> None:
+    await migrate(empty_database_url)
 
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.connect() as connection:
             assert await connection.run_sync(_diff) == []
@@ -77,31 +77,31 @@ async def test_upgrade_to_head_builds_exactly_the_models(database_url: str) -> N
                 assert current in set(schemas)
     finally:
         await engine.dispose()
-    assert await current_revision(database_url) == head_revision()
+    assert await current_revision(empty_database_url) == head_revision()
 
 
 async def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
-    await migrate(database_url)
-    await downgrade(database_url, "base")
+    await migrate(empty_database_url)
+    await downgrade(empty_database_url, "base")
 
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.connect() as connection:
             assert await connection.run_sync(_tables) == {"alembic_version"}
-        assert await current_revision(database_url) is None
+        assert await current_revision(empty_database_url) is None
 
-        await migrate(database_url)
+        await migrate(empty_database_url)
         async with engine.connect() as connection:
             assert await connection.run_sync(_diff) == []
     finally:
         await engine.dispose()
 
 
-async def test_migrating_again_keeps_the_data(database_url: str) -> None:
-    await migrate(database_url)
-    engine = create_engine(database_url)
+async def test_migrating_again_keeps_the_data(empty_database_url: str) -> None:
+    await migrate(empty_database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as connection:
             await connection.execute(
@@ -116,7 +116,7 @@ async def test_migrating_again_keeps_the_data(database_url: str) -> None:
                     created_at=datetime.now(UTC),
                 )
             )
-        await migrate(database_url)
+        await migrate(empty_database_url)
         async with engine.connect() as connection:
             names = (await connection.execute(text("SELECT name FROM merchants"))).scalars().all()
         assert names == ["Mugs"]
@@ -124,9 +124,11 @@ async def test_migrating_again_keeps_the_data(database_url: str) -> None:
         await engine.dispose()
 
 
-async def test_a_database_from_a_newer_release_is_refused_in_one_line(database_url: str) -> None:
-    await migrate(database_url)
-    engine = create_engine(database_url)
+async def test_a_database_from_a_newer_release_is_refused_in_one_line(
+    empty_database_url: str,
+) -> None:
+    await migrate(empty_database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as connection:
             await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
@@ -134,20 +136,20 @@ async def test_a_database_from_a_newer_release_is_refused_in_one_line(database_u
         await engine.dispose()
 
     with pytest.raises(MigrationError, match="newer printflow") as caught:
-        await migrate(database_url)
+        await migrate(empty_database_url)
     assert "\n" not in str(caught.value)
-    assert await current_revision(database_url) == "f00dfeed", "nothing was changed"
+    assert await current_revision(empty_database_url) == "f00dfeed", "nothing was changed"
 
 
-def test_processes_starting_together_migrate_once(database_url: str, tmp_path: Path) -> None:
+def test_processes_starting_together_migrate_once(empty_database_url: str, tmp_path: Path) -> None:
     """Three ``python migrate.py upgrade`` wait on the lock we hold, then one migrates."""
-    url = make_url(database_url)
-    with _holding_the_migration_lock(database_url):
+    url = make_url(empty_database_url)
+    with _holding_the_migration_lock(empty_database_url):
         procs = [
             subprocess.Popen(
                 [sys.executable, "migrate.py", "upgrade"],
                 cwd=REPO_ROOT,
-                env={**os.environ, "PRINTFLOW_DATABASE_URL": database_url},
+                env={**os.environ, "PRINTFLOW_DATABASE_URL": empty_database_url},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -166,11 +168,11 @@ def test_processes_starting_together_migrate_once(database_url: str, tmp_path: P
 
 
 @contextmanager
-def _holding_the_migration_lock(database_url: str) -> Iterator[None]:
+def _holding_the_migration_lock(empty_database_url: str) -> Iterator[None]:
     """Holds the lock ``db.migrate`` takes: the PostgreSQL advisory lock, or the SQLite flock."""
-    url = make_url(database_url)
+    url = make_url(empty_database_url)
     if url.get_backend_name() == "postgresql":
-        with psycopg.connect(database_url) as conn:
+        with psycopg.connect(empty_database_url) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
             yield
         return
@@ -183,23 +185,23 @@ def _holding_the_migration_lock(database_url: str) -> Iterator[None]:
         os.close(fd)
 
 
-def test_the_command_line_downgrades_and_reports(database_url: str) -> None:
-    env = {"PRINTFLOW_DATABASE_URL": database_url}
+def test_the_command_line_downgrades_and_reports(empty_database_url: str) -> None:
+    env = {"PRINTFLOW_DATABASE_URL": empty_database_url}
     up = run_python(["migrate.py", "upgrade"], env)
     assert up.returncode == 0, up.stderr
     assert f"schema at {head_revision()}" in up.stdout
     down = run_python(["migrate.py", "downgrade", "base"], env)
     assert down.returncode == 0, down.stderr
     assert "schema at base (no tables)" in down.stdout
-    assert asyncio.run(current_revision(database_url)) is None
+    assert asyncio.run(current_revision(empty_database_url)) is None
 
 
-async def test_support_ids_are_given_to_every_existing_order(database_url: str) -> None:
+async def test_support_ids_are_given_to_every_existing_order(empty_database_url: str) -> None:
     """Orders stored before Support IDs each get a fresh, unique one (back-filled in batches of
     1000, so 1205 orders take two), their timelines and start requests untouched; then the
     column is NOT NULL and unique. Down again, the column goes and the orders stay."""
-    await migrate(database_url, "0769adb4a74b")
-    engine = create_engine(database_url)
+    await migrate(empty_database_url, "0769adb4a74b")
+    engine = create_engine(empty_database_url)
     now = datetime.now(UTC)
     count = 1205
     try:
@@ -236,7 +238,7 @@ async def test_support_ids_are_given_to_every_existing_order(database_url: str) 
                 {"now": now},
             )
 
-        await migrate(database_url)
+        await migrate(empty_database_url)
 
         async with engine.connect() as connection:
             ids = (
@@ -268,7 +270,7 @@ async def test_support_ids_are_given_to_every_existing_order(database_url: str) 
                         text("UPDATE orders SET support_id = NULL WHERE id = 'ord_00001'")
                     )
 
-        await downgrade(database_url, "0769adb4a74b")
+        await downgrade(empty_database_url, "0769adb4a74b")
         async with engine.connect() as connection:
             columns = await connection.run_sync(
                 lambda sync: {c["name"] for c in inspect(sync).get_columns("orders")}
@@ -280,12 +282,12 @@ async def test_support_ids_are_given_to_every_existing_order(database_url: str) 
         await engine.dispose()
 
 
-async def test_facility_event_ids_become_unique_per_facility(database_url: str) -> None:
+async def test_facility_event_ids_become_unique_per_facility(empty_database_url: str) -> None:
     """Events stored under the old key (event_id alone) survive the new one, (facility_id,
     event_id); then a second facility may report an id another used, the same facility may
     not. Down again is refused while two facilities share an id, and works once they do not."""
-    await migrate(database_url, "7d5e6f708192")
-    engine = create_engine(database_url)
+    await migrate(empty_database_url, "7d5e6f708192")
+    engine = create_engine(empty_database_url)
     now = datetime.now(UTC)
     insert = text(
         "INSERT INTO production_events (event_id, order_id, facility_id, type, payload, "
@@ -312,7 +314,7 @@ async def test_facility_event_ids_become_unique_per_facility(database_url: str) 
             )
             await connection.execute(insert, {"e": "evt-1", "f": "berlin", "now": now})
 
-        await migrate(database_url)
+        await migrate(empty_database_url)
 
         async with engine.begin() as connection:
             await connection.execute(insert, {"e": "evt-1", "f": "newark", "now": now})
@@ -327,12 +329,12 @@ async def test_facility_event_ids_become_unique_per_facility(database_url: str) 
             assert await connection.run_sync(_diff) == []
 
         with pytest.raises(RuntimeError, match="1 event ids were reported by more than one"):
-            await downgrade(database_url, "7d5e6f708192")
+            await downgrade(empty_database_url, "7d5e6f708192")
         async with engine.begin() as connection:
             await connection.execute(
                 text("DELETE FROM production_events WHERE facility_id = 'newark'")
             )
-        await downgrade(database_url, "7d5e6f708192")
+        await downgrade(empty_database_url, "7d5e6f708192")
         async with engine.connect() as connection:
             left = await connection.execute(
                 text("SELECT facility_id, event_id FROM production_events")
