@@ -12,6 +12,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,13 +154,9 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database per test: an SQLite file, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'printflow.db'}"
-        return
-    base = request.getfixturevalue("postgres_url")
+@contextmanager
+def fresh_postgres_schema(base: str) -> Iterator[str]:
+    """A new schema on the server of ``base``, dropped after; yields the URL the apps get."""
     schema = "t_" + uuid.uuid4().hex[:12]
     import psycopg
 
@@ -182,6 +179,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
                     "schema %s: ended %d connections left open: %s", schema, len(left), left
                 )
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test: an SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'printflow.db'}"
+        return
+    with fresh_postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 @pytest.fixture
