@@ -57,8 +57,8 @@ class SupportCaseActivities(ConversationActivities, what="case", logger="printfl
         state = projection.state
         messages = [{**m.model_dump(), "case_id": state.case_id} for m in projection.new_messages]
         async with self._engine.begin() as conn:
-            await write_newer(conn, SupportCase, state.case_id, state, **_columns(state))
-            await insert_once(conn, SupportCaseMessage, messages)
+            wrote = await write_newer(conn, SupportCase, state.case_id, state, **_columns(state))
+            await insert_once(conn, SupportCaseMessage, messages, replace=wrote)
         if self._webhooks is not None:
             await self._webhooks.case_changed(state, projection.changes)
 

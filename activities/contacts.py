@@ -64,8 +64,8 @@ class CustomerContactActivities(
         deadlines = [d.model_dump() for d in projection.deadlines]
         async with self._engine.begin() as conn:
             newest = await write_newer(conn, CustomerContact, state.contact_id, state, **columns)
-            await insert_once(conn, CustomerContactMessage, messages)
-            await insert_once(conn, CustomerContactDeadline, deadlines)
+            await insert_once(conn, CustomerContactMessage, messages, replace=newest)
+            await insert_once(conn, CustomerContactDeadline, deadlines, replace=newest)
             if newest:  # not an older projection arriving late
                 for d in projection.deadlines:
                     if d.outcome is not None:

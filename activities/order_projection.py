@@ -55,7 +55,7 @@ class ProjectionActivities:
                     # An order started before Support IDs: its row has one (the migration gave
                     # it), and its webhooks show it as the API does.
                     state = state.model_copy(update={"support_id": row.support_id})
-            await write_newer(
+            wrote = await write_newer(
                 conn,
                 Order,
                 state.order_id,
@@ -77,6 +77,6 @@ class ProjectionActivities:
                 }
                 for e in projection.new_events
             ]
-            await insert_once(conn, OrderEvent, events)
+            await insert_once(conn, OrderEvent, events, replace=wrote)
         if self._webhooks is not None and projection.new_events:
             await self._webhooks.order_changed(state, projection.new_events)

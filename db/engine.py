@@ -75,6 +75,18 @@ def insert_new(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> I
     return insert(table).values(rows).on_conflict_do_nothing()
 
 
+def insert_or_replace(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> Insert:
+    """INSERT of ``rows`` that overwrites the rows whose key exists with these values."""
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).values(rows)
+    columns = table.__table__.columns
+    keys = [c.name for c in columns if c.primary_key]
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: statement.excluded[c.name] for c in columns if not c.primary_key},
+    )
+
+
 async def ping(engine: AsyncEngine, within: float) -> None:
     """``SELECT 1``, given ``within`` seconds; raises TimeoutError or the driver's error."""
     async with asyncio.timeout(within), engine.connect() as connection:

@@ -83,6 +83,10 @@ class StackConfig:
     # None: the bundled facilities, pointed at this stack's simulator if it is not on :8100.
     facilities_file: Path | None = None
     simulator: SimulatorOptions = field(default_factory=SimulatorOptions)
+    # How many API processes and workers run: "api", "api-2", … (each API on a port of its
+    # own, the first on ``api_port``) and "worker", "worker-2", …, all on one database.
+    apis: int = 1
+    workers: int = 1
     # Extra environment for the app processes (worker, API, simulator); wins over ours.
     env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0

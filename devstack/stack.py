@@ -16,6 +16,12 @@ In a test::
         stack.start_worker()
         await stack.mail.wait_for(lambda m: "on hold" in m["Subject"])
 
+Scaled out (``StackConfig(apis=2, workers=2)``, with ``PRINTFLOW_DATABASE_URL`` in ``env`` for a
+database they share, such as PostgreSQL), the stack runs the API processes "api", "api-2", …,
+each on a port of its own (``stack.api_url_of("api-2")``), and the workers "worker",
+"worker-2", …; any of them is killed with ``stack.kill(name)`` and started again with
+``stack.start_api(name)`` (on the same port) or ``stack.start_worker(name)``.
+
 Each process writes to ``<data dir>/logs/<name>.log``; a failed start quotes the end of it.
 """
 
@@ -78,8 +84,9 @@ class Stack(ProcessManager):
     """Starts, watches and stops printflow's processes on one machine.
 
     ``with Stack(config) as stack:`` starts everything and stops it on exit; ``start(only=...)``
-    starts a subset (names in ``PROCESSES``). Synchronous by design: it is a process manager,
-    and callers in an event loop only use it in fixtures.
+    starts a subset (names in ``PROCESSES``; "api" and "worker" start every one of
+    ``api_names`` and ``worker_names``). Synchronous by design: it is a process manager, and
+    callers in an event loop only use it in fixtures.
     """
 
     def __init__(self, config: StackConfig) -> None:
@@ -93,6 +100,11 @@ class Stack(ProcessManager):
             simulator_port=config.simulator_port or free_port(host),
             smtp_port=config.smtp_port or free_port(host),
         )
+        # Each API process's port, kept across its restarts: "api" on api_port, the others free.
+        self._api_ports = {
+            name: self.config.api_port if name == "api" else free_port(host)
+            for name in _names("api", self.config.apis)
+        }
         super().__init__(
             cwd=self.config.root,
             log_dir=self.data_dir / "logs",
@@ -126,6 +138,20 @@ class Stack(ProcessManager):
         return f"http://{self.config.host}:{self.config.api_port}"
 
     @property
+    def api_names(self) -> tuple[str, ...]:
+        """The API processes' names: "api", "api-2", … (``StackConfig.apis``)."""
+        return tuple(self._api_ports)
+
+    @property
+    def worker_names(self) -> tuple[str, ...]:
+        """The workers' names: "worker", "worker-2", … (``StackConfig.workers``)."""
+        return _names("worker", self.config.workers)
+
+    def api_url_of(self, name: str) -> str:
+        """The address of the API process ``name`` (``api_url`` is that of "api")."""
+        return f"http://{self.config.host}:{self._api_ports[name]}"
+
+    @property
     def codec_url(self) -> str:
         """The API's codec endpoint as a browser on this machine reaches it (the Web UI's)."""
         return f"http://localhost:{self.config.api_port}/codec"
@@ -144,7 +170,10 @@ class Stack(ProcessManager):
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'printflow.db'}"
+        """``PRINTFLOW_DATABASE_URL`` from ``StackConfig.env``, else the data dir's SQLite file."""
+        return self.config.env.get("PRINTFLOW_DATABASE_URL") or (
+            f"sqlite:///{self.data_dir / 'printflow.db'}"
+        )
 
     @property
     def task_queue(self) -> str:
@@ -224,7 +253,10 @@ class Stack(ProcessManager):
             ("temporal", "Temporal Web UI", self.config.ui_port if self.config.ui else 0),
             ("smtp", "SMTP sink", self.smtp_port),
             ("simulator", "facility simulator", self.config.simulator_port),
-            ("api", "API", self.config.api_port),
+            *(
+                ("api", "API" if name == "api" else f"API ({name})", port)
+                for name, port in self._api_ports.items()
+            ),
         ]
         for name, label, port in ports:
             if name in names and port and not port_free(self.config.host, port):
@@ -255,9 +287,11 @@ class Stack(ProcessManager):
         elif name == "simulator":
             self.start_simulator()
         elif name == "worker":
-            self.start_worker()
+            for worker in self.worker_names:
+                self.start_worker(worker)
         elif name == "api":
-            self.start_api()
+            for api in self.api_names:
+                self.start_api(api)
 
     def stop(self) -> None:
         """Stop everything in reverse start order: SIGTERM, then SIGKILL after the grace period."""
@@ -336,7 +370,8 @@ class Stack(ProcessManager):
     def start_worker(self, name: str = "worker") -> None:
         """A worker (``python worker.py``); ready once it polls the task queue.
 
-        ``name`` lets a test run several workers at once ("worker-2" logs to worker-2.log).
+        ``name``: one of ``worker_names``, or any other for a test's extra worker ("worker-9"
+        logs to worker-9.log).
         """
         argv = [sys.executable, "worker.py"]
         known = self._poller_identities()
@@ -361,8 +396,10 @@ class Stack(ProcessManager):
         """Stop a worker the polite way (SIGTERM, SIGKILL after the grace period)."""
         return self.stop_process(name)
 
-    def start_api(self) -> None:
-        """The HTTP API under uvicorn; ready when /healthz (or, before it exists, /docs) is 200."""
+    def start_api(self, name: str = "api") -> None:
+        """An API process under uvicorn (``name``: one of ``api_names``, on its own port, the same
+        after a restart); ready when /healthz (or, before it exists, /docs) is 200."""
+        url = self.api_url_of(name)
         argv = [
             sys.executable,
             "-m",
@@ -371,16 +408,16 @@ class Stack(ProcessManager):
             "--host",
             self.config.host,
             "--port",
-            str(self.config.api_port),
+            str(self._api_ports[name]),
         ]
 
         def ready() -> bool:
-            status = http_status(f"{self.api_url}/healthz")
+            status = http_status(f"{url}/healthz")
             if status == 404:
-                status = http_status(f"{self.api_url}/docs")
+                status = http_status(f"{url}/docs")
             return status == 200
 
-        self.start_process("api", argv, ready=ready, env=self.app_env())
+        self.start_process(name, argv, ready=ready, env=self.app_env())
 
     def _poller_identities(self) -> set[str]:
         """Identities of the workflow pollers on our task queue."""
@@ -451,6 +488,11 @@ class Stack(ProcessManager):
             )
         result: dict[str, Any] = response.json()
         return result
+
+
+def _names(first: str, count: int) -> tuple[str, ...]:
+    """``first``, ``first-2``, … ``first-<count>``: the names of ``count`` processes of a kind."""
+    return (first, *(f"{first}-{n}" for n in range(2, count + 1)))
 
 
 def _select(only: Iterable[str] | None) -> Collection[str]:

@@ -13,6 +13,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,14 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield _sqlite_url(tmp_path / "printflow.db")
         return
-    base = request.getfixturevalue("postgres_url")
+    with fresh_postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_schema(base: str) -> Iterator[str]:
+    """A new, empty schema on the server of ``base``, dropped after; yields the URL the apps
+    get (its ``search_path``)."""
     schema = "t_" + uuid.uuid4().hex[:12]
     import psycopg
 

@@ -266,3 +266,20 @@ def test_apps_get_this_stacks_addresses_and_facilities(tmp_path: Path) -> None:
 
     # On the default simulator port the bundled file is right as it is.
     assert Stack(StackConfig(data_dir=tmp_path / "d2", root=root)).facilities_file is None
+
+
+def test_a_scaled_out_stack_names_its_apis_and_workers_each_api_on_its_own_port(
+    tmp_path: Path,
+) -> None:
+    shared = "postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dt_x"
+    stack = Stack(
+        StackConfig.ephemeral(tmp_path, apis=3, workers=2, env={"PRINTFLOW_DATABASE_URL": shared})
+    )
+
+    assert stack.api_names == ("api", "api-2", "api-3")
+    assert stack.worker_names == ("worker", "worker-2")
+    urls = [stack.api_url_of(name) for name in stack.api_names]
+    assert urls[0] == stack.api_url and len(set(urls)) == 3
+    assert stack.database_url == shared == stack.app_env()["PRINTFLOW_DATABASE_URL"]
+    single = Stack(StackConfig.ephemeral(tmp_path / "one"))
+    assert (single.api_names, single.worker_names) == (("api",), ("worker",))

@@ -1,7 +1,8 @@
 """Real processes and the one invariant every fault test checks.
 
 ``fault_stack`` runs the Temporal dev server, the API, a worker and the facility simulator as
-separate processes (``devstack.Stack``) with one facility that cuts off every few seconds and
+separate processes (``devstack.Stack``; several API processes and workers on a shared database
+if asked) with one facility that cuts off every few seconds and
 the short task and update timeouts that make stalls quick to reproduce. ``Observer`` reads an
 order's status again and again in the background, so a change that shows for a moment and then
 disappears is caught. ``assert_truthful`` is the promise: what the API shows is what the
@@ -14,7 +15,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,15 +41,25 @@ FAULT_ENV = {
 
 @contextmanager
 def fault_stack(
-    tmp_path: Path, *, every_seconds: int, simulator: SimulatorOptions | None = None
+    tmp_path: Path,
+    *,
+    every_seconds: int,
+    simulator: SimulatorOptions | None = None,
+    apis: int = 1,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
+    """The stack with ``apis`` API processes and ``workers`` workers; ``env`` adds to (or
+    overrides) ``FAULT_ENV``, e.g. ``PRINTFLOW_DATABASE_URL`` for a database they share."""
     facilities = tmp_path / "facilities.json"
     stack = Stack(
         StackConfig.ephemeral(
             tmp_path / "stack",
             facilities_file=facilities,
             simulator=simulator or SimulatorOptions(report_events=False),
-            env=FAULT_ENV,
+            apis=apis,
+            workers=workers,
+            env={**FAULT_ENV, **(env or {})},
         )
     )
     facilities.write_text(
