@@ -1,18 +1,26 @@
 """A broken configuration stops the worker and the API with one clear line, never a traceback.
 
-Real processes (``python worker.py``, ``python -m uvicorn api.main:app``), started the way
-docker-compose and ``make run`` start them, with one thing wrong each time.
+Every broken configuration goes through the checks both processes run first
+(``runtime.startup``: the settings, then ``check_config``) and must give its one line. Real
+processes (``python worker.py``, ``python -m uvicorn api.main:app``), started the way
+docker-compose and ``make run`` start them, show that each process stops on that line with its
+status, for one configuration of each kind: settings that do not parse, a file that does not
+load, and the two that fail only on the network (the database, Temporal).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack.mailsink import free_port
+from runtime.settings import get_settings
+from runtime.startup import ConfigError, check_config, load_settings
 from tests.ops.conftest import run_python
 
 PREFIX = "printflow: configuration error: "
@@ -222,7 +230,44 @@ def _one_clear_line(stderr: str, stdout: str, expected: str) -> None:
     assert DB_PASSWORD not in stderr + stdout
 
 
+@pytest.fixture
+def process_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """This process's environment as ``run_python`` gives a process: no PRINTFLOW_ setting but
+    the ones a test sets; the settings are read again, before and after."""
+    for name in [n for n in os.environ if n.startswith("PRINTFLOW_")]:
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("case", CASES)
+async def test_every_broken_configuration_is_refused_in_one_line(
+    case: str,
+    broken: dict[str, tuple[dict[str, str], str]],
+    process_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env, expected = broken[case]
+    for name, value in env.items():
+        process_env.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        await check_config(load_settings())
+    refused.value.report()
+    _one_clear_line(capsys.readouterr().err, "", expected)
+
+
+# One of each kind, in real processes: settings, a file, the network.
+PROCESS_CASES = [
+    "misspelt setting value",
+    "unknown time zone",
+    "unreachable database",
+    "production complete but Temporal away",
+]
+
+
+@pytest.mark.parametrize("case", PROCESS_CASES)
 def test_the_worker_refuses_a_broken_configuration(
     case: str, broken: dict[str, tuple[dict[str, str], str]]
 ) -> None:
@@ -232,7 +277,7 @@ def test_the_worker_refuses_a_broken_configuration(
     _one_clear_line(result.stderr, result.stdout, expected)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", PROCESS_CASES)
 def test_the_api_refuses_a_broken_configuration(
     case: str, broken: dict[str, tuple[dict[str, str], str]]
 ) -> None:
