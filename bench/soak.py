@@ -23,6 +23,9 @@ At the end, once every print job had time to arrive: every order at the facility
   the simulator is not judged: it is the test double of a facility and keeps every job and
   request it received, by design;
 - **p99**: every minute's create p99 within the goal at this load (``CREATE_P99_MS``).
+
+Beside the minutes, the creates by the second of the cutoff cycle they were sent in (0–1 s
+after a cutoff, 1–2 s, …): whether the tail comes with the cutoff waves.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import httpx
 
 from bench.common import (
     SOON,
+    SOON_PERIOD,
     Api,
     BenchError,
     cpu_used,
@@ -67,11 +71,13 @@ SHOWN = (*JUDGED, "simulator")
 @dataclass(frozen=True)
 class Sent:
     """One create: when it was sent (seconds after the soak began), how long it took, whether
-    it was answered 201/200."""
+    it was answered 201/200, and when it was sent in epoch seconds (cutoffs are multiples of
+    the facility's period since the epoch)."""
 
     at: float
     seconds: float
     ok: bool
+    wall: float = 0.0
 
 
 def by_minute(sent: Sequence[Sent], minutes: int) -> list[dict[str, Any]]:
@@ -93,6 +99,24 @@ def by_minute(sent: Sequence[Sent], minutes: int) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def by_cycle(sent: Sequence[Sent], period: int = SOON_PERIOD) -> list[dict[str, Any]]:
+    """The answered creates by the whole second after the last cutoff they were sent in (0 to
+    ``period`` - 1): how many, and their p50/p99 (ms)."""
+    buckets: list[list[float]] = [[] for _ in range(period)]
+    for s in sent:
+        if s.ok:
+            buckets[min(period - 1, int(s.wall % period))].append(s.seconds)
+    return [
+        {
+            "after_cutoff_s": n,
+            "creates": len(b),
+            "p50_ms": percentile(b, 0.50) * 1000,
+            "p99_ms": percentile(b, 0.99) * 1000,
+        }
+        for n, b in enumerate(buckets)
+    ]
 
 
 def flat_window(minutes: int) -> int:
@@ -202,15 +226,15 @@ async def run(
     started = time.perf_counter()
 
     async def send(n: int) -> None:
-        at = time.perf_counter() - started
+        at, wall = time.perf_counter() - started, time.time()
         try:
             order = await api.create(order_body(f"S-{tag}-{n}", SOON, api))
         except (BenchError, httpx.HTTPError) as err:
-            sent.append(Sent(at, time.perf_counter() - started - at, False))
+            sent.append(Sent(at, time.perf_counter() - started - at, False, wall))
             say(f"  create failed: {str(err)[:200]}")
             return
         ids.append(order["id"])
-        sent.append(Sent(at, api.created[order["id"]][1], True))
+        sent.append(Sent(at, api.created[order["id"]][1], True, wall))
 
     pids = processes.pids
     rss: dict[str, list[float]] = {name: [] for name in SHOWN}
@@ -258,6 +282,7 @@ async def run(
         "creates": len(sent),
         "resent": api.resent,
         "rows": rows,
+        "by_cycle": by_cycle(sent),
         "goals": verdicts(rows, rss, at_facility),
     }
 
@@ -289,6 +314,15 @@ def table(soak: dict[str, Any]) -> str:
             f"{m['api']:.0f} / {m['worker']:.0f} / {m['temporal']:.0f} / "
             f"{m['simulator']:.0f} MB | {r['others_share']:.0%} |"
         )
+    lines += [
+        "",
+        "create p50 / p99 by the second after a cutoff it was sent in: "
+        + ", ".join(
+            f"{c['after_cutoff_s']}–{c['after_cutoff_s'] + 1} s: "
+            f"{c['p50_ms']:.0f} / {c['p99_ms']:.0f} ms"
+            for c in soak["by_cycle"]
+        ),
+    ]
     g = soak["goals"]
     lines += ["", "| goal | measured | |", "|---|---|---|"]
     lines.append(f"| 0 errors | {g['errors']['value']} | {_met(g['errors']['met'])} |")

@@ -8,7 +8,17 @@ import math
 
 import pytest
 
-from bench.soak import Sent, by_minute, flat_window, once, p99_verdict, rss_flat, slope, verdicts
+from bench.soak import (
+    Sent,
+    by_cycle,
+    by_minute,
+    flat_window,
+    once,
+    p99_verdict,
+    rss_flat,
+    slope,
+    verdicts,
+)
 
 
 def test_creates_count_in_the_minute_they_were_sent_in() -> None:
@@ -111,3 +121,19 @@ def test_verdicts_judge_api_worker_and_temporal_not_the_simulator() -> None:
     assert all(v["window_minutes"] == 2 for v in result["rss_flat"].values())
     assert result["p99"]["met"] is True
     assert result["once"]["met"] is True
+
+
+def test_creates_by_the_second_after_a_cutoff() -> None:
+    # Cutoffs at multiples of 5 s since the epoch: 1000.2 is 0.2 s after one, 1006.7 is 1.7 s, 1004.9 is 4.9 s.
+    sent = [
+        Sent(0.0, 0.010, True, 1000.2),
+        Sent(0.0, 0.500, True, 1006.7),
+        Sent(0.0, 0.020, True, 1004.9),
+        Sent(0.0, 9.000, False, 1000.1),  # unanswered: no latency
+    ]
+    cycle = by_cycle(sent, period=5)
+    assert [c["after_cutoff_s"] for c in cycle] == [0, 1, 2, 3, 4]
+    assert [c["creates"] for c in cycle] == [1, 1, 0, 0, 1]
+    assert cycle[0]["p99_ms"] == pytest.approx(10.0)
+    assert cycle[1]["p99_ms"] == pytest.approx(500.0)
+    assert math.isnan(cycle[2]["p50_ms"])
