@@ -124,7 +124,8 @@ def test_verdicts_judge_api_worker_and_temporal_not_the_simulator() -> None:
 
 
 def test_creates_by_the_second_after_a_cutoff() -> None:
-    # Cutoffs at multiples of 5 s since the epoch: 1000.2 is 0.2 s after one, 1006.7 is 1.7 s, 1004.9 is 4.9 s.
+    # Cutoffs at multiples of 5 s since the epoch: 1000.2 is 0.2 s after one, 1006.7 is
+    # 1.7 s after one, 1004.9 is 4.9 s after one.
     sent = [
         Sent(0.0, 0.010, True, 1000.2),
         Sent(0.0, 0.500, True, 1006.7),
