@@ -64,6 +64,7 @@ CREATE_P99_MS = 50.0
 RSS_TOLERANCE = 0.10
 RSS_WINDOW_MINUTES = 20
 # Processes whose RSS is judged; the simulator's is shown only (it keeps every job).
+ONCE_SHOWN = 10
 JUDGED = ("api", "worker", "temporal")
 SHOWN = (*JUDGED, "simulator")
 
@@ -170,15 +171,18 @@ def p99_verdict(rows: Sequence[dict[str, Any]], goal: float = CREATE_P99_MS) -> 
 
 def once(order_ids: Sequence[str], jobs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Whether each order has exactly one print job at the facility: how many have none, how
-    many more than one."""
+    many more than one, and the first ``ONCE_SHOWN`` ids of each."""
     count = Counter(job["order_id"] for job in jobs)
-    missing = sum(1 for oid in order_ids if count[oid] == 0)
-    repeated = sum(1 for oid in order_ids if count[oid] > 1)
+    missing = [oid for oid in order_ids if count[oid] == 0]
+    repeated = [oid for oid in order_ids if count[oid] > 1]
     return {
         "orders": len(order_ids),
-        "missing": missing,
-        "more_than_once": repeated,
-        "met": missing == 0 and repeated == 0,
+        "missing": len(missing),
+        "more_than_once": len(repeated),
+        # The first few of each, to look their workflows up while the stack still runs.
+        "missing_ids": missing[:ONCE_SHOWN],
+        "more_than_once_ids": repeated[:ONCE_SHOWN],
+        "met": not missing and not repeated,
     }
 
 
@@ -269,6 +273,8 @@ async def run(
     except BenchError as err:
         say(f"  {err}")
     at_facility = once(ids, await print_jobs(api.simulator_url))
+    for oid in at_facility["missing_ids"]:
+        say(f"  no print job for {oid}")
     rows = by_minute(sent, minutes)
     for row, n in zip(rows, range(minutes), strict=True):
         row["rss_mb"] = {name: rss[name][n] for name in SHOWN}

@@ -99,7 +99,14 @@ def test_p99_is_met_only_when_every_minute_is_within_the_goal() -> None:
 def test_each_order_has_exactly_one_print_job() -> None:
     jobs = [{"order_id": "o1"}, {"order_id": "o2"}, {"order_id": "o2"}, {"order_id": "x"}]
     verdict = once(["o1", "o2", "o3"], jobs)
-    assert verdict == {"orders": 3, "missing": 1, "more_than_once": 1, "met": False}
+    assert verdict == {
+        "orders": 3,
+        "missing": 1,
+        "more_than_once": 1,
+        "missing_ids": ["o3"],
+        "more_than_once_ids": ["o2"],
+        "met": False,
+    }
     assert once(["o1"], jobs)["met"] is True
 
 
