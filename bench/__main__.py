@@ -31,6 +31,9 @@ In this order, each step left to settle before the next:
 7. history (bench/history.py): events and Temporal actions per order, to ``in_production``,
    to ``delivered``, and canceled.
 
+With ``--soak MINUTES`` none of these: the soak (bench/soak.py), orders at half the create
+capacity for that many minutes, with per minute the create p50/p99 and the processes' RSS.
+
 Prints a markdown table and one JSON line (``--json``: only the line); writes three PNGs
 (bench/plot.py) to ``--plots`` (docs/; on PostgreSQL their names end in ``-postgresql``).
 Bounded: ``--budget`` seconds in all (1200; with ``--scale`` 3000), whatever happens the
@@ -56,7 +59,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench import baseline, cost, history, memory, orders, plot, wave
+from bench import baseline, cost, history, memory, orders, plot, soak, wave
 from bench.common import (
     Api,
     CpuMeter,
@@ -169,6 +172,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small numbers everywhere: a smoke test"
     )
+    parser.add_argument(
+        "--soak",
+        type=_bounded_int(1, 600),
+        metavar="MINUTES",
+        help="only the soak: orders at half the create capacity for MINUTES minutes "
+        "(bench/soak.py); the capacity from --requests creates at --concurrency clients",
+    )
+    parser.add_argument(
+        "--soak-rate",
+        type=float,
+        help="the soak's creates per second instead of half the capacity measured",
+    )
     args = parser.parse_args(argv)
     if args.scale:
         args.memory_orders = 10_000
@@ -178,6 +193,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.history = 2
         args.cost_ops, args.cost_seconds = 60, 3.0
         args.mixed_seconds = min(args.mixed_seconds, 8.0)
+    if args.soak:
+        args.only = ""
+        # The capacity, the minutes, and the print jobs' arrival at the end.
+        args.budget = args.budget or args.soak * 60.0 + 900.0
+    elif args.soak_rate is not None:
+        parser.error("--soak-rate goes with --soak")
+    if args.soak_rate is not None and not 0.1 <= args.soak_rate <= 500:
+        parser.error("--soak-rate must be between 0.1 and 500 per second")
     args.budget = args.budget or (3000.0 if args.scale else 1200.0)
     try:
         args.levels = sorted({int(v) for v in args.levels.split(",")})
@@ -328,6 +351,17 @@ async def measure(
                 drain=drain,
                 mixed_seconds=args.mixed_seconds,
             )
+        if args.soak:
+            await settle()
+            out["soak"] = await soak.run(
+                api,
+                cost.Processes(dict(pids), database.backends if database is not None else None),
+                minutes=args.soak,
+                rate=args.soak_rate,
+                requests=args.requests,
+                concurrency=conc,
+                drain=drain,
+            )
         out["creates_resent"] = api.resent
         if "history" in args.only:
             await settle()
@@ -380,6 +414,8 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "cost_ops": args.cost_ops,
             "cost_seconds": args.cost_seconds,
             "mixed_seconds": args.mixed_seconds,
+            "soak_minutes": args.soak,
+            "soak_rate": args.soak_rate,
             "worker_max_concurrent_activities": s.worker_max_concurrent_activities,
             "worker_max_concurrent_workflow_tasks": s.worker_max_concurrent_workflow_tasks,
             "worker_max_cached_workflows": s.worker_max_cached_workflows,
@@ -429,6 +465,29 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "noop_ratio": wb["last_s"] / wo["last_s"],
         }
         goals["wave_ratio"] = _check("wave_ratio", result["wave"]["ratio"])
+    if "soak" in raw:
+        result["soak"] = raw["soak"]
+        g = raw["soak"]["goals"]
+        goals["soak_errors"] = {
+            "goal": "== 0",
+            "value": g["errors"]["value"],
+            "met": g["errors"]["met"],
+        }
+        goals["soak_once"] = {
+            "goal": "each order one print job",
+            "value": None,
+            "met": g["once"]["met"],
+        }
+        goals["soak_rss_flat"] = {
+            "goal": f"<= {soak.RSS_TOLERANCE} spread",
+            "value": {k: v["spread"] for k, v in g["rss_flat"].items()},
+            "met": all(v["met"] for v in g["rss_flat"].values()),
+        }
+        goals["soak_create_p99_ms"] = {
+            "goal": f"<= {soak.CREATE_P99_MS} every minute",
+            "value": g["p99"].get("worst_ms"),
+            "met": g["p99"]["met"],
+        }
     result["goals"] = goals
     return result
 
@@ -676,6 +735,8 @@ def table(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
     ]
+    if "soak" in r:
+        lines = [*lines[:2], "", soak.table(r["soak"])]
     return "\n".join(lines)
 
 

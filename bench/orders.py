@@ -104,6 +104,18 @@ async def create_many(api: Api, facility: str, count: int, concurrency: int, **e
     }
 
 
+async def capacity(api: Api, count: int, concurrency: int, drain: Settle) -> dict[str, Any]:
+    """The create capacity: ``count`` creates by ``concurrency`` clients in a closed loop
+    (``create_many``), with ``sustained_per_second``, the rate the stack sustains. Answered is
+    not done: each create's workflow start, file check and first task follow the answer, so the
+    rate counts until ``drain`` saw the processes quiet again."""
+    started = time.perf_counter()
+    step = await create_many(api, FAR, count, concurrency)
+    await drain()
+    step["sustained_per_second"] = count / (time.perf_counter() - started - QUIET_S)
+    return step
+
+
 async def quotes(api: Api, count: int, concurrency: int) -> dict[str, Any]:
     """``count`` quotes by ``concurrency`` clients in a closed loop; their latency and rate."""
     body = quote_body()
@@ -201,16 +213,11 @@ async def latency(
     main: dict[str, Any] = {}
     for level in sorted(set(levels) | {concurrency}):
         await settle()
-        count = requests if level == concurrency else max(100, 10 * level)
-        started = time.perf_counter()
-        step = await create_many(api, FAR, count, level)
-        sweep.append(step)
         if level == concurrency:
-            main = step
-            # Answered is not done: each create's workflow start, file check and first task
-            # follow the answer. The rate the stack sustains counts until they are done too.
-            await drain()
-            step["sustained_per_second"] = count / (time.perf_counter() - started - QUIET_S)
+            main = step = await capacity(api, requests, concurrency, drain)
+        else:
+            step = await create_many(api, FAR, max(100, 10 * level), level)
+        sweep.append(step)
     open_loop: list[dict[str, Any]] = []
     for n, rate in enumerate(rates):
         await settle()
@@ -218,10 +225,10 @@ async def latency(
     ids = [oid for step in sweep + open_loop for oid in step["ids"]]
 
     # The goals' load: half the creates per second the stack sustains.
-    capacity = main["sustained_per_second"]
+    rate = main["sustained_per_second"]
     await settle()
-    mix = await mixed(api, capacity / 2, mixed_seconds, ids, seed=100)
-    mix["capacity_per_second"] = capacity
+    mix = await mixed(api, rate / 2, mixed_seconds, ids, seed=100)
+    mix["capacity_per_second"] = rate
     gone = set(mix.pop("canceled_ids"))
     ids = [oid for oid in ids if oid not in gone] + mix.pop("ids")
 
