@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
 from tests.conftest import suite_converter
+from tests.helpers.faults import instant, shown_and_held
 from workflows.orders import OrderWorkflow
 
 UPDATE_TIMEOUT = 3  # seconds an Update waits before the API answers 503 order_busy
@@ -267,12 +267,6 @@ def get_order(stack: Stack, key: dict[str, str], order_id: str) -> dict[str, Any
     return order
 
 
-def _instant(value: str | datetime | None) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)
-
-
 def assert_consistent(
     stack: Stack, key: dict[str, str], order_id: str, observer: Observer | None = None
 ) -> dict[str, Any]:
@@ -282,22 +276,13 @@ def assert_consistent(
     where = f"order {order_id}"
 
     # The read model is the workflow's state.
-    shown = {
-        "status": order["status"],
-        "job_id": order["job_id"],
-        "cancel_reason": order["cancel_reason"],
-        "cutoff_at": _instant(order["cutoff_at"]),
-        "updated_at": _instant(order["updated_at"]),
+    shown, held = shown_and_held(order, state)
+    shown |= {
         "shipments": [s["tracking_code"] for s in order["shipments"]],
         "hold": order["hold"] and Hold.model_validate(order["hold"]),
         "facility": order["facility"]["id"],
     }
-    held = {
-        "status": state.status.value,
-        "job_id": state.job_id,
-        "cancel_reason": state.cancel_reason,
-        "cutoff_at": state.cutoff_at,
-        "updated_at": state.updated_at,
+    held |= {
         "shipments": [s.tracking_code for s in state.shipments],
         "hold": state.hold,
         "facility": state.facility.id,
@@ -311,7 +296,7 @@ def assert_consistent(
         f"{where}: timeline seqs {seqs}, the workflow made {state.event_seq} changes ({types})"
     )
     assert len(types) == state.event_seq, f"{where}: {len(types)} entries shown: {types}"
-    ats = [_instant(e["at"]) for e in order["events"]]
+    ats = [instant(e["at"]) for e in order["events"]]
     assert ats == sorted(ats), f"{where}: timeline out of order: {order['events']}"
     for once in ("created", "canceled", "in_production", "printed", "delivered"):
         assert types.count(once) <= 1, f"{where}: {once!r} twice in {types}"

@@ -39,7 +39,7 @@ from devstack.stack import Stack
 from domain.orders import OrderState
 from tests.conftest import fresh_postgres_schema, suite_converter
 from tests.helpers.api import order_json
-from tests.helpers.faults import fault_stack, wait_for
+from tests.helpers.faults import fault_stack, shown_and_held, wait_for
 from workflows.orders import OrderWorkflow
 
 # A wave of 500 on a machine shared with other tests takes minutes: more than the suite's 300 s.
@@ -272,23 +272,8 @@ def test_a_cutoff_wave_through_two_apis_and_two_workers_survives_a_kill_of_each(
                 assert jobs.get(order_id) == [state.job_id], f"{where}: jobs {jobs.get(order_id)}"
             if order_id in canceled or order_id in clients.shown_canceled:
                 assert state.status.value == "canceled", f"{where}: shown canceled, holds {state}"
-            shown_state = {
-                "status": order["status"],
-                "job_id": order["job_id"],
-                "cancel_reason": order["cancel_reason"],
-                "cutoff_at": order["cutoff_at"] and datetime.fromisoformat(order["cutoff_at"]),
-                "updated_at": datetime.fromisoformat(order["updated_at"]),
-                "timeline": len(order["events"]),
-            }
-            held = {
-                "status": state.status.value,
-                "job_id": state.job_id,
-                "cancel_reason": state.cancel_reason,
-                "cutoff_at": state.cutoff_at,
-                "updated_at": state.updated_at,
-                "timeline": state.event_seq,
-            }
-            assert shown_state == held, f"{where}: the API shows {shown_state}, holds {held}"
+            shown, held = shown_and_held(order, state)
+            assert shown == held, f"{where}: the API shows {shown}, holds {held}"
         produced = [o for o, s in states.items() if s.status.value == "in_production"]
         assert len(produced) == len(jobs) == ORDERS - len(canceled), (len(produced), len(jobs))
         print(

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,38 @@ def workflow_state(stack: Stack, order_id: str) -> OrderState:
         return await handle.query(OrderWorkflow.order)
 
     return asyncio.run(query())
+
+
+def instant(value: str | datetime | None) -> datetime | None:
+    """A time as the API writes it (ISO 8601) or as a workflow holds it, as a datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def shown_and_held(
+    order: dict[str, Any], state: OrderState
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the API shows of an order beside what its workflow holds, field by field: status,
+    job, cancel reason, cutoff, last change and the number of timeline entries. A test adds
+    the fields its faults touch to both sides, then compares them."""
+    shown = {
+        "status": order["status"],
+        "job_id": order["job_id"],
+        "cancel_reason": order["cancel_reason"],
+        "cutoff_at": instant(order["cutoff_at"]),
+        "updated_at": instant(order["updated_at"]),
+        "timeline entries": len(order["events"]),
+    }
+    held = {
+        "status": state.status.value,
+        "job_id": state.job_id,
+        "cancel_reason": state.cancel_reason,
+        "cutoff_at": state.cutoff_at,
+        "updated_at": state.updated_at,
+        "timeline entries": state.event_seq,
+    }
+    return shown, held
 
 
 def facility_jobs(stack: Stack, order_id: str) -> list[dict[str, Any]]:
