@@ -2,7 +2,10 @@
 
 The workflow alone decides. A refusal from its validator (an ``ApplicationError`` whose type is
 a refusal code) becomes a 409 with that code; nothing changed. A workflow that has closed
-cannot answer, so its last projection says why nothing can change (``on_closed``).
+cannot answer, so its last projection says why nothing can change (``on_closed``). Temporal also
+answers NOT_FOUND for a workflow still running, when a busy server lost the Update it admitted
+(its Update registry was cleared): the workflow's description tells the two apart, and a running
+workflow gets the same Update again, with the same id, until ``timeout``.
 
 An Update waits at most ``timeout`` (``UPDATE_TIMEOUT``) for the workflow, then the API answers
 503 ``order_busy``: the change may still happen (GET tells). The caller's ``Idempotency-Key``
@@ -17,11 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
@@ -82,21 +92,30 @@ async def run_update(
     yet, the Update goes with its start (update-with-start, USE_EXISTING).
     """
     args = [] if arg is None else [arg]
-    uid = update_id(update, idempotency_key)
+    # Without a key, one random id for all of this call's attempts: Temporal runs it once.
+    uid = update_id(update, idempotency_key) or update_id(update, uuid.uuid4().hex)
+    handle = client.get_workflow_handle(workflow_id)
     try:
         async with asyncio.timeout(patience.total_seconds()):
-            if start is not None:
+            while True:
                 try:
-                    return await client.execute_update_with_start_workflow(
-                        update, args=args, start_workflow_operation=start, id=uid
-                    )
-                except WorkflowAlreadyStartedError:
-                    # It ran and closed meanwhile: the plain Update below says how it ended.
-                    # (The operation holds the same error for its handle: collect it.)
-                    with contextlib.suppress(WorkflowAlreadyStartedError):
-                        await start.workflow_handle()
-            handle = client.get_workflow_handle(workflow_id)
-            return await handle.execute_update(update, args=args, id=uid)
+                    if start is not None:
+                        operation, start = start, None
+                        try:
+                            return await client.execute_update_with_start_workflow(
+                                update, args=args, start_workflow_operation=operation, id=uid
+                            )
+                        except WorkflowAlreadyStartedError:
+                            # It ran and closed meanwhile: the plain Update below says how it
+                            # ended. (The operation holds the same error for its handle.)
+                            with contextlib.suppress(WorkflowAlreadyStartedError):
+                                await operation.workflow_handle()
+                    return await handle.execute_update(update, args=args, id=uid)
+                except RPCError as err:
+                    if err.status != RPCStatusCode.NOT_FOUND or not await _running(handle):
+                        raise
+                # Running, yet the server lost the Update: it says a retry recreates it.
+                await asyncio.sleep(_LOST_UPDATE_PAUSE)
     except TimeoutError:
         raise Unavailable(
             f"the {what} did not answer within {patience.total_seconds():g} s; the change may "
@@ -116,3 +135,19 @@ async def run_update(
     if isinstance(answer, ApiError):
         raise answer
     return answer  # type: ignore[no-any-return]
+
+
+# Between the attempts of an Update the server lost (NOT_FOUND while the workflow runs).
+_LOST_UPDATE_PAUSE = 0.2
+
+
+async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
+    """The workflow behind ``handle`` (its latest run) is running; False when it has closed or
+    never started."""
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status == WorkflowExecutionStatus.RUNNING
