@@ -355,6 +355,7 @@ async def measure(
             await settle()
             out["soak"] = await soak.run(
                 api,
+                client,
                 cost.Processes(dict(pids), database.backends if database is not None else None),
                 minutes=args.soak,
                 rate=args.soak_rate,

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from bench.common import (
     SOON,
@@ -207,8 +209,47 @@ async def print_jobs(simulator_url: str) -> list[dict[str, Any]]:
     return jobs
 
 
+async def explain(api: Api, temporal: Client, order_id: str) -> dict[str, Any]:
+    """What the API shows and what the workflow holds for an order with no print job, read
+    while the stack still runs: the read model's status, the workflow's status, its pending
+    activities (attempts, last failure) and its last events."""
+    found: dict[str, Any] = {"order_id": order_id}
+    try:
+        shown, _ = await api.get(order_id)
+        found["shown"] = {"status": shown["status"], "cutoff_at": shown.get("cutoff_at")}
+    except (BenchError, httpx.HTTPError) as err:
+        found["shown"] = str(err)[:300]
+    handle = temporal.get_workflow_handle(order_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        found["workflow"] = f"describe failed: {err}"
+        return found
+    pending = described.raw_description.pending_activities
+    events = [event async for event in handle.fetch_history_events()]
+    found["workflow"] = {
+        "status": described.status.name if described.status else None,
+        "history_length": described.history_length,
+        "pending_activities": [
+            {
+                "type": a.activity_type.name,
+                "attempt": a.attempt,
+                "last_failure": a.last_failure.message[:300],
+            }
+            for a in pending
+        ],
+        "last_events": [
+            f"{e.event_id} {e.event_time.ToDatetime():%H:%M:%S.%f} "
+            f"{e.WhichOneof('attributes')}"
+            for e in events[-12:]
+        ],
+    }
+    return found
+
+
 async def run(
     api: Api,
+    temporal: Client,
     processes: Processes,
     *,
     minutes: int,
@@ -273,8 +314,11 @@ async def run(
     except BenchError as err:
         say(f"  {err}")
     at_facility = once(ids, await print_jobs(api.simulator_url))
-    for oid in at_facility["missing_ids"]:
-        say(f"  no print job for {oid}")
+    at_facility["explained"] = [
+        await explain(api, temporal, oid) for oid in at_facility["missing_ids"]
+    ]
+    for found in at_facility["explained"]:
+        say(f"  no print job for {found['order_id']}: {found}")
     rows = by_minute(sent, minutes)
     for row, n in zip(rows, range(minutes), strict=True):
         row["rss_mb"] = {name: rss[name][n] for name in SHOWN}
