@@ -135,16 +135,21 @@ CONTACTS = Relay(
 RELAYS = {relay.row: relay for relay in (ORDERS, CASES, CONTACTS)}
 
 
+# A workflow's start, to send with an Update (update-with-start): each call makes a new
+# operation, since one is sent once.
+StartOperation = Callable[[], WithStartWorkflowOperation[Any, Any]]
+
+
 async def start_operation(
     session: AsyncSession, settings: Settings, row: Order | SupportCase | CustomerContact
-) -> WithStartWorkflowOperation[Any, Any] | None:
+) -> StartOperation | None:
     """The start to send with an Update, while the row's workflow may not be running yet."""
     relay = RELAYS[type(row)]
     start = await session.get(relay.outbox, row.id)
     if start is None:
         return None
     inp, options = relay.start(settings, row, start)
-    return WithStartWorkflowOperation(relay.run, inp, **options)
+    return lambda: WithStartWorkflowOperation(relay.run, inp, **options)
 
 
 class WorkflowStarter:

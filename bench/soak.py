@@ -7,7 +7,9 @@ Then creates arrive at random (Poisson, ``common.poisson_arrivals``) at half tha
 (``--soak-rate`` sets another) for MINUTES minutes, each sent when it arrives whatever is in
 flight (``orders.arriving``), for ``bench-soon``: a cutoff every 5 seconds, so every few
 seconds a cutoff wave of the orders created since the last one goes to the facility while the
-next creates arrive.
+next creates arrive. The facility reports each job printed, shipped and delivered a second
+apart (``REPORT_AFTER``), so each order's workflow closes on delivery as a real one does: what
+Temporal holds stays the orders of the last few seconds, not every order of the soak.
 
 Per minute (each create counted in the minute it was sent): creates, errors (any answer other
 than 201/200, or a connection broken three times), create p50 and p99, and at the minute's end
@@ -67,6 +69,9 @@ RSS_TOLERANCE = 0.10
 RSS_WINDOW_MINUTES = 20
 # Processes whose RSS is judged; the simulator's is shown only (it keeps every job).
 ONCE_SHOWN = 10
+# Seconds between the facility's reports of a job: printed, shipped, delivered.
+REPORT_AFTER = 1.0
+RUNNING_ORDERS = 'WorkflowType="OrderWorkflow" AND ExecutionStatus="Running"'
 JUDGED = ("api", "worker", "temporal")
 SHOWN = (*JUDGED, "simulator")
 
@@ -239,12 +244,22 @@ async def explain(api: Api, temporal: Client, order_id: str) -> dict[str, Any]:
             for a in pending
         ],
         "last_events": [
-            f"{e.event_id} {e.event_time.ToDatetime():%H:%M:%S.%f} "
-            f"{e.WhichOneof('attributes')}"
+            f"{e.event_id} {e.event_time.ToDatetime():%H:%M:%S.%f} {e.WhichOneof('attributes')}"
             for e in events[-12:]
         ],
     }
     return found
+
+
+async def still_open(temporal: Client, within: float) -> int:
+    """The order workflows still running once every order had ``within`` seconds to be delivered
+    (0 as soon as none is)."""
+    deadline = time.monotonic() + within
+    while True:
+        running = (await temporal.count_workflows(RUNNING_ORDERS)).count
+        if running == 0 or time.monotonic() > deadline:
+            return running
+        await asyncio.sleep(5)
 
 
 async def run(
@@ -264,7 +279,21 @@ async def run(
         measured = await capacity(api, requests, concurrency, drain)
         rate = measured["sustained_per_second"] / 2
         await drain()
-    say(f"soak: creates at random at {rate:.1f}/s for {minutes} minutes, cutoffs every 5 s ...")
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"{api.simulator_url}/_control/config",
+            json={
+                "report_events": True,
+                "printed_after": REPORT_AFTER,
+                "shipped_after": REPORT_AFTER,
+                "delivered_after": REPORT_AFTER,
+            },
+        )
+        response.raise_for_status()
+    say(
+        f"soak: creates at random at {rate:.1f}/s for {minutes} minutes, cutoffs every 5 s, "
+        "each order run to delivered ..."
+    )
     tag = uuid.uuid4().hex[:6]
     sent: list[Sent] = []
     ids: list[str] = []
@@ -319,6 +348,8 @@ async def run(
     ]
     for found in at_facility["explained"]:
         say(f"  no print job for {found['order_id']}: {found}")
+    open_at_end = await still_open(temporal, within=120)
+    say(f"soak: {open_at_end} workflows still open")
     rows = by_minute(sent, minutes)
     for row, n in zip(rows, range(minutes), strict=True):
         row["rss_mb"] = {name: rss[name][n] for name in SHOWN}
@@ -331,6 +362,7 @@ async def run(
         ),
         "creates": len(sent),
         "resent": api.resent,
+        "open_at_end": open_at_end,
         "rows": rows,
         "by_cycle": by_cycle(sent),
         "goals": verdicts(rows, rss, at_facility),
@@ -345,7 +377,8 @@ def table(soak: dict[str, Any]) -> str:
     """The per-minute markdown table and the verdicts under it."""
     lines = [
         f"soak: {soak['creates']} creates at random at {soak['rate_per_second']:.1f}/s for "
-        f"{soak['minutes']} min to a facility with a cutoff every 5 s"
+        f"{soak['minutes']} min to a facility with a cutoff every 5 s, each order run to "
+        f"delivered ({soak.get('open_at_end', '?')} workflows still open at the end)"
         + (
             f" (half the capacity measured, {soak['capacity']['sustained_per_second']:.1f}/s)"
             if soak["capacity"]

@@ -1,10 +1,20 @@
-"""Runs the test suite and exits with pytest's own status.
+"""Runs the test suite and exits with pytest's status.
 
-Without arguments, the whole suite runs in ``WORKERS`` processes (pytest-xdist),
-most of its time being spent waiting on servers, timers and real processes rather than on one
-core; ``tests/conftest.py`` sends the longest tests (those of real processes) out first.
-``PRINTFLOW_TEST_WORKERS`` sets the count; the default, ``0``, is one process until every
-timing-sensitive test holds under parallel load.
+Without arguments, the suite runs in two parts:
+
+1. every test not marked ``serial``, in ``WORKERS`` processes (pytest-xdist): most of a test's
+   time is spent waiting on servers, timers and real processes rather than on a core, and
+   ``tests/conftest.py`` sends the longest tests (those of real processes) out first;
+2. the tests marked ``serial``, in one process, alone on the machine: they measure a rate
+   against the wall clock (a cutoff wave at a facility's jobs per second), which other tests'
+   load would bend.
+
+``PRINTFLOW_TEST_WORKERS`` sets the count (3 by default; ``0`` or ``1``: the whole suite in one
+process). With arguments, they go to pytest as they are, in this process.
+
+Each part runs in a process of its own, with bytecode written even where
+``PYTHONDONTWRITEBYTECODE`` is set: every test process imports every test module, and pytest
+keeps the modules it rewrote for its assertions only as bytecode.
 
 The Temporal SDK's native threads can crash the interpreter during finalization, after every
 test has passed; leaving through ``os._exit`` skips that finalization, so the exit status is
@@ -12,22 +22,35 @@ always the one pytest reported.
 """
 
 import os
+import subprocess
 import sys
 
 import pytest
 
-WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "0")
+WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "3")
+COMMON = ["-q", "-p", "no:cacheprovider"]
+NO_TESTS = pytest.ExitCode.NO_TESTS_COLLECTED
 
 
-def default_args() -> list[str]:
-    args = ["-q", "-p", "no:cacheprovider"]
-    if WORKERS not in ("", "0", "1"):
-        args += ["-n", WORKERS, "--dist", "load"]
-    return args
+def part(*args: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    status = subprocess.call([sys.executable, "-m", "tests.run", *COMMON, *args], env=env)
+    return 0 if status == NO_TESTS else status
+
+
+def whole_suite() -> int:
+    if WORKERS in ("", "0", "1"):
+        return part()
+    parallel = part("-n", WORKERS, "--dist", "load", "-m", "not serial")
+    alone = part("-m", "serial")
+    return parallel or alone
 
 
 if __name__ == "__main__":
-    status = pytest.main(sys.argv[1:] or default_args())
+    if sys.argv[1:]:
+        status = int(pytest.main(sys.argv[1:]))
+    else:
+        status = whole_suite()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(int(status))
+    os._exit(status)

@@ -5,7 +5,8 @@ a refusal code) becomes a 409 with that code; nothing changed. A workflow that h
 cannot answer, so its last projection says why nothing can change (``on_closed``). Temporal also
 answers NOT_FOUND for a workflow still running, when a busy server lost the Update it admitted
 (its Update registry was cleared): the workflow's description tells the two apart, and a running
-workflow gets the same Update again, with the same id, until ``timeout``.
+workflow (or one whose start is still pending) gets the same Update again, with the same id,
+until ``timeout``.
 
 An Update waits at most ``timeout`` (``UPDATE_TIMEOUT``) for the workflow, then the API answers
 503 ``order_busy``: the change may still happen (GET tells). The caller's ``Idempotency-Key``
@@ -25,18 +26,16 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-)
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from api.errors import ApiError, Conflict, Unavailable
+from api.relay import StartOperation
 from contracts.updates import applied_digest
 from domain.orders import OrderState
 
@@ -79,7 +78,7 @@ async def run_update(
     on_closed: OnClosed,
     on_refusal: OnRefusal = conflict,
     idempotency_key: str | None = None,
-    start: WithStartWorkflowOperation[Any, Any] | None = None,
+    start: StartOperation | None = None,
     what: str = "order",
 ) -> Result:
     """Runs ``update`` (an update method of the workflow ``workflow_id``) and returns what it
@@ -89,7 +88,8 @@ async def run_update(
     was sent with, is the Update's id: a retry gets the first outcome (see the module's
     docstring). ``on_closed``: the workflow has closed; what it answers is raised when an error,
     returned otherwise. ``start``: for a row whose workflow the relay may not have started
-    yet, the Update goes with its start (update-with-start, USE_EXISTING).
+    yet, the Update goes with its start (update-with-start, USE_EXISTING), each attempt with
+    a new operation.
     """
     args = [] if arg is None else [arg]
     # Without a key, one random id for all of this call's attempts: Temporal runs it once.
@@ -100,7 +100,7 @@ async def run_update(
             while True:
                 try:
                     if start is not None:
-                        operation, start = start, None
+                        operation = start()
                         try:
                             return await client.execute_update_with_start_workflow(
                                 update, args=args, start_workflow_operation=operation, id=uid
@@ -112,8 +112,13 @@ async def run_update(
                                 await operation.workflow_handle()
                     return await handle.execute_update(update, args=args, id=uid)
                 except RPCError as err:
-                    if err.status != RPCStatusCode.NOT_FOUND or not await _running(handle):
+                    if err.status != RPCStatusCode.NOT_FOUND:
                         raise
+                    status = await _status(client, workflow_id)
+                    # Not started yet: its start goes with the next attempt.
+                    pending = status is None and start is not None
+                    if status != _RUNNING and not pending:
+                        raise  # closed (or gone): on_closed answers
                 # Running, yet the server lost the Update: it says a retry recreates it.
                 await asyncio.sleep(_LOST_UPDATE_PAUSE)
     except TimeoutError:
@@ -139,15 +144,20 @@ async def run_update(
 
 # Between the attempts of an Update the server lost (NOT_FOUND while the workflow runs).
 _LOST_UPDATE_PAUSE = 0.2
+_RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
 
 
-async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
-    """The workflow behind ``handle`` (its latest run) is running; False when it has closed or
-    never started."""
+async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus.ValueType | None:
+    """The status of the workflow's latest run; None when it never started. (The raw
+    description: nothing of it needs decoding.)"""
     try:
-        description = await handle.describe()
+        described = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+        )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return description.status == WorkflowExecutionStatus.RUNNING
+    return described.workflow_execution_info.status

@@ -31,8 +31,9 @@ from contracts.orders import (
     Projection,
 )
 from domain.facilities import FacilityInfo, Schedule
-from domain.orders import OrderCreate, OrderInput, OrderState
+from domain.orders import OrderCreate, OrderInput, OrderState, Status
 from domain.schedule import next_cutoff
+from tests.helpers.polling import apoll
 from worker import WORKFLOW_RUNNER
 from workflows.orders import OrderWorkflow
 
@@ -225,6 +226,19 @@ async def replays(handle: WorkflowHandle[Any, Any]) -> None:
 
 async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
     return await handle.query(OrderWorkflow.order)
+
+
+async def until_status(handle: WorkflowHandle[Any, Any], status: Status) -> OrderState:
+    """The order's state once it has ``status``. After a cutoff the submission is an activity
+    that ends in real time, whatever the time-skipping clock says: a busy machine needs more
+    than the second a test sleeps past the cutoff."""
+
+    async def reached() -> OrderState | None:
+        state = await state_of(handle)
+        return state if state.status is status else None
+
+    result: OrderState = await apoll(f"the order to be {status.value}", reached)
+    return result
 
 
 async def clear_of_a_cutoff(

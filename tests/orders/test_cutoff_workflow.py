@@ -23,6 +23,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until_status,
 )
 from workflows.orders import OrderWorkflow
 
@@ -171,7 +172,8 @@ async def test_manual_approval_holds_the_order_until_approved(env: WorkflowEnvir
         assert again.value.cause.type == "order_not_pending"
 
         await sleep_until(env, approved.cutoff_at + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+
+        await until_status(handle, Status.IN_PRODUCTION)
         assert len(rec.jobs) == 1
 
 

@@ -26,7 +26,11 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from api.relay import OrderStarter
+from domain.orders import Status
+from tests.conftest import suite_converter
 from tests.helpers.api import Api, order_json, running_api
+from workflows.orders import OrderWorkflow
 
 
 class LosesUpdates(Interceptor):
@@ -123,3 +127,28 @@ async def test_an_update_lost_until_the_patience_ends_is_a_503_not_a_closed_orde
     assert len(fault.ids) > 1
     shown = (await api.client.get(f"/v1/orders/{order['id']}", headers=key)).json()
     assert shown["status"] == "scheduled"
+
+
+@pytest.mark.parametrize("losing", [1], indirect=True)
+async def test_a_cancel_lost_before_the_workflow_ever_started_goes_again_with_its_start(
+    losing: tuple[Api, LosesUpdates],
+) -> None:
+    # The relay could not start the workflow (Temporal unreachable from it): the cancel goes as
+    # update-with-start, and the server loses it. The workflow does not exist, yet the order is
+    # not closed: the cancel goes again, with its start.
+    api, fault = losing
+    key = Api.auth(await api.merchant())
+    unreachable = await Client.connect("127.0.0.1:1", lazy=True, data_converter=suite_converter())
+    down = OrderStarter(api.app.state.sessions, unreachable, api.settings)
+    api.app.state.starter = down
+    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    await down.close()
+
+    canceled = await api.client.post(
+        f"/v1/orders/{order['id']}/cancel", json={"reason": "duplicate"}, headers=key
+    )
+
+    assert canceled.status_code == 200, canceled.text
+    assert len(fault.ids) == 2 and len(set(fault.ids)) == 1, fault.ids
+    state = await api.temporal.get_workflow_handle_for(OrderWorkflow.run, order["id"]).result()
+    assert state.status is Status.CANCELED

@@ -25,6 +25,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until_status,
 )
 from worker import WORKFLOW_RUNNER
 from workflows.orders import OrderWorkflow
@@ -84,7 +85,7 @@ async def test_changes_made_in_one_task_are_projected_in_order_each_as_it_was(
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)
 
     # No worker: both signals wait in the history and reach the next worker in one task.
     now = await env.get_current_time()

@@ -38,6 +38,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until_status,
 )
 from workflows.orders import OrderWorkflow
 from workflows.preflight import CHECK_RETRY
@@ -118,7 +119,7 @@ async def test_a_good_file_passes_and_the_job_names_the_bytes_checked(
 
         assert state.cutoff_at is not None
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)
         [job] = rec.jobs
         assert job.items[0].files == [
             {"type": "default", "url": url, "sha256": hashlib.sha256(GOOD).hexdigest()}
@@ -184,7 +185,7 @@ async def test_proceed_prints_the_failed_file_as_it_is(
         assert state.items[0].files[0].preflight.proceeded
         assert state.hold is None
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)
         assert rec.jobs[0].items[0].files[0]["sha256"] == hashlib.sha256(WRONG_SIZE).hexdigest()
 
 
@@ -225,7 +226,7 @@ async def test_a_cutoff_that_comes_while_a_file_is_checked_moves_to_the_next(
         ready = await _until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
         if ready.status is Status.SCHEDULED:
             await sleep_until(env, ready.cutoff_at + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)
         assert len(rec.jobs) == 1
         await replays(handle)
 
@@ -345,4 +346,4 @@ async def test_a_customer_image_is_checked_after_personalization(
         state = await state_of(handle)
         assert state.items[0].image_checks["photo"].proceeded
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)

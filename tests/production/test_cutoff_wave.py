@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from simulator.floor import Simulator, peak_per_window
@@ -75,6 +76,7 @@ async def _in_production(api: Api, key: dict[str, str], ids: list[str]) -> list[
     ]
 
 
+@pytest.mark.serial  # a rate per second of the wall clock: alone on the machine (tests/run.py)
 async def test_a_cutoff_wave_reaches_the_facility_at_its_rate(
     dev_env: WorkflowEnvironment, database_url: str, tmp_path: Path
 ) -> None:
