@@ -3,13 +3,15 @@
 Without arguments, the suite runs in two parts:
 
 1. every test not marked ``serial``, in ``WORKERS`` processes (pytest-xdist): most of a test's
-   time is spent waiting on servers, timers and real processes rather than on a core, and
-   ``tests/conftest.py`` sends the longest tests (those of real processes) out first;
+   time is spent waiting on servers, timers and real processes rather than on a core.
+   ``tests/conftest.py`` sends the longest tests (those of real processes) out first, and a
+   process that runs out of tests takes some queued for a busy one (``--dist worksteal``), so
+   no long test is left to run alone at the end;
 2. the tests marked ``serial``, in one process, alone on the machine: they measure a rate
    against the wall clock (a cutoff wave at a facility's jobs per second), which other tests'
    load would bend.
 
-``PRINTFLOW_TEST_WORKERS`` sets the count (3 by default; ``0`` or ``1``: the whole suite in one
+``PRINTFLOW_TEST_WORKERS`` sets the count (4 by default; ``0`` or ``1``: the whole suite in one
 process). With arguments, they go to pytest as they are, in this process.
 
 Each part runs in a process of its own, with bytecode written even where
@@ -27,7 +29,7 @@ import sys
 
 import pytest
 
-WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "3")
+WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "4")
 COMMON = ["-q", "-p", "no:cacheprovider"]
 NO_TESTS = pytest.ExitCode.NO_TESTS_COLLECTED
 
@@ -41,7 +43,7 @@ def part(*args: str) -> int:
 def whole_suite() -> int:
     if WORKERS in ("", "0", "1"):
         return part()
-    parallel = part("-n", WORKERS, "--dist", "load", "-m", "not serial")
+    parallel = part("-n", WORKERS, "--dist", "worksteal", "-m", "not serial")
     alone = part("-m", "serial")
     return parallel or alone
 

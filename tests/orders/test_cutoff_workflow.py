@@ -42,8 +42,7 @@ async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -
         assert rec.jobs == []
 
         await env.sleep(timedelta(seconds=2))
-        after = await state_of(handle)
-        assert after.status is Status.IN_PRODUCTION
+        after = await until_status(handle, Status.IN_PRODUCTION)
         assert after.job_id == "job-1"
         assert len(rec.jobs) == 1 and rec.jobs[0].order_id == state.order_id
         # The API wrote the creation with the order's row; the workflow projects what changed.

@@ -30,6 +30,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until_status,
 )
 from workflows.orders import OrderWorkflow
 
@@ -39,7 +40,7 @@ async def _in_production(env: WorkflowEnvironment, tq: str) -> WorkflowHandle[An
     cutoff = (await state_of(handle)).cutoff_at
     assert cutoff is not None
     await sleep_until(env, cutoff + timedelta(seconds=1))
-    assert (await state_of(handle)).status is Status.IN_PRODUCTION
+    await until_status(handle, Status.IN_PRODUCTION)
     return handle
 
 
