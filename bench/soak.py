@@ -217,7 +217,7 @@ async def print_jobs(simulator_url: str) -> list[dict[str, Any]]:
 async def explain(api: Api, temporal: Client, order_id: str) -> dict[str, Any]:
     """What the API shows and what the workflow holds for an order with no print job, read
     while the stack still runs: the read model's status, the workflow's status, its pending
-    activities (attempts, last failure) and its last events."""
+    workflow task and activities (attempts, last failure) and its last events."""
     found: dict[str, Any] = {"order_id": order_id}
     try:
         shown, _ = await api.get(order_id)
@@ -230,11 +230,18 @@ async def explain(api: Api, temporal: Client, order_id: str) -> dict[str, Any]:
     except RPCError as err:
         found["workflow"] = f"describe failed: {err}"
         return found
-    pending = described.raw_description.pending_activities
+    raw = described.raw_description
+    pending = raw.pending_activities
+    task = raw.pending_workflow_task if raw.HasField("pending_workflow_task") else None
     events = [event async for event in handle.fetch_history_events()]
     found["workflow"] = {
         "status": described.status.name if described.status else None,
         "history_length": described.history_length,
+        # A workflow task that timed out and waits again: its attempt counts the timeouts,
+        # which the history shows once.
+        "pending_workflow_task": (
+            {"attempt": task.attempt, "state": task.state} if task is not None else None
+        ),
         "pending_activities": [
             {
                 "type": a.activity_type.name,
