@@ -205,7 +205,9 @@ class Settings(BaseSettings):
     # Concurrency of one worker process; the sticky cache keeps this many workflows in memory
     # (about 240 KB each: 500 keep a worker under 300 MB however many orders wait).
     worker_max_concurrent_activities: int = 100
-    worker_max_concurrent_workflow_tasks: int = 100
+    # Workflow tasks run on the process's CPU: beyond a few per core they only wait there, with
+    # the task timeout running (docs/performance.md, "Workflow tasks per worker").
+    worker_max_concurrent_workflow_tasks: int = 10
     worker_max_cached_workflows: int = 500
     # On SIGTERM in-flight activities get this long to finish; at least print_submit_timeout.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
