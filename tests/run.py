@@ -8,8 +8,8 @@ Without arguments, the suite runs in two parts:
    process that runs out of tests takes some queued for a busy one (``--dist worksteal``), so
    no long test is left to run alone at the end;
 2. the tests marked ``serial``, in one process, alone on the machine: they measure a rate
-   against the wall clock (a cutoff wave at a facility's jobs per second), which other tests'
-   load would bend.
+   against the wall clock (a cutoff wave at a facility's jobs per second, a merchant's five
+   requests a second), which other tests' load would bend.
 
 ``PRINTFLOW_TEST_WORKERS`` sets the count (4 by default; ``0`` or ``1``: the whole suite in one
 process). With arguments, they go to pytest as they are, in this process.

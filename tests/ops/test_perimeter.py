@@ -77,6 +77,7 @@ async def _burst(api: Api, headers: dict[str, str], n: int) -> list[httpx.Respon
     )
 
 
+@pytest.mark.serial  # five a second: counted against the wall clock
 async def test_a_burst_beyond_the_limit_is_429_with_retry_after_then_works_again(
     limited: Api,
 ) -> None:
@@ -93,6 +94,7 @@ async def test_a_burst_beyond_the_limit_is_429_with_retry_after_then_works_again
     assert (await limited.client.get("/v1/orders", headers=key)).status_code == 200
 
 
+@pytest.mark.serial  # five a second: counted against the wall clock
 async def test_the_limit_is_per_key_and_never_leaks_to_another(limited: Api) -> None:
     first = limited.auth(await limited.merchant(name="First"))
     second = limited.auth(await limited.merchant(name="Second"))
@@ -105,6 +107,7 @@ async def test_the_limit_is_per_key_and_never_leaks_to_another(limited: Api) -> 
     assert {r.status_code for r in stranger} == {401}
 
 
+@pytest.mark.serial  # five a second: counted against the wall clock
 async def test_facility_and_agent_tokens_are_limited_the_admin_api_is_not(limited: Api) -> None:
     facility = {"Authorization": "Bearer tok-berlin"}
     answers = await asyncio.gather(
@@ -357,6 +360,7 @@ async def test_every_credential_a_request_carries_counts(limited_a_minute: Api) 
     _refused(doubled, 429, "rate_limited")
 
 
+@pytest.mark.serial  # five a second: counted against the wall clock
 async def test_rate_limited_answers_are_not_written_to_the_request_log(limited: Api) -> None:
     merchant = await limited.merchant()
     key = limited.auth(merchant)
