@@ -199,6 +199,7 @@ async def test_an_order_the_merchant_approved_without_personalization_takes_none
     assert (await shop.client.post(path, data=GOOD)).status_code == 409
 
 
+@pytest.mark.serial  # the second link, too, lives 3 s of the wall clock
 @pytest.mark.parametrize("link_ttl", [timedelta(seconds=3)])
 async def test_an_expired_link_is_replaced_by_a_new_email_and_shows_expired(shop: Shop) -> None:
     merchant = await shop.merchant()

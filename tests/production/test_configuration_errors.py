@@ -42,6 +42,7 @@ async def _ready(api: Api) -> dict[str, Any] | None:
     return body if body["status"] == "ready" else None
 
 
+@pytest.mark.serial  # /readyz checks Temporal within 2 s
 async def test_a_rotated_facility_token_holds_no_order_and_it_goes_on_once_fixed(
     full_api: FullApi,
 ) -> None:
