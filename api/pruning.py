@@ -27,7 +27,6 @@ from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from db.engine import utcnow
 from db.models import (
@@ -43,6 +42,7 @@ from db.models import (
     SupportCase,
     SupportCaseStart,
 )
+from workflows.client import workflow_status
 
 KEEP = timedelta(days=30)
 PRUNE_EVERY = timedelta(hours=1)
@@ -106,7 +106,9 @@ async def prune_outboxes(
                 .limit(OUTBOX_BATCH)
             )
             candidates = list(old.all())
-        started = [row_id for row_id in candidates if await _started(client, row_id)]
+        started = [
+            row_id for row_id in candidates if await workflow_status(client, row_id) is not None
+        ]
         if not started:
             continue
         async with sessions() as session:
@@ -114,16 +116,6 @@ async def prune_outboxes(
             await session.commit()
         pruned += int(result.rowcount or 0)
     return pruned
-
-
-async def _started(client: Client, workflow_id: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    return True
 
 
 async def prune_portal(session: AsyncSession, now: datetime | None = None) -> int:

@@ -224,6 +224,22 @@ def http_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
 
 
+async def report_events(simulator_url: str, after: float) -> None:
+    """Has the simulator report every job printed, shipped and delivered, ``after`` seconds
+    apart, so each order's workflow runs to ``delivered`` and closes."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"{simulator_url}/_control/config",
+            json={
+                "report_events": True,
+                "printed_after": after,
+                "shipped_after": after,
+                "delivered_after": after,
+            },
+        )
+    response.raise_for_status()
+
+
 async def submissions(simulator_url: str) -> dict[str, float]:
     """When the facility received each order's first accepted print job (epoch seconds)."""
     async with httpx.AsyncClient(timeout=30) as http:

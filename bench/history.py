@@ -55,12 +55,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from bench.common import SOON, Api, BenchError, order_body
+from bench.common import SOON, Api, BenchError, order_body, report_events
 
 ONE_ACTION = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: "workflow_started",
@@ -148,17 +147,7 @@ async def delivered_sample(
     """``count`` orders run from create to ``delivered``: each waits for a cutoff a few seconds
     away (a timer, as every real order), then the facility reports printed, shipped and
     delivered a moment apart, and the workflow closes on delivery."""
-    async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(
-            f"{simulator_url}/_control/config",
-            json={
-                "report_events": True,
-                "printed_after": 0.2,
-                "shipped_after": 0.2,
-                "delivered_after": 0.2,
-            },
-        )
-        response.raise_for_status()
+    await report_events(simulator_url, after=0.2)
     tag = uuid.uuid4().hex[:6]
     orders = [await api.create(order_body(f"H-{tag}-{i}", SOON, api)) for i in range(count)]
     deadline = time.monotonic() + within

@@ -56,6 +56,7 @@ from bench.common import (
     order_body,
     percentile,
     poisson_arrivals,
+    report_events,
     rss_mb,
     say,
     wait_submitted,
@@ -286,17 +287,7 @@ async def run(
         measured = await capacity(api, requests, concurrency, drain)
         rate = measured["sustained_per_second"] / 2
         await drain()
-    async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(
-            f"{api.simulator_url}/_control/config",
-            json={
-                "report_events": True,
-                "printed_after": REPORT_AFTER,
-                "shipped_after": REPORT_AFTER,
-                "delivered_after": REPORT_AFTER,
-            },
-        )
-        response.raise_for_status()
+    await report_events(api.simulator_url, after=REPORT_AFTER)
     say(
         f"soak: creates at random at {rate:.1f}/s for {minutes} minutes, cutoffs every 5 s, "
         "each order run to delivered ..."

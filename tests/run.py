@@ -9,7 +9,7 @@ Without arguments, the suite runs in two parts:
    no long test is left to run alone at the end;
 2. the tests marked ``serial``, in one process, alone on the machine: they measure a rate
    against the wall clock (a cutoff wave at a facility's jobs per second, a merchant's five
-   requests a second) or a deadline of seconds (a 3-second link, a 2-second health check),
+   requests a second) or a deadline of seconds (a personalization link living 3 s),
    which other tests' load would bend.
 
 ``PRINTFLOW_TEST_WORKERS`` sets the count (4 runs the suite in about 12 minutes on two cores).

@@ -1,6 +1,7 @@
 """How the API and the worker reach Temporal: one client (over TLS or mutual TLS when
 ``PRINTFLOW_TEMPORAL_TLS_*`` is set), pydantic payloads (encrypted when ``PRINTFLOW_PAYLOAD_KEYS``
-is set), and the client-side calls both make (search attributes, queuing webhooks)."""
+is set), and the client-side calls both make (search attributes, queuing webhooks, a
+workflow's status)."""
 
 import dataclasses
 import logging
@@ -8,11 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -123,3 +126,21 @@ async def enqueue_deliveries(
         start_signal_args=[EnqueueWebhooks(event_ids=event_ids, redeliver=redeliver)],
         static_summary=f"Webhooks of order {order_id}, delivered in order",
     )
+
+
+async def workflow_status(
+    client: Client, workflow_id: str
+) -> WorkflowExecutionStatus.ValueType | None:
+    """The status of the workflow's latest run; None when it never started. The raw
+    description: nothing in it is decoded (no payload, no search attribute)."""
+    try:
+        described = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return described.workflow_execution_info.status

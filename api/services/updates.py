@@ -26,9 +26,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -38,6 +36,7 @@ from api.errors import ApiError, Conflict, Unavailable
 from api.relay import StartOperation
 from contracts.updates import applied_digest
 from domain.orders import OrderState
+from workflows.client import workflow_status
 
 # An update method of OrderWorkflow, such as ``OrderWorkflow.cancel``.
 OrderUpdate = UpdateMethodMultiParam[..., OrderState]
@@ -114,7 +113,7 @@ async def run_update(
                 except RPCError as err:
                     if err.status != RPCStatusCode.NOT_FOUND:
                         raise
-                    status = await _status(client, workflow_id)
+                    status = await workflow_status(client, workflow_id)
                     # Not started yet: its start goes with the next attempt.
                     pending = status is None and start is not None
                     if status != _RUNNING and not pending:
@@ -145,19 +144,3 @@ async def run_update(
 # Between the attempts of an Update the server lost (NOT_FOUND while the workflow runs).
 _LOST_UPDATE_PAUSE = 0.2
 _RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
-
-
-async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus.ValueType | None:
-    """The status of the workflow's latest run; None when it never started. (The raw
-    description: nothing of it needs decoding.)"""
-    try:
-        described = await client.workflow_service.describe_workflow_execution(
-            DescribeWorkflowExecutionRequest(
-                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
-            )
-        )
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return described.workflow_execution_info.status

@@ -228,16 +228,21 @@ async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
     return await handle.query(OrderWorkflow.order)
 
 
+async def until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = 20) -> Any:
+    """The order's state (a query) once ``pred`` holds of it. Activities end in real time,
+    whatever the time-skipping clock says: a busy machine needs more than the second a test
+    sleeps past a cutoff for the submission to end."""
+
+    async def state() -> Any:
+        current = await state_of(handle)
+        return current if pred(current) else None
+
+    return await apoll("the order's workflow to get there", state, timeout=within)
+
+
 async def until_status(handle: WorkflowHandle[Any, Any], status: Status) -> OrderState:
-    """The order's state once it has ``status``. After a cutoff the submission is an activity
-    that ends in real time, whatever the time-skipping clock says: a busy machine needs more
-    than the second a test sleeps past the cutoff."""
-
-    async def reached() -> OrderState | None:
-        state = await state_of(handle)
-        return state if state.status is status else None
-
-    result: OrderState = await apoll(f"the order to be {status.value}", reached)
+    """The order's state once it has ``status`` (``until``)."""
+    result: OrderState = await until(handle, lambda s: s.status is status)
     return result
 
 

@@ -171,7 +171,6 @@ async def test_manual_approval_holds_the_order_until_approved(env: WorkflowEnvir
         assert again.value.cause.type == "order_not_pending"
 
         await sleep_until(env, approved.cutoff_at + timedelta(seconds=1))
-
         await until_status(handle, Status.IN_PRODUCTION)
         assert len(rec.jobs) == 1
 

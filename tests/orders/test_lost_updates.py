@@ -87,19 +87,29 @@ async def losing(
         yield api, fault
 
 
+async def _order(api: Api) -> tuple[dict[str, str], dict[str, Any]]:
+    """A new merchant's key and a new order of theirs."""
+    key = Api.auth(await api.merchant())
+    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    return key, order
+
+
+async def _cancel(api: Api, order: dict[str, Any], headers: dict[str, str]) -> Any:
+    return await api.client.post(
+        f"/v1/orders/{order['id']}/cancel", json={"reason": "duplicate"}, headers=headers
+    )
+
+
 @pytest.mark.parametrize("losing", [2], indirect=True)
 @pytest.mark.parametrize("idempotency_key", [None, "cancel-lost-1"])
 async def test_a_cancel_the_server_lost_is_sent_again_and_cancels(
     losing: tuple[Api, LosesUpdates], idempotency_key: str | None
 ) -> None:
     api, fault = losing
-    key = Api.auth(await api.merchant())
-    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    key, order = await _order(api)
     headers = key | ({"Idempotency-Key": idempotency_key} if idempotency_key else {})
 
-    canceled = await api.client.post(
-        f"/v1/orders/{order['id']}/cancel", json={"reason": "duplicate"}, headers=headers
-    )
+    canceled = await _cancel(api, order, headers)
 
     assert canceled.status_code == 200, canceled.text
     assert canceled.json()["status"] == "canceled"
@@ -115,12 +125,9 @@ async def test_an_update_lost_until_the_patience_ends_is_a_503_not_a_closed_orde
     losing: tuple[Api, LosesUpdates],
 ) -> None:
     api, fault = losing
-    key = Api.auth(await api.merchant())
-    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    key, order = await _order(api)
 
-    refused = await api.client.post(
-        f"/v1/orders/{order['id']}/cancel", json={"reason": "duplicate"}, headers=key
-    )
+    refused = await _cancel(api, order, key)
 
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"]["code"] == "order_busy"
@@ -137,18 +144,16 @@ async def test_a_cancel_lost_before_the_workflow_ever_started_goes_again_with_it
     # update-with-start, and the server loses it. The workflow does not exist, yet the order is
     # not closed: the cancel goes again, with its start.
     api, fault = losing
-    key = Api.auth(await api.merchant())
     unreachable = await Client.connect("127.0.0.1:1", lazy=True, data_converter=suite_converter())
     down = OrderStarter(api.app.state.sessions, unreachable, api.settings)
     api.app.state.starter = down
-    order = (await api.client.post("/v1/orders", json=order_json(), headers=key)).json()
+    key, order = await _order(api)
     await down.close()
 
-    canceled = await api.client.post(
-        f"/v1/orders/{order['id']}/cancel", json={"reason": "duplicate"}, headers=key
-    )
+    canceled = await _cancel(api, order, key)
 
     assert canceled.status_code == 200, canceled.text
     assert len(fault.ids) == 2 and len(set(fault.ids)) == 1, fault.ids
     state = await api.temporal.get_workflow_handle_for(OrderWorkflow.run, order["id"]).result()
     assert state.status is Status.CANCELED
+    await api.until(key, order["id"], lambda o: o["status"] == "canceled")

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from pypdf import PdfWriter
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.preflight import PreflightActivities
@@ -26,7 +25,6 @@ from domain.orders import EventType, HoldKind, HoldResolution, OrderInput, Statu
 from integrations.files import FileFetcher
 from runtime.settings import BUNDLED_CATALOG
 from tests.helpers.file_server import FileServer
-from tests.helpers.polling import apoll
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
@@ -38,6 +36,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until,
     until_status,
 )
 from workflows.orders import OrderWorkflow
@@ -92,16 +91,6 @@ def _events(rec: Recorder) -> list[str]:
     return [e.type for p in rec.projections for e in p.new_events]
 
 
-async def _until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = 20) -> Any:
-    """The order's state (a query) once ``pred`` holds of it."""
-
-    async def state() -> Any:
-        current = await state_of(handle)
-        return current if pred(current) else None
-
-    return await apoll("the order's workflow to get there", state, timeout=within)
-
-
 async def test_a_good_file_passes_and_the_job_names_the_bytes_checked(
     env: WorkflowEnvironment, files: FileServer, checks: PreflightActivities
 ) -> None:
@@ -110,7 +99,7 @@ async def test_a_good_file_passes_and_the_job_names_the_bytes_checked(
     async with order_worker(env.client, rec, [checks.check_print_file]) as tq:
         now = await clear_of_a_cutoff(env)
         handle = await start(env.client, tq, _checked(order_input(now), url))
-        state = await _until(handle, lambda s: s.items[0].files[0].preflight.status != "pending")
+        state = await until(handle, lambda s: s.items[0].files[0].preflight.status != "pending")
         preflight = state.items[0].files[0].preflight
         assert preflight.status == "passed" and preflight.checks == []
         assert preflight.sha256 == hashlib.sha256(GOOD).hexdigest()
@@ -134,7 +123,7 @@ async def test_a_failing_file_holds_the_order_before_the_cutoff_until_it_is_repl
     async with order_worker(env.client, rec, [checks.check_print_file]) as tq:
         now = await clear_of_a_cutoff(env)
         handle = await start(env.client, tq, _checked(order_input(now), url))
-        held = await _until(handle, lambda s: s.status is Status.ON_HOLD)
+        held = await until(handle, lambda s: s.status is Status.ON_HOLD)
         assert held.hold.kind is HoldKind.FILE_ISSUE and held.hold.resume_to is Status.SCHEDULED
         assert "item poster-1, file 1" in held.hold.description
         assert "page" in held.hold.description and "210.0 × 297.0 mm" in held.hold.description
@@ -153,7 +142,7 @@ async def test_a_failing_file_holds_the_order_before_the_cutoff_until_it_is_repl
         )
         answer = await handle.execute_update(OrderWorkflow.resolve_hold, resolution)
         assert answer.status is Status.SCHEDULED and answer.cutoff_at > cutoff
-        state = await _until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
+        state = await until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
         [job] = rec.jobs
         assert job.items[0].files[0]["url"] == fixed
@@ -170,7 +159,7 @@ async def test_proceed_prints_the_failed_file_as_it_is(
         handle = await start(
             env.client, tq, _checked(order_input(await clear_of_a_cutoff(env)), url)
         )
-        await _until(handle, lambda s: s.status is Status.ON_HOLD)
+        await until(handle, lambda s: s.status is Status.ON_HOLD)
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         resolved = [
             e.detail
@@ -223,7 +212,7 @@ async def test_a_cutoff_that_comes_while_a_file_is_checked_moves_to_the_next(
 
         files.file("/busy.pdf", GOOD)
         await env.sleep(CHECK_RETRY.maximum_interval + timedelta(seconds=1))  # the next attempt
-        ready = await _until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
+        ready = await until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
         if ready.status is Status.SCHEDULED:
             await sleep_until(env, ready.cutoff_at + timedelta(seconds=1))
         await until_status(handle, Status.IN_PRODUCTION)
@@ -241,11 +230,11 @@ async def test_a_server_that_answers_503_is_asked_again_until_it_has_the_file(
             order_input(await clear_of_a_cutoff(env)), url, preflight_give_up=timedelta(days=7)
         )
         handle = await start(env.client, tq, inp)
-        await _until(handle, lambda s: len(files.hits) >= 2)
+        await until(handle, lambda s: len(files.hits) >= 2)
         assert (await state_of(handle)).items[0].files[0].preflight.status == "pending"
         files.file("/busy.pdf", GOOD)
         await env.sleep(CHECK_RETRY.maximum_interval + timedelta(seconds=1))  # the next attempt
-        state = await _until(handle, lambda s: s.items[0].files[0].preflight.status != "pending")
+        state = await until(handle, lambda s: s.items[0].files[0].preflight.status != "pending")
         assert state.items[0].files[0].preflight.status == "passed"
         assert state.hold is None and EventType.FILES_CHECKED in _events(rec)
 
@@ -260,7 +249,7 @@ async def test_a_file_still_unreachable_when_the_order_gives_up_holds_it(
             order_input(await clear_of_a_cutoff(env)), url, preflight_give_up=timedelta(seconds=3)
         )
         handle = await start(env.client, tq, inp)
-        held = await _until(handle, lambda s: s.status is Status.ON_HOLD, within=30)
+        held = await until(handle, lambda s: s.status is Status.ON_HOLD, within=30)
         [check] = held.items[0].files[0].preflight.checks
         assert check.code == "file_unreachable"
         assert "503" in check.message
@@ -283,7 +272,7 @@ async def test_one_design_on_many_orders_is_downloaded_once(
             for n in range(5)
         ]
         for handle in handles:
-            await _until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
+            await until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
     downloads = [
         h
         for h, headers in zip(files.hits, files.headers, strict=True)
@@ -322,7 +311,7 @@ async def test_a_customer_image_is_checked_after_personalization(
         inp = order_input(now, body=body).model_copy(update={"preflight": "on"})
         handle = await start(env.client, tq, inp)
         await env.sleep(timedelta(minutes=16))  # the link is e-mailed after 15 minutes
-        linked = await _until(handle, lambda s: s.link_id is not None)
+        linked = await until(handle, lambda s: s.link_id is not None)
         answer = await handle.execute_update(
             OrderWorkflow.complete_personalization,
             PersonalizationSubmission(
@@ -330,7 +319,7 @@ async def test_a_customer_image_is_checked_after_personalization(
             ),
         )
         assert answer.status is Status.SCHEDULED
-        held = await _until(handle, lambda s: s.status is Status.ON_HOLD)
+        held = await until(handle, lambda s: s.status is Status.ON_HOLD)
         item = held.items[0]
         assert set(item.image_checks) == {"photo"}  # text values are not fetched
         [check] = item.image_checks["photo"].checks

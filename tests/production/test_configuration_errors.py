@@ -26,23 +26,29 @@ from tests.helpers.production import FullApi
 from tests.personalization.conftest import personalized_order
 
 
-async def _readiness(api: Api) -> dict[str, Any]:
+async def _readiness(api: Api) -> dict[str, Any] | None:
+    """The readiness body; None for a moment when Temporal or the database did not answer the
+    check within its 2 s. A configuration error never takes the API out of the load balancer:
+    any other answer fails the test."""
     response = await api.client.get("/readyz")
-    assert response.status_code == 200, response.text  # never out of the load balancer
+    if response.status_code == 503:
+        details = response.json()["error"]["details"]
+        assert set(details) == {"database", "temporal"}, response.text
+        return None
+    assert response.status_code == 200, response.text
     return dict(response.json())
 
 
 async def _degraded(api: Api) -> dict[str, Any] | None:
     body = await _readiness(api)
-    return body if body["status"] == "degraded" else None
+    return body if body is not None and body["status"] == "degraded" else None
 
 
 async def _ready(api: Api) -> dict[str, Any] | None:
     body = await _readiness(api)
-    return body if body["status"] == "ready" else None
+    return body if body is not None and body["status"] == "ready" else None
 
 
-@pytest.mark.serial  # /readyz checks Temporal within 2 s
 async def test_a_rotated_facility_token_holds_no_order_and_it_goes_on_once_fixed(
     full_api: FullApi,
 ) -> None:
