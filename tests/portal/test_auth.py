@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from api.services import portal
 from db.models import MerchantUser
@@ -72,6 +74,36 @@ async def test_the_admin_api_names_the_first_owner_who_sets_a_password_and_is_si
         user = await portal.user_by_email(db, "olga@mugs.example")
         assert user is not None and user.role == "owner"
         assert user.password_hash is not None and user.password_hash.startswith("$argon2id$")
+
+
+async def test_a_password_hashed_with_other_parameters_signs_in_and_is_stored_again(
+    full_api: FullApi,
+) -> None:
+    """A hash kept from before the parameters changed (here the library's default: 64 MiB,
+    three passes, four lanes) still verifies, and the sign-in stores it again with today's."""
+    api = full_api
+    mine = await shop(api)
+    older = PasswordHash((Argon2Hasher(),)).hash(PASSWORD)
+    async with api.app.state.sessions() as db:
+        user = await portal.user_by_email(db, mine.owner.email)
+        assert user is not None and user.password_hash is not None
+        assert _parameters(user.password_hash) == "m=47104,t=1,p=1"
+        user.password_hash = older
+        db.add(user)
+        await db.commit()
+    browser = await Portal.signed_in(api, mine.owner)
+    await browser.close()
+    async with api.app.state.sessions() as db:
+        user = await portal.user_by_email(db, mine.owner.email)
+        assert user is not None and user.password_hash is not None
+        assert user.password_hash != older
+        assert _parameters(user.password_hash) == "m=47104,t=1,p=1"
+        assert _parameters(older) != "m=47104,t=1,p=1"
+
+
+def _parameters(argon2_hash: str) -> str:
+    """``m=…,t=…,p=…`` of an encoded argon2 hash (``$argon2id$v=19$m=…,t=…,p=…$salt$hash``)."""
+    return argon2_hash.split("$")[3]
 
 
 async def test_sign_out_ends_the_session_on_the_server_so_a_copied_cookie_stops_working(
