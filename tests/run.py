@@ -12,10 +12,9 @@ Without arguments, the suite runs in two parts:
    requests a second) or a deadline of seconds (a personalization link living 3 s),
    which other tests' load would bend.
 
-``PRINTFLOW_TEST_WORKERS`` sets the count (4 runs the suite in about 12 minutes on two cores).
-The default, ``0``, runs the whole suite in one process (about 27 minutes): each parallel run so
-far has found one more test that a loaded machine bends, and CI must not be flaky. With
-arguments, they go to pytest as they are, in this process.
+``PRINTFLOW_TEST_WORKERS`` sets the count: 4 by default (the whole suite in about 10 minutes
+on two cores); ``0`` or ``1`` runs it in one process (about 25 minutes). With arguments, they
+go to pytest as they are, in this process.
 
 Each part runs in a process of its own, with bytecode written even where
 ``PYTHONDONTWRITEBYTECODE`` is set: every test process imports every test module, and pytest
@@ -32,7 +31,7 @@ import sys
 
 import pytest
 
-WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "0")
+WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "4")
 COMMON = ["-q", "-p", "no:cacheprovider"]
 NO_TESTS = pytest.ExitCode.NO_TESTS_COLLECTED
 
