@@ -1,7 +1,10 @@
 """FastAPI dependencies: the database session, the Temporal client, who is calling (a merchant,
 a facility, an operator, an agent of the support team), and ``caller``: the same checks outside
 a route, for the idempotency middleware (``api.idempotency``), which claims a key only for a
-caller whose credential is valid."""
+caller whose credential is valid.
+
+Every dependency is ``async def``, even a plain lookup: FastAPI runs a ``def`` on a thread of its
+pool, a hand-off there and back per request (tests/ops/test_async_routes.py)."""
 
 from __future__ import annotations
 
@@ -32,27 +35,27 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _temporal(request: Request) -> Client:
+async def _temporal(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _facilities(request: Request) -> Facilities:
+async def _facilities(request: Request) -> Facilities:
     facilities: Facilities = request.app.state.facilities
     return facilities
 
 
-def _starter(request: Request) -> OrderStarter:
+async def _starter(request: Request) -> OrderStarter:
     starter: OrderStarter = request.app.state.starter
     return starter
 
 
-def _idempotency_key(
+async def _idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -106,7 +109,7 @@ async def _merchant_of(session: AsyncSession, api_key: str) -> Merchant | None:
 MerchantDep = Annotated[Merchant, Depends(_merchant)]
 
 
-def _admin(
+async def _admin(
     request: Request, settings: SettingsDep, x_admin_token: Annotated[str | None, Header()] = None
 ) -> None:
     expected = settings.admin_token
@@ -131,7 +134,7 @@ def _admin_token_ok(settings: Settings, given: str | None) -> bool:
 AdminDep = Depends(_admin)
 
 
-def _facility(
+async def _facility(
     facilities: FacilitiesDep, authorization: Annotated[str | None, Header()] = None
 ) -> Facility:
     """The facility whose token the request carries; runs before the body is validated."""
@@ -182,12 +185,12 @@ async def _active_agent(session: AsyncSession, token: str) -> Agent | None:
 AgentDep = Annotated[Agent, Depends(_agent)]
 
 
-def _case_starter(request: Request) -> CaseStarter:
+async def _case_starter(request: Request) -> CaseStarter:
     starter: CaseStarter = request.app.state.case_starter
     return starter
 
 
-def _support(request: Request) -> SupportConfig:
+async def _support(request: Request) -> SupportConfig:
     support: SupportConfig = request.app.state.support
     return support
 
@@ -196,7 +199,7 @@ CaseStarterDep = Annotated[CaseStarter, Depends(_case_starter)]
 SupportDep = Annotated[SupportConfig, Depends(_support)]
 
 
-def _contact_starter(request: Request) -> ContactStarter:
+async def _contact_starter(request: Request) -> ContactStarter:
     starter: ContactStarter = request.app.state.contact_starter
     return starter
 
@@ -207,7 +210,7 @@ ContactStarterDep = Annotated[ContactStarter, Depends(_contact_starter)]
 # ---------------------------------------------------------------------------- outside a route
 
 
-def _idempotency_ref(request: Request) -> str | None:
+async def _idempotency_ref(request: Request) -> str | None:
     """The request's ``Idempotency-Key`` hashed with its caller's credential (set by
     ``api.idempotency``), for the rows a write creates: a retry finds what the first run made."""
     ref: str | None = getattr(request.state, "idempotency_ref", None)

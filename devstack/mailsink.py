@@ -216,7 +216,7 @@ class MailSink:
     async def wait_for(
         self,
         predicate: MessagePredicate | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - reads best in tests, and says what arrived
+        timeout: float = 30.0,  # noqa: ASYNC109 - reads best in tests, and says what arrived
     ) -> EmailMessage:
         """The first message (already received or still to come) that matches ``predicate``.
 

@@ -343,8 +343,8 @@ async def test_a_new_run_due_while_an_update_projects_sends_its_mail_and_keeps_t
         async def mailed() -> bool:
             return any("Checking now." in text_of(m) for m in world.mails_to(MERCHANT_EMAIL))
 
-        await apoll("the case to continue as new", lambda: continued_as_new(handle), timeout=20)
-        await apoll("the reply's e-mail", mailed, timeout=20)
+        await apoll("the case to continue as new", lambda: continued_as_new(handle))
+        await apoll("the reply's e-mail", mailed)
         # The new run goes on: a merchant message starts the next-response clock and its timer.
         again = MerchantMessage(message_id="msg_still_stuck", body="Still stuck.")
         after = await handle.execute_update(SupportCaseWorkflow.merchant_message, again)

@@ -134,9 +134,11 @@ class Api:
         key: dict[str, str],
         order_id: str,
         pred: Callable[[dict[str, Any]], bool],
-        within: float = 20,
+        within: float = 60,
     ) -> dict[str, Any]:
-        """Reads the order until ``pred`` holds: the read model follows the workflow closely."""
+        """Reads the order until ``pred`` holds: the read model follows the workflow closely.
+        ``within`` only bounds a failure: a loaded machine can stall the dev server for longer
+        than a workflow task's timeout (10 s), and the task then runs again."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
             response = await self.client.get(f"/v1/orders/{order_id}", headers=key)
@@ -245,7 +247,7 @@ async def running_api(
 
 
 async def started(
-    handle: WorkflowHandle[Any, Any], within: float = 10.0
+    handle: WorkflowHandle[Any, Any], within: float = 30.0
 ) -> WorkflowExecutionDescription:
     """The workflow's description once the relay has started it (create does not wait)."""
     deadline = asyncio.get_running_loop().time() + within

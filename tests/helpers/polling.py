@@ -19,7 +19,7 @@ def poll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
-async def apoll(what: str, fetch: Callable[[], Any], timeout: float = 30) -> Any:  # noqa: ASYNC109
+async def apoll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:  # noqa: ASYNC109
     """``await fetch()`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

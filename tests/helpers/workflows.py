@@ -228,7 +228,7 @@ async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
     return await handle.query(OrderWorkflow.order)
 
 
-async def until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = 20) -> Any:
+async def until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = 60) -> Any:
     """The order's state (a query) once ``pred`` holds of it. Activities end in real time,
     whatever the time-skipping clock says: a busy machine needs more than the second a test
     sleeps past a cutoff for the submission to end."""

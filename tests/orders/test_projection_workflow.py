@@ -106,7 +106,7 @@ async def test_changes_made_in_one_task_are_projected_in_order_each_as_it_was(
         async def all_projected() -> bool:
             return rec.statuses()[-1:] == ["shipped"]
 
-        await apoll("the shipment to be projected", all_projected, timeout=10)
+        await apoll("the shipment to be projected", all_projected)
         events = [e.type for p in rec.projections for e in p.new_events]
         assert events == ["in_production", "printed", "shipment"]
         versions = [p.given().version for p in rec.projections]

@@ -291,5 +291,5 @@ async def _facility_job(api: FullApi, job_id: str, last_action: str) -> dict[str
         history = job.get("history") or [{}]
         return job if history[-1].get("action") == last_action else None
 
-    found: dict[str, Any] = await apoll(f"job {job_id} to be {last_action}d", fetch, timeout=10)
+    found: dict[str, Any] = await apoll(f"job {job_id} to be {last_action}d", fetch)
     return found
