@@ -1,0 +1,46 @@
+"""No request waits for a thread for what is only a lookup: FastAPI runs a route or dependency
+written as a plain ``def`` on a thread of its pool, a hand-off to another thread and back for
+each (CPU per request, docs/performance.md), so every route and every dependency is ``async``;
+one that must block (a password hash) hands that work to a thread itself."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from api.main import create_app
+from runtime.settings import Settings
+
+
+def _dependants(routes: Any) -> Iterator[tuple[str, Dependant]]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route.path, route.dependant
+        elif hasattr(route, "effective_route_contexts"):  # an included router (FastAPI ≥ 0.165)
+            for context in route.effective_route_contexts():
+                yield context.path, context.dependant
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    if dependant.call is not None:
+        yield dependant.call
+    for sub in dependant.dependencies:
+        yield from _calls(sub)
+
+
+def test_every_route_and_dependency_runs_on_the_event_loop() -> None:
+    found = list(_dependants(create_app(Settings()).routes))
+    assert len(found) > 100, "the routes of the included routers were not found"
+    on_threads = sorted(
+        {
+            f"{path}: {call.__module__}.{call.__qualname__}"
+            for path, dependant in found
+            for call in _calls(dependant)
+            if not (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call))
+        }
+    )
+    assert on_threads == []
