@@ -1,9 +1,9 @@
 """The merchant portal's people (``/portal``, docs/portal.md): users, their passwords, the
 links e-mailed to them (an invite, a password reset) and their sessions.
 
-- **Passwords** are hashed with argon2id (``pwdlib``) at OWASP's first recommended setting
-  (46 MiB, one pass, one lane: about 50 ms of CPU here, where the library's default of 64 MiB,
-  three passes and four lanes took 280 ms for the same protection per guess), in a worker
+- **Passwords** are hashed with argon2id (``pwdlib``) at the first setting OWASP recommends
+  against offline guessing (46 MiB, one pass, one lane: about 50 ms of CPU here; the library's
+  default of 64 MiB, three passes and four lanes took 280 ms of every sign-in), in a worker
   thread, since a hash would otherwise stop every other request of the process. A stored hash
   of other parameters still verifies and is replaced at its user's next sign-in.
 - **Links** carry 256 random bits; only their sha256 is kept. One use each; an invite lives 7
