@@ -34,6 +34,7 @@ from domain.facilities import Facilities
 from runtime.settings import Settings
 from simulator.app import SimulatorConfig
 from simulator.app import create_app as create_simulator
+from tests.helpers.polling import PATIENCE
 from worker import (
     WORKFLOW_RUNNER,
     WORKFLOWS,
@@ -134,11 +135,9 @@ class Api:
         key: dict[str, str],
         order_id: str,
         pred: Callable[[dict[str, Any]], bool],
-        within: float = 60,
+        within: float = PATIENCE,
     ) -> dict[str, Any]:
-        """Reads the order until ``pred`` holds: the read model follows the workflow closely.
-        ``within`` only bounds a failure: a loaded machine can stall the dev server for longer
-        than a workflow task's timeout (10 s), and the task then runs again."""
+        """Reads the order until ``pred`` holds: the read model follows the workflow closely."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
             response = await self.client.get(f"/v1/orders/{order_id}", headers=key)
@@ -247,7 +246,7 @@ async def running_api(
 
 
 async def started(
-    handle: WorkflowHandle[Any, Any], within: float = 30.0
+    handle: WorkflowHandle[Any, Any], within: float = PATIENCE
 ) -> WorkflowExecutionDescription:
     """The workflow's description once the relay has started it (create does not wait)."""
     deadline = asyncio.get_running_loop().time() + within

@@ -7,8 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# How long a test waits for something before it fails. It only bounds a failure (a passing test
+# is no slower): on a loaded machine the dev server can stall for longer than a workflow task's
+# timeout (10 s), and the task then runs again.
+PATIENCE = 60.0
 
-def poll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:
+
+def poll(what: str, fetch: Callable[[], Any], timeout: float = PATIENCE) -> Any:
     """``fetch()`` until it returns something truthy; fails naming ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -19,7 +24,11 @@ def poll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
-async def apoll(what: str, fetch: Callable[[], Any], timeout: float = 60) -> Any:  # noqa: ASYNC109
+async def apoll(
+    what: str,
+    fetch: Callable[[], Any],
+    timeout: float = PATIENCE,  # noqa: ASYNC109
+) -> Any:
     """``await fetch()`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -33,7 +33,7 @@ from contracts.orders import (
 from domain.facilities import FacilityInfo, Schedule
 from domain.orders import OrderCreate, OrderInput, OrderState, Status
 from domain.schedule import next_cutoff
-from tests.helpers.polling import apoll
+from tests.helpers.polling import PATIENCE, apoll
 from worker import WORKFLOW_RUNNER
 from workflows.orders import OrderWorkflow
 
@@ -228,7 +228,7 @@ async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:
     return await handle.query(OrderWorkflow.order)
 
 
-async def until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = 60) -> Any:
+async def until(handle: WorkflowHandle[Any, Any], pred: Any, within: float = PATIENCE) -> Any:
     """The order's state (a query) once ``pred`` holds of it. Activities end in real time,
     whatever the time-skipping clock says: a busy machine needs more than the second a test
     sleeps past a cutoff for the submission to end."""

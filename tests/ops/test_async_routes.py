@@ -10,19 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from api.main import create_app
 from runtime.settings import Settings
-
-
-def _dependants(routes: Any) -> Iterator[tuple[str, Dependant]]:
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route.path, route.dependant
-        elif hasattr(route, "effective_route_contexts"):  # an included router (FastAPI ≥ 0.165)
-            for context in route.effective_route_contexts():
-                yield context.path, context.dependant
+from tests.helpers.routes import api_routes
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -33,13 +24,13 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
 
 
 def test_every_route_and_dependency_runs_on_the_event_loop() -> None:
-    found = list(_dependants(create_app(Settings()).routes))
+    found = list(api_routes(create_app(Settings()).routes))
     assert len(found) > 100, "the routes of the included routers were not found"
     on_threads = sorted(
         {
-            f"{path}: {call.__module__}.{call.__qualname__}"
-            for path, dependant in found
-            for call in _calls(dependant)
+            f"{route.path}: {call.__module__}.{call.__qualname__}"
+            for route in found
+            for call in _calls(route.dependant)
             if not (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call))
         }
     )

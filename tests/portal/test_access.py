@@ -10,17 +10,16 @@ page without a rule here fails this test.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 
 from domain.portal import Right, may
 from tests.cases.test_cases_api import open_case
 from tests.contacts.test_contacts_api import contact
 from tests.helpers.api import order_json
 from tests.helpers.production import FullApi, full_api
+from tests.helpers.routes import api_routes
 from tests.portal.browser import Portal, Shop, csrf_of, member, shop
 
 __all__ = ["full_api"]
@@ -48,22 +47,12 @@ def right_of(method: str, path: str) -> Right:
     raise AssertionError(f"no rule for {method} {path}: add one to this test")
 
 
-def _routes(routes: Any) -> Iterator[tuple[str, set[str]]]:
-    """(path, methods) of every route, those of included routers too."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route.path, set(route.methods or ())
-        elif hasattr(route, "effective_route_contexts"):  # an included router (FastAPI ≥ 0.165)
-            for context in route.effective_route_contexts():
-                yield context.path, set(context.methods or ())
-
-
 def portal_routes(api: FullApi) -> list[tuple[str, str]]:
     found = sorted(
-        (method, path)
-        for path, methods in _routes(api.app.routes)
-        if path.startswith("/portal")
-        for method in methods
+        (method, route.path)
+        for route in api_routes(api.app.routes)
+        if route.path.startswith("/portal")
+        for method in route.methods or ()
         if method in ("GET", "POST")
     )
     assert len(found) > 20, found

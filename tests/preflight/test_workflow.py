@@ -249,7 +249,7 @@ async def test_a_file_still_unreachable_when_the_order_gives_up_holds_it(
             order_input(await clear_of_a_cutoff(env)), url, preflight_give_up=timedelta(seconds=3)
         )
         handle = await start(env.client, tq, inp)
-        held = await until(handle, lambda s: s.status is Status.ON_HOLD, within=30)
+        held = await until(handle, lambda s: s.status is Status.ON_HOLD)
         [check] = held.items[0].files[0].preflight.checks
         assert check.code == "file_unreachable"
         assert "503" in check.message
