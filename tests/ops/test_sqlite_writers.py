@@ -1,0 +1,107 @@
+"""One writer of a process at a time on SQLite (``db.engine``): a process's write transactions
+wait their turn on the event loop instead of in SQLite's busy handler, whose sleeps grow to
+100 ms while the lock is free; SQLite's own wait stays for the other processes on the file.
+
+Each test sets SQLite's busy timeout of the engine's connections to 0, so that a write which
+finds the file's lock taken fails at once instead of waiting in SQLite: where these tests pass,
+no write of the process waited there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.engine import create_engine
+
+
+def _engine(path: Path, busy_ms: int = 0) -> AsyncEngine:
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _busy(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.close()
+
+    return engine
+
+
+async def _table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE rows (id INTEGER PRIMARY KEY, writer INTEGER)"))
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM rows"))).scalar_one())
+
+
+async def test_writers_of_one_process_take_turns(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "one.db")
+    try:
+        await _table(engine)
+
+        async def write(n: int) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO rows (writer) VALUES (:n)"), {"n": n})
+                await asyncio.sleep(0.01)  # the transaction stays open across an await
+                await conn.execute(text("UPDATE rows SET writer = :n WHERE writer = :n"), {"n": n})
+
+        await asyncio.gather(*(write(n) for n in range(12)))
+        assert await _count(engine) == 12
+    finally:
+        await engine.dispose()
+
+
+async def test_a_rolled_back_or_failed_write_gives_its_turn_back(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "back.db")
+    try:
+        await _table(engine)
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO rows (id, writer) VALUES (1, 0)"))
+                raise RuntimeError("the caller changed its mind")
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO rows (id, writer) VALUES (1, 1)"))
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO rows (id, writer) VALUES (1, 2)"))
+        async with engine.connect() as conn:  # never committed: the pool rolls it back
+            await conn.execute(text("INSERT INTO rows (id, writer) VALUES (2, 3)"))
+        async with asyncio.timeout(5), engine.begin() as conn:
+            await conn.execute(text("INSERT INTO rows (id, writer) VALUES (3, 4)"))
+        assert await _count(engine) == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_another_process_holding_the_lock_is_waited_for_in_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "two.db"
+    engine = _engine(path, busy_ms=10_000)
+    try:
+        await _table(engine)
+        other = sqlite3.connect(path, isolation_level=None)  # as the API beside the worker
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO rows (writer) VALUES (-1)")
+
+        async def write(n: int) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO rows (writer) VALUES (:n)"), {"n": n})
+
+        writes = asyncio.gather(*(write(n) for n in range(3)))
+        await asyncio.sleep(0.2)
+        assert not writes.done()
+        other.execute("COMMIT")
+        other.close()
+        await writes
+        assert await _count(engine) == 4
+    finally:
+        await engine.dispose()
