@@ -8,7 +8,9 @@ retried or late projection can never overwrite a newer one. A projection leaves 
 parts of the state (items, metadata) that did not change since the one before it: they are
 taken from the row, which holds them as they are (``contracts.orders.Projection``). The
 merchant's webhooks are stored and queued after the transaction, so a receiver only hears of a
-change the read model shows.
+change the read model shows. Projections that arrive while one is being written are written
+together in the next transaction (``GroupCommit``): a cutoff wave takes the database's write
+lock a few times instead of once per order.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 from temporalio import activity
 
-from activities.read_model import insert_once, write_newer
+from activities.read_model import GroupCommit, insert_once, write_newer
 from contracts.orders import Projection, with_large_parts
 from db.models import Order, OrderEvent
 from domain.orders import OrderState
@@ -32,51 +34,56 @@ if TYPE_CHECKING:
 
 class ProjectionActivities:
     def __init__(self, engine: AsyncEngine, webhooks: WebhookEmitter | None = None) -> None:
-        self._engine = engine
+        self._writes = GroupCommit(engine, _write)
         self._webhooks = webhooks
 
     @activity.defn
     async def project_order(self, projection: Projection) -> None:
-        state = projection.given()
-        async with self._engine.begin() as conn:
-            if projection.unchanged or state.support_id is None:
-                row = (
-                    await conn.execute(
-                        select(col(Order.state), col(Order.support_id))
-                        .where(col(Order.id) == state.order_id)
-                        .with_for_update()
-                    )
-                ).one()
-                if projection.unchanged:
-                    # The large parts the workflow left out are the row's, as they are.
-                    stored = OrderState.model_validate(row.state)
-                    state = with_large_parts(state, stored, projection.unchanged)
-                if state.support_id is None:
-                    # An order started before Support IDs: its row has one (the migration gave
-                    # it), and its webhooks show it as the API does.
-                    state = state.model_copy(update={"support_id": row.support_id})
-            wrote = await write_newer(
-                conn,
-                Order,
-                state.order_id,
-                state,
-                status=state.status.value,
-                facility_id=state.facility.id,
-                cutoff_at=state.cutoff_at,
-                ships_by=state.ships_by,
-                shipped_at=state.shipments[0].shipped_at if state.shipments else None,
-                **search_columns(state.shipping_address),
-            )
-            events = [
-                {
-                    "order_id": state.order_id,
-                    "seq": e.seq,
-                    "at": e.at,
-                    "type": e.type,
-                    "detail": e.detail,
-                }
-                for e in projection.new_events
-            ]
-            await insert_once(conn, OrderEvent, events, replace=wrote)
+        state = await self._writes.submit(projection)
         if self._webhooks is not None and projection.new_events:
             await self._webhooks.order_changed(state, projection.new_events)
+
+
+async def _write(conn: AsyncConnection, projection: Projection) -> OrderState:
+    """Writes one projection on ``conn``; returns the state as written (large parts filled in)."""
+    state = projection.given()
+    if projection.unchanged or state.support_id is None:
+        row = (
+            await conn.execute(
+                select(col(Order.state), col(Order.support_id))
+                .where(col(Order.id) == state.order_id)
+                .with_for_update()
+            )
+        ).one()
+        if projection.unchanged:
+            # The large parts the workflow left out are the row's, as they are.
+            stored = OrderState.model_validate(row.state)
+            state = with_large_parts(state, stored, projection.unchanged)
+        if state.support_id is None:
+            # An order started before Support IDs: its row has one (the migration gave
+            # it), and its webhooks show it as the API does.
+            state = state.model_copy(update={"support_id": row.support_id})
+    wrote = await write_newer(
+        conn,
+        Order,
+        state.order_id,
+        state,
+        status=state.status.value,
+        facility_id=state.facility.id,
+        cutoff_at=state.cutoff_at,
+        ships_by=state.ships_by,
+        shipped_at=state.shipments[0].shipped_at if state.shipments else None,
+        **search_columns(state.shipping_address),
+    )
+    events = [
+        {
+            "order_id": state.order_id,
+            "seq": e.seq,
+            "at": e.at,
+            "type": e.type,
+            "detail": e.detail,
+        }
+        for e in projection.new_events
+    ]
+    await insert_once(conn, OrderEvent, events, replace=wrote)
+    return state
