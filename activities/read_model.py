@@ -85,11 +85,15 @@ class GroupCommit(Generic[ItemT, ResultT]):
     async def submit(self, item: ItemT) -> ResultT:
         done: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
-        async with self._turn:
-            if not done.done():
-                batch, self._waiting = self._waiting, []
-                await asyncio.shield(self._commit(batch))
-        return await done
+        try:
+            async with self._turn:
+                if not done.done():
+                    batch, self._waiting = self._waiting, []
+                    await asyncio.shield(self._commit(batch))
+            return await done
+        except asyncio.CancelledError:
+            done.cancel()  # its item may still be written; nobody waits for the answer
+            raise
 
     async def _commit(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
         try:
@@ -115,7 +119,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
 def _settle(
     done: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
 ) -> None:
-    if done.done():  # its caller was cancelled
+    if done.done():  # its caller was cancelled (``submit``)
         return
     if error is not None:
         done.set_exception(error)
