@@ -100,6 +100,13 @@ def _one_writer_at_a_time(engine: AsyncEngine) -> None:
         setattr(dialect, name, turns.giving_back_after(getattr(dialect, name)))
 
 
+async def _acquire(lock: asyncio.Lock, within: float) -> None:
+    # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that comes as the lock is given
+    # (the task then writes, and a shutdown that cancelled it waits on). asyncio.timeout does not.
+    async with asyncio.timeout(within):
+        await lock.acquire()
+
+
 class _WriterTurns:
     """Whose turn it is to write (``_one_writer_at_a_time``); one asyncio lock per event loop
     (tests run several loops over an engine's life)."""
@@ -117,7 +124,7 @@ class _WriterTurns:
             self._lock, self._loop, self._holder = asyncio.Lock(), loop, None
         assert self._lock is not None
         try:
-            await_only(asyncio.wait_for(self._lock.acquire(), _SQLITE_BUSY_SECONDS))
+            await_only(_acquire(self._lock, _SQLITE_BUSY_SECONDS))
         except TimeoutError:
             locked = sqlite3.OperationalError("database is locked")
             raise OperationalError("waiting to write", None, locked) from None

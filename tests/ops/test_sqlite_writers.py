@@ -105,3 +105,32 @@ async def test_another_process_holding_the_lock_is_waited_for_in_sqlite(tmp_path
         assert await _count(engine) == 4
     finally:
         await engine.dispose()
+
+
+async def test_a_writer_cancelled_as_its_turn_comes_stops(tmp_path: Path) -> None:
+    """A shutdown cancels the API's background writers (the pruning): one cancelled in the very
+    step its turn came must stop, not write and carry on (it once did, and the shutdown waited
+    for it for ever)."""
+    engine = _engine(tmp_path / "cancel.db")
+    try:
+        await _table(engine)
+        async with engine.connect() as conn:
+            await conn.execute(text("INSERT INTO rows (id, writer) VALUES (1, 1)"))  # our turn
+
+            async def second() -> None:
+                async with engine.begin() as other:
+                    await other.execute(text("INSERT INTO rows (id, writer) VALUES (2, 2)"))
+
+            waiting = asyncio.create_task(second())
+            await asyncio.sleep(0.1)  # it waits for the turn
+            await conn.commit()  # gives the turn to it ...
+            waiting.cancel()  # ... and it is cancelled before it ran again
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        async with asyncio.timeout(5), engine.begin() as conn:  # the turn is free again
+            await conn.execute(text("INSERT INTO rows (id, writer) VALUES (3, 3)"))
+        async with engine.connect() as conn:
+            ids = (await conn.execute(text("SELECT id FROM rows ORDER BY id"))).scalars().all()
+        assert ids == [1, 3]
+    finally:
+        await engine.dispose()
