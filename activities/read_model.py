@@ -102,15 +102,9 @@ class GroupCommit(Generic[ItemT, ResultT]):
         except Exception as err:
             if len(batch) == 1:
                 _settle(batch[0][1], error=err)
-                return
-            for item, done in batch:
-                try:
-                    async with self._engine.begin() as conn:
-                        result = await self._write(conn, item)
-                except Exception as alone:
-                    _settle(done, error=alone)
-                else:
-                    _settle(done, result=result)
+            else:  # each again alone: only the bad one fails
+                for one in batch:
+                    await self._commit([one])
             return
         for (_, done), result in zip(batch, results, strict=True):
             _settle(done, result=result)

@@ -93,9 +93,11 @@ def _one_writer_at_a_time(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _take_turn(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip()[:7].upper().startswith(_WRITES):
+        if statement[:16].lstrip().upper().startswith(_WRITES):
             turns.take(conn.connection.dbapi_connection)
 
+    # Wrapped, not events: the "commit" and "rollback" events come before SQLite has ended the
+    # transaction, and the next writer would meet its lock still held.
     for name in ("do_commit", "do_rollback", "do_close", "do_terminate"):
         setattr(dialect, name, turns.giving_back_after(getattr(dialect, name)))
 

@@ -10,6 +10,7 @@ writes land; an older version never overwrites a newer one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,42 +51,14 @@ class State(BaseModel):
     updated_at: datetime
 
 
-async def test_the_later_projection_of_a_version_wins_an_older_version_never(
-    database_url: str,
-) -> None:
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The database with this test's two tables, dropped afterwards."""
     engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-            await conn.execute(
-                Row.__table__.insert().values(id="o", version=0, updated_at=T0, state={})
-            )
-
-        async def project(version: int, at: datetime) -> bool:
-            async with engine.begin() as conn:
-                wrote = await write_newer(conn, Row, "o", State(version=version, updated_at=at))
-                await insert_once(
-                    conn, Entry, [{"row_id": "o", "seq": version, "at": at}], replace=wrote
-                )
-                return wrote
-
-        async def stored() -> tuple[Any, ...]:
-            async with engine.connect() as conn:
-                row = (await conn.execute(select(Row.version, Row.updated_at))).one()
-                entries = (await conn.execute(select(Entry.seq, Entry.at))).all()
-                return (row.version, row.updated_at, [tuple(e) for e in entries])
-
-        lost, kept = T0, T0 + timedelta(seconds=26)
-        assert await project(1, lost)  # the lost task's local activity
-        assert await project(1, kept)  # the task that replaced it: what the history holds
-        assert await stored() == (1, kept, [(1, kept)])
-        assert not await project(1, lost)  # the lost one's write, landing late
-        assert not await project(1, kept)  # a plain retry changes nothing
-        assert await stored() == (1, kept, [(1, kept)])
-        later = kept + timedelta(seconds=1)
-        assert await project(2, later)
-        assert not await project(1, later + timedelta(seconds=5))  # an older version, late
-        assert await stored() == (2, later, [(1, kept), (2, later)])
+        yield engine
     finally:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.drop_all)
@@ -94,11 +67,42 @@ async def test_the_later_projection_of_a_version_wins_an_older_version_never(
 
 async def _rows(engine: AsyncEngine, ids: list[str]) -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
         await conn.execute(
             Row.__table__.insert(),
             [{"id": i, "version": 0, "updated_at": T0, "state": {}} for i in ids],
         )
+
+
+async def test_the_later_projection_of_a_version_wins_an_older_version_never(
+    engine: AsyncEngine,
+) -> None:
+    await _rows(engine, ["o"])
+
+    async def project(version: int, at: datetime) -> bool:
+        async with engine.begin() as conn:
+            wrote = await write_newer(conn, Row, "o", State(version=version, updated_at=at))
+            await insert_once(
+                conn, Entry, [{"row_id": "o", "seq": version, "at": at}], replace=wrote
+            )
+            return wrote
+
+    async def stored() -> tuple[Any, ...]:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(Row.version, Row.updated_at))).one()
+            entries = (await conn.execute(select(Entry.seq, Entry.at))).all()
+            return (row.version, row.updated_at, [tuple(e) for e in entries])
+
+    lost, kept = T0, T0 + timedelta(seconds=26)
+    assert await project(1, lost)  # the lost task's local activity
+    assert await project(1, kept)  # the task that replaced it: what the history holds
+    assert await stored() == (1, kept, [(1, kept)])
+    assert not await project(1, lost)  # the lost one's write, landing late
+    assert not await project(1, kept)  # a plain retry changes nothing
+    assert await stored() == (1, kept, [(1, kept)])
+    later = kept + timedelta(seconds=1)
+    assert await project(2, later)
+    assert not await project(1, later + timedelta(seconds=5))  # an older version, late
+    assert await stored() == (2, later, [(1, kept), (2, later)])
 
 
 async def _versions(engine: AsyncEngine) -> dict[str, int]:
@@ -116,8 +120,7 @@ async def _write(conn: AsyncConnection, item: tuple[str, int]) -> bool:
     return wrote
 
 
-async def test_writes_that_arrive_together_share_a_transaction(database_url: str) -> None:
-    engine = create_engine(database_url)
+async def test_writes_that_arrive_together_share_a_transaction(engine: AsyncEngine) -> None:
     commits = 0
 
     @event.listens_for(engine.sync_engine, "commit")
@@ -125,76 +128,60 @@ async def test_writes_that_arrive_together_share_a_transaction(database_url: str
         nonlocal commits
         commits += 1
 
-    try:
-        ids = [f"o{n}" for n in range(40)]
-        await _rows(engine, ids)
-        writes = GroupCommit(engine, _write)
-        commits = 0
-        wrote = await asyncio.gather(*(writes.submit((i, 1)) for i in ids))
-        assert wrote == [True] * 40
-        assert 2 <= commits < 40  # the first alone, the rest in batches
-        assert await _versions(engine) == dict.fromkeys(ids, 1)
-        # The same order twice in one batch: in the order they came, the older never wins.
-        assert await asyncio.gather(writes.submit(("o0", 3)), writes.submit(("o0", 2))) == [
-            True,
-            False,
-        ]
-        assert (await _versions(engine))["o0"] == 3
-    finally:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
-        await engine.dispose()
+    ids = [f"o{n}" for n in range(40)]
+    await _rows(engine, ids)
+    writes = GroupCommit(engine, _write)
+    commits = 0
+    wrote = await asyncio.gather(*(writes.submit((i, 1)) for i in ids))
+    assert wrote == [True] * 40
+    assert 2 <= commits < 40  # the first alone, the rest in batches
+    assert await _versions(engine) == dict.fromkeys(ids, 1)
+    # The same order twice in one batch (the one behind o1's write): in the order they came,
+    # and the older never wins.
+    commits = 0
+    both = [writes.submit(("o1", 2)), writes.submit(("o0", 3)), writes.submit(("o0", 2))]
+    assert await asyncio.gather(*both) == [True, True, False]
+    assert commits == 2
+    assert (await _versions(engine))["o0"] == 3
 
 
-async def test_a_bad_write_fails_only_its_own_caller(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        await _rows(engine, ["a", "b", "c"])
-        writes = GroupCommit(engine, _write)
-        results = await asyncio.gather(
-            writes.submit(("a", 1)),  # alone: the others arrive while it is written
-            writes.submit(("b", 1)),
-            writes.submit(("c", -1)),
-            writes.submit(("c", 1)),
-            return_exceptions=True,
-        )
-        assert results[:2] == [True, True] and results[3] is True
-        assert isinstance(results[2], ValueError)
-        assert await _versions(engine) == {"a": 1, "b": 1, "c": 1}
-    finally:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
-        await engine.dispose()
+async def test_a_bad_write_fails_only_its_own_caller(engine: AsyncEngine) -> None:
+    await _rows(engine, ["a", "b", "c"])
+    writes = GroupCommit(engine, _write)
+    results = await asyncio.gather(
+        writes.submit(("a", 1)),  # alone: the others arrive while it is written
+        writes.submit(("b", 1)),
+        writes.submit(("c", -1)),
+        writes.submit(("c", 1)),
+        return_exceptions=True,
+    )
+    assert results[:2] == [True, True] and results[3] is True
+    assert isinstance(results[2], ValueError)
+    assert await _versions(engine) == {"a": 1, "b": 1, "c": 1}
 
 
 async def test_a_batch_ends_for_the_others_when_its_starter_is_cancelled(
-    database_url: str,
+    engine: AsyncEngine,
 ) -> None:
-    engine = create_engine(database_url)
-    try:
-        await _rows(engine, ["a", "b", "c"])
-        entered = asyncio.Event()
+    await _rows(engine, ["a", "b", "c"])
+    entered = asyncio.Event()
 
-        async def slow(conn: AsyncConnection, item: tuple[str, int]) -> bool:
-            entered.set()
-            await asyncio.sleep(0.05)
-            return await _write(conn, item)
+    async def slow(conn: AsyncConnection, item: tuple[str, int]) -> bool:
+        entered.set()
+        await asyncio.sleep(0.05)
+        return await _write(conn, item)
 
-        writes = GroupCommit(engine, slow)
-        alone = asyncio.create_task(writes.submit(("a", 1)))
-        await entered.wait()  # a is being written; b and c wait for the next turn
-        entered.clear()
-        b = asyncio.create_task(writes.submit(("b", 1)))
-        c = asyncio.create_task(writes.submit(("c", 1)))
-        assert await alone is True
-        await entered.wait()  # b's task writes the batch of b and c
-        b.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await b
-        async with asyncio.timeout(10):
-            assert await c is True
-        assert (await _versions(engine))["c"] == 1
-    finally:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
-        await engine.dispose()
+    writes = GroupCommit(engine, slow)
+    alone = asyncio.create_task(writes.submit(("a", 1)))
+    await entered.wait()  # a is being written; b and c wait for the next turn
+    entered.clear()
+    b = asyncio.create_task(writes.submit(("b", 1)))
+    c = asyncio.create_task(writes.submit(("c", 1)))
+    assert await alone is True
+    await entered.wait()  # b's task writes the batch of b and c
+    b.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    async with asyncio.timeout(10):
+        assert await c is True
+    assert (await _versions(engine))["c"] == 1
