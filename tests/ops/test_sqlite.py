@@ -1,10 +1,13 @@
-"""One writer of a process at a time on SQLite (``db.engine``): a process's write transactions
-wait their turn on the event loop instead of in SQLite's busy handler, whose sleeps grow to
-100 ms while the lock is free; SQLite's own wait stays for the other processes on the file.
+"""SQLite as printflow drives it (``db.sqlite``).
 
-Each test sets SQLite's busy timeout of the engine's connections to 0, so that a write which
-finds the file's lock taken fails at once instead of waiting in SQLite: where these tests pass,
-no write of the process waited there.
+One writer of a process at a time: a process's write transactions wait their turn on the event
+loop instead of in SQLite's busy handler, whose sleeps grow to 100 ms while the lock is free;
+SQLite's own wait stays for the other processes on the file. Each of those tests sets SQLite's
+busy timeout of the engine's connections to 0, so that a write which finds the file's lock taken
+fails at once instead of waiting in SQLite: where these tests pass, no write of the process
+waited there.
+
+One trip to aiosqlite's thread per statement, with everything SQLAlchemy reads of a cursor.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
@@ -132,5 +136,65 @@ async def test_a_writer_cancelled_as_its_turn_comes_stops(tmp_path: Path) -> Non
         async with engine.connect() as conn:
             ids = (await conn.execute(text("SELECT id FROM rows ORDER BY id"))).scalars().all()
         assert ids == [1, 3]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_is_one_trip_to_the_connections_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call into aiosqlite's thread is a wake-up of it and then of the event loop; a
+    statement used to make four (open a cursor, execute, fetch the rows, close the cursor)."""
+    engine = _engine(tmp_path / "trips.db")
+    try:
+        await _table(engine)
+        trips = 0
+        execute = aiosqlite.Connection._execute
+
+        async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await execute(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async with engine.connect() as conn:
+            trips = 0
+            await conn.execute(text("INSERT INTO rows (id, writer) VALUES (1, 1), (2, 2)"))
+            assert trips == 1
+            rows = (await conn.execute(text("SELECT id, writer FROM rows ORDER BY id"))).all()
+            assert trips == 2
+            await conn.commit()
+        assert [tuple(r) for r in rows] == [(1, 1), (2, 2)]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_tells_what_sqlalchemy_asks_of_a_cursor(tmp_path: Path) -> None:
+    """Rows and their column names, the rows an UPDATE changed, the id an INSERT made, many
+    parameter sets at once, and SQLite's errors as SQLAlchemy's."""
+    engine = _engine(tmp_path / "cursor.db")
+    try:
+        await _table(engine)
+        async with engine.begin() as conn:
+            made = await conn.execute(text("INSERT INTO rows (writer) VALUES (7)"))
+            assert made.lastrowid == 1
+            await conn.execute(
+                text("INSERT INTO rows (id, writer) VALUES (:id, :w)"),
+                [{"id": 10, "w": 1}, {"id": 11, "w": 1}, {"id": 12, "w": 2}],
+            )
+            changed = await conn.execute(text("UPDATE rows SET writer = 3 WHERE writer = 1"))
+            assert changed.rowcount == 2
+            none = await conn.execute(text("SELECT id, writer FROM rows WHERE id = -1"))
+            assert list(none.keys()) == ["id", "writer"] and none.all() == []
+            found = await conn.execute(text("SELECT id AS key, writer FROM rows ORDER BY id"))
+            assert [r._asdict() for r in found] == [
+                {"key": 1, "writer": 7},
+                {"key": 10, "writer": 3},
+                {"key": 11, "writer": 3},
+                {"key": 12, "writer": 2},
+            ]
+            with pytest.raises(IntegrityError):
+                await conn.execute(text("INSERT INTO rows (id, writer) VALUES (1, 0)"))
+        assert await _count(engine) == 4
     finally:
         await engine.dispose()
