@@ -2,7 +2,8 @@
 
 - the file's pragmas: WAL, so readers never wait for the writer; foreign keys on;
 - one writer of a process at a time, waiting on the event loop (``one_writer_at_a_time``);
-- one trip to the connection's thread per statement (``Driver``).
+- one trip to the connection's thread per statement, none for a commit or rollback after only
+  reads (``Driver``).
 
 aiosqlite runs each connection's calls on a thread of its own; every call is a trip there and
 back through the event loop's wake-up pipe. SQLAlchemy's adapter makes four per statement (open
@@ -118,6 +119,20 @@ class _Cursor(AsyncAdapt_aiosqlite_cursor):
 class _Connection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = _Cursor
+
+    # sqlite3 begins a transaction at the first write: after only reads (a GET) there is none,
+    # and its commit or rollback would be a trip to the thread to do nothing.
+    def commit(self) -> None:
+        if self._in_transaction():
+            super().commit()
+
+    def rollback(self) -> None:
+        if self._in_transaction():
+            super().rollback()
+
+    def _in_transaction(self) -> bool:
+        connection = self._connection._connection
+        return connection is not None and connection.in_transaction
 
 
 class Driver(AsyncAdapt_aiosqlite_dbapi):

@@ -164,7 +164,14 @@ async def test_a_statement_is_one_trip_to_the_connections_thread(
             rows = (await conn.execute(text("SELECT id, writer FROM rows ORDER BY id"))).all()
             assert trips == 2
             await conn.commit()
+            assert trips == 3
         assert [tuple(r) for r in rows] == [(1, 1), (2, 2)]
+        # Only reads: no transaction began, and none is rolled back when the pool takes the
+        # connection back.
+        trips = 0
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT count(*) FROM rows"))
+        assert trips == 1
     finally:
         await engine.dispose()
 
