@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from limits import RateLimitItemPerSecond
 from sqlmodel import col, func, select
 from temporalio.testing import WorkflowEnvironment
 
-from api.perimeter import Limiter, Rate, RateLimits, parse_rate
+from api.perimeter import InProcessCounts, Limiter, Rate, RateLimits, parse_rate
 from db.models import IdempotentRequest, RequestLog
 from tests.cases.console import Console
 from tests.helpers.api import ADMIN_TOKEN, Api, order_json, running_api
@@ -210,6 +212,51 @@ async def test_two_api_processes_on_one_redis_share_one_limit(
                 assert 1 <= int(other.headers["Retry-After"]) <= 60
             else:
                 assert other.status_code == 200, other.text
+
+
+async def test_counting_in_memory_hands_nothing_to_a_thread_however_many_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """limits' own in-process storage cleaned up after each count by handing each caller's
+    entries to a thread in turn: with 1,000 callers in the window a request cost 15 ms of CPU.
+    Ours cleans up on the event loop, at most once a second."""
+    trips = 0
+    to_thread = asyncio.to_thread
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await to_thread(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    limiter = Limiter("memory://")
+    item = RateLimitItemPerSecond(5, 1)
+    for caller in range(300):
+        assert await limiter.hit(item, "rate", f"caller-{caller}")
+        await asyncio.sleep(0)  # a clean-up task, if one was started, runs here
+    assert trips == 0
+    # The window still counts: a sixth within the second is refused.
+    assert all([await limiter.hit(item, "rate", "caller-0") for _ in range(4)])
+    assert not await limiter.hit(item, "rate", "caller-0")
+
+
+async def test_counts_of_callers_gone_quiet_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = Limiter("memory://")
+    storage = limiter.storage
+    assert isinstance(storage, InProcessCounts)
+    short, long = RateLimitItemPerSecond(5, 1), RateLimitItemPerSecond(5, 600)
+    for caller in range(50):
+        await limiter.hit(short, "rate", f"caller-{caller}")
+    await limiter.hit(long, "rate", "patient")
+    assert len(storage.events) == 51
+    # Ten seconds on, the next count after a second without a clean-up starts one.
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 10)
+    storage._swept -= storage.SWEEP_EVERY
+    await limiter.hit(long, "rate", "patient")
+    assert len(storage.events) == 1
+    assert len(next(iter(storage.events.values()))) == 2
+    assert set(storage.locks) <= set(storage.events)
 
 
 async def test_a_rate_limit_storage_that_fails_lets_requests_through(tmp_path: Path) -> None:
