@@ -4,26 +4,15 @@ in their order and its own reprints oldest first, and an order with neither gets
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.services.orders import _timelines
-from db.engine import create_engine, session_factory
+from db.engine import session_factory
 from db.models import Claim, Merchant, Order, OrderEvent
 
 T0 = datetime(2026, 12, 5, 4, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def _order(n: int) -> Order:
