@@ -10,15 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.services.orders import _timelines
 from db.engine import session_factory
-from db.models import Claim, Merchant, Order, OrderEvent
+from db.models import Claim, Order, OrderEvent
+from tests.helpers.webhook_delivery import add_merchant
 
 T0 = datetime(2026, 12, 5, 4, 0, tzinfo=UTC)
 
 
-def _order(n: int) -> Order:
+def _order(n: int, merchant_id: str) -> Order:
     return Order(
         id=f"ord_{n}",
-        merchant_id="mer_1",
+        merchant_id=merchant_id,
         order_reference_id=f"ref-{n}",
         support_id=f"PF-{n:08d}",
         request_hash="h",
@@ -31,10 +32,10 @@ def _order(n: int) -> Order:
     )
 
 
-def _claim(original: int, reprint: int, at: datetime) -> Claim:
+def _claim(original: int, reprint: int, at: datetime, merchant_id: str) -> Claim:
     return Claim(
         id=f"clm_{reprint}",
-        merchant_id="mer_1",
+        merchant_id=merchant_id,
         original_order_id=f"ord_{original}",
         new_order_id=f"ord_{reprint}",
         reason="damaged",
@@ -44,19 +45,9 @@ def _claim(original: int, reprint: int, at: datetime) -> Claim:
 
 
 async def test_each_order_gets_its_own_timeline_and_reprints_in_order(engine: AsyncEngine) -> None:
+    merchant_id = await add_merchant(engine, webhook_url=None)
     async with session_factory(engine)() as session:
-        session.add(
-            Merchant(
-                id="mer_1",
-                name="Shop",
-                support_email="shop@example.com",
-                api_key_hash="k" * 64,
-                api_key_prefix="pf_k",
-                webhook_secret="s",
-                created_at=T0,
-            )
-        )
-        session.add_all(_order(n) for n in range(1, 7))
+        session.add_all(_order(n, merchant_id) for n in range(1, 7))
         await session.flush()
         # Written out of order: a timeline comes by its seq, reprints by when they were claimed.
         session.add_all(
@@ -67,9 +58,9 @@ async def test_each_order_gets_its_own_timeline_and_reprints_in_order(engine: As
                 ),
                 OrderEvent(order_id="ord_2", seq=1, at=T0, type="created"),
                 OrderEvent(order_id="ord_1", seq=2, at=T0 + timedelta(minutes=2), type="printed"),
-                _claim(1, 5, T0 + timedelta(minutes=9)),
-                _claim(1, 4, T0 + timedelta(minutes=1)),
-                _claim(2, 6, T0 + timedelta(minutes=5)),
+                _claim(1, 5, T0 + timedelta(minutes=9), merchant_id),
+                _claim(1, 4, T0 + timedelta(minutes=1), merchant_id),
+                _claim(2, 6, T0 + timedelta(minutes=5), merchant_id),
             ]
         )
         await session.commit()
