@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers
@@ -91,18 +91,18 @@ async def _merchant(
     return merchant
 
 
+# Built once: SQLAlchemy would otherwise build the statement again for every request.
+_BY_KEY = select(Merchant).where(
+    or_(
+        col(Merchant.api_key_hash) == bindparam("digest"),
+        col(Merchant.previous_api_key_hash) == bindparam("digest"),
+    )
+)
+
+
 async def _merchant_of(session: AsyncSession, api_key: str) -> Merchant | None:
     digest = hash_credential(api_key)
-    merchant = (
-        await session.exec(
-            select(Merchant).where(
-                or_(
-                    col(Merchant.api_key_hash) == digest,
-                    col(Merchant.previous_api_key_hash) == digest,
-                )
-            )
-        )
-    ).first()
+    merchant = (await session.exec(_BY_KEY, params={"digest": digest})).first()
     return merchant if merchant is not None and merchants.accepts_key(merchant, digest) else None
 
 
