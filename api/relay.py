@@ -68,6 +68,10 @@ def _backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2**attempts), MAX_BACKOFF)
 
 
+# A workflow's input and the keyword arguments of its start.
+Start = tuple[Any, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Relay:
     """What one relay starts: the row's table, its outbox table and the outbox's key (the row's
@@ -84,21 +88,33 @@ class Relay:
     search_attributes: Callable[[Any], Any]
     details: bool = False  # the outbox keeps the workflow's static details too
 
-    def start(self, settings: Settings, row: Any, start: Any) -> tuple[Any, dict[str, Any]]:
+    def start(self, settings: Settings, row: Any, start: Any) -> Start:
+        """The workflow's input and start options, from the rows as stored."""
+        return self.start_of(
+            settings,
+            row.id,
+            self.input.model_validate(row.workflow_input),
+            self.state.model_validate(row.state),
+            start,
+        )
+
+    def start_of(
+        self, settings: Settings, row_id: str, inp: BaseModel, state: BaseModel, start: Any
+    ) -> Start:
         """The workflow's input and start options; the state is ignored by Temporal if the
         workflow runs already, so it starts with the row as created."""
         options: dict[str, Any] = {
-            "id": row.id,
+            "id": row_id,
             "task_queue": settings.task_queue,
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
             "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
             "task_timeout": settings.workflow_task_timeout,
-            "search_attributes": self.search_attributes(self.state.model_validate(row.state)),
+            "search_attributes": self.search_attributes(state),
             "static_summary": start.static_summary,
         }
         if self.details:
             options["static_details"] = start.static_details
-        return self.input.model_validate(row.workflow_input), options
+        return inp, options
 
 
 ORDERS = Relay(
@@ -167,9 +183,14 @@ class WorkflowStarter:
         self._started: set[str] = set()  # started, outbox row not deleted yet
         self._forgetting: asyncio.Task[None] | None = None
 
-    def start_soon(self, row_id: str) -> None:
-        """Starts the row's workflow in the background (called after the 201 is sent)."""
-        task = asyncio.create_task(self._start(row_id))
+    def start_soon(self, row_id: str, start: Start | None = None) -> None:
+        """Starts the row's workflow in the background (called after the 201 is sent).
+
+        ``start``: the input and options of the rows the caller has just committed
+        (``Relay.start_of``), which are then not read back. Should the workflow have started
+        meanwhile (an update-with-start), this start finds it (USE_EXISTING), or finds it
+        closed and starts nothing (REJECT_DUPLICATE), as a start after a read would."""
+        task = asyncio.create_task(self._start(row_id, start))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -214,16 +235,19 @@ class WorkflowStarter:
             await session.commit()
             return bool(result.rowcount)
 
-    async def _start(self, row_id: str) -> int:
+    async def _start(self, row_id: str, given: Start | None = None) -> int:
         relay = self.relay
         async with self._sessions() as session:
-            row = await session.get(relay.row, row_id)
-            start = await session.get(relay.outbox, row_id)
-            if row is None or start is None:
-                return 0  # started already (by another process, or by an update-with-start)
-            inp, options = relay.start(self._settings, row, start)
-            attempts = start.attempts
-            await session.commit()  # no connection held while Temporal answers
+            if given is None:
+                row = await session.get(relay.row, row_id)
+                start = await session.get(relay.outbox, row_id)
+                if row is None or start is None:
+                    return 0  # started already (by another process, or by an update-with-start)
+                inp, options = relay.start(self._settings, row, start)
+                attempts = start.attempts
+                await session.commit()  # no connection held while Temporal answers
+            else:
+                (inp, options), attempts = given, 0
             try:
                 await self._client.start_workflow(relay.run, inp, **options)
             except WorkflowAlreadyStartedError:

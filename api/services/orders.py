@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, NotFound, Unavailable
 from api.pagination import newest_first
-from api.relay import OrderStarter, start_operation
+from api.relay import ORDERS, OrderStarter, start_operation
 from api.schemas import OrderPublic
 from api.services.quotes import order_terms
 from api.services.updates import OrderUpdate, applied, run_update
@@ -125,8 +125,11 @@ async def create_order(
         inp = inp.model_copy(update={"support_id": generate_support_id()})
         state = new_state(inp)
         created_event = created_event_of(state)
-        if await _insert(session, settings, merchant, facility, inp, state, digest):
-            starter.start_soon(inp.order_id)
+        start = await _insert(session, settings, merchant, facility, inp, state, digest)
+        if start is not None:
+            starter.start_soon(
+                inp.order_id, ORDERS.start_of(settings, inp.order_id, inp, state, start)
+            )
             return order_public(state, [created_event], utcnow()), True
         existing = (
             await session.exec(
@@ -177,12 +180,16 @@ async def _insert(
     inp: OrderInput,
     state: OrderState,
     digest: str,
-) -> bool:
+) -> OrderStart | None:
     """Commits the order's row (with its first projection and timeline event) and its start
-    request in one transaction; False, rolled back, when a unique key refused the row."""
+    request (returned) in one transaction; None, rolled back, when a unique key refused the row.
+
+    Three INSERTs on the session's connection: the ORM's unit of work would cost more than the
+    statements themselves, for rows nobody reads back in this request."""
     received_at, body = inp.received_at, inp.order
     created_event = created_event_of(state)
     assert inp.support_id is not None
+    # The row is born with the order's first projection, so the workflow need not write one.
     row = Order(
         id=inp.order_id,
         merchant_id=merchant.id,
@@ -200,32 +207,29 @@ async def _insert(
         created_at=received_at,
         updated_at=received_at,
     )
-    # The row is born with the order's first projection, so the workflow need not write one.
-    session.add(row)
-    session.add(
-        OrderStart(
-            order_id=row.id,
-            due_at=received_at + settings.start_sweep_after,
-            static_summary=f"Order {body.order_reference_id} of {merchant.name}, "
-            f"printed in {facility.name}"[:400],
-            static_details=f"first: {_first_wait(inp, state)}"[:400],
-        )
+    start = OrderStart(
+        order_id=row.id,
+        due_at=received_at + settings.start_sweep_after,
+        static_summary=f"Order {body.order_reference_id} of {merchant.name}, "
+        f"printed in {facility.name}"[:400],
+        static_details=f"first: {_first_wait(inp, state)}"[:400],
     )
-    session.add(
-        OrderEvent(
-            order_id=row.id,
-            seq=created_event.seq,
-            at=created_event.at,
-            type=created_event.type,
-            detail=created_event.detail,
-        )
+    event = OrderEvent(
+        order_id=row.id,
+        seq=created_event.seq,
+        at=created_event.at,
+        type=created_event.type,
+        detail=created_event.detail,
     )
+    connection = await session.connection()
     try:
+        for table, values in ((Order, row), (OrderStart, start), (OrderEvent, event)):
+            await connection.execute(sa.insert(table), values.model_dump())
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        return False
-    return True
+        return None
+    return start
 
 
 def _first_wait(inp: OrderInput, state: OrderState) -> str:

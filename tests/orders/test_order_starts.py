@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 from temporalio.client import Client
 
-from api.relay import OrderStarter
-from db.models import OrderStart
+from api.relay import ORDERS, OrderStarter
+from db.models import Order, OrderStart
 from domain.orders import Status
 from tests.conftest import suite_converter
 from tests.helpers.api import Api, order_json, started
@@ -112,3 +112,34 @@ async def test_an_order_can_be_canceled_before_its_workflow_ever_started(api: Ap
     again = await api.client.post(f"/v1/orders/{order_id}/cancel", json={}, headers=key)
     assert again.status_code == 409, again.text
     assert again.json()["error"]["code"] == "order_canceled"
+
+
+async def test_a_start_handed_over_by_create_never_starts_a_closed_order_again(api: Api) -> None:
+    """Create hands its start to the relay without a read back (``start_soon(id, start)``). If
+    an update-with-start ran first and the order closed, that start finds it and starts
+    nothing: one run, still canceled."""
+    key = Api.auth(await api.merchant())
+    down = OrderStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
+    api.app.state.starter = down
+    created = await api.client.post("/v1/orders", json=order_json("OUT-4"), headers=key)
+    order_id = created.json()["id"]
+    await down.close()
+    canceled = await api.client.post(f"/v1/orders/{order_id}/cancel", json={}, headers=key)
+    assert canceled.json()["status"] == "canceled", canceled.text
+    handle = api.temporal.get_workflow_handle(order_id)
+    await handle.result()
+    first_run = (await handle.describe()).run_id
+
+    async with api.app.state.sessions() as session:
+        row, outbox = await session.get(Order, order_id), await session.get(OrderStart, order_id)
+        assert row is not None and outbox is not None
+        given = ORDERS.start(api.settings, row, outbox)
+    late = OrderStarter(api.app.state.sessions, api.temporal, api.settings)
+    late.start_soon(order_id, given)
+    await late.close()
+
+    runs = [r async for r in api.temporal.list_workflows(f"WorkflowId = '{order_id}'")]
+    assert [r.run_id for r in runs] == [first_run]
+    assert (await handle.describe()).run_id == first_run
+    await api.until(key, order_id, lambda o: o["status"] == "canceled")
+    await _until_outbox_empty(api)  # the workflow ran: its start request is done
