@@ -22,14 +22,17 @@ import logging
 import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from functools import partial
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from types import CodeType
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import _runner as sandbox_runner
 
 from activities.alerts import ConfigurationAlerts
 from activities.attempts import AttemptsAlert
@@ -67,8 +70,37 @@ WORKFLOWS: Sequence[type] = (
     CustomerContactWorkflow,
 )
 
+
+@lru_cache(maxsize=64)
+def _compiled(code: str) -> CodeType:
+    return compile(code, "<string>", "exec")  # the name exec() gives a string
+
+
+class _CompiledOnce(sandbox_runner._Instance):
+    """The SDK's sandboxed workflow instance, compiling each of its few code strings once.
+
+    temporalio 1.35 crosses into the sandbox with ``exec`` of a source string, which Python
+    compiles again every time: at each activation, and at each payload encoded or decoded with
+    a payload codec (``get_serialization_context``, for the codec's context). With encrypted
+    payloads that compiling was about 7 % of the worker's CPU (py-spy, creates and orders of
+    the cost bench). The strings are the SDK's own, a handful per workflow class; ``exec`` of
+    the compiled code object runs the same code. Relies on the SDK's private ``_Instance``
+    (temporalio is pinned): ``tests/ops/test_sandbox.py`` fails if it changes shape."""
+
+    def _run_code(self, code: str, **extra_globals: Any) -> None:
+        super()._run_code(_compiled(code), **extra_globals)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class WorkflowRunner(SandboxedWorkflowRunner):
+    """The SDK's sandbox, with ``_CompiledOnce`` instances."""
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _CompiledOnce(det, self.runner_class, self.restrictions)
+
+
 # Pydantic validates e-mail addresses lazily; those modules are deterministic and safe to share.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+WORKFLOW_RUNNER = WorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
 
