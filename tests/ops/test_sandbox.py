@@ -12,8 +12,8 @@ from temporalio.worker.workflow_sandbox import _runner as sandbox_runner
 
 from domain.orders import Status
 from tests.helpers.workflows import Recorder, order_input, order_worker, sleep_until, state_of
-from workflows.orders import OrderWorkflow
 from worker import WORKFLOW_RUNNER, _compiled
+from workflows.orders import OrderWorkflow
 
 
 def test_the_sdk_instance_still_has_the_shape_the_runner_relies_on() -> None:
