@@ -13,12 +13,13 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -333,6 +334,13 @@ async def get_order(session: AsyncSession, merchant: Merchant, order_id: str) ->
     return await render(session, OrderState.model_validate_json(state))
 
 
+# Lists show each order's state: its workflow input, the larger of its two JSON columns, is
+# neither read nor decoded (and reading it by mistake raises instead of a query per row).
+_LISTED = select(Order).options(
+    defer(cast(QueryableAttribute[Any], Order.workflow_input), raiseload=True)
+)
+
+
 async def list_orders(
     session: AsyncSession,
     merchant: Merchant,
@@ -345,7 +353,7 @@ async def list_orders(
 ) -> tuple[list[OrderPublic], str | None]:
     """The merchant's orders, newest first; ``support_id`` as a customer typed it (any case,
     spaces around it) or a 422 that says what a Support ID looks like."""
-    query = select(Order).where(Order.merchant_id == merchant.id)
+    query = _LISTED.where(Order.merchant_id == merchant.id)
     if support_id is not None:
         try:
             wanted = normalize_support_id(support_id)
@@ -454,7 +462,7 @@ async def search_orders(
 ) -> tuple[list[OrderState], str | None]:
     """The merchant's orders that match ``search``, newest first (``api.pagination``), as their
     workflows last projected them (without timelines: a list needs none)."""
-    query = select(Order).where(Order.merchant_id == merchant.id)
+    query = _LISTED.where(Order.merchant_id == merchant.id)
     if search.status is not None:
         query = query.where(Order.status == search.status.value)
     if search.created_from is not None:
