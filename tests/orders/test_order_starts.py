@@ -32,6 +32,17 @@ async def _unreachable_temporal() -> Client:
     return await Client.connect("127.0.0.1:1", lazy=True, data_converter=suite_converter())
 
 
+async def _created_while_temporal_is_down(api: Api, key: dict[str, str], reference: str) -> str:
+    """An order answered 201 by an API process that cannot reach Temporal: its start waits in
+    the outbox."""
+    down = OrderStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
+    api.app.state.starter = down
+    created = await api.client.post("/v1/orders", json=order_json(reference), headers=key)
+    assert created.status_code == 201, created.text
+    await down.close()
+    return str(created.json()["id"])
+
+
 async def _until_outbox_empty(api: Api) -> None:
     # Started rows are deleted in batches, a moment after their start.
     async def emptied() -> bool:
@@ -92,11 +103,7 @@ async def test_a_failed_start_stays_in_the_outbox_until_a_sweep_starts_it(api: A
 
 async def test_an_order_can_be_canceled_before_its_workflow_ever_started(api: Api) -> None:
     key = Api.auth(await api.merchant())
-    down = OrderStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
-    api.app.state.starter = down
-    created = await api.client.post("/v1/orders", json=order_json("OUT-3"), headers=key)
-    order_id = created.json()["id"]
-    await down.close()
+    order_id = await _created_while_temporal_is_down(api, key, "OUT-3")
     assert len(await _outbox(api)) == 1
 
     # The cancel carries the start with it (update-with-start): one round trip, one workflow.
@@ -119,11 +126,7 @@ async def test_a_start_handed_over_by_create_never_starts_a_closed_order_again(a
     an update-with-start ran first and the order closed, that start finds it and starts
     nothing: one run, still canceled."""
     key = Api.auth(await api.merchant())
-    down = OrderStarter(api.app.state.sessions, await _unreachable_temporal(), api.settings)
-    api.app.state.starter = down
-    created = await api.client.post("/v1/orders", json=order_json("OUT-4"), headers=key)
-    order_id = created.json()["id"]
-    await down.close()
+    order_id = await _created_while_temporal_is_down(api, key, "OUT-4")
     canceled = await api.client.post(f"/v1/orders/{order_id}/cancel", json={}, headers=key)
     assert canceled.json()["status"] == "canceled", canceled.text
     handle = api.temporal.get_workflow_handle(order_id)
