@@ -92,7 +92,7 @@ class _CompiledOnce(sandbox_runner._Instance):
 
 
 @dataclass(frozen=True)
-class WorkflowRunner(SandboxedWorkflowRunner):
+class SandboxRunner(SandboxedWorkflowRunner):
     """The SDK's sandbox, with ``_CompiledOnce`` instances."""
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
@@ -100,7 +100,7 @@ class WorkflowRunner(SandboxedWorkflowRunner):
 
 
 # Pydantic validates e-mail addresses lazily; those modules are deterministic and safe to share.
-WORKFLOW_RUNNER = WorkflowRunner(
+WORKFLOW_RUNNER = SandboxRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
 
