@@ -256,6 +256,20 @@ def test_the_promise_moves_with_the_cutoff_without_the_catalog() -> None:
     )
 
 
+def test_remembered_promise_dates_are_each_callers_own() -> None:
+    """The dates are remembered per facility and cutoff: a caller that changes its estimate
+    changes nobody else's, and another holiday list is another answer."""
+    promise = ShipPromise(production_days=2, transit_min_days=1, transit_max_days=3)
+    cutoff = _at(2025, 12, 24, 0)
+    first_ships_by, first = promise_dates("Europe/Berlin", promise, cutoff)
+    first.earliest = date(2000, 1, 1)
+    ships_by, again = promise_dates("Europe/Berlin", promise, cutoff)
+    assert again is not first and ships_by == first_ships_by
+    assert (again.earliest, again.latest) == (date(2025, 12, 26), date(2025, 12, 30))
+    closed = promise.model_copy(update={"closed_dates": [date(2025, 12, 25), date(2025, 12, 26)]})
+    assert promise_dates("Europe/Berlin", closed, cutoff)[0] == _at(2025, 12, 30, 0)
+
+
 def test_a_late_order_is_estimated_to_ship_by_the_end_of_the_next_business_day() -> None:
     """Late on the Thursday before Easter in Berlin: Good Friday and Easter Monday are closed,
     so the new estimate is Tuesday, and the window counts from there."""
