@@ -25,8 +25,8 @@ from temporalio import activity
 from activities.read_model import GroupCommit, insert_once, write_newer
 from contracts.orders import Projection, with_large_parts
 from db.models import Order, OrderEvent
+from db.order_rows import event_rows, state_columns
 from domain.orders import OrderState
-from domain.portal import search_columns
 
 if TYPE_CHECKING:
     from activities.webhooks.emitter import WebhookEmitter
@@ -63,27 +63,7 @@ async def _write(conn: AsyncConnection, projection: Projection) -> OrderState:
             # An order started before Support IDs: its row has one (the migration gave
             # it), and its webhooks show it as the API does.
             state = state.model_copy(update={"support_id": row.support_id})
-    wrote = await write_newer(
-        conn,
-        Order,
-        state.order_id,
-        state,
-        status=state.status.value,
-        facility_id=state.facility.id,
-        cutoff_at=state.cutoff_at,
-        ships_by=state.ships_by,
-        shipped_at=state.shipments[0].shipped_at if state.shipments else None,
-        **search_columns(state.shipping_address),
-    )
-    events = [
-        {
-            "order_id": state.order_id,
-            "seq": e.seq,
-            "at": e.at,
-            "type": e.type,
-            "detail": e.detail,
-        }
-        for e in projection.new_events
-    ]
+    wrote = await write_newer(conn, Order, state.order_id, state, **state_columns(state))
+    events = event_rows(state.order_id, projection.new_events)
     await insert_once(conn, OrderEvent, events, replace=wrote)
     return state

@@ -27,6 +27,7 @@ Pure: the caller passes ``now``; the only lookups are the ``holidays`` package's
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -124,7 +125,7 @@ def _public_holidays(country: str, year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays(country, years=year))
 
 
-def _calendar(timezone: str, closed: list[date]) -> Calendar:
+def _calendar(timezone: str, closed: Iterable[date]) -> Calendar:
     return Calendar(timezone=timezone, hours=_WEEKDAYS, closed_dates=frozenset(closed))
 
 
@@ -145,41 +146,20 @@ def promise_dates(
     from the next business day. The window's dates are the local days by whose end the
     transit's min and max business days have passed.
     """
-    ships_by, earliest, latest = _promise_dates(
-        timezone,
-        promise.production_days,
-        promise.transit_min_days,
-        promise.transit_max_days,
-        tuple(promise.closed_dates),
-        cutoff,
-    )
-    return ships_by, DeliveryEstimate(earliest=earliest, latest=latest)
-
-
-@functools.lru_cache(maxsize=1024)
-def _promise_dates(
-    timezone: str,
-    production_days: int,
-    transit_min_days: int,
-    transit_max_days: int,
-    closed_dates: tuple[date, ...],
-    cutoff: datetime,
-) -> tuple[datetime, date, date]:
-    """``promise_dates`` as plain values, remembered: every order and quote for a facility
-    until its next cutoff asks the same (about 80 % of a quote's CPU when computed each time).
-    Immutable values, so no caller can change what the next one gets."""
-    calendar = _calendar(timezone, list(closed_dates))
-    ships_by = add(calendar, cutoff, timedelta(days=production_days))
-    return (
-        ships_by,
-        _local_day(calendar, ships_by, transit_min_days),
-        _local_day(calendar, ships_by, transit_max_days),
-    )
+    ships_by = _ships_by(timezone, tuple(promise.closed_dates), cutoff, promise.production_days)
+    return ships_by, delivery_window(timezone, promise, ships_by)
 
 
 def delivery_window(timezone: str, promise: ShipPromise, ships_by: datetime) -> DeliveryEstimate:
     """The delivery window of a parcel that leaves the facility by ``ships_by``."""
-    return _window(_calendar(timezone, promise.closed_dates), ships_by, promise)
+    earliest, latest = _window(
+        timezone,
+        tuple(promise.closed_dates),
+        ships_by,
+        promise.transit_min_days,
+        promise.transit_max_days,
+    )
+    return DeliveryEstimate(earliest=earliest, latest=latest)
 
 
 def late_estimate(
@@ -192,11 +172,20 @@ def late_estimate(
     )
 
 
-def _window(calendar: Calendar, ships_by: datetime, promise: ShipPromise) -> DeliveryEstimate:
-    return DeliveryEstimate(
-        earliest=_local_day(calendar, ships_by, promise.transit_min_days),
-        latest=_local_day(calendar, ships_by, promise.transit_max_days),
-    )
+# The business-day arithmetic, remembered: every order and quote for a facility asks the same
+# until its next cutoff, and computing it was about 80 % of a quote's CPU. Plain, immutable
+# values, so no caller can change what the next one gets.
+@functools.lru_cache(maxsize=1024)
+def _ships_by(timezone: str, closed: tuple[date, ...], cutoff: datetime, days: int) -> datetime:
+    return add(_calendar(timezone, closed), cutoff, timedelta(days=days))
+
+
+@functools.lru_cache(maxsize=1024)
+def _window(
+    timezone: str, closed: tuple[date, ...], ships_by: datetime, min_days: int, max_days: int
+) -> tuple[date, date]:
+    calendar = _calendar(timezone, closed)
+    return _local_day(calendar, ships_by, min_days), _local_day(calendar, ships_by, max_days)
 
 
 def _products(catalog: Catalog, items: list[tuple[str, int]]) -> list[Product]:

@@ -120,7 +120,7 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     glibc gives each new thread that allocates an arena of its own, up to eight per core. The
     API starts threads all the time (aiosqlite's, one per connection; the executor's), and the
     free pieces left between live allocations across many arenas cannot be handed back: its
-    resident memory climbed half a megabyte a minute for as long as a soak ran. With two arenas
+    resident memory climbed about 0.4 MB a minute for as long as a soak ran. With two arenas
     it stays flat (docs/performance.md, "What grows in the API"). Called before the process
     starts any thread; a no-op where the C library is not glibc. Returns whether it capped.
     """

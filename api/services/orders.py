@@ -33,6 +33,7 @@ from api.services.updates import OrderUpdate, applied, run_update
 from contracts.orders import whole_answer
 from db.engine import utcnow
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
+from db.order_rows import event_rows, state_columns
 from domain.facilities import Facilities, Facility
 from domain.orders import (
     Action,
@@ -47,7 +48,6 @@ from domain.orders import (
 from domain.orders import (
     created_event as created_event_of,
 )
-from domain.portal import search_columns
 from domain.schedule import describe_cutoff
 from domain.support_ids import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.views import order_public
@@ -126,7 +126,9 @@ async def create_order(
         inp = inp.model_copy(update={"support_id": generate_support_id()})
         state = new_state(inp)
         created_event = created_event_of(state)
-        start = await _insert(session, settings, merchant, facility, inp, state, digest)
+        start = await _insert(
+            session, settings, merchant, facility, inp, state, created_event, digest
+        )
         if start is not None:
             starter.start_soon(
                 inp.order_id, ORDERS.start_of(settings, inp.order_id, inp, state, start)
@@ -180,6 +182,7 @@ async def _insert(
     facility: Facility,
     inp: OrderInput,
     state: OrderState,
+    created_event: TimelineEvent,
     digest: str,
 ) -> OrderStart | None:
     """Commits the order's row (with its first projection and timeline event) and its start
@@ -188,44 +191,32 @@ async def _insert(
     Three INSERTs on the session's connection: the ORM's unit of work would cost more than the
     statements themselves, for rows nobody reads back in this request."""
     received_at, body = inp.received_at, inp.order
-    created_event = created_event_of(state)
-    assert inp.support_id is not None
     # The row is born with the order's first projection, so the workflow need not write one.
-    row = Order(
-        id=inp.order_id,
-        merchant_id=merchant.id,
-        order_reference_id=body.order_reference_id,
-        support_id=inp.support_id,
-        request_hash=digest,
-        workflow_input=inp.model_dump(mode="json"),
-        status=state.status.value,
-        facility_id=facility.id,
-        cutoff_at=state.cutoff_at,
-        ships_by=state.ships_by,
-        **search_columns(state.shipping_address),
-        state=state.model_dump(mode="json"),
-        version=state.version,
-        created_at=received_at,
-        updated_at=received_at,
-    )
+    row = {
+        "id": inp.order_id,
+        "merchant_id": merchant.id,
+        "order_reference_id": body.order_reference_id,
+        "support_id": inp.support_id,
+        "request_hash": digest,
+        "workflow_input": inp.model_dump(mode="json"),
+        **state_columns(state),
+        "state": state.model_dump(mode="json"),
+        "version": state.version,
+        "created_at": received_at,
+        "updated_at": received_at,
+    }
     start = OrderStart(
-        order_id=row.id,
+        order_id=inp.order_id,
         due_at=received_at + settings.start_sweep_after,
         static_summary=f"Order {body.order_reference_id} of {merchant.name}, "
         f"printed in {facility.name}"[:400],
         static_details=f"first: {_first_wait(inp, state)}"[:400],
     )
-    event = OrderEvent(
-        order_id=row.id,
-        seq=created_event.seq,
-        at=created_event.at,
-        type=created_event.type,
-        detail=created_event.detail,
-    )
     connection = await session.connection()
     try:
-        for table, values in ((Order, row), (OrderStart, start), (OrderEvent, event)):
-            await connection.execute(sa.insert(table), values.model_dump())
+        await connection.execute(sa.insert(Order), row)
+        await connection.execute(sa.insert(OrderStart), start.model_dump())
+        await connection.execute(sa.insert(OrderEvent), event_rows(inp.order_id, [created_event]))
         await session.commit()
     except IntegrityError:
         await session.rollback()
