@@ -54,7 +54,13 @@ from domain.preflight import preflight_task_queue
 from integrations.files import FileFetcher
 from integrations.mail import Mailer
 from runtime.settings import Settings
-from runtime.startup import ConfigError, check_config, configure_process, temporal_runtime
+from runtime.startup import (
+    ConfigError,
+    check_config,
+    configure_process,
+    freeze_startup_heap,
+    temporal_runtime,
+)
 from workflows.cases import SupportCaseWorkflow
 from workflows.client import connect, enqueue_deliveries, ensure_search_attributes
 from workflows.contacts import CustomerContactWorkflow
@@ -272,6 +278,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             len(workers) - 2,
             settings.temporal_address,
         )
+        # Everything the worker keeps is built: out of the garbage collector's rounds.
+        freeze_startup_heap()
         async with AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)

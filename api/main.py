@@ -60,6 +60,7 @@ from runtime.startup import (
     StartupGate,
     check_static,
     configure_process,
+    freeze_startup_heap,
     temporal_runtime,
 )
 from workflows.client import connect, ensure_search_attributes
@@ -118,6 +119,9 @@ def create_app(
                 )
             ),
         ]
+        if process:
+            # Everything the API keeps is built: out of the garbage collector's rounds.
+            freeze_startup_heap()
         try:
             yield
         finally:

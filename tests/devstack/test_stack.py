@@ -159,6 +159,11 @@ def test_the_whole_stack_starts_replaces_a_crashed_worker_and_stops(stack: Stack
         assert signed.status_code == 303, signed.text
         assert "Signed in as Test Agent" in console.get("/support").text
 
+    # Both took what they built at start-up out of the garbage collector's rounds.
+    for name in ("api", "worker"):
+        log = (stack.data_dir / "logs" / f"{name}.log").read_text()
+        assert re.search(r"started: \d{5,} objects kept out of the garbage collector", log), name
+
     assert stack.kill_worker() == -signal.SIGKILL
     assert _gone(pids["worker"])
     stack.start_worker()  # returns once the new worker polls the task queue
