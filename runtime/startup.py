@@ -140,13 +140,13 @@ def freeze_startup_heap() -> int:
     collector's rounds for good; returns how many objects that is.
 
     A full collection visits every object the collector tracks, and every request and workflow
-    task of the process waits meanwhile (it holds the interpreter lock): about 90 ms in a started
-    API on this machine, each time. What start-up made lives as long as the process, so visiting
-    it again never frees anything. Frozen (``gc.freeze``), it is not visited any more: a full
-    collection visits what the process made since. The price: a start-up object that becomes
-    garbage in a reference cycle later is never freed. Called once, when start-up is done, after
-    a collection that frees what start-up left behind (docs/performance.md, "Garbage
-    collection").
+    task of the process waits meanwhile (it holds the interpreter lock): 90 to 120 ms in a
+    started API on this machine, each time. What start-up made lives as long as the process, so
+    visiting it again never frees anything. Frozen (``gc.freeze``), it is not visited any more:
+    a full collection visits what the process made since. The price: a start-up object that
+    becomes garbage in a reference cycle later is never freed. Called once, when start-up is
+    done, after a collection that frees what start-up left behind (docs/performance.md,
+    "Garbage collection").
     """
     gc.collect()
     gc.freeze()
