@@ -39,12 +39,11 @@ async def record_event(
     """Records the event once and signals it to the order's workflow (see the module doc)."""
     # The two columns it needs, not the order's state and workflow input decoded.
     query = select(Order.facility_id, Order.status).where(Order.id == body.order_id)
-    order = (await session.exec(query)).first()
-    if order is None or order[0] != facility.id:
+    facility_id, order_status = (await session.exec(query)).first() or (None, "")
+    if facility_id != facility.id:
         raise NotFound(
             f"no order {body.order_id} at facility {facility.id}", code="order_not_found"
         )
-    order_status = order[1]
     received_at = utcnow()
     session.add(_row(facility, body, received_at))
     try:
