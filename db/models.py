@@ -278,6 +278,9 @@ class ProductionEvent(SQLModel, table=True):
     type: str = Field(max_length=32)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     received_at: datetime = _utc(nullable=False)
+    # Set once the order's workflow has the event (or, for a closed order, its timeline does);
+    # until then the facility's retry with the same event_id passes it again.
+    passed_at: datetime | None = _utc(nullable=True)
 
 
 class Claim(SQLModel, table=True):

@@ -1,10 +1,16 @@
 """Facilities report back: ``POST /v1/production/events`` with the facility's bearer token.
 
 An event is recorded once per facility and ``event_id`` (the ``production_events`` primary key:
-each facility numbers its own events) and then signaled to the order's workflow, which alone
-decides what it means for the order. The insert and the signal share one transaction: if the
-signal fails, the insert is rolled back and the facility gets a 503, so its retry is not
-mistaken for a duplicate and the event is not lost.
+each facility numbers its own events), then signaled to the order's workflow, which alone
+decides what it means for the order, and then marked passed (``passed_at``).
+
+The insert commits before the signal: the database is not held while Temporal answers (on
+SQLite, a write transaction holds the whole file, and every order created meanwhile would wait
+for it). If the signal fails, or the API stops before it, the row stays unpassed and the facility
+gets a 503 or no answer; its retry with the same ``event_id`` finds the row and signals it again.
+The workflow ignores an ``event_id`` it has seen, so a signal repeated after a lost answer changes
+nothing; a repeat of a passed event signals nothing, so a looping facility cannot grow the
+order's history.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,7 +43,7 @@ MAX_EVENTS_PER_ORDER = 50
 async def record_event(
     session: AsyncSession, temporal: Client, facility: Facility, body: ProductionEventIn
 ) -> EventAccepted:
-    """Records the event once and signals it to the order's workflow (see the module doc)."""
+    """Records the event once and passes it to the order's workflow (see the module doc)."""
     # The two columns it needs, not the order's state and workflow input decoded.
     query = select(Order.facility_id, Order.status).where(Order.id == body.order_id)
     facility_id, order_status = (await session.exec(query)).first() or (None, "")
@@ -44,13 +51,61 @@ async def record_event(
         raise NotFound(
             f"no order {body.order_id} at facility {facility.id}", code="order_not_found"
         )
-    received_at = utcnow()
-    session.add(_row(facility, body, received_at))
+    recorded, duplicate = await _insert(session, facility, body)
+    if recorded.passed_at is not None:
+        return EventAccepted(duplicate=True)
+    # What was recorded is what the order gets: a retry's body does not replace it.
+    event = ProductionEventIn.model_validate(recorded.payload) if duplicate else body
+    try:
+        await temporal.get_workflow_handle(body.order_id).signal(
+            OrderWorkflow.facility_event,
+            ProductionSignal(event=event, received_at=recorded.received_at),
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            log.warning("event %s not signaled: %s", body.event_id, err.message)
+            raise Unavailable(
+                "the event is recorded but could not be passed to the order; "
+                "retry with the same event_id"
+            ) from None
+        # The order's workflow has closed: keep the report in its timeline, change nothing.
+        await _record_for_closed_order(session, facility, event, recorded.received_at, order_status)
+        return EventAccepted(duplicate=duplicate)
+    await session.exec(_passed(facility, body))
+    await session.commit()
+    return EventAccepted(duplicate=duplicate)
+
+
+async def _insert(
+    session: AsyncSession, facility: Facility, body: ProductionEventIn
+) -> tuple[ProductionEvent, bool]:
+    """The event's row, committed, and whether it was there before (this facility reported the
+    same ``event_id`` for this order earlier; for another order it is a 409: not a retry, and
+    dropping it as a duplicate would lose a real event)."""
+    row = ProductionEvent(
+        event_id=body.event_id,
+        order_id=body.order_id,
+        facility_id=facility.id,
+        type=body.type,
+        payload=body.model_dump(mode="json"),
+        received_at=utcnow(),
+    )
+    session.add(row)
     try:
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        return await _duplicate(session, facility, body)
+        seen = await session.get(ProductionEvent, _key(facility, body))
+        if seen is None:  # the insert it lost to was rolled back after all
+            raise Unavailable(
+                "the event could not be recorded; retry with the same event_id"
+            ) from None
+        if seen.order_id != body.order_id:
+            raise Conflict(
+                f"event_id {body.event_id} was already used for another order",
+                code="event_id_conflict",
+            ) from None
+        return seen, True
     reported = (
         await session.exec(select(func.count()).where(ProductionEvent.order_id == body.order_id))
     ).one()
@@ -63,32 +118,20 @@ async def record_event(
             "no more are accepted",
             code="too_many_events",
         )
-
-    try:
-        await temporal.get_workflow_handle(body.order_id).signal(
-            OrderWorkflow.facility_event, ProductionSignal(event=body, received_at=received_at)
-        )
-    except RPCError as err:
-        await session.rollback()
-        if err.status != RPCStatusCode.NOT_FOUND:
-            log.warning("event %s not signaled: %s", body.event_id, err.message)
-            raise Unavailable(
-                "the event could not be passed to the order; retry with the same event_id"
-            ) from None
-        # The order's workflow has closed: keep the report in its timeline, change nothing.
-        return await _record_for_closed_order(session, facility, body, received_at, order_status)
     await session.commit()
-    return EventAccepted(duplicate=False)
+    return row, False
 
 
-def _row(facility: Facility, body: ProductionEventIn, received_at: datetime) -> ProductionEvent:
-    return ProductionEvent(
-        event_id=body.event_id,
-        order_id=body.order_id,
-        facility_id=facility.id,
-        type=body.type,
-        payload=body.model_dump(mode="json"),
-        received_at=received_at,
+def _passed(facility: Facility, body: ProductionEventIn) -> Any:
+    """Sets ``passed_at`` unless another request did (the statement's rowcount says which)."""
+    return (
+        update(ProductionEvent)
+        .where(
+            ProductionEvent.facility_id == facility.id,  # type: ignore[arg-type]
+            ProductionEvent.event_id == body.event_id,  # type: ignore[arg-type]
+            ProductionEvent.passed_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(passed_at=utcnow())
     )
 
 
@@ -96,46 +139,36 @@ def _key(facility: Facility, body: ProductionEventIn) -> dict[str, str]:
     return {"facility_id": facility.id, "event_id": body.event_id}
 
 
-async def _duplicate(
-    session: AsyncSession, facility: Facility, body: ProductionEventIn
-) -> EventAccepted:
-    seen = await session.get(ProductionEvent, _key(facility, body))
-    if seen is not None and seen.order_id != body.order_id:
-        # Not a retry: dropping it as a duplicate would lose a real event.
-        raise Conflict(
-            f"event_id {body.event_id} was already used for another order",
-            code="event_id_conflict",
-        )
-    return EventAccepted(duplicate=True)
-
-
 async def _record_for_closed_order(
     session: AsyncSession,
     facility: Facility,
-    body: ProductionEventIn,
+    event: ProductionEventIn,
     at: datetime,
     status: str,
-) -> EventAccepted:
-    """The event and an ``event_ignored`` timeline entry, in one transaction.
+) -> None:
+    """Marks the event passed and adds an ``event_ignored`` timeline entry, in one transaction.
 
     No workflow writes this timeline any more; only concurrent reports race for the next seq,
-    and the loser of a race simply tries the following one.
+    and the loser of a race simply tries the following one. A retry of the same event that
+    marked it first has added the entry already.
     """
     detail: dict[str, Any] = {
-        "event": body.type,
-        "event_id": body.event_id,
+        "event": event.type,
+        "event_id": event.event_id,
         "why": f"the order is closed ({status})",
     }
     for _ in range(5):
+        if not (await session.exec(_passed(facility, event))).rowcount:
+            await session.rollback()
+            return
         last = (
             await session.exec(
-                select(func.max(OrderEvent.seq)).where(OrderEvent.order_id == body.order_id)
+                select(func.max(OrderEvent.seq)).where(OrderEvent.order_id == event.order_id)
             )
         ).one()
-        session.add(_row(facility, body, at))
         session.add(
             OrderEvent(
-                order_id=body.order_id,
+                order_id=event.order_id,
                 seq=(last or 0) + 1,
                 at=at,
                 type=EventType.EVENT_IGNORED,
@@ -144,9 +177,7 @@ async def _record_for_closed_order(
         )
         try:
             await session.commit()
-            return EventAccepted(duplicate=False)
+            return
         except IntegrityError:
             await session.rollback()
-        if await session.get(ProductionEvent, _key(facility, body)) is not None:
-            return await _duplicate(session, facility, body)
-    raise Unavailable("the event could not be recorded; retry with the same event_id")
+    raise Unavailable("the event is recorded but could not be passed; retry with the same event_id")

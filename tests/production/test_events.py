@@ -6,10 +6,21 @@ facility's token; webhooks go to a real receiver that verifies every signature.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlmodel import func, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    SignalWorkflowInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
 from db.models import ProductionEvent
@@ -23,6 +34,57 @@ async def _events_stored(api: FullApi, order_id: str) -> int:
         query = select(func.count()).select_from(ProductionEvent)
         result = await session.exec(query.where(ProductionEvent.order_id == order_id))
         return int(result.one())
+
+
+async def _stored(api: FullApi, event_id: str) -> ProductionEvent:
+    async with api.app.state.sessions() as session:
+        query = select(ProductionEvent).where(ProductionEvent.event_id == event_id)
+        return (await session.exec(query)).one()
+
+
+async def _reports_signaled(api: FullApi, order_id: str) -> int:
+    """How many facility reports the order's workflow history holds, repeats included."""
+    history = await api.temporal.get_workflow_handle(order_id).fetch_history()
+    return sum(
+        e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and e.workflow_execution_signaled_event_attributes.signal_name == "facility_event"
+        for e in history.events
+    )
+
+
+class _Signals(Interceptor):
+    """The API's signals to workflows, on a real client, as Temporal answers them when it is
+    down (``refuse``: UNAVAILABLE) or slow (each waits for ``release``)."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        signals = self
+
+        class Outbound(OutboundInterceptor):
+            async def signal_workflow(self, input: SignalWorkflowInput) -> None:
+                if signals.refuse:
+                    raise RPCError("the service is unavailable", RPCStatusCode.UNAVAILABLE, b"")
+                signals.waiting.set()
+                await signals.release.wait()
+                await super().signal_workflow(input)
+
+        return Outbound(next)
+
+
+@asynccontextmanager
+async def _signals(api: FullApi, signals: _Signals) -> AsyncIterator[_Signals]:
+    """The API process signals through ``signals`` meanwhile."""
+    reachable = api.app.state.temporal
+    api.app.state.temporal = Client(**{**reachable.config(), "interceptors": [signals]})
+    try:
+        yield signals
+    finally:
+        signals.release.set()
+        api.app.state.temporal = reachable
 
 
 async def test_printed_two_packages_and_delivered_reach_the_order_and_its_webhooks(
@@ -124,6 +186,58 @@ async def test_a_repeated_event_id_is_a_no_op(full_api: FullApi) -> None:
     assert clash.json()["error"]["code"] == "event_id_conflict"
 
 
+async def test_a_report_temporal_did_not_take_is_kept_and_passed_by_the_retry(
+    full_api: FullApi,
+) -> None:
+    """The insert commits before the signal, so a 503 leaves the event recorded but not passed:
+    the facility's retry with the same event_id passes it, once; later repeats signal nothing."""
+    api = full_api
+    key = Api.auth(await api.merchant())
+    order = await api.in_production(key)
+    oid = order["id"]
+    body = {"event_id": "lost-" + uuid.uuid4().hex, "order_id": oid, "type": "printed"}
+    auth = {"Authorization": f"Bearer {TOKENS['reykjavik']}"}
+    async with _signals(api, _Signals(refuse=True)):
+        refused = await api.client.post("/v1/production/events", json=body, headers=auth)
+    assert refused.status_code == 503, refused.text
+    assert "retry with the same event_id" in refused.json()["error"]["message"]
+    kept = await _stored(api, body["event_id"])
+    assert (kept.order_id, kept.passed_at) == (oid, None)
+    assert (await api.order(key, oid))["status"] == "in_production"
+    assert await _reports_signaled(api, oid) == 0
+
+    retried = await api.client.post("/v1/production/events", json=body, headers=auth)
+    assert (retried.status_code, retried.json()) == (202, {"accepted": True, "duplicate": True})
+    assert (await _stored(api, body["event_id"])).passed_at is not None
+    printed = await api.until(key, oid, lambda o: o["status"] == "printed")
+    assert [e["type"] for e in printed["events"]].count("printed") == 1
+
+    for _ in range(3):
+        again = await api.client.post("/v1/production/events", json=body, headers=auth)
+        assert again.json() == {"accepted": True, "duplicate": True}
+    assert await _reports_signaled(api, oid) == 1
+    assert await _events_stored(api, oid) == 1
+
+
+async def test_orders_are_taken_while_a_report_waits_for_temporal(full_api: FullApi) -> None:
+    """A report does not hold the database while its signal waits for Temporal: on SQLite its
+    write transaction would hold the whole file, and an order created meanwhile would wait."""
+    api = full_api
+    key = Api.auth(await api.merchant())
+    order = await api.in_production(key)
+    async with _signals(api, _Signals()) as held:
+        report = asyncio.create_task(api.event(order["id"], "printed"))
+        await asyncio.wait_for(held.waiting.wait(), 30)
+        created = await asyncio.wait_for(
+            api.client.post("/v1/orders", json=order_json("WHILE-HELD"), headers=key), 30
+        )
+        assert created.status_code == 201, created.text
+        assert not report.done()
+        held.release.set()
+        assert (await report).status_code == 202
+    await api.until(key, order["id"], lambda o: o["status"] == "printed")
+
+
 async def test_two_facilities_may_use_the_same_event_id(full_api: FullApi) -> None:
     """Each facility numbers its own events: Berlin's report is not Reykjavik's duplicate."""
     api = full_api
@@ -197,8 +311,10 @@ async def test_an_event_for_a_closed_order_is_kept_and_the_status_stays(full_api
     assert canceled.status_code == 200, canceled.text
     await api.temporal.get_workflow_handle(oid).result()  # the workflow has closed
 
-    late = await api.event(oid, "printed", facility="berlin")
+    late = await api.event(oid, "printed", facility="berlin", event_id="late-" + oid)
     assert late.status_code == 202 and late.json()["duplicate"] is False
+    repeated = await api.event(oid, "printed", facility="berlin", event_id="late-" + oid)
+    assert repeated.json() == {"accepted": True, "duplicate": True}
     order = await api.order(key, oid)
     assert order["status"] == "canceled"
     last = order["events"][-1]
