@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel
 
 from db.engine import create_engine
@@ -282,6 +283,62 @@ async def test_support_ids_are_given_to_every_existing_order(empty_database_url:
         await engine.dispose()
 
 
+async def _printed_order(connection: AsyncConnection, now: datetime) -> None:
+    """Merchant ``mer_1`` and its order ``ord_1``, printed at Berlin, as rows of any revision
+    since support ids."""
+    await connection.execute(
+        text(
+            "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
+            "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
+            "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
+        ),
+        {"h": "0" * 64, "now": now},
+    )
+    await connection.execute(
+        text(
+            "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
+            "workflow_input, status, facility_id, state, version, created_at, "
+            "updated_at, support_id) VALUES ('ord_1', 'mer_1', 'R-1', 'x', '{}', "
+            "'printed', 'berlin', '{}', 1, :now, :now, 'PF-ABCDEFGH')"
+        ),
+        {"now": now},
+    )
+
+
+async def test_facility_events_from_before_count_as_passed(empty_database_url: str) -> None:
+    """Before ``passed_at``, a report was recorded in the transaction of its signal: every stored
+    report reached its order, so none is signaled again when the facility repeats it."""
+    await migrate(empty_database_url, "d3f4a5b6c758")
+    engine = create_engine(empty_database_url)
+    received = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    try:
+        async with engine.begin() as connection:
+            await _printed_order(connection, received)
+            await connection.execute(
+                text(
+                    "INSERT INTO production_events (event_id, order_id, facility_id, type, "
+                    "payload, received_at) VALUES ('evt-1', 'ord_1', 'berlin', 'printed', "
+                    "'{}', :at)"
+                ),
+                {"at": received},
+            )
+        await migrate(empty_database_url)
+        async with engine.connect() as connection:
+            passed = await connection.execute(text("SELECT passed_at FROM production_events"))
+            assert [_utc(row[0]) for row in passed.all()] == [received]
+            assert await connection.run_sync(_diff) == []
+        await downgrade(empty_database_url, "d3f4a5b6c758")
+        await migrate(empty_database_url)
+    finally:
+        await engine.dispose()
+
+
+def _utc(value: Any) -> datetime:
+    """A timestamp as SQLite (ISO text) or PostgreSQL (an aware datetime) gives it back."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 async def test_facility_event_ids_become_unique_per_facility(empty_database_url: str) -> None:
     """Events stored under the old key (event_id alone) survive the new one, (facility_id,
     event_id); then a second facility may report an id another used, the same facility may
@@ -295,23 +352,7 @@ async def test_facility_event_ids_become_unique_per_facility(empty_database_url:
     )
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
-                    "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
-                    "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
-                ),
-                {"h": "0" * 64, "now": now},
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
-                    "workflow_input, status, facility_id, state, version, created_at, "
-                    "updated_at, support_id) VALUES ('ord_1', 'mer_1', 'R-1', 'x', '{}', "
-                    "'printed', 'berlin', '{}', 1, :now, :now, 'PF-ABCDEFGH')"
-                ),
-                {"now": now},
-            )
+            await _printed_order(connection, now)
             await connection.execute(insert, {"e": "evt-1", "f": "berlin", "now": now})
 
         await migrate(empty_database_url)
