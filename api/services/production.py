@@ -19,7 +19,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -122,7 +122,7 @@ async def _insert(
     return row, False
 
 
-def _passed(facility: Facility, body: ProductionEventIn) -> Any:
+def _passed(facility: Facility, body: ProductionEventIn) -> Update:
     """Sets ``passed_at`` unless another request did (the statement's rowcount says which)."""
     return (
         update(ProductionEvent)
