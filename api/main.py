@@ -47,6 +47,7 @@ from api.routes import (
     team,
     webhooks,
 )
+from api.services.production import pass_recorded_forever
 from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from domain.catalog import load_catalog
@@ -107,12 +108,14 @@ def create_app(
         app.state.case_starter = CaseStarter(app.state.sessions, app.state.temporal, cfg)
         app.state.contact_starter = ContactStarter(app.state.sessions, app.state.temporal, cfg)
         starters = [app.state.starter, app.state.case_starter, app.state.contact_starter]
-        # The relay's sweeps, the failed-request log's pruning, the metrics' refresh.
+        # The relay's sweeps, the failed-request log's pruning, facility reports not yet passed
+        # to their orders, the metrics' refresh.
         background = [
             *(asyncio.create_task(starter.run()) for starter in starters),
             asyncio.create_task(
                 prune_forever(app.state.sessions, app.state.temporal, cfg.idempotency_ttl)
             ),
+            asyncio.create_task(pass_recorded_forever(app.state.sessions, app.state.temporal)),
             asyncio.create_task(
                 app.state.metrics.refresh_forever(
                     engine, cfg.metrics_refresh_interval.total_seconds()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.types import TypeDecorator
@@ -271,6 +272,15 @@ class ProductionEvent(SQLModel, table=True):
     """
 
     __tablename__ = "production_events"
+    __table_args__ = (
+        # The sweep's rows: recorded and not passed (a handful at most, whatever the table's size).
+        Index(
+            "ix_production_events_unpassed",
+            "received_at",
+            sqlite_where=text("passed_at IS NULL"),
+            postgresql_where=text("passed_at IS NULL"),
+        ),
+    )
 
     facility_id: str = Field(primary_key=True, max_length=64)
     event_id: str = Field(primary_key=True, max_length=100)
@@ -279,7 +289,8 @@ class ProductionEvent(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     received_at: datetime = _utc(nullable=False)
     # Set once the order's workflow has the event (or, for a closed order, its timeline does);
-    # until then the facility's retry with the same event_id passes it again.
+    # until then the facility's retry with the same event_id passes it again, or the API's sweep
+    # does (api.services.production).
     passed_at: datetime | None = _utc(nullable=True)
 
 

@@ -8,15 +8,18 @@ The insert commits before the signal: the database is not held while Temporal an
 SQLite, a write transaction holds the whole file, and every order created meanwhile would wait
 for it). If the signal fails, or the API stops before it, the row stays unpassed and the facility
 gets a 503 or no answer; its retry with the same ``event_id`` finds the row and signals it again.
-The workflow ignores an ``event_id`` it has seen, so a signal repeated after a lost answer changes
-nothing; a repeat of a passed event signals nothing, so a looping facility cannot grow the
-order's history.
+Should the facility give up, the sweep (``pass_recorded_forever``, in every API process) passes
+rows left unpassed for ``SWEEP_EVERY``. The workflow ignores an ``event_id`` it has seen, so a
+signal repeated after a lost answer, or by two processes at once, changes nothing; a repeat of a
+passed event signals nothing, so a looping facility cannot grow the order's history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Update, update
@@ -38,6 +41,9 @@ from workflows.orders import OrderWorkflow
 log = logging.getLogger("printflow.api.production")
 
 MAX_EVENTS_PER_ORDER = 50
+# How often each API process sweeps, and how long a row waits unpassed before a sweep takes it
+# (a request that is still signaling it is not raced).
+SWEEP_EVERY = timedelta(minutes=1)
 
 
 async def record_event(
@@ -57,23 +63,79 @@ async def record_event(
     # What was recorded is what the order gets: a retry's body does not replace it.
     event = ProductionEventIn.model_validate(recorded.payload) if duplicate else body
     try:
-        await temporal.get_workflow_handle(body.order_id).signal(
+        await _pass(session, temporal, recorded, event, order_status)
+    except RPCError as err:
+        log.warning("event %s not signaled: %s", body.event_id, err.message)
+        raise Unavailable(
+            "the event is recorded but could not be passed to the order; "
+            "retry with the same event_id"
+        ) from None
+    return EventAccepted(duplicate=duplicate)
+
+
+async def pass_recorded(
+    sessions: Callable[[], AsyncSession],
+    temporal: Client,
+    older_than: timedelta = SWEEP_EVERY,
+    limit: int = 100,
+) -> int:
+    """Passes the reports recorded at least ``older_than`` ago and never passed, oldest first;
+    how many. Stops at the first signal Temporal does not take (it raises), for the next
+    sweep."""
+    query = (
+        select(ProductionEvent, Order.status)
+        .join(Order, Order.id == ProductionEvent.order_id)  # type: ignore[arg-type]
+        .where(
+            ProductionEvent.passed_at.is_(None),  # type: ignore[union-attr]
+            ProductionEvent.received_at <= utcnow() - older_than,  # type: ignore[operator]
+        )
+        .order_by(ProductionEvent.received_at)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    async with sessions() as session:
+        rows = (await session.exec(query)).all()
+    for row, status in rows:
+        async with sessions() as session:
+            event = ProductionEventIn.model_validate(row.payload)
+            await _pass(session, temporal, row, event, status)
+    return len(rows)
+
+
+async def pass_recorded_forever(sessions: Callable[[], AsyncSession], temporal: Client) -> None:
+    """``pass_recorded`` every ``SWEEP_EVERY`` until cancelled; a failure waits for the next."""
+    while True:
+        try:
+            passed = await pass_recorded(sessions, temporal)
+            if passed:
+                log.warning("passed %d facility reports whose signal had not gone through", passed)
+        except Exception as err:  # noqa: BLE001 - Temporal or the database down: next time
+            log.warning("passing recorded facility reports failed: %s", type(err).__name__)
+        await asyncio.sleep(SWEEP_EVERY.total_seconds())
+
+
+async def _pass(
+    session: AsyncSession,
+    temporal: Client,
+    recorded: ProductionEvent,
+    event: ProductionEventIn,
+    order_status: str,
+) -> None:
+    """Signals the recorded event to its order's workflow and marks it passed; for an order
+    whose workflow has closed, marks it passed with an ``event_ignored`` timeline entry
+    instead. Raises the ``RPCError`` of a signal Temporal did not take."""
+    try:
+        await temporal.get_workflow_handle(event.order_id).signal(
             OrderWorkflow.facility_event,
             ProductionSignal(event=event, received_at=recorded.received_at),
         )
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
-            log.warning("event %s not signaled: %s", body.event_id, err.message)
-            raise Unavailable(
-                "the event is recorded but could not be passed to the order; "
-                "retry with the same event_id"
-            ) from None
+            raise
         # The order's workflow has closed: keep the report in its timeline, change nothing.
-        await _record_for_closed_order(session, facility, event, recorded.received_at, order_status)
-        return EventAccepted(duplicate=duplicate)
-    await session.exec(_passed(facility, body))
+        await _record_for_closed_order(session, recorded, event, order_status)
+        return
+    await session.exec(_passed(recorded.facility_id, event.event_id))
     await session.commit()
-    return EventAccepted(duplicate=duplicate)
 
 
 async def _insert(
@@ -95,7 +157,8 @@ async def _insert(
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        seen = await session.get(ProductionEvent, _key(facility, body))
+        key = {"facility_id": facility.id, "event_id": body.event_id}
+        seen = await session.get(ProductionEvent, key)
         if seen is None:  # the insert it lost to was rolled back after all
             raise Unavailable(
                 "the event could not be recorded; retry with the same event_id"
@@ -122,29 +185,21 @@ async def _insert(
     return row, False
 
 
-def _passed(facility: Facility, body: ProductionEventIn) -> Update:
+def _passed(facility_id: str, event_id: str) -> Update:
     """Sets ``passed_at`` unless another request did (the statement's rowcount says which)."""
     return (
         update(ProductionEvent)
         .where(
-            ProductionEvent.facility_id == facility.id,  # type: ignore[arg-type]
-            ProductionEvent.event_id == body.event_id,  # type: ignore[arg-type]
+            ProductionEvent.facility_id == facility_id,  # type: ignore[arg-type]
+            ProductionEvent.event_id == event_id,  # type: ignore[arg-type]
             ProductionEvent.passed_at.is_(None),  # type: ignore[union-attr]
         )
         .values(passed_at=utcnow())
     )
 
 
-def _key(facility: Facility, body: ProductionEventIn) -> dict[str, str]:
-    return {"facility_id": facility.id, "event_id": body.event_id}
-
-
 async def _record_for_closed_order(
-    session: AsyncSession,
-    facility: Facility,
-    event: ProductionEventIn,
-    at: datetime,
-    status: str,
+    session: AsyncSession, recorded: ProductionEvent, event: ProductionEventIn, status: str
 ) -> None:
     """Marks the event passed and adds an ``event_ignored`` timeline entry, in one transaction.
 
@@ -158,7 +213,7 @@ async def _record_for_closed_order(
         "why": f"the order is closed ({status})",
     }
     for _ in range(5):
-        if not (await session.exec(_passed(facility, event))).rowcount:
+        if not (await session.exec(_passed(recorded.facility_id, event.event_id))).rowcount:
             await session.rollback()
             return
         last = (
@@ -170,7 +225,7 @@ async def _record_for_closed_order(
             OrderEvent(
                 order_id=event.order_id,
                 seq=(last or 0) + 1,
-                at=at,
+                at=recorded.received_at,
                 type=EventType.EVENT_IGNORED,
                 detail=detail,
             )

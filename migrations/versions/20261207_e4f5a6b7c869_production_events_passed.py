@@ -3,7 +3,8 @@
 A report is recorded first and signaled to the order's workflow after its insert commits, so the
 database is not held while Temporal answers. A row without ``passed_at`` was recorded but not yet
 passed (Temporal did not answer, or the API stopped in between): the facility's retry with the
-same ``event_id`` passes it. Every row written before was passed in the insert's transaction, so
+same ``event_id`` passes it, or the API's sweep does, found by a partial index on the rows not
+passed. Every row written before was passed in the insert's transaction, so
 it gets its ``received_at``.
 
 Revision ID: e4f5a6b7c869
@@ -24,12 +25,22 @@ depends_on: str | Sequence[str] | None = None
 TABLE = "production_events"
 
 
+INDEX = "ix_production_events_unpassed"
+UNPASSED = sa.text("passed_at IS NULL")
+
+
 def upgrade() -> None:
     op.add_column(TABLE, sa.Column("passed_at", sa.DateTime(timezone=True), nullable=True))
     events = sa.table(TABLE, sa.column("received_at"), sa.column("passed_at"))
     op.execute(events.update().values(passed_at=events.c.received_at))
+    op.create_index(INDEX, TABLE, ["received_at"], sqlite_where=UNPASSED, postgresql_where=UNPASSED)
 
 
 def downgrade() -> None:
-    if "passed_at" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(TABLE)}:
+    # Step by step what is still there: SQLite keeps DDL that a later step of the same run
+    # refused, and the downgrade then runs again.
+    inspector = sa.inspect(op.get_bind())
+    if INDEX in {i["name"] for i in inspector.get_indexes(TABLE)}:
+        op.drop_index(INDEX, table_name=TABLE)
+    if "passed_at" in {c["name"] for c in inspector.get_columns(TABLE)}:
         op.drop_column(TABLE, "passed_at")

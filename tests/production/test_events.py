@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import func, select
@@ -23,6 +24,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.webhooks.emitter import ON_HOLD, SHIPMENT_CREATED, STATUS_UPDATED
+from api.services.production import pass_recorded
 from db.models import ProductionEvent
 from tests.helpers.api import Api, order_json
 from tests.helpers.polling import apoll
@@ -217,6 +219,32 @@ async def test_a_report_temporal_did_not_take_is_kept_and_passed_by_the_retry(
         assert again.json() == {"accepted": True, "duplicate": True}
     assert await _reports_signaled(api, oid) == 1
     assert await _events_stored(api, oid) == 1
+
+
+async def test_reports_whose_facility_gave_up_are_passed_by_the_sweep(full_api: FullApi) -> None:
+    """A report Temporal refused whose facility never retried: the API's sweep passes it, to an
+    open order as a signal and to a closed one as a timeline entry, each once."""
+    api = full_api
+    key = Api.auth(await api.merchant())
+    running = await api.in_production(key)
+    created = await api.client.post("/v1/orders", json=order_json(country="DE"), headers=key)
+    closed = created.json()["id"]
+    canceled = await api.client.post(f"/v1/orders/{closed}/cancel", json={}, headers=key)
+    assert canceled.status_code == 200, canceled.text
+    await api.temporal.get_workflow_handle(closed).result()
+    async with _signals(api, _Signals(refuse=True)):
+        assert (await api.event(running["id"], "printed")).status_code == 503
+        assert (await api.event(closed, "printed", facility="berlin")).status_code == 503
+    sessions = api.app.state.sessions
+
+    assert await pass_recorded(sessions, api.temporal) == 0  # not a minute old yet
+    assert await pass_recorded(sessions, api.temporal, older_than=timedelta(0)) == 2
+    assert await pass_recorded(sessions, api.temporal, older_than=timedelta(0)) == 0
+    await api.until(key, running["id"], lambda o: o["status"] == "printed")
+    assert await _reports_signaled(api, running["id"]) == 1
+    order = await api.order(key, closed)
+    assert order["status"] == "canceled"
+    assert [e["type"] for e in order["events"]].count("event_ignored") == 1
 
 
 async def test_orders_are_taken_while_a_report_waits_for_temporal(full_api: FullApi) -> None:
