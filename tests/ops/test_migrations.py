@@ -197,6 +197,33 @@ def test_the_command_line_downgrades_and_reports(empty_database_url: str) -> Non
     assert asyncio.run(current_revision(empty_database_url)) is None
 
 
+async def _merchant(connection: AsyncConnection, now: datetime) -> None:
+    """Merchant ``mer_1``, as a row of any revision."""
+    await connection.execute(
+        text(
+            "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
+            "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
+            "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
+        ),
+        {"h": "0" * 64, "now": now},
+    )
+
+
+async def _printed_order(connection: AsyncConnection, now: datetime) -> None:
+    """Merchant ``mer_1`` and its order ``ord_1``, printed at Berlin, as rows of any revision
+    since support ids."""
+    await _merchant(connection, now)
+    await connection.execute(
+        text(
+            "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
+            "workflow_input, status, facility_id, state, version, created_at, "
+            "updated_at, support_id) VALUES ('ord_1', 'mer_1', 'R-1', 'x', '{}', "
+            "'printed', 'berlin', '{}', 1, :now, :now, 'PF-ABCDEFGH')"
+        ),
+        {"now": now},
+    )
+
+
 async def test_support_ids_are_given_to_every_existing_order(empty_database_url: str) -> None:
     """Orders stored before Support IDs each get a fresh, unique one (back-filled in batches of
     1000, so 1205 orders take two), their timelines and start requests untouched; then the
@@ -207,14 +234,7 @@ async def test_support_ids_are_given_to_every_existing_order(empty_database_url:
     count = 1205
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
-                    "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
-                    "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
-                ),
-                {"h": "0" * 64, "now": now},
-            )
+            await _merchant(connection, now)
             await connection.execute(
                 text(
                     "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
@@ -281,28 +301,6 @@ async def test_support_ids_are_given_to_every_existing_order(empty_database_url:
             assert left == count
     finally:
         await engine.dispose()
-
-
-async def _printed_order(connection: AsyncConnection, now: datetime) -> None:
-    """Merchant ``mer_1`` and its order ``ord_1``, printed at Berlin, as rows of any revision
-    since support ids."""
-    await connection.execute(
-        text(
-            "INSERT INTO merchants (id, name, support_email, approval, api_key_hash, "
-            "api_key_prefix, webhook_secret, created_at) VALUES ('mer_1', 'Mugs', "
-            "'help@mugs.example.com', 'auto', :h, 'pf_abc', 'whsec_x', :now)"
-        ),
-        {"h": "0" * 64, "now": now},
-    )
-    await connection.execute(
-        text(
-            "INSERT INTO orders (id, merchant_id, order_reference_id, request_hash, "
-            "workflow_input, status, facility_id, state, version, created_at, "
-            "updated_at, support_id) VALUES ('ord_1', 'mer_1', 'R-1', 'x', '{}', "
-            "'printed', 'berlin', '{}', 1, :now, :now, 'PF-ABCDEFGH')"
-        ),
-        {"now": now},
-    )
 
 
 async def test_facility_events_from_before_count_as_passed(empty_database_url: str) -> None:
