@@ -95,8 +95,8 @@ async def pass_recorded(
     async with sessions() as session:
         rows = (await session.exec(query)).all()
     for row, status in rows:
+        event = ProductionEventIn.model_validate(row.payload)
         async with sessions() as session:
-            event = ProductionEventIn.model_validate(row.payload)
             await _pass(session, temporal, row, event, status)
     return len(rows)
 

@@ -4,8 +4,8 @@ A report is recorded first and signaled to the order's workflow after its insert
 database is not held while Temporal answers. A row without ``passed_at`` was recorded but not yet
 passed (Temporal did not answer, or the API stopped in between): the facility's retry with the
 same ``event_id`` passes it, or the API's sweep does, found by a partial index on the rows not
-passed. Every row written before was passed in the insert's transaction, so
-it gets its ``received_at``.
+passed. Every row written before was passed in the insert's transaction, so it gets its
+``received_at``.
 
 Revision ID: e4f5a6b7c869
 Revises: d3f4a5b6c758
@@ -23,8 +23,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLE = "production_events"
-
-
 INDEX = "ix_production_events_unpassed"
 UNPASSED = sa.text("passed_at IS NULL")
 
