@@ -18,6 +18,7 @@ from contracts.orders import AddressChange, PrintJobRequest, PrintJobResult
 from domain.facilities import Facilities, Facility, FacilityInfo, facility_task_queue
 from domain.orders import OrderInput, ShippingAddress
 from runtime.settings import Settings
+from tests.helpers.polling import eventually
 from tests.helpers.workflows import (
     OSLO,
     SYDNEY,
@@ -93,6 +94,7 @@ async def test_the_print_job_goes_to_the_queue_of_the_facility_at_the_cutoff(
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
 
+        await eventually("the print job", lambda: rec.jobs)
         assert [j.facility_id for j in rec.jobs] == ["sydney"]
         assert rec.queues == [facility_task_queue(tq, "sydney")] == [f"{tq}-facility-sydney"]
 
@@ -109,5 +111,6 @@ async def test_an_order_started_before_facility_queues_submits_on_its_own_queue(
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
 
+        await eventually("the print job", lambda: rec.jobs)
         assert [j.facility_id for j in rec.jobs] == ["oslo"]
         assert rec.queues == [tq]

@@ -37,3 +37,15 @@ async def apoll(
             return value
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+async def eventually(what: str, check: Callable[[], Any], timeout: float = PATIENCE) -> Any:  # noqa: ASYNC109
+    """``check()`` until it returns something truthy, without blocking the event loop.
+
+    For what an activity records: it runs in real time, so a time-skipping sleep past the timer
+    that starts it can return before the activity has ended."""
+
+    async def fetch() -> Any:
+        return check()
+
+    return await apoll(what, fetch, timeout)

@@ -11,7 +11,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker.workflow_sandbox import _runner as sandbox_runner
 
 from domain.orders import Status
-from tests.helpers.workflows import Recorder, order_input, order_worker, sleep_until, state_of
+from tests.helpers.workflows import (
+    Recorder,
+    order_input,
+    order_worker,
+    sleep_until,
+    state_of,
+    until_status,
+)
 from worker import WORKFLOW_RUNNER, SandboxRunner, _compiled
 from workflows.orders import OrderWorkflow
 
@@ -41,7 +48,7 @@ async def test_an_order_to_production_compiles_the_sandbox_code_a_few_times(
         state = await state_of(handle)
         assert state.cutoff_at is not None
         await sleep_until(env, state.cutoff_at + timedelta(seconds=5))
-        assert (await state_of(handle)).status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)
     compiled = _compiled.cache_info()
     # The SDK's strings: importing the workflow class, creating the instance, activating it,
     # and the payloads' serialization context; every other crossing reuses them.

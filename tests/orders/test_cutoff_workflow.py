@@ -83,8 +83,7 @@ async def test_cancel_one_second_after_the_cutoff_is_refused(env: WorkflowEnviro
         assert isinstance(cause, ApplicationError)
         assert cause.type == "order_in_production"
 
-        state = await state_of(handle)
-        assert state.status is Status.IN_PRODUCTION
+        await until_status(handle, Status.IN_PRODUCTION)
         assert len(rec.jobs) == 1
         assert "canceled" not in rec.events()
 
@@ -111,6 +110,7 @@ async def test_address_change_before_the_cutoff_reaches_the_print_job(
         assert state.cutoff_at == cutoff, "same facility: the cutoff stays"
 
         await env.sleep(timedelta(minutes=6))
+        await until_status(handle, Status.IN_PRODUCTION)
         assert len(rec.jobs) == 1
         assert rec.jobs[0].shipping_address.address_line_1 == "Storgata 5"
         assert rec.jobs[0].shipping_address.post_code == "0155"
@@ -144,6 +144,7 @@ async def test_address_change_to_another_facility_moves_the_cutoff(
         assert timedelta(0) < state.cutoff_at - now <= timedelta(days=1)
         assert state.cutoff_at.astimezone(ZoneInfo("Australia/Sydney")).strftime("%H:%M") == "00:00"
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+        await until_status(handle, Status.IN_PRODUCTION)
         assert [j.facility_id for j in rec.jobs] == ["sydney"]
 
 
@@ -182,8 +183,7 @@ async def test_refused_print_job_puts_the_order_on_hold(env: WorkflowEnvironment
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
-        state = await state_of(handle)
-        assert state.status is Status.ON_HOLD
+        state = await until_status(handle, Status.ON_HOLD)
         assert state.hold is not None and "unknown product_uid" in state.hold.description
 
 
@@ -225,4 +225,5 @@ async def test_peak_season_has_two_cutoffs_a_day(
         await sleep_until(env, cutoff - timedelta(seconds=1))
         assert rec.jobs == []
         await env.sleep(timedelta(seconds=2))
+        await until_status(handle, Status.IN_PRODUCTION)
         assert len(rec.jobs) == 1

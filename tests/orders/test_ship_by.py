@@ -24,6 +24,7 @@ from domain.orders import (
 )
 from domain.quotes import delivery_window, promise_dates
 from domain.schedule import next_cutoff
+from tests.helpers.polling import eventually
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
@@ -35,6 +36,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until,
 )
 from workflows import search_attributes as sa
 from workflows.orders import OrderWorkflow
@@ -93,9 +95,9 @@ async def test_an_order_not_shipped_by_its_promise_is_late(env: WorkflowEnvironm
         assert not (await state_of(handle)).late and rec.delays == []
 
         await env.sleep(timedelta(seconds=2))
-        state = await state_of(handle)
-        assert state.late and state.ships_by == ships_by
-        [detail] = _late_events(rec)
+        state = await until(handle, lambda s: s.late)
+        assert state.ships_by == ships_by
+        [detail] = await eventually("the late event's projection", lambda: _late_events(rec))
         estimated = datetime.fromisoformat(detail["estimated_ships_by"])
         assert detail["ships_by"] == ships_by.isoformat()
         # The new estimate: by the end of the next business day, and the window from there.
@@ -103,7 +105,7 @@ async def test_an_order_not_shipped_by_its_promise_is_late(env: WorkflowEnvironm
         assert state.delivery_estimate == delivery_window(OSLO.timezone, PROMISE, estimated)
         assert detail["delivery_estimate"] == state.delivery_estimate.model_dump(mode="json")
         assert rec.projections[-1].given().late
-        [notice] = rec.delays
+        [notice] = await eventually("the merchant's notice of the delay", lambda: rec.delays)
         assert notice.ships_by == ships_by and notice.estimated_ships_by == estimated
         assert notice.support_email == "support@shop.test"
         described = await handle.describe()
@@ -176,7 +178,9 @@ async def test_a_promise_waits_for_the_merchant_and_moves_with_the_approval(
         await sleep_until(env, ships_by - timedelta(seconds=1))
         assert not (await state_of(handle)).late
         await env.sleep(timedelta(seconds=2))
-        assert (await state_of(handle)).late and len(rec.delays) == 1
+        await until(handle, lambda s: s.late)
+        await eventually("the merchant's notice of the delay", lambda: rec.delays)
+        assert len(rec.delays) == 1
         await replays(handle)
 
 

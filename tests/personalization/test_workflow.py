@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.orders import PersonalizationSubmission
 from domain.orders import CancelRequest, HoldResolution, Status
-from tests.helpers.polling import apoll
+from tests.helpers.polling import apoll, eventually
 from tests.helpers.workflows import (
     Recorder,
     order_body,
@@ -22,6 +22,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until_status,
 )
 from workflows.orders import OrderWorkflow
 
@@ -82,6 +83,7 @@ async def test_the_merchant_gets_one_link_fifteen_minutes_after_the_order(
         await sleep_until(env, arrived + DELAY - timedelta(seconds=1))
         assert rec.links == [], "no e-mail before 15 minutes"
         await env.sleep(timedelta(seconds=2))
+        await eventually("the first link's e-mail", lambda: rec.links)
         assert [link.seq for link in rec.links] == [1]
         link = rec.links[0]
         assert link.support_email == "support@shop.test"
@@ -101,6 +103,7 @@ async def test_an_expired_link_is_replaced_by_a_new_one(env: WorkflowEnvironment
     async with order_worker(env.client, rec) as tq:
         inp, handle = await _started(env, tq)
         await sleep_until(env, inp.received_at + DELAY + TTL + timedelta(seconds=5))
+        await eventually("the second link's e-mail", lambda: len(rec.links) >= 2)
         assert [link.seq for link in rec.links] == [1, 2]
         state = await state_of(handle)
         assert state.link_seq == 2 and state.link_id == "lnk-2"
@@ -265,8 +268,7 @@ async def test_a_refused_link_e_mail_holds_the_order_until_the_merchant_sends_it
     async with order_worker(env.client, rec) as tq:
         _, handle = await _started(env, tq)
         await env.sleep(DELAY + timedelta(seconds=1))
-        held = await state_of(handle)
-        assert held.status is Status.ON_HOLD
+        held = await until_status(handle, Status.ON_HOLD)
         assert held.hold is not None and held.hold.kind == "notification_failed"
         assert "refused" in held.hold.description
         assert rec.links == []

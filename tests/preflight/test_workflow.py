@@ -144,6 +144,7 @@ async def test_a_failing_file_holds_the_order_before_the_cutoff_until_it_is_repl
         assert answer.status is Status.SCHEDULED and answer.cutoff_at > cutoff
         state = await until(handle, lambda s: s.items[0].files[0].preflight.status == "passed")
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+        await until_status(handle, Status.IN_PRODUCTION)
         [job] = rec.jobs
         assert job.items[0].files[0]["url"] == fixed
         assert job.items[0].files[0]["sha256"] == hashlib.sha256(GOOD).hexdigest()
@@ -196,8 +197,8 @@ async def test_a_cutoff_that_comes_while_a_file_is_checked_moves_to_the_next(
         assert first is not None
         await sleep_until(env, first + timedelta(seconds=1))
 
-        waiting = await state_of(handle)
-        assert waiting.status is Status.SCHEDULED and waiting.cutoff_at > first
+        waiting = await until(handle, lambda s: s.cutoff_at > first)
+        assert waiting.status is Status.SCHEDULED
         assert waiting.items[0].files[0].preflight.status == "pending"
         assert rec.jobs == []
         postponed = [

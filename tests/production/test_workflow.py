@@ -21,7 +21,7 @@ from domain.orders import (
     ProductionEventIn,
     Status,
 )
-from tests.helpers.polling import apoll
+from tests.helpers.polling import apoll, eventually
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
@@ -30,6 +30,7 @@ from tests.helpers.workflows import (
     sleep_until,
     start,
     state_of,
+    until,
     until_status,
 )
 from workflows.orders import OrderWorkflow
@@ -153,6 +154,7 @@ async def test_an_issue_holds_the_order_reminds_and_resumes_when_the_merchant_pr
         )
         assert resumed.status is Status.IN_PRODUCTION and resumed.hold is None
         await env.sleep(timedelta(seconds=5))
+        await eventually("the facility's resume", lambda: rec.outcomes)
         assert [(o.outcome, o.job_id) for o in rec.outcomes] == [("resume", "job-1")]
         await env.sleep(timedelta(days=3))
         assert len(rec.notices) == 2, "no reminders after the answer"
@@ -179,7 +181,7 @@ async def test_an_address_hold_resumes_with_the_fixed_address(env: WorkflowEnvir
         assert after.shipping_address.post_code == "0154"
         # The facility gets the fixed address with the resume, not just "resume".
         await env.sleep(timedelta(seconds=1))
-        (outcome,) = rec.outcomes
+        (outcome,) = await eventually("the facility's resume", lambda: rec.outcomes)
         assert outcome.outcome == "resume" and outcome.job is not None
         assert outcome.job.shipping_address.post_code == "0154"
 
@@ -193,7 +195,7 @@ async def test_a_facility_that_refuses_the_resume_puts_the_order_back_on_hold(
         await _report(env, handle, "issue", issue={"kind": "other", "description": "paper"})
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         await env.sleep(timedelta(seconds=1))
-        state = await state_of(handle)
+        state = await until(handle, lambda s: s.hold is not None)
         assert state.status is Status.ON_HOLD
         assert state.hold is not None and state.hold.kind == "facility_rejected"
         assert state.hold.resume_to is Status.IN_PRODUCTION
@@ -224,7 +226,7 @@ async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None
         state = await handle.query(OrderWorkflow.order)
         assert str(state.items[0].files[0].url) == "https://files.example/v2.pdf"
         await env.sleep(timedelta(seconds=1))
-        (outcome,) = rec.outcomes
+        (outcome,) = await eventually("the facility's resume", lambda: rec.outcomes)
         assert outcome.job is not None
         assert outcome.job.items[0].files == [
             {"type": "default", "url": "https://files.example/v2.pdf"}
@@ -267,12 +269,12 @@ async def test_a_refused_print_job_goes_again_when_the_merchant_proceeds(
         cutoff = (await state_of(handle)).cutoff_at
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
-        assert (await state_of(handle)).status is Status.ON_HOLD
+        await until_status(handle, Status.ON_HOLD)
         rec.reject_with = None
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         await env.sleep(timedelta(seconds=5))
-        state = await state_of(handle)
-        assert state.status is Status.IN_PRODUCTION and len(rec.jobs) == 1
+        await until(handle, lambda s: s.status is Status.IN_PRODUCTION and s.job_id is not None)
+        assert len(rec.jobs) == 1
         assert rec.outcomes == [], "there was no job at the facility to resume"
 
 
