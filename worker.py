@@ -18,18 +18,24 @@ configuration refused by a facility or the mail server is alerted (``activities.
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from types import CodeType
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
+from importlib.util import spec_from_file_location
+from types import CodeType, ModuleType
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import workflow
 from temporalio.client import Client
+from temporalio.converter import StorageDriverStoreContext
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.worker.workflow_sandbox import _runner as sandbox_runner
@@ -82,27 +88,102 @@ def _compiled(code: str) -> CodeType:
     return compile(code, "<string>", "exec")  # the name exec() gives a string
 
 
-class _CompiledOnce(sandbox_runner._Instance):
-    """The SDK's sandboxed workflow instance, compiling each of its few code strings once.
+class _Instance(sandbox_runner._Instance):
+    """The SDK's sandboxed workflow instance, crossing into the sandbox less.
 
     temporalio 1.35 crosses into the sandbox with ``exec`` of a source string, which Python
-    compiles again every time: at each activation, and at each payload encoded or decoded with
-    a payload codec (``get_serialization_context``, for the codec's context). With encrypted
-    payloads that compiling was about 7 % of the worker's CPU (py-spy, creates and orders of
-    the cost bench). The strings are the SDK's own, a handful per workflow class; ``exec`` of
-    the compiled code object runs the same code. Relies on the SDK's private ``_Instance``
-    (temporalio is pinned): ``tests/ops/test_sandbox.py`` fails if it changes shape."""
+    compiles again every time: at each activation, and twice for each payload encoded or
+    decoded, to ask the sandbox for the payload's serialization context and its external
+    storage context. Here each of the SDK's few strings is compiled once (with encrypted
+    payloads the compiling was about 7 % of the worker's CPU), and the payloads' crossings are
+    not made at all (another 7 %, 23 µs each): printflow's one data converter
+    (``workflows.client.data_converter``) takes no serialization context and stores nothing
+    externally, so every context gives the same payloads. ``tests/ops/test_sandbox.py`` fails
+    if the converter starts taking one, and if the SDK's private ``_Instance`` (temporalio is
+    pinned) changes shape."""
 
     def _run_code(self, code: str, **extra_globals: Any) -> None:
         super()._run_code(_compiled(code), **extra_globals)  # type: ignore[arg-type]
 
+    def get_serialization_context(self, command_info: object) -> None:
+        return None  # the context-free converter, which the SDK's answer would select too
+
+    def get_external_store_context(self, command_info: object) -> StorageDriverStoreContext:
+        return _NO_STORE
+
+
+_NO_STORE = StorageDriverStoreContext(target=None)
+
+
+class _ReadOnce(importlib.abc.MetaPathFinder):
+    """Finds the workflow modules the sandbox imports afresh, and keeps their code.
+
+    The sandbox runs a workflow's module again for every workflow it builds: a new run, and
+    one that left the worker's cache and is replayed (at a cutoff, most of them). Each time,
+    Python looked for the file, read its bytecode and unmarshalled it, about a fifth of the CPU
+    of building one. This finder answers for the modules it ``serve``s from the location found
+    and the code read the first time, so the worker also runs the workflow code it started
+    with, never a mix with files changed under it. Outside the sandbox those modules are
+    imported already, so it is not asked."""
+
+    def __init__(self) -> None:
+        self._served: dict[str, tuple[str, list[str] | None] | None] = {}
+        self._code: dict[str, CodeType] = {}
+
+    def serve(self, module: str) -> None:
+        """Serves ``module`` and its packages."""
+        parts = module.split(".")
+        for end in range(1, len(parts) + 1):
+            self._served.setdefault(".".join(parts[:end]), None)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname not in self._served:
+            return None
+        found = self._served[fullname]
+        if found is None:
+            spec = PathFinder.find_spec(fullname, path)
+            if spec is None or spec.origin is None or type(spec.loader) is not SourceFileLoader:
+                return None  # not a plain source module: Python's own finders
+            found = self._served[fullname] = (spec.origin, spec.submodule_search_locations)
+        origin, locations = found
+        loader = _KeptCode(fullname, origin, self._code)
+        return spec_from_file_location(
+            fullname, origin, loader=loader, submodule_search_locations=locations
+        )
+
+
+class _KeptCode(SourceFileLoader):
+    """Loads a module's code once (``_ReadOnce``)."""
+
+    def __init__(self, fullname: str, path: str, kept: dict[str, CodeType]) -> None:
+        super().__init__(fullname, path)
+        self._kept = kept
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        code = self._kept.get(self.path) or super().get_code(fullname)
+        if code is not None:
+            self._kept[self.path] = code
+        return code
+
+
+_WORKFLOW_CODE = _ReadOnce()
+sys.meta_path.insert(0, _WORKFLOW_CODE)
+
 
 @dataclass(frozen=True)
 class SandboxRunner(SandboxedWorkflowRunner):
-    """The SDK's sandbox, with ``_CompiledOnce`` instances."""
+    """The SDK's sandbox, with ``_Instance`` instances and the workflow modules' code read
+    once (``_ReadOnce``)."""
+
+    def prepare_workflow(self, defn: workflow._Definition) -> None:
+        # A worker prepares each of its workflows when it is built, before it polls.
+        _WORKFLOW_CODE.serve(defn.cls.__module__)
+        super().prepare_workflow(defn)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _CompiledOnce(det, self.runner_class, self.restrictions)
+        return _Instance(det, self.runner_class, self.restrictions)
 
 
 # Pydantic validates e-mail addresses lazily; those modules are deterministic and safe to share.

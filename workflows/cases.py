@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.cases import CaseMessage, CaseRefusal, CaseState, CaseStatus
     from domain.sla import ResponseClock, SlaState, start_clock
     from domain.support import Plan
-    from workflows import search_attributes as sa
+    import workflows.search_attributes as sa
     from workflows.common import Outbox, Projector
     from workflows.conversation import Conversation, Wake
 

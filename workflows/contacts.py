@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         customer_limit_reached,
     )
     from domain.sla import ReplyClock, ReplySla, start_clock
-    from workflows import search_attributes as sa
+    import workflows.search_attributes as sa
     from workflows.common import Outbox, Projector
     from workflows.conversation import Conversation, Wake
 

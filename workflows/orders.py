@@ -95,7 +95,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.preflight import FilePreflight, preflight_task_queue
     from domain.quotes import delivery_window, late_estimate, promise_dates
     from domain.schedule import describe_cutoff, next_cutoff
-    from workflows import search_attributes as sa
+    import workflows.search_attributes as sa
     from workflows.common import (
         MAIL_RETRY,
         SIDE_EFFECT_TIMEOUT,
