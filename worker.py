@@ -96,7 +96,7 @@ class _Instance(sandbox_runner._Instance):
     decoded, to ask the sandbox for the payload's serialization context and its external
     storage context. Here each of the SDK's few strings is compiled once (with encrypted
     payloads the compiling was about 7 % of the worker's CPU), and the payloads' crossings are
-    not made at all (another 7 %, 23 µs each): printflow's one data converter
+    not made at all (another 9 %, 23 µs each): printflow's one data converter
     (``workflows.client.data_converter``) takes no serialization context and stores nothing
     externally, so every context gives the same payloads. ``tests/ops/test_sandbox.py`` fails
     if the converter starts taking one, and if the SDK's private ``_Instance`` (temporalio is

@@ -32,6 +32,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.search_attributes as sa
     from activities.cases import SupportCaseActivities
     from contracts.cases import (
         AgentReply,
@@ -48,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.cases import CaseMessage, CaseRefusal, CaseState, CaseStatus
     from domain.sla import ResponseClock, SlaState, start_clock
     from domain.support import Plan
-    import workflows.search_attributes as sa
     from workflows.common import Outbox, Projector
     from workflows.conversation import Conversation, Wake
 

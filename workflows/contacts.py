@@ -34,6 +34,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.search_attributes as sa
     from activities.contacts import CustomerContactActivities
     from contracts.contacts import (
         ContactInput,
@@ -54,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
         customer_limit_reached,
     )
     from domain.sla import ReplyClock, ReplySla, start_clock
-    import workflows.search_attributes as sa
     from workflows.common import Outbox, Projector
     from workflows.conversation import Conversation, Wake
 

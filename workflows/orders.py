@@ -44,6 +44,7 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.search_attributes as sa
     from activities.delays import DelayActivities
     from activities.facility import FacilityActivities
     from activities.holds import HoldActivities
@@ -95,7 +96,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.preflight import FilePreflight, preflight_task_queue
     from domain.quotes import delivery_window, late_estimate, promise_dates
     from domain.schedule import describe_cutoff, next_cutoff
-    import workflows.search_attributes as sa
     from workflows.common import (
         MAIL_RETRY,
         SIDE_EFFECT_TIMEOUT,
