@@ -121,10 +121,11 @@ class _ReadOnce(importlib.abc.MetaPathFinder):
     The sandbox runs a workflow's module again for every workflow it builds: a new run, and
     one that left the worker's cache and is replayed (at a cutoff, most of them). Each time,
     Python looked for the file, read its bytecode and unmarshalled it, about a fifth of the CPU
-    of building one. This finder answers for the modules it ``serve``s from the location found
-    and the code read the first time, so the worker also runs the workflow code it started
-    with, never a mix with files changed under it. Outside the sandbox those modules are
-    imported already, so it is not asked."""
+    of building one, and each kept a copy of the module's code objects (about 110 KB of every
+    cached workflow). This finder answers for the modules it ``serve``s from the location found
+    and the code read the first time, which they all share, so the worker also runs the
+    workflow code it started with, never a mix with files changed under it. Outside the sandbox
+    those modules are imported already, so it is not asked."""
 
     def __init__(self) -> None:
         self._served: dict[str, tuple[str, list[str] | None] | None] = {}
