@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Update, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
@@ -80,8 +81,9 @@ async def pass_recorded(
     limit: int = 100,
 ) -> int:
     """Passes the reports recorded at least ``older_than`` ago and never passed, oldest first;
-    how many. Stops at the first signal Temporal does not take (it raises), for the next
-    sweep."""
+    how many. Temporal not answering stops the sweep (it raises), for the next one; a report
+    Temporal or its model rejects for itself is logged as an error and left for the next sweep,
+    and the ones after it are passed."""
     query = (
         select(ProductionEvent, Order.status)
         .join(Order, Order.id == ProductionEvent.order_id)  # type: ignore[arg-type]
@@ -94,11 +96,43 @@ async def pass_recorded(
     )
     async with sessions() as session:
         rows = (await session.exec(query)).all()
+    passed = 0
     for row, status in rows:
-        event = ProductionEventIn.model_validate(row.payload)
-        async with sessions() as session:
-            await _pass(session, temporal, row, event, status)
-    return len(rows)
+        try:
+            event = ProductionEventIn.model_validate(row.payload)
+            async with sessions() as session:
+                await _pass(session, temporal, row, event, status)
+        except RPCError as err:
+            if err.status in _UNREACHABLE:
+                raise
+            _not_passed(row, f"Temporal rejected its signal: {err.message}")
+            continue
+        except ValidationError as err:
+            _not_passed(row, f"it no longer validates ({err.error_count()} errors)")
+            continue
+        passed += 1
+    return passed
+
+
+# Temporal not answering (or shedding load): every report would fail alike until it does.
+_UNREACHABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+
+def _not_passed(row: ProductionEvent, why: str) -> None:
+    log.error(
+        "facility report %s of facility %s for order %s not passed, %s; the next sweep tries again",
+        row.event_id,
+        row.facility_id,
+        row.order_id,
+        why,
+    )
 
 
 async def pass_recorded_forever(sessions: Callable[[], AsyncSession], temporal: Client) -> None:

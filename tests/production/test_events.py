@@ -7,12 +7,14 @@ facility's token; webhooks go to a real receiver that verifies every signature.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
@@ -56,10 +58,12 @@ async def _reports_signaled(api: FullApi, order_id: str) -> int:
 
 class _Signals(Interceptor):
     """The API's signals to workflows, on a real client, as Temporal answers them when it is
-    down (``refuse``: UNAVAILABLE) or slow (each waits for ``release``)."""
+    down (``refuse``: UNAVAILABLE), when it rejects the signals to one workflow (``reject``:
+    INVALID_ARGUMENT) or slow (each waits for ``release``)."""
 
-    def __init__(self, *, refuse: bool = False) -> None:
+    def __init__(self, *, refuse: bool = False, reject: str | None = None) -> None:
         self.refuse = refuse
+        self.reject = reject
         self.waiting = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -70,6 +74,8 @@ class _Signals(Interceptor):
             async def signal_workflow(self, input: SignalWorkflowInput) -> None:
                 if signals.refuse:
                     raise RPCError("the service is unavailable", RPCStatusCode.UNAVAILABLE, b"")
+                if input.id == signals.reject:
+                    raise RPCError("history too large", RPCStatusCode.INVALID_ARGUMENT, b"")
                 signals.waiting.set()
                 await signals.release.wait()
                 await super().signal_workflow(input)
@@ -245,6 +251,33 @@ async def test_reports_whose_facility_gave_up_are_passed_by_the_sweep(full_api: 
     order = await api.order(key, closed)
     assert order["status"] == "canceled"
     assert [e["type"] for e in order["events"]].count("event_ignored") == 1
+
+
+async def test_a_report_temporal_rejects_does_not_hold_up_the_sweep(
+    full_api: FullApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Temporal rejecting the signals to one order (not down: every other order takes them)
+    leaves that report for the next sweep, with an error in the log, and passes the rest."""
+    api = full_api
+    key = Api.auth(await api.merchant())
+    stuck, fine = await api.in_production(key), await api.in_production(key)
+    async with _signals(api, _Signals(refuse=True)):
+        assert (await api.event(stuck["id"], "printed")).status_code == 503
+        assert (await api.event(fine["id"], "printed")).status_code == 503
+    sessions = api.app.state.sessions
+    rejecting = _Signals(reject=stuck["id"])
+    rejecting.release.set()  # the others' signals go at once
+    async with _signals(api, rejecting):
+        with caplog.at_level(logging.ERROR, logger="printflow.api.production"):
+            temporal = api.app.state.temporal
+            assert await pass_recorded(sessions, temporal, older_than=timedelta(0)) == 1
+    await api.until(key, fine["id"], lambda o: o["status"] == "printed")
+    assert (await api.order(key, stuck["id"]))["status"] == "in_production"
+    [logged] = [r.getMessage() for r in caplog.records if stuck["id"] in r.getMessage()]
+    assert "Temporal rejected its signal" in logged and "next sweep" in logged
+    # Once Temporal takes it, the next sweep passes it.
+    assert await pass_recorded(sessions, api.temporal, older_than=timedelta(0)) == 1
+    await api.until(key, stuck["id"], lambda o: o["status"] == "printed")
 
 
 async def test_orders_are_taken_while_a_report_waits_for_temporal(full_api: FullApi) -> None:
