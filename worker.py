@@ -132,7 +132,10 @@ class _ReadOnce(importlib.abc.MetaPathFinder):
         self._code: dict[str, CodeType] = {}
 
     def serve(self, module: str) -> None:
-        """Serves ``module`` and its packages."""
+        """Serves ``module`` and its packages (the first call puts the finder in front of
+        Python's own)."""
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
         parts = module.split(".")
         for end in range(1, len(parts) + 1):
             self._served.setdefault(".".join(parts[:end]), None)
@@ -170,7 +173,6 @@ class _KeptCode(SourceFileLoader):
 
 
 _WORKFLOW_CODE = _ReadOnce()
-sys.meta_path.insert(0, _WORKFLOW_CODE)
 
 
 @dataclass(frozen=True)

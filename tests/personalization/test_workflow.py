@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.orders import PersonalizationSubmission
 from domain.orders import CancelRequest, HoldResolution, Status
-from tests.helpers.polling import apoll, eventually
+from tests.helpers.polling import eventually
 from tests.helpers.workflows import (
     Recorder,
     order_body,
@@ -61,13 +61,6 @@ def personalized(approval: str = "auto", items: list[dict[str, Any]] | None = No
 async def _started(env: WorkflowEnvironment, tq: str, approval: str = "auto") -> Any:
     inp = order_input(await env.get_current_time(), body=personalized(), approval=approval)
     return inp, await start(env.client, tq, inp)
-
-
-def _links_sent(rec: Recorder) -> Any:
-    async def sent() -> bool:
-        return bool(rec.links)
-
-    return sent
 
 
 async def test_the_merchant_gets_one_link_fifteen_minutes_after_the_order(
@@ -128,7 +121,7 @@ async def test_a_customer_quicker_than_the_e_mail_activity_gets_their_order_pers
     async with order_worker(env.client, rec) as tq:
         inp, handle = await _started(env, tq)
         await sleep_until(env, inp.received_at + DELAY + timedelta(seconds=1))
-        await apoll("the link's e-mail", _links_sent(rec))
+        await eventually("the link's e-mail", lambda: rec.links)
         submitted = asyncio.create_task(
             handle.execute_update(
                 OrderWorkflow.complete_personalization,
@@ -277,7 +270,7 @@ async def test_a_refused_link_e_mail_holds_the_order_until_the_merchant_sends_it
         rec.refuse_links = False
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         await env.sleep(timedelta(seconds=1))
-        await apoll("the new link's e-mail", _links_sent(rec))
+        await eventually("the new link's e-mail", lambda: rec.links)
         again = await state_of(handle)
         assert again.status is Status.PENDING_PERSONALIZATION
         assert [link.seq for link in rec.links] == [1]

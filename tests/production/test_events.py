@@ -59,13 +59,17 @@ async def _reports_signaled(api: FullApi, order_id: str) -> int:
 class _Signals(Interceptor):
     """The API's signals to workflows, on a real client, as Temporal answers them when it is
     down (``refuse``: UNAVAILABLE), when it rejects the signals to one workflow (``reject``:
-    INVALID_ARGUMENT) or slow (each waits for ``release``)."""
+    INVALID_ARGUMENT) or slow (``hold``: each waits for ``release``)."""
 
-    def __init__(self, *, refuse: bool = False, reject: str | None = None) -> None:
+    def __init__(
+        self, *, refuse: bool = False, reject: str | None = None, hold: bool = False
+    ) -> None:
         self.refuse = refuse
         self.reject = reject
         self.waiting = asyncio.Event()
         self.release = asyncio.Event()
+        if not hold:
+            self.release.set()
 
     def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
         signals = self
@@ -265,9 +269,7 @@ async def test_a_report_temporal_rejects_does_not_hold_up_the_sweep(
         assert (await api.event(stuck["id"], "printed")).status_code == 503
         assert (await api.event(fine["id"], "printed")).status_code == 503
     sessions = api.app.state.sessions
-    rejecting = _Signals(reject=stuck["id"])
-    rejecting.release.set()  # the others' signals go at once
-    async with _signals(api, rejecting):
+    async with _signals(api, _Signals(reject=stuck["id"])):
         with caplog.at_level(logging.ERROR, logger="printflow.api.production"):
             temporal = api.app.state.temporal
             assert await pass_recorded(sessions, temporal, older_than=timedelta(0)) == 1
@@ -286,7 +288,7 @@ async def test_orders_are_taken_while_a_report_waits_for_temporal(full_api: Full
     api = full_api
     key = Api.auth(await api.merchant())
     order = await api.in_production(key)
-    async with _signals(api, _Signals()) as held:
+    async with _signals(api, _Signals(hold=True)) as held:
         report = asyncio.create_task(api.event(order["id"], "printed"))
         await asyncio.wait_for(held.waiting.wait(), 30)
         created = await asyncio.wait_for(

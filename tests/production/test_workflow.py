@@ -132,10 +132,9 @@ async def test_an_issue_holds_the_order_reminds_and_resumes_when_the_merchant_pr
         state = await state_of(handle)
         assert state.status is Status.ON_HOLD and state.hold is not None
 
-        async def noticed() -> list[str]:  # an activity after the hold: it may end later
-            return [n.notice for n in rec.notices]
-
-        assert await apoll("the merchant's notice of the hold", noticed) == ["hold"]
+        # An activity after the hold: it may end later.
+        await eventually("the merchant's notice of the hold", lambda: rec.notices)
+        assert [n.notice for n in rec.notices] == ["hold"]
         assert rec.notices[0].description == "the image is 72 dpi"
 
         await env.sleep(timedelta(days=1, minutes=1))
@@ -318,10 +317,8 @@ async def test_reports_that_come_before_the_submissions_answer_wait_for_the_job(
         assert cutoff is not None
         await sleep_until(env, cutoff + timedelta(seconds=1))
 
-        async def job_made() -> bool:  # made at the facility; its answer has not come back
-            return bool(rec.jobs)
-
-        await apoll("the job to be made", job_made)
+        # Made at the facility; its answer has not come back.
+        await eventually("the job to be made", lambda: rec.jobs)
         await _report(env, handle, "printed", event_id="evt-printed")
         await _report(env, handle, "shipped", event_id="evt-shipped", **_tracking("PKG1"))
         await _report(env, handle, "printed", event_id="evt-printed")  # a redelivery
