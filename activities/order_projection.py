@@ -1,7 +1,9 @@
 """The orders' read model: every change of an order's workflow state lands in ``orders`` and
 ``order_events`` through ``project_order``. The order workflow runs it as a local activity for
-a change of its own, and as a regular activity, awaited, before it answers an Update, so what
-an Update answered the API already shows.
+a change of its own, and as a regular activity for a batch holding an Update's change. An Update
+answers with that projection as soon as its activity is scheduled, and the API writes the same
+projection before it answers the merchant (``write_projection``), so what an Update answered the
+API already shows.
 
 Writes are idempotent and ordered by the state's ``version`` (``activities.read_model``), so a
 retried or late projection can never overwrite a newer one. A projection leaves out the large
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
 class ProjectionActivities:
     def __init__(self, engine: AsyncEngine, webhooks: WebhookEmitter | None = None) -> None:
-        self._writes = GroupCommit(engine, _write)
+        self._writes = GroupCommit(engine, write_projection)
         self._webhooks = webhooks
 
     @activity.defn
@@ -44,8 +46,11 @@ class ProjectionActivities:
             await self._webhooks.order_changed(state, projection.new_events)
 
 
-async def _write(conn: AsyncConnection, projection: Projection) -> OrderState:
-    """Writes one projection on ``conn``; returns the state as written (large parts filled in)."""
+async def write_projection(conn: AsyncConnection, projection: Projection) -> OrderState:
+    """Writes one projection on ``conn``; returns the state as written (large parts filled in).
+
+    The API writes an Update's answer with it too (``contracts.orders.UpdateAnswer``): the
+    workflow's own projection of that version then changes nothing, whichever lands first."""
     state = projection.given()
     if projection.unchanged or state.support_id is None:
         row = (

@@ -62,6 +62,7 @@ class ProductionSignal(BaseModel):
 
 # The large parts of an order's state: the read model has them as they are unless they changed.
 LargePart = Literal["items", "metadata"]
+LARGE_PARTS: tuple[LargePart, ...] = ("items", "metadata")
 
 
 class Projection(BaseModel):
@@ -94,17 +95,52 @@ def without_large_parts(state: OrderState, parts: Sequence[LargePart]) -> OrderS
 
 
 def with_large_parts(
-    state: OrderState, stored: OrderState, parts: Sequence[LargePart] = ("items", "metadata")
+    state: OrderState, stored: OrderState, parts: Sequence[LargePart] = LARGE_PARTS
 ) -> OrderState:
     """``state`` with ``parts`` taken from ``stored`` (the read model's state)."""
     return state.model_copy(update={part: getattr(stored, part) for part in parts})
 
 
-def update_answer(state: OrderState) -> OrderState:
-    """What an order's Update answers: its state without items and metadata, so an Update
-    repeated a hundred times does not repeat the order in the history. The API has both in its
-    read model (the Update answers after its projection): ``whole_answer`` puts them back."""
-    return without_large_parts(state, ("items", "metadata"))
+class UpdateAnswer(OrderState):
+    """What an order's Update answers: the order as the change left it, without the large parts
+    the read model already has as they are (items empty, metadata None: ``whole_answer`` takes
+    them from the row), so an Update repeated a hundred times does not repeat the order in the
+    history.
+
+    ``new_events``: the timeline entries that came with the change, when the workflow answered
+    before its own projection of it was written (runs since ``ANSWER_BEFORE_PROJECTION`` in
+    ``workflows/orders.py``). The answer is then that projection, and the API writes it to the
+    read model itself (``activities.order_projection.write_projection``) before it answers the
+    merchant; the workflow's projection of the same version, landing first or second, changes
+    nothing the other wrote. None: the read model had the change when the Update answered (an
+    older run, or a retry of an Update applied in an earlier run).
+    """
+
+    new_events: list[TimelineEvent] | None = None
+
+    def projection(self) -> Projection:
+        """The projection this answer is (``new_events`` given)."""
+        fields = {name: getattr(self, name) for name in OrderState.model_fields}
+        unchanged: list[LargePart] = []
+        if not self.items:
+            unchanged.append("items")
+        if self.metadata is None:
+            unchanged.append("metadata")
+        return Projection(
+            slim=OrderState.model_construct(**fields),
+            unchanged=unchanged,
+            new_events=self.new_events or [],
+        )
+
+
+def update_answer(state: OrderState, projection: Projection | None = None) -> UpdateAnswer:
+    """What an order's Update answers: ``projection`` (the one the Update's change went out
+    with, not written yet) or, without one, ``state`` as the read model already holds it."""
+    if projection is None:
+        slim = without_large_parts(state, LARGE_PARTS)
+        return UpdateAnswer.model_validate({**dict(slim), "new_events": None})
+    answer = {**dict(projection.given()), "new_events": projection.new_events}
+    return UpdateAnswer.model_validate(answer)
 
 
 def whole_answer(answer: OrderState, stored: OrderState) -> OrderState:

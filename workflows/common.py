@@ -15,8 +15,11 @@ only what follows from events the history already holds (timers, signals, activi
 retried task recomputes exactly that. An Update's change is not in the history until the task
 that accepts it completes, and an Update whose task fails or times out can vanish. So a batch of
 changes holding an Update's change is projected by a regular activity, which the server starts
-only once that task (the acceptance with it) is committed; the Update answers after its
-projection. Projections run one at a time, so the read model and the webhooks see changes in the
+only once that task (the acceptance with it) is committed. The Update answers after its
+projection, or, where the caller writes the projection it answers with (an order's Update:
+``Projector.project_answer``), as soon as that activity is scheduled: the task that completes
+the Update is committed before the caller hears the answer, so the history holds the change
+either way. Projections run one at a time, so the read model and the webhooks see changes in the
 order they happened.
 """
 
@@ -122,6 +125,8 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
         # Set when one of ``changes`` was made by an Update.
         self.update_in_batch = False
         self._lock = asyncio.Lock()
+        # The write of the projection last answered with (``project_answer``), while it runs.
+        self._writing: asyncio.Task[None] | None = None
         self._build = build
         self._activity = activity
         self._search_attributes = search_attributes
@@ -130,8 +135,8 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
 
     @property
     def pending(self) -> bool:
-        """Some change is not projected yet."""
-        return bool(self.changes)
+        """Some change is not projected yet, or its projection is still running."""
+        return bool(self.changes) or self._lock.locked()
 
     @property
     def contended(self) -> bool:
@@ -171,23 +176,58 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
             if self.changes:  # else an earlier commit's projection carried these
                 await self.project(local=not self.update_in_batch)
 
+    async def project_answer(self) -> ProjectionT | None:
+        """For an Update whose caller writes the projection it is answered with: projects the
+        changes so far, by a regular activity, once the projection running has been written
+        (so the read model holds every change before these), and returns that projection as
+        soon as its activity is scheduled; the next projection waits for it as for any other.
+        None: an earlier projection carried these changes, and it has been written."""
+        await self._lock.acquire()
+        if not self.changes:
+            self._lock.release()
+            return None
+        projection = self._take()
+        writing = self._write(projection)
+
+        async def write_then_release() -> None:
+            try:
+                await writing
+            finally:
+                self._lock.release()
+
+        self._writing = asyncio.create_task(write_then_release())
+        return projection
+
+    async def written(self) -> None:
+        """Until the projection last answered with (``project_answer``) has been written."""
+        if self._writing is not None:
+            await self._writing
+
     async def project(self, *, local: bool) -> None:
         """Projects the changes so far at once (``project_pending`` waits its turn)."""
-        projection = self._build(self.changes)
-        version = self.state.version
-        self.changes = []
-        self.update_in_batch = False
+        projection = self._take()
         if local:
             await workflow.execute_local_activity_method(
                 self._activity, projection, start_to_close_timeout=PROJECTION_TIMEOUT
             )
             return
-        await workflow.execute_activity_method(
+        await self._write(projection)
+
+    def _take(self) -> ProjectionT:
+        """The projection of the changes so far, which are then no longer pending."""
+        projection = self._build(self.changes)
+        self.changes = []
+        self.update_in_batch = False
+        return projection
+
+    def _write(self, projection: ProjectionT) -> Awaitable[None]:
+        """Schedules the regular activity that writes ``projection``."""
+        return workflow.start_activity_method(
             self._activity,
             projection,
             start_to_close_timeout=PROJECTION_TIMEOUT,
             retry_policy=PATIENT_RETRY,
-            summary=f"read model: version {version}",
+            summary=f"read model: version {self.state.version}",
         )
 
 

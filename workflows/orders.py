@@ -30,8 +30,11 @@ Every status change goes through ``_commit``, which records a timeline event, up
 attributes and projects the state into the read model. Nothing else writes state outward, and
 nothing outward ever shows a change that this workflow's history does not hold (see ``_commit``).
 Neither a projection nor an Update's answer repeats the order's items and metadata when the read
-model already has them (``contracts.orders.Projection``, ``update_answer``), so however often an
-order changes, its history grows by a few kilobytes a change.
+model already has them (``contracts.orders.Projection``, ``UpdateAnswer``), so however often an
+order changes, its history grows by a few kilobytes a change. An Update answers with the
+projection of its change as soon as it is scheduled; the API writes that projection itself
+before it answers the merchant, so the merchant waits for one workflow task, not for the
+projection's activity and a second task.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.personalization import PersonalizationActivities
     from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
     from contracts.orders import (
+        LARGE_PARTS,
         AddressChange,
         DelayNotice,
         FacilityOutcome,
@@ -66,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         PrintJobState,
         ProductionSignal,
         Projection,
+        UpdateAnswer,
         update_answer,
         without_large_parts,
     )
@@ -113,6 +118,10 @@ API_WRITES_CREATION = "api-writes-creation"
 # Since this patch a change made by an Update is projected only once the Update is accepted and
 # persisted, and projections run one at a time, in order (see ``_commit``).
 PROJECT_AFTER_ACCEPT = "project-after-accept"
+# Since this patch an Update answers with the projection of its change as soon as that
+# projection's activity is scheduled, not once it has run; the API writes the same projection
+# before it answers (``contracts.orders.UpdateAnswer``).
+ANSWER_BEFORE_PROJECTION = "answer-before-projection"
 # Since this patch the wait for the cutoff continues as new when Temporal suggests it, after
 # any change that woke it: a scheduled order changed again and again keeps a small history.
 CUTOFF_WAIT_CONTINUES_AS_NEW = "cutoff-wait-continues-as-new"
@@ -184,9 +193,14 @@ class OrderWorkflow:
         self._reports_waiting: set[str] = set()
         # True from a print job's submission until its job is known (or the order holds).
         self._submitting = False
-        # What this run projected of the large parts (the read model holds them so).
+        # The large parts as the read model holds them: a run continued from another starts
+        # with them (that run's projections were all written before it continued).
         self._projected_items: list[ItemState] | None = None
-        self._projected_metadata = False
+        self._projected_metadata = inp.state is not None
+        if inp.state is not None:
+            self._projected_items = [i.model_copy(deep=True) for i in inp.state.items]
+        # The projection each running Update's change went out with, by Update id (``_answer``).
+        self._answers: dict[str, Projection] = {}
         self._done = False
         base = inp.facility_queue_base
         self._checks = FileChecks(
@@ -208,7 +222,11 @@ class OrderWorkflow:
                 state.status.value,
                 state.facility.id,
             )
-            if not workflow.patched(API_WRITES_CREATION):
+            if workflow.patched(API_WRITES_CREATION):
+                # The API's row holds the items and metadata as ``new_state`` made them.
+                self._projected_items = [i.model_copy(deep=True) for i in state.items]
+                self._projected_metadata = True
+            else:
                 # Orders created before the API wrote their first projection itself.
                 await self._commit(EventType.CREATED, {"facility": state.facility.id})
         if inp.preflight == "on":
@@ -232,7 +250,10 @@ class OrderWorkflow:
                 show(self._waiting_text(self._state))
                 await workflow.wait_condition(lambda s=status: self._state.status is not s)  # type: ignore[misc]
 
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        # The last projection may still be running: an Update answered before its write.
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._projector.pending
+        )
         return self._state
 
     async def _await_personalization(self) -> None:
@@ -518,9 +539,9 @@ class OrderWorkflow:
     # ------------------------------------------------------------------ merchant's updates
 
     @workflow.update
-    async def cancel(self, request: StoredCancel) -> OrderState:
+    async def cancel(self, request: StoredCancel) -> UpdateAnswer:
         if self._projector.applied():
-            return update_answer(self._state)  # a retry of the same cancel: answered as it was
+            return self._answer()  # a retry of the same cancel: answered as it was
         self._state.cancel_reason = request.reason
         self._state.cancel_reason_code = request.reason_code
         detail: dict[str, Any] = {"reason": request.reason}
@@ -528,7 +549,7 @@ class OrderWorkflow:
             # Only when given: cancels without a code keep the timeline entry they always had.
             detail["reason_code"] = request.reason_code.value
         await self._commit(EventType.CANCELED, detail, Status.CANCELED)
-        return update_answer(self._state)
+        return self._answer()
 
     @cancel.validator
     def _validate_cancel(self, request: StoredCancel) -> None:
@@ -536,10 +557,10 @@ class OrderWorkflow:
             self._refuse_unless(Action.CANCEL)
 
     @workflow.update
-    async def update_shipping_address(self, change: AddressChange) -> OrderState:
+    async def update_shipping_address(self, change: AddressChange) -> UpdateAnswer:
         state = self._state
         if self._projector.applied():
-            return update_answer(state)
+            return self._answer()
         detail: dict[str, Any] = {"country": change.shipping_address.country}
         state.shipping_address = change.shipping_address
         if change.facility.id != state.facility.id and state.job_id is None:
@@ -554,7 +575,7 @@ class OrderWorkflow:
         if state.status is Status.ON_HOLD and state.hold is not None:
             resume = self._resume_from_hold(detail)
         await self._commit(EventType.SHIPPING_ADDRESS_UPDATED, detail, resume)
-        return update_answer(state)
+        return self._answer()
 
     @update_shipping_address.validator
     def _validate_address(self, change: AddressChange) -> None:
@@ -562,9 +583,9 @@ class OrderWorkflow:
             self._refuse_unless(Action.UPDATE_ADDRESS)
 
     @workflow.update
-    async def approve(self) -> OrderState:
+    async def approve(self) -> UpdateAnswer:
         if self._projector.applied():
-            return update_answer(self._state)
+            return self._answer()
         skipped = []
         for item in self._state.items:
             if item.personalization_status is PersonalizationStatus.PENDING:
@@ -576,7 +597,7 @@ class OrderWorkflow:
         if skipped:
             detail["personalization_skipped"] = skipped
         await self._commit(EventType.APPROVED, detail, Status.SCHEDULED)
-        return update_answer(self._state)
+        return self._answer()
 
     @approve.validator
     def _validate_approve(self) -> None:
@@ -584,10 +605,10 @@ class OrderWorkflow:
             self._refuse_unless(Action.APPROVE)
 
     @workflow.update
-    async def resolve_hold(self, resolution: StoredHoldResolution) -> OrderState:
+    async def resolve_hold(self, resolution: StoredHoldResolution) -> UpdateAnswer:
         state = self._state
         if self._projector.applied():
-            return update_answer(state)
+            return self._answer()
         detail: dict[str, Any] = {"action": resolution.action}
         if resolution.files:
             for item in state.items:
@@ -602,7 +623,7 @@ class OrderWorkflow:
             self._checks.proceed()
         await self._commit(EventType.HOLD_RESOLVED, detail, self._resume_from_hold(detail))
         self._checks.start()
-        return update_answer(state)
+        return self._answer()
 
     @resolve_hold.validator
     def _validate_resolve_hold(self, resolution: StoredHoldResolution) -> None:
@@ -622,10 +643,10 @@ class OrderWorkflow:
             )
 
     @workflow.update
-    async def complete_personalization(self, submission: PersonalizationSubmission) -> OrderState:
+    async def complete_personalization(self, submission: PersonalizationSubmission) -> UpdateAnswer:
         state = self._state
         if self._projector.applied():
-            return update_answer(state)
+            return self._answer()
         if submission.link_id != state.link_id:
             # The link being e-mailed (see the validator): it is ours once its activity ends.
             await workflow.wait_condition(lambda: self._issuing_seq != submission.link_seq)
@@ -646,7 +667,7 @@ class OrderWorkflow:
             self._move_promise(state.cutoff_at, detail)
             await self._commit(EventType.PERSONALIZATION_COMPLETED, detail, Status.SCHEDULED)
         self._checks.start()
-        return update_answer(state)
+        return self._answer()
 
     @complete_personalization.validator
     def _validate_personalization(self, submission: PersonalizationSubmission) -> None:
@@ -891,12 +912,34 @@ class OrderWorkflow:
             # Replaying a history written before the patch: each change projected at once.
             await projector.project(local=True)
             return
+        update = workflow.current_update_info()
+        if update is not None and workflow.patched(ANSWER_BEFORE_PROJECTION):
+            # The Update answers with this projection; the API writes it (``UpdateAnswer``).
+            projection = await projector.project_answer()
+            self._answers.pop(update.id, None)
+            if projection is None:
+                return  # an earlier projection carried the change, and has been written
+            if len(projection.unchanged) == len(LARGE_PARTS):
+                self._answers[update.id] = projection
+            else:
+                # It carries the items (or the metadata): answered with, they would be in the
+                # history twice. The Update answers once it is written, as before the patch.
+                await projector.written()
+            return
         await projector.project_pending()
+
+    def _answer(self) -> UpdateAnswer:
+        """What the Update being handled answers: the projection its change went out with (the
+        last, if it made several), or, when an earlier projection carried the change (written
+        already) or it made none (a retry, answered as it was), the state."""
+        update = workflow.current_update_info()
+        projection = self._answers.pop(update.id, None) if update is not None else None
+        return update_answer(self._state, projection)
 
     def _projection(self, events: list[TimelineEvent]) -> Projection:
         """The state without the large parts the read model already has as they are (see
-        ``Projection``): the items unless they changed since this run's last projection, the
-        metadata (which never changes) after this run's first."""
+        ``Projection``): the items unless they changed since they were last projected, the
+        metadata (which never changes) after a first run's first projection."""
         state, unchanged = self._state, list[LargePart]()
         if self._projected_items is not None and state.items == self._projected_items:
             unchanged.append("items")

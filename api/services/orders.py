@@ -29,8 +29,7 @@ from api.pagination import newest_first
 from api.relay import ORDERS, OrderStarter, start_operation
 from api.schemas import OrderPublic
 from api.services.quotes import order_terms
-from api.services.updates import OrderUpdate, applied, run_update
-from contracts.orders import whole_answer
+from api.services.updates import OrderUpdate, answered, applied, run_update
 from db.engine import utcnow
 from db.models import Claim, Merchant, Order, OrderEvent, OrderStart
 from db.order_rows import event_rows, state_columns
@@ -400,12 +399,7 @@ async def update_order(
         idempotency_key=idempotency_key,
         start=start,
     )
-    if not state.items:
-        # The workflow answered without the items and metadata; it answers after its
-        # projection, so the row has them (see ``contracts.orders.update_answer``).
-        await session.refresh(row)
-        state = whole_answer(state, OrderState.model_validate(row.state))
-    return await render(session, state)
+    return await render(session, await answered(session, row, state))
 
 
 # ---------------------------------------------------------------------------- portal search

@@ -31,8 +31,8 @@ from temporalio.client import Client
 
 from api.errors import ApiError, Conflict, Gone, NotFound
 from api.schemas import PersonalizationItemPublic, PersonalizationPublic
-from api.services.updates import run_update
-from contracts.orders import PersonalizationSubmission, whole_answer
+from api.services.updates import answered, run_update
+from contracts.orders import PersonalizationSubmission
 from db.engine import utcnow
 from db.models import Merchant, Order, PersonalizationLink
 from domain.orders import ItemState, OrderState, PersonalizationStatus, RefusalCode, Status
@@ -167,7 +167,7 @@ async def submit(
             return Conflict("this order was canceled", code=ORDER_CANCELED)
         return Conflict("this order is closed", code=PERSONALIZATION_CLOSED)
 
-    state = await run_update(
+    answer = await run_update(
         client,
         ctx.order.id,
         OrderWorkflow.complete_personalization,
@@ -176,10 +176,7 @@ async def submit(
         on_closed=closed,
         on_refusal=_refusal,
     )
-    if not state.items:
-        # Answered without items and metadata: the row has them (``update_answer``).
-        await session.refresh(ctx.order)
-        state = whole_answer(state, OrderState.model_validate(ctx.order.state))
+    state = await answered(session, ctx.order, answer)
     await session.exec(
         update(PersonalizationLink)
         .where(

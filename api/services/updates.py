@@ -26,20 +26,24 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
+from activities.order_projection import write_projection
 from api.errors import ApiError, Conflict, Unavailable
 from api.relay import StartOperation
+from contracts.orders import UpdateAnswer, whole_answer
 from contracts.updates import applied_digest
+from db.models import Order
 from domain.orders import OrderState
 from workflows.client import workflow_status
 
 # An update method of OrderWorkflow, such as ``OrderWorkflow.cancel``.
-OrderUpdate = UpdateMethodMultiParam[..., OrderState]
+OrderUpdate = UpdateMethodMultiParam[..., UpdateAnswer]
 Result = TypeVar("Result")
 # What the caller answers when the workflow has closed (it reads the last state): the error to
 # raise, or the answer itself when that state holds the Update as applied (``applied``).
@@ -144,3 +148,19 @@ async def run_update(
 # Between the attempts of an Update the server lost (NOT_FOUND while the workflow runs).
 _LOST_UPDATE_PAUSE = 0.2
 _RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+
+async def answered(session: AsyncSession, row: Order, answer: OrderState) -> OrderState:
+    """The order as an Update of its workflow left it (``answer``), in the read model before
+    the caller hears of it. An answer that carries its projection (``UpdateAnswer``) is
+    written here, by version, as the workflow's own write of it: whichever lands second
+    changes nothing. An answer given after its projection gets its items and metadata from the
+    row; the row's own state (the workflow had closed) is taken as it is."""
+    if isinstance(answer, UpdateAnswer) and answer.new_events is not None:
+        state = await write_projection(await session.connection(), answer.projection())
+        await session.commit()
+        return state
+    if answer.items:
+        return answer
+    await session.refresh(row)
+    return whole_answer(answer, OrderState.model_validate(row.state))

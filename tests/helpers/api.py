@@ -14,7 +14,7 @@ import asyncio
 import json
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +25,7 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from api.main import create_app
 from db.engine import create_engine
@@ -170,12 +170,14 @@ async def running_api(
     base_url: str = "http://api",
     facilities: list[dict[str, Any]] = TEST_FACILITIES,
     simulator_config: dict[str, Any] | None = None,
+    worker_interceptors: Sequence[Interceptor] = (),
     **overrides: Any,
 ) -> AsyncIterator[Api]:
     """The API (in-process, over ASGI) with its workers, on task queues of their own.
 
     ``facilities``: the facilities file's entries; ``simulator_config``: more
-    ``SimulatorConfig`` fields (``max_jobs_per_second``…); ``overrides``: settings.
+    ``SimulatorConfig`` fields (``max_jobs_per_second``…); ``worker_interceptors``: the main
+    worker's (a fault in its activities); ``overrides``: settings.
     """
     facilities_file = tmp_path / "facilities.json"
     facilities_file.write_text(json.dumps(facilities))
@@ -233,6 +235,7 @@ async def running_api(
                         workflows=list(WORKFLOWS),
                         workflow_runner=WORKFLOW_RUNNER,
                         activities=main_activities(activities),
+                        interceptors=worker_interceptors,
                     ),
                     *facility_workers(temporal, settings, registry, activities),
                     preflight_worker(temporal, settings, activities),

@@ -14,6 +14,9 @@ cancel Update carries no ``reason_code``). ``order_priced_before_the_promise_was
 has none either: a priced order (catalog terms, ``ships_by``) with manual approval, approved a
 day after its ``ships_by``, then printed, shipped and delivered, recorded by the code before the
 ship-by watch (whose terms have no ``watch_ships_by``, so today's code keeps no timer for it).
+``order_full_lifecycle_before_answers_carried_projections.json`` is ``order_full_lifecycle`` as
+the code recorded it before an order's Updates answered with their projection (each Update then
+waited for its projection's activity and a second workflow task).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from domain.orders import EventType, HoldKind, HoldResolution, OrderInput, Statu
 from integrations.files import FileFetcher
 from runtime.settings import BUNDLED_CATALOG
 from tests.helpers.file_server import FileServer
+from tests.helpers.polling import eventually
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
@@ -162,12 +163,15 @@ async def test_proceed_prints_the_failed_file_as_it_is(
         )
         await until(handle, lambda s: s.status is Status.ON_HOLD)
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
-        resolved = [
-            e.detail
-            for p in rec.projections
-            for e in p.new_events
-            if e.type is EventType.HOLD_RESOLVED
-        ]
+        resolved = await eventually(
+            "the projection of the hold's end",
+            lambda: [
+                e.detail
+                for p in rec.projections
+                for e in p.new_events
+                if e.type is EventType.HOLD_RESOLVED
+            ],
+        )
         assert resolved[0]["files_printed_as_they_are"] == ["poster-1 file 1"]
         state = await state_of(handle)
         # Printed as it is, and still shown as what it is.

@@ -222,6 +222,10 @@ async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None
         )
         assert state.status is Status.IN_PRODUCTION
         assert state.items == [], "an Update answers without the items (the API has them)"
+        # Its projection carries the new items: answered with, they would be in the history
+        # twice, so it answers once they are written, and the API reads them from the row.
+        assert state.new_events is None
+        assert str(rec.projections[-1].given().items[0].files[0].url).endswith("/v2.pdf")
         state = await handle.query(OrderWorkflow.order)
         assert str(state.items[0].files[0].url) == "https://files.example/v2.pdf"
         await env.sleep(timedelta(seconds=1))
