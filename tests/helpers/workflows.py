@@ -178,6 +178,10 @@ class Recorder:
     def events(self) -> list[str]:
         return [e.type for p in self.projections for e in p.new_events]
 
+    def details(self, event: str) -> list[Any]:
+        """The detail of each projected timeline entry of type ``event``, oldest first."""
+        return [e.detail for p in self.projections for e in p.new_events if e.type == event]
+
     def activities(self) -> list[Any]:
         return [
             self.project_order,

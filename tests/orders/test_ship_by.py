@@ -170,13 +170,7 @@ async def test_a_promise_waits_for_the_merchant_and_moves_with_the_approval(
         [approval] = [e.detail for e in approved.new_events or [] if e.type is EventType.APPROVED]
         assert isinstance(approval, dict) and approval["ships_by"] == ships_by.isoformat()
         [projected] = await eventually(
-            "the approval's projection",
-            lambda: [
-                e.detail
-                for p in rec.projections
-                for e in p.new_events
-                if e.type is EventType.APPROVED
-            ],
+            "the approval's projection", lambda: rec.details(EventType.APPROVED)
         )
         assert projected == approval
 

@@ -164,13 +164,7 @@ async def test_proceed_prints_the_failed_file_as_it_is(
         await until(handle, lambda s: s.status is Status.ON_HOLD)
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         resolved = await eventually(
-            "the projection of the hold's end",
-            lambda: [
-                e.detail
-                for p in rec.projections
-                for e in p.new_events
-                if e.type is EventType.HOLD_RESOLVED
-            ],
+            "the projection of the hold's end", lambda: rec.details(EventType.HOLD_RESOLVED)
         )
         assert resolved[0]["files_printed_as_they_are"] == ["poster-1 file 1"]
         state = await state_of(handle)
