@@ -16,13 +16,14 @@ history holds, so at an equal version the later ``updated_at`` wins, with its ro
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import BindParameter, Update, and_, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db.engine import insert_new, insert_or_replace
+from db.engine import insert_statement
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -35,21 +36,39 @@ async def write_newer(
     ``updated_at``) and ``columns`` over row ``row_id`` of ``table``, unless the row has a newer
     version already, or this version made at the same moment or later (see the module's
     docstring); returns whether it wrote."""
-    newer = or_(
-        table.version < state.version,
-        and_(table.version == state.version, table.updated_at < state.updated_at),
-    )
+    values = {f"new_{name}": value for name, value in columns.items()}
     result = await conn.execute(
-        update(table)
-        .where(table.id == row_id, newer)
-        .values(
-            **columns,
-            state=state.model_dump(mode="json"),
-            version=state.version,
-            updated_at=state.updated_at,
-        )
+        _update_if_newer(table, tuple(columns)),
+        {
+            **values,
+            "row_id": row_id,
+            "new_state": state.model_dump(mode="json"),
+            "new_version": state.version,
+            "new_updated_at": state.updated_at,
+        },
     )
     return bool(result.rowcount)
+
+
+@functools.cache
+def _update_if_newer(table: Any, columns: tuple[str, ...]) -> Update:
+    """``write_newer``'s statement for ``table`` and ``columns``, its values bound when it runs:
+    built once, so each projection pays for its execution only, not for building it again."""
+    c = table.__table__.c
+
+    def new(name: str) -> BindParameter[Any]:
+        return bindparam(f"new_{name}", type_=c[name].type)
+
+    version, updated_at = new("version"), new("updated_at")
+    newer = or_(c.version < version, and_(c.version == version, c.updated_at < updated_at))
+    return (
+        update(table.__table__)
+        .where(c.id == bindparam("row_id", type_=c.id.type), newer)
+        .values(
+            {name: new(name) for name in columns}
+            | {"state": new("state"), "version": version, "updated_at": updated_at}
+        )
+    )
 
 
 async def insert_once(
@@ -58,8 +77,7 @@ async def insert_once(
     """Inserts the ``rows`` of ``table`` that are not there yet (by primary key); with
     ``replace`` (the projection that ``write_newer`` just wrote) those there are overwritten."""
     if rows:
-        insert = insert_or_replace if replace else insert_new
-        await conn.execute(insert(conn.engine, table, rows))
+        await conn.execute(insert_statement(conn.dialect.name, table, replace=replace), rows)
 
 
 class GroupCommit(Generic[ItemT, ResultT]):

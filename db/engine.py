@@ -9,6 +9,7 @@ process at a time, one trip to aiosqlite's thread per statement) is in ``db.sqli
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,22 +61,24 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-def insert_new(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> Insert:
-    """INSERT of ``rows`` that skips those whose key exists: idempotent writes for retries."""
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    return insert(table).values(rows).on_conflict_do_nothing()
-
-
-def insert_or_replace(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> Insert:
-    """INSERT of ``rows`` that overwrites the rows whose key exists with these values."""
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table).values(rows)
+@functools.cache
+def insert_statement(dialect: str, table: Any, *, replace: bool = False) -> Insert:
+    """INSERT into ``table`` of the rows given when it runs (``conn.execute(statement, rows)``),
+    built once per database kind: rows whose key exists are skipped, or with ``replace``
+    overwritten with these values."""
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table.__table__)
+    if not replace:
+        return statement.on_conflict_do_nothing()
     columns = table.__table__.columns
-    keys = [c.name for c in columns if c.primary_key]
     return statement.on_conflict_do_update(
-        index_elements=keys,
+        index_elements=[c.name for c in columns if c.primary_key],
         set_={c.name: statement.excluded[c.name] for c in columns if not c.primary_key},
     )
+
+
+def insert_new(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> Insert:
+    """INSERT of ``rows`` that skips those whose key exists: idempotent writes for retries."""
+    return insert_statement(engine.dialect.name, table).values(rows)
 
 
 async def ping(engine: AsyncEngine, within: float) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from db.engine import insert_new, utcnow
+from db.engine import insert_statement, utcnow
 from db.models import Merchant, Order, WebhookEvent
 from domain.cases import CaseState, case_summary
 from domain.contacts import ContactMessage, ContactState, contact_summary
@@ -230,7 +230,7 @@ class WebhookEmitter:
 
     async def _store(self, rows: list[dict[str, Any]]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(insert_new(self._engine, WebhookEvent, rows))
+            await conn.execute(insert_statement(conn.dialect.name, WebhookEvent), rows)
 
     async def _webhook_url(self, merchant_id: str) -> str | None:
         cached = self._urls.get(merchant_id)
