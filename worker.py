@@ -166,10 +166,12 @@ class _KeptCode(SourceFileLoader):
         self._kept = kept
 
     def get_code(self, fullname: str) -> CodeType | None:
-        code = self._kept.get(self.path) or super().get_code(fullname)
-        if code is not None:
+        if self.path not in self._kept:
+            code = super().get_code(fullname)
+            if code is None:
+                return None
             self._kept[self.path] = code
-        return code
+        return self._kept[self.path]
 
 
 _WORKFLOW_CODE = _ReadOnce()

@@ -81,6 +81,29 @@ async def test_a_cancel_is_projected_only_after_its_acceptance_is_in_the_history
     assert completed - accepted <= 8
 
 
+async def test_a_worker_gone_right_after_an_update_answered_leaves_its_write_to_the_next(
+    env: WorkflowEnvironment,
+) -> None:
+    """The cancel is answered (the API writes it), then the worker stops before its own write of
+    the cancel has ended: the next worker writes it, and the run closes only after that write,
+    so the read model ends canceled even when the API's write never happened."""
+    gone = Recorder(slow_projections={"canceled": 600.0})
+    tq = "tq-" + uuid.uuid4().hex
+    async with _worker(env, gone, tq):
+        handle = await start(env.client, tq, order_input(await env.get_current_time()))
+        canceled = await handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason="dup"))
+        assert canceled.status is Status.CANCELED
+    assert "canceled" not in gone.statuses()
+
+    after = Recorder()
+    async with _worker(env, after, tq):
+        closed = await handle.result()
+    assert closed.status is Status.CANCELED
+    assert after.statuses() == ["canceled"]
+    assert after.projections[0].given().version == canceled.version == closed.version
+    assert after.projections[0].new_events == canceled.new_events
+
+
 async def test_changes_made_in_one_task_are_projected_in_order_each_as_it_was(
     env: WorkflowEnvironment,
 ) -> None:
