@@ -608,6 +608,9 @@ class OrderInput(StoredModel):
     # A file still unreachable (or its check still failing) this long fails with
     # ``file_unreachable`` and holds the order.
     preflight_give_up: timedelta = timedelta(minutes=30)
+    # The workflow's patches this order starts with (``workflows.orders.PATCHED_AT_START``): its
+    # runs take them without recording a marker. Empty in orders started before.
+    patched_at_start: list[str] = Field(default_factory=list)
     # Set when the workflow continues as new: the state it carries over.
     state: OrderState | None = None
 

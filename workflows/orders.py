@@ -132,6 +132,19 @@ REPORTS_WAIT_FOR_JOB = "reports-wait-for-job"
 # ``production_report_timeout`` alerts and asks its facility for the job's state; a package
 # already recorded (from that answer) is not added again by the facility's own report.
 PRODUCTION_REPORT_TIMEOUT = "production-report-timeout"
+# The patches above, which every worker knew before this list existed. The API starts each new
+# order with them (``OrderInput.patched_at_start``), and its runs take them without recording a
+# marker (``OrderWorkflow._patched``): four history events and two search-attribute writes less
+# for every order. A patch added later joins this list one release after it was added, once no
+# worker that lacks it can still run an order (docs/deploying.md).
+PATCHED_AT_START = (
+    API_WRITES_CREATION,
+    PROJECT_AFTER_ACCEPT,
+    ANSWER_BEFORE_PROJECTION,
+    CUTOFF_WAIT_CONTINUES_AS_NEW,
+    REPORTS_WAIT_FOR_JOB,
+    PRODUCTION_REPORT_TIMEOUT,
+)
 LATE_METRIC = "printflow_orders_late"
 # Stages a facility names in a job's state, in order (``GET /print-jobs/{job_id}/state``).
 JOB_STAGES = ("printed", "shipped", "delivered")
@@ -210,6 +223,17 @@ class OrderWorkflow:
             on_settled=self._files_settled,
         )
 
+    def _patched(self, patch: str) -> bool:
+        """``workflow.patched(patch)``, except for an order started with the patch
+        (``OrderInput.patched_at_start``): True, with no marker recorded. A worker older than
+        that field may have run a task of such an order, and recorded the marker; replaying that
+        task meets it again (while replaying, ``patched`` records nothing: it reads the marker)."""
+        if patch not in self._input.patched_at_start:
+            return workflow.patched(patch)
+        if workflow.unsafe.is_replaying():
+            workflow.patched(patch)
+        return True
+
     # ------------------------------------------------------------------ the order's life
 
     @workflow.run
@@ -222,7 +246,7 @@ class OrderWorkflow:
                 state.status.value,
                 state.facility.id,
             )
-            if workflow.patched(API_WRITES_CREATION):
+            if self._patched(API_WRITES_CREATION):
                 # The API's row holds the items and metadata as ``new_state`` made them.
                 self._projected_items = [i.model_copy(deep=True) for i in state.items]
                 self._projected_metadata = True
@@ -244,7 +268,7 @@ class OrderWorkflow:
                 await self._await_hold_answer()
             elif status is Status.SHIPPED:
                 await self._await_delivery()
-            elif status in _REPORTING and workflow.patched(PRODUCTION_REPORT_TIMEOUT):
+            elif status in _REPORTING and self._patched(PRODUCTION_REPORT_TIMEOUT):
                 await self._await_production_report()
             else:
                 show(self._waiting_text(self._state))
@@ -330,7 +354,7 @@ class OrderWorkflow:
                 ):
                     # Canceled, re-addressed or re-routed: look again, in a new run when the
                     # changes made this one's history long.
-                    if workflow.info().is_continue_as_new_suggested() and workflow.patched(
+                    if workflow.info().is_continue_as_new_suggested() and self._patched(
                         CUTOFF_WAIT_CONTINUES_AS_NEW
                     ):
                         await self._continue_as_new()
@@ -702,7 +726,7 @@ class OrderWorkflow:
         state, event = self._state, signal.event
         if event.event_id in state.seen_event_ids or event.event_id in self._reports_waiting:
             return  # the facility repeated itself
-        if self._submitting and workflow.patched(REPORTS_WAIT_FOR_JOB):
+        if self._submitting and self._patched(REPORTS_WAIT_FOR_JOB):
             # The job was made but its submission's answer is still awaited: this report is
             # about it. It waits (unseen, so a repeat waits with it) until the submission ends;
             # reports that waited are applied in the order they came. Only while a submission
@@ -750,7 +774,7 @@ class OrderWorkflow:
             and tracking
             and status in _SHIPPABLE
             and len(state.shipments) < MAX_SHIPMENTS
-            and not (_recorded(state, tracking) and workflow.patched(PRODUCTION_REPORT_TIMEOUT))
+            and not (_recorded(state, tracking) and self._patched(PRODUCTION_REPORT_TIMEOUT))
         ):
             kept = None if state.ships_by is None else received_at <= state.ships_by
             shipment = tracking.model_copy(update={"shipped_at": received_at, "promise_kept": kept})
@@ -908,12 +932,12 @@ class OrderWorkflow:
             )
         )
         contended = projector.contended
-        if (contended or projector.update_in_batch) and not workflow.patched(PROJECT_AFTER_ACCEPT):
+        if (contended or projector.update_in_batch) and not self._patched(PROJECT_AFTER_ACCEPT):
             # Replaying a history written before the patch: each change projected at once.
             await projector.project(local=True)
             return
         update = workflow.current_update_info()
-        if update is not None and workflow.patched(ANSWER_BEFORE_PROJECTION):
+        if update is not None and self._patched(ANSWER_BEFORE_PROJECTION):
             # The Update answers with this projection; the API writes it (``UpdateAnswer``).
             projection = await projector.project_answer()
             self._answers.pop(update.id, None)

@@ -51,6 +51,7 @@ from domain.schedule import describe_cutoff
 from domain.support_ids import InvalidSupportId, generate_support_id, normalize_support_id
 from domain.views import order_public
 from runtime.settings import Settings
+from workflows.orders import PATCHED_AT_START
 
 # Fields added to the create request since orders were first taken: left out of its hash when
 # absent, so a retry of a request sent before they existed is still the same request.
@@ -120,6 +121,7 @@ async def create_order(
         personalization_values=personalization_values,
         facility_queue_base=settings.task_queue,
         terms=terms,
+        patched_at_start=list(PATCHED_AT_START),
     )
     for _ in range(SUPPORT_ID_ATTEMPTS):
         inp = inp.model_copy(update={"support_id": generate_support_id()})

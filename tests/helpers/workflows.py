@@ -35,7 +35,7 @@ from domain.orders import OrderCreate, OrderInput, OrderState, Status
 from domain.schedule import next_cutoff
 from tests.helpers.polling import PATIENCE, apoll
 from worker import WORKFLOW_RUNNER
-from workflows.orders import OrderWorkflow
+from workflows.orders import PATCHED_AT_START, OrderWorkflow
 
 OSLO = FacilityInfo(
     id="oslo",
@@ -93,6 +93,8 @@ def order_input(
         order=body or order_body(),
         facility=facility,
         received_at=received_at,
+        # As the API starts every new order.
+        patched_at_start=list(PATCHED_AT_START),
     )
 
 

@@ -17,6 +17,9 @@ ship-by watch (whose terms have no ``watch_ships_by``, so today's code keeps no 
 ``order_full_lifecycle_before_answers_carried_projections.json`` is ``order_full_lifecycle`` as
 the code recorded it before an order's Updates answered with their projection (each Update then
 waited for its projection's activity and a second workflow task).
+``order_full_lifecycle_before_patched_at_start.json`` is ``order_full_lifecycle`` as the code
+recorded it before new orders started with the workflow's patches (``OrderInput.patched_at_start``):
+its run records a marker for each patch it takes.
 """
 
 from __future__ import annotations
