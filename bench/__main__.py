@@ -364,6 +364,7 @@ async def measure(
                 drain=drain,
             )
         out["creates_resent"] = api.resent
+        out["rate_limited"] = api.rate_limited
         if "history" in args.only:
             await settle()
             say(f"history: {args.history} orders run to delivered ...")
@@ -426,6 +427,7 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "worker_rss_end": raw["worker_rss_end"],
         "cpu": raw["cpu"],
         "creates_resent": raw["creates_resent"],
+        "rate_limited": raw["rate_limited"],
     }
     goals: dict[str, Any] = {}
     if "cost" in raw:

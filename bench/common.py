@@ -154,6 +154,8 @@ class Api:
     created: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Creates sent again after the connection broke (the answer never came).
     resent: int = 0
+    # Requests answered 429 (the key's rate limit), waited out and sent again (``send``).
+    rate_limited: int = 0
 
     # The key that created each order, by order id.
     owners: dict[str, str] = field(default_factory=dict)
@@ -167,13 +169,23 @@ class Api:
         key = self.owners[order_id] if order_id is not None else self._next_key()
         return {"X-API-Key": key}
 
+    async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """The request's answer; a 429 is waited out (its ``Retry-After``) and the request
+        sent again, as a shop's integration does, and counted (``rate_limited``)."""
+        while True:
+            response = await self.http.request(method, url, **kwargs)
+            if response.status_code != 429:
+                return response
+            self.rate_limited += 1
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         sent_at = time.time()
         started = time.perf_counter()
         headers = self.headers()
         for attempt in range(3):
             try:
-                response = await self.http.post("/v1/orders", json=body, headers=headers)
+                response = await self.send("POST", "/v1/orders", json=body, headers=headers)
                 break
             except httpx.TransportError:
                 # As a shop's integration does: the same order again. The order reference makes
@@ -191,7 +203,7 @@ class Api:
 
     async def get(self, order_id: str) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
-        response = await self.http.get(f"/v1/orders/{order_id}", headers=self.headers(order_id))
+        response = await self.send("GET", f"/v1/orders/{order_id}", headers=self.headers(order_id))
         took = time.perf_counter() - started
         if response.status_code != 200:
             raise BenchError(f"get answered {response.status_code}: {response.text[:300]}")
@@ -200,7 +212,7 @@ class Api:
     async def quote(self, body: dict[str, Any]) -> float:
         """``POST /v1/quotes`` with the next shop's key; how long it took."""
         started = time.perf_counter()
-        response = await self.http.post("/v1/quotes", json=body, headers=self.headers())
+        response = await self.send("POST", "/v1/quotes", json=body, headers=self.headers())
         took = time.perf_counter() - started
         if response.status_code != 201:
             raise BenchError(f"quote answered {response.status_code}: {response.text[:300]}")
@@ -208,7 +220,8 @@ class Api:
 
     async def cancel(self, order_id: str) -> float:
         started = time.perf_counter()
-        response = await self.http.post(
+        response = await self.send(
+            "POST",
             f"/v1/orders/{order_id}/cancel",
             headers=self.headers(order_id),
             json={"reason": "bench"},

@@ -360,6 +360,7 @@ async def run(
         ),
         "creates": len(sent),
         "resent": api.resent,
+        "rate_limited": api.rate_limited,
         "open_at_end": open_at_end,
         "rows": rows,
         "by_cycle": by_cycle(sent),
