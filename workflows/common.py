@@ -103,7 +103,8 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
     """The one writer of a workflow's ``state`` outward.
 
     ``record`` notes a change: the state's version, the Update that made it (``applied``), the
-    search attributes, what the workflow is shown to wait for, a log line. ``project_pending``
+    search attributes (none when ``search_attributes`` gives None), what the workflow is shown
+    to wait for, a log line. ``project_pending``
     then projects every change not projected yet, with the ``build`` projection, through
     ``activity``: a local activity, unless an Update made one of the changes (see the module's
     docstring). A projection waits for the one running,
@@ -116,7 +117,7 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
         *,
         build: Callable[[list[ChangeT]], ProjectionT],
         activity: Activity[ProjectionT],
-        search_attributes: Callable[[StateT], Sequence[SearchAttributeUpdate[Any]]],
+        search_attributes: Callable[[StateT], Sequence[SearchAttributeUpdate[Any]] | None],
         details: Callable[[StateT], str],
         log: Callable[[StateT, ChangeT], str],
     ) -> None:
@@ -158,7 +159,9 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
         state.version += 1
         state.updated_at = workflow.now()
         self.changes.append(change)
-        workflow.upsert_search_attributes(self._search_attributes(state))
+        updates = self._search_attributes(state)
+        if updates is not None:
+            workflow.upsert_search_attributes(updates)
         update = workflow.current_update_info()
         if update is not None:
             self.update_in_batch = True

@@ -132,11 +132,15 @@ REPORTS_WAIT_FOR_JOB = "reports-wait-for-job"
 # ``production_report_timeout`` alerts and asks its facility for the job's state; a package
 # already recorded (from that answer) is not added again by the facility's own report.
 PRODUCTION_REPORT_TIMEOUT = "production-report-timeout"
-# The patches above, which every worker knew before this list existed. The API starts each new
-# order with them (``OrderInput.patched_at_start``), and its runs take them without recording a
-# marker (``OrderWorkflow._patched``): four history events and two search-attribute writes less
-# for every order. A patch added later joins this list one release after it was added, once no
-# worker that lacks it can still run an order (docs/deploying.md).
+# Since this patch a change that leaves every search attribute as it is (files checked, a new
+# address at the same facility, a personalization link) upserts none: one event and one
+# visibility write less.
+SEARCH_ATTRIBUTES_WHEN_CHANGED = "search-attributes-when-changed"
+# The patches above: the API starts each new order with them (``OrderInput.patched_at_start``),
+# and its runs take them without recording a marker and its search attribute
+# (``OrderWorkflow._patched``). A patch joins this list once every worker knows it: in the release
+# that adds it when that release rolls the workers out before the API (this list's did), else
+# one release later (docs/deploying.md).
 PATCHED_AT_START = (
     API_WRITES_CREATION,
     PROJECT_AFTER_ACCEPT,
@@ -144,6 +148,7 @@ PATCHED_AT_START = (
     CUTOFF_WAIT_CONTINUES_AS_NEW,
     REPORTS_WAIT_FOR_JOB,
     PRODUCTION_REPORT_TIMEOUT,
+    SEARCH_ATTRIBUTES_WHEN_CHANGED,
 )
 LATE_METRIC = "printflow_orders_late"
 # Stages a facility names in a job's state, in order (``GET /print-jobs/{job_id}/state``).
@@ -193,7 +198,7 @@ class OrderWorkflow:
             self._state,
             build=self._projection,
             activity=ProjectionActivities.project_order,
-            search_attributes=lambda s: sa.updates(_search_attribute_pairs(s)),
+            search_attributes=self._search_attribute_updates,
             details=self._waiting_text,
             log=_log_line,
         )
@@ -222,6 +227,16 @@ class OrderWorkflow:
             give_up=inp.preflight_give_up,
             on_settled=self._files_settled,
         )
+
+    def _search_attribute_updates(self, state: OrderState) -> list[sa.Update] | None:
+        """The search attributes a change sets; None when it leaves them all as they are."""
+        pairs = _search_attribute_pairs(state)
+        current = workflow.info().typed_search_attributes
+        if all(current.get(p.key) == p.value for p in pairs) and self._patched(
+            SEARCH_ATTRIBUTES_WHEN_CHANGED
+        ):
+            return None
+        return sa.updates(pairs)
 
     def _patched(self, patch: str) -> bool:
         """``workflow.patched(patch)``, except for an order started with the patch
