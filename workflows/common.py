@@ -104,10 +104,9 @@ class Projector(Generic[StateT, ChangeT, ProjectionT]):
 
     ``record`` notes a change: the state's version, the Update that made it (``applied``), the
     search attributes (none when ``search_attributes`` gives None), what the workflow is shown
-    to wait for, a log line. ``project_pending``
-    then projects every change not projected yet, with the ``build`` projection, through
-    ``activity``: a local activity, unless an Update made one of the changes (see the module's
-    docstring). A projection waits for the one running,
+    to wait for, a log line. ``project_pending`` then projects every change not projected yet,
+    with the ``build`` projection, through ``activity``: a local activity, unless an Update made
+    one of the changes (see the module's docstring). A projection waits for the one running,
     and an earlier change's projection may carry a later change, leaving nothing to do.
     """
 

@@ -242,7 +242,8 @@ class OrderWorkflow:
         """``workflow.patched(patch)``, except for an order started with the patch
         (``OrderInput.patched_at_start``): True, with no marker recorded. A worker older than
         that field may have run a task of such an order, and recorded the marker; replaying that
-        task meets it again (while replaying, ``patched`` records nothing: it reads the marker)."""
+        task meets it again (while replaying, ``patched`` only matches a marker the history
+        holds, and records none)."""
         if patch not in self._input.patched_at_start:
             return workflow.patched(patch)
         if workflow.unsafe.is_replaying():
