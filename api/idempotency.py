@@ -53,7 +53,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import Unavailable, envelope
-from db.engine import insert_new, utcnow
+from db.engine import insert_statement, utcnow
 from db.models import IdempotentRequest
 
 log = logging.getLogger("printflow.api")
@@ -185,7 +185,11 @@ async def _claim(state: Any, owner: str, key: str, request: str) -> datetime | _
         now = utcnow()
         async with state.sessions() as session:
             new = {"scope": owner, "key": key, "request_hash": request, "created_at": now}
-            insert = insert_new(state.engine, _Row, [new]).returning(col(_Row.key))
+            insert = (
+                insert_statement(state.engine.dialect.name, _Row)
+                .values([new])
+                .returning(col(_Row.key))
+            )
             ours = bool((await session.exec(insert)).all())  # rowcount is -1 on psycopg here
             if not ours:  # taken; abandoned by a process that died?
                 abandoned = _in_progress(owner, key, col(_Row.created_at) < now - ABANDONED_AFTER)

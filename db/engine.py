@@ -76,11 +76,6 @@ def insert_statement(dialect: str, table: Any, *, replace: bool = False) -> Inse
     )
 
 
-def insert_new(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -> Insert:
-    """INSERT of ``rows`` that skips those whose key exists: idempotent writes for retries."""
-    return insert_statement(engine.dialect.name, table).values(rows)
-
-
 async def ping(engine: AsyncEngine, within: float) -> None:
     """``SELECT 1``, given ``within`` seconds; raises TimeoutError or the driver's error."""
     async with asyncio.timeout(within), engine.connect() as connection:

@@ -198,10 +198,11 @@ class Recorder:
 
 @asynccontextmanager
 async def order_worker(
-    client: Client, recorder: Recorder, more: Sequence[Any] = ()
+    client: Client, recorder: Recorder, more: Sequence[Any] = (), *, cached: bool = True
 ) -> AsyncIterator[str]:
     """A worker of the order workflow with the recorder's activities, and ``more`` real ones
-    (the preflight check, in its tests)."""
+    (the preflight check, in its tests). Not ``cached``: it keeps no workflow, so every task
+    replays the history so far, as the next worker does after one died at that step."""
     task_queue = "tq-" + uuid.uuid4().hex
     async with Worker(
         client,
@@ -209,6 +210,7 @@ async def order_worker(
         workflows=[OrderWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[*recorder.activities(), *more],
+        **({} if cached else {"max_cached_workflows": 0}),
     ):
         yield task_queue
 

@@ -66,7 +66,9 @@ async def _patch_events(handle: WorkflowHandle[object, object]) -> list[str]:
 async def test_an_order_started_with_its_patches_records_no_marker(
     env: WorkflowEnvironment,
 ) -> None:
-    async with order_worker(env.client, Recorder()) as tq:
+    # A worker that keeps no workflow: every task replays the history so far, as the next
+    # worker does after one died right after the step before.
+    async with order_worker(env.client, Recorder(), cached=False) as tq:
         now = await env.get_current_time()
         printed = await start(env.client, tq, order_input(now))
         canceled = await start(env.client, tq, order_input(now))
@@ -108,10 +110,10 @@ async def test_a_marker_recorded_by_a_worker_older_than_the_field_is_met_on_repl
     # roll out before the API that lists a new one: docs/deploying.md).
     inp["patched_at_start"] = [p for p in PATCHED_AT_START if p in KNOWN_TO_THE_RECORDING]
     payload["data"] = base64.b64encode(json.dumps(inp).encode()).decode()
-    markers = [
-        e for e in history["events"] if e.get("markerRecordedEventAttributes", {}).get("markerName")
-    ]
-    assert any(m["markerRecordedEventAttributes"]["markerName"] == "core_patch" for m in markers)
+    assert any(
+        e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"
+        for e in history["events"]
+    )
 
     replayer = Replayer(
         workflows=[OrderWorkflow],
@@ -139,7 +141,9 @@ async def test_the_api_starts_every_new_order_with_the_patches(api: Api) -> None
 async def test_a_change_that_leaves_the_search_attributes_as_they_are_upserts_none(
     env: WorkflowEnvironment,
 ) -> None:
-    async with order_worker(env.client, Recorder()) as tq:
+    # Every task replays the history so far (``cached=False``): whether a change upserted is
+    # decided again from it, as after a worker died.
+    async with order_worker(env.client, Recorder(), cached=False) as tq:
         inp = order_input(await clear_of_a_cutoff(env))
         # Started as the relay starts it: with the order's search attributes.
         handle = await env.client.start_workflow(
