@@ -322,10 +322,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         stack.push_async_callback(engine.dispose)
         await migrate(settings.database_url)
         # Three pools: merchants' webhook receivers, the facilities, and merchants' file
-        # servers (see the module doc).
-        webhook_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
-        facility_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0))
-        file_http = await stack.enter_async_context(httpx.AsyncClient(timeout=60.0))
+        # servers (see the module doc); one CA bundle, loaded once, for the three.
+        tls = httpx.create_ssl_context()
+        webhook_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0, verify=tls))
+        facility_http = await stack.enter_async_context(httpx.AsyncClient(timeout=20.0, verify=tls))
+        file_http = await stack.enter_async_context(httpx.AsyncClient(timeout=60.0, verify=tls))
         client = await connect(settings, runtime=temporal_runtime(settings.worker_metrics_port))
         await ensure_search_attributes(client, settings.temporal_namespace)
         if settings.link_secret is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from devstack.processes import TLS
 from devstack.stack import REPO_ROOT, PortInUseError, Stack, StackConfig, StackError
 from simulator.samples import GOOD as GOOD_SAMPLE
 from simulator.samples import LOW_RESOLUTION as LOW_RESOLUTION_SAMPLE
@@ -228,7 +229,10 @@ def _agent_token_works(stack: Stack, token: str) -> bool:
     """False only when the API rejects the token (a new database, a deactivated agent)."""
     try:
         response = httpx.get(
-            f"{stack.api_url}/v1/agent/me", headers={"X-Agent-Token": token}, timeout=10.0
+            f"{stack.api_url}/v1/agent/me",
+            headers={"X-Agent-Token": token},
+            timeout=10.0,
+            verify=TLS,
         )
     except httpx.HTTPError:
         return True
@@ -243,6 +247,7 @@ def _key_works(stack: Stack, api_key: str) -> bool:
             params={"limit": 1},
             headers={"X-API-Key": api_key},
             timeout=10.0,
+            verify=TLS,
         )
     except httpx.HTTPError:
         return True

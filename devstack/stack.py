@@ -51,7 +51,14 @@ from devstack.config import (
     redirect_facilities,
 )
 from devstack.mailsink import MailSink, free_port
-from devstack.processes import ProcessManager, ReadyCheck, http_status, port_free, port_open
+from devstack.processes import (
+    TLS,
+    ProcessManager,
+    ReadyCheck,
+    http_status,
+    port_free,
+    port_open,
+)
 from devstack.temporal import (
     SEARCH_ATTRIBUTES,
     dev_server_command,
@@ -446,6 +453,7 @@ class Stack(ProcessManager):
                 json=body,
                 headers={"X-Admin-Token": self.admin_token},
                 timeout=30.0,
+                verify=TLS,
             )
         except httpx.HTTPError as error:
             raise StackError(f"creating merchant {name!r} failed: {error}") from error
@@ -460,7 +468,7 @@ class Stack(ProcessManager):
         """Sets a portal user's password through their invite link, as a browser would."""
         path = "/portal/" + invite_url.split("/portal/", 1)[1]
         try:
-            with httpx.Client(base_url=self.api_url, timeout=30.0) as browser:
+            with httpx.Client(base_url=self.api_url, timeout=30.0, verify=TLS) as browser:
                 form = browser.get(path)
                 found = re.search(r'name="csrf" value="([^"]+)"', form.text)
                 if form.status_code != 200 or found is None:
@@ -479,6 +487,7 @@ class Stack(ProcessManager):
                 json={"name": name, "email": email, "role": role},
                 headers={"X-Admin-Token": self.admin_token},
                 timeout=30.0,
+                verify=TLS,
             )
         except httpx.HTTPError as error:
             raise StackError(f"creating agent {name!r} failed: {error}") from error

@@ -30,6 +30,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from devstack.processes import TLS
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
 from tests.conftest import suite_converter
@@ -139,7 +140,7 @@ class Observer:
     """
 
     def __init__(self, api_url: str, key: dict[str, str], interval: float = 0.1) -> None:
-        self._http = httpx.Client(base_url=api_url, headers=key, timeout=5)
+        self._http = httpx.Client(base_url=api_url, headers=key, timeout=5, verify=TLS)
         self._interval = interval
         self.statuses: dict[str, list[str]] = {}
         self.timelines: dict[str, set[Timeline]] = {}
@@ -246,7 +247,7 @@ def waits_for_cutoff(stack: Stack, order_id: str) -> bool:
 
 
 def facility_jobs(stack: Stack, order_id: str) -> list[dict[str, Any]]:
-    jobs = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=5).json()
+    jobs = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=5, verify=TLS).json()
     return [j for j in jobs if j["order_id"] == order_id]
 
 
@@ -261,7 +262,9 @@ def timeline_seqs(stack: Stack, order_id: str) -> list[int]:
 
 
 def get_order(stack: Stack, key: dict[str, str], order_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{stack.api_url}/v1/orders/{order_id}", headers=key, timeout=10)
+    response = httpx.get(
+        f"{stack.api_url}/v1/orders/{order_id}", headers=key, timeout=10, verify=TLS
+    )
     assert response.status_code == 200, f"GET {order_id}: {response.status_code} {response.text}"
     order: dict[str, Any] = response.json()
     return order

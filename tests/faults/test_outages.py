@@ -39,6 +39,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from devstack.processes import TLS
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
 from tests.conftest import suite_converter
@@ -149,6 +150,7 @@ class Shop:
             json=body,
             headers=self.key | {"Idempotency-Key": idempotency_key},
             timeout=30,
+            verify=TLS,
         )
 
     def status_is(self, order_id: str, *statuses: str) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ import pytest
 from temporalio.client import Client
 
 from devstack.config import SimulatorOptions
+from devstack.processes import TLS
 from devstack.stack import Stack
 from domain.orders import OrderState
 from tests.conftest import fresh_postgres_schema, suite_converter
@@ -63,7 +64,7 @@ class Clients:
     def __init__(self, stack: Stack) -> None:
         limits = httpx.Limits(max_connections=4 * CLIENTS)
         self.http = [
-            httpx.Client(base_url=stack.api_url_of(name), timeout=30, limits=limits)
+            httpx.Client(base_url=stack.api_url_of(name), timeout=30, limits=limits, verify=TLS)
             for name in stack.api_names
         ]
         self.codes: Counter[tuple[str, int]] = Counter()  # (method and route, status) -> count
@@ -291,7 +292,9 @@ def busy(response: httpx.Response) -> bool:
 
 def all_jobs(stack: Stack) -> list[dict[str, Any]]:
     """Every print job the facility has."""
-    jobs: list[dict[str, Any]] = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=10).json()
+    jobs: list[dict[str, Any]] = httpx.get(
+        f"{stack.simulator_url}/print-jobs", timeout=10, verify=TLS
+    ).json()
     return jobs
 
 

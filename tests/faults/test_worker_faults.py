@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.processes import TLS
 from devstack.stack import SimulatorOptions, Stack
 from tests.faults.conftest import (
     UPDATE_TIMEOUT,
@@ -62,7 +63,7 @@ class Cancel(threading.Thread):
         sent = time.monotonic()
         try:
             response = httpx.post(
-                self.url, json={"reason": "duplicate"}, headers=self.headers, timeout=60
+                self.url, json={"reason": "duplicate"}, headers=self.headers, timeout=60, verify=TLS
             )
         except httpx.HTTPError as error:
             self.error = f"{type(error).__name__} after {time.monotonic() - sent:.1f} s"
@@ -76,7 +77,9 @@ class Cancel(threading.Thread):
 
     def retry(self) -> httpx.Response:
         """The merchant's retry: the same request with the same Idempotency-Key."""
-        return httpx.post(self.url, json={"reason": "duplicate"}, headers=self.headers, timeout=30)
+        return httpx.post(
+            self.url, json={"reason": "duplicate"}, headers=self.headers, timeout=30, verify=TLS
+        )
 
     def result(self) -> Answer:
         self.join(timeout=65)
@@ -86,7 +89,11 @@ class Cancel(threading.Thread):
 
 def create_order(stack: Stack, key: dict[str, str], reference: str) -> str:
     created = httpx.post(
-        f"{stack.api_url}/v1/orders", json=order_json(reference), headers=key, timeout=10
+        f"{stack.api_url}/v1/orders",
+        json=order_json(reference),
+        headers=key,
+        timeout=10,
+        verify=TLS,
     )
     assert created.status_code == 201, created.text
     order_id: str = created.json()["id"]

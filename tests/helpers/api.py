@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,6 +29,7 @@ from temporalio.worker import Interceptor, Worker
 from api.main import create_app
 from db.engine import create_engine
 from devstack.mailsink import MailSink
+from devstack.processes import TLS
 from domain.facilities import Facilities
 from runtime.settings import Settings
 from simulator.app import SimulatorConfig
@@ -154,11 +154,6 @@ class Api:
             transport=httpx.ASGITransport(app=self.simulator), base_url=FACILITY_URL
         ) as sim:
             return (await sim.get(path)).json()
-
-
-# The webhook client's certificate store, loaded once: loading it costs a tenth of a second of
-# CPU, and every in-process API would otherwise load it again for the same files.
-TLS = ssl.create_default_context()
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from devstack.processes import TLS
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import OrderState
 from tests.conftest import suite_converter
@@ -107,7 +108,7 @@ class Observer:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self._api_url, timeout=5) as http:
+        with httpx.Client(base_url=self._api_url, timeout=5, verify=TLS) as http:
             while not self._stop.is_set():
                 for order_id in list(self._orders):
                     try:
@@ -165,7 +166,7 @@ def shown_and_held(
 
 
 def facility_jobs(stack: Stack, order_id: str) -> list[dict[str, Any]]:
-    jobs = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=5).json()
+    jobs = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=5, verify=TLS).json()
     return [j for j in jobs if j["order_id"] == order_id]
 
 
@@ -174,7 +175,7 @@ def assert_truthful(
 ) -> dict[str, Any]:
     """The API, the workflow and the facility agree about ``order_id``; returns the order."""
     order: dict[str, Any] = httpx.get(
-        f"{stack.api_url}/v1/orders/{order_id}", headers=key, timeout=5
+        f"{stack.api_url}/v1/orders/{order_id}", headers=key, timeout=5, verify=TLS
     ).json()
     state = workflow_state(stack, order_id)
     assert order["status"] == state.status.value, (order["status"], state.status)

@@ -20,6 +20,7 @@ from activities.webhooks.delivery import WebhookActivities
 from activities.webhooks.emitter import WebhookEmitter
 from db.engine import session_factory
 from db.models import Merchant
+from devstack.processes import TLS
 from tests.helpers.webhook_receiver import Receiver
 from worker import WORKFLOW_RUNNER
 from workflows.client import enqueue_deliveries
@@ -68,7 +69,7 @@ async def running_delivery(
     try:
         merchant_id = await add_merchant(engine, receiver.url)
         task_queue = "hooks-" + uuid.uuid4().hex
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=TLS) as http:
             activities = WebhookActivities(engine, http, allow_private=True)
             async with Worker(
                 env.client,

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devstack.processes import TLS
 from integrations.files import (
     TOO_LARGE,
     UNREACHABLE,
@@ -68,7 +69,7 @@ def server(files: FileServer) -> FileServer:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=TLS) as client:
         yield client
 
 

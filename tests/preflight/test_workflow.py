@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.preflight import PreflightActivities
 from contracts.orders import PersonalizationSubmission
+from devstack.processes import TLS
 from domain.catalog import load_catalog
 from domain.facilities import StoredSchedule
 from domain.orders import EventType, HoldKind, HoldResolution, OrderInput, Status
@@ -64,7 +65,7 @@ WRONG_SIZE = pdf(210, 297)
 
 @pytest.fixture
 async def checks() -> AsyncIterator[PreflightActivities]:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=TLS) as http:
         fetcher = FileFetcher(
             http, allow_private=True, max_bytes=5_000_000, timeout=timedelta(seconds=20)
         )

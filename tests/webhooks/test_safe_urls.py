@@ -33,6 +33,7 @@ from api.main import create_app
 from contracts.webhooks import DeliverWebhook
 from db.engine import session_factory
 from db.models import WebhookDelivery, WebhookEvent
+from devstack.processes import TLS
 from domain.webhook_urls import address_refusal, addresses_problem, url_problem
 from runtime.settings import Settings
 from tests.helpers.api import ADMIN_TOKEN
@@ -206,7 +207,7 @@ async def _deliver_once(
         )
         await session.commit()
     failure: ApplicationError | None = None
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=TLS) as http:
         activities = WebhookActivities(engine, http, timeout=5, allow_private=allow_private)
         try:
             await activities.deliver_webhook(DeliverWebhook(event_id=event_id))
