@@ -117,8 +117,6 @@ class Recorder:
     refuse_resume: bool = False
     # Seconds a projection takes, by the type of its newest event (a slow database write).
     slow_projections: dict[str, float] = field(default_factory=dict)
-    # The newest event's type of every projection begun, ended or not.
-    begun: list[str] = field(default_factory=list)
     # Set: each print job "is made at the facility", then its activity waits for this before it
     # reports (an answer that is slow to come, or lost and retried).
     submit_answers_after: asyncio.Event | None = None
@@ -128,7 +126,6 @@ class Recorder:
 
     @activity.defn(name="project_order")
     async def project_order(self, projection: Projection) -> None:
-        self.begun.append(projection.new_events[-1].type)
         delay = self.slow_projections.get(projection.new_events[-1].type, 0.0)
         if delay:
             await asyncio.sleep(delay)
