@@ -34,7 +34,7 @@ from devstack.processes import TLS
 from devstack.stack import SimulatorOptions, Stack, StackConfig
 from domain.orders import Hold, OrderState
 from tests.conftest import suite_converter
-from tests.helpers.faults import instant, shown_and_held
+from tests.helpers.faults import facility_jobs, instant, shown_and_held
 from workflows.orders import OrderWorkflow
 
 UPDATE_TIMEOUT = 3  # seconds an Update waits before the API answers 503 order_busy
@@ -244,11 +244,6 @@ def waits_for_cutoff(stack: Stack, order_id: str) -> bool:
         return any(e.HasField("timer_started_event_attributes") for e in events)
 
     return ask_workflow(stack, order_id, history)
-
-
-def facility_jobs(stack: Stack, order_id: str) -> list[dict[str, Any]]:
-    jobs = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=5, verify=TLS).json()
-    return [j for j in jobs if j["order_id"] == order_id]
 
 
 def timeline_seqs(stack: Stack, order_id: str) -> list[int]:

@@ -40,7 +40,7 @@ from devstack.stack import Stack
 from domain.orders import OrderState
 from tests.conftest import fresh_postgres_schema, suite_converter
 from tests.helpers.api import order_json
-from tests.helpers.faults import fault_stack, shown_and_held, wait_for
+from tests.helpers.faults import all_jobs, fault_stack, shown_and_held, wait_for
 from workflows.orders import OrderWorkflow
 
 # A wave of 500 on a machine shared with other tests takes minutes: more than the suite's 300 s.
@@ -288,14 +288,6 @@ def busy(response: httpx.Response) -> bool:
     if response.status_code == 503:
         return True
     return response.status_code == 409 and "idempotency_key_in_progress" in response.text
-
-
-def all_jobs(stack: Stack) -> list[dict[str, Any]]:
-    """Every print job the facility has."""
-    jobs: list[dict[str, Any]] = httpx.get(
-        f"{stack.simulator_url}/print-jobs", timeout=10, verify=TLS
-    ).json()
-    return jobs
 
 
 def settled(stack: Stack, ids: list[str]) -> dict[str, OrderState] | None:

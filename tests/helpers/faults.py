@@ -165,9 +165,17 @@ def shown_and_held(
     return shown, held
 
 
+def all_jobs(stack: Stack) -> list[dict[str, Any]]:
+    """Every print job the facility has."""
+    jobs: list[dict[str, Any]] = httpx.get(
+        f"{stack.simulator_url}/print-jobs", timeout=10, verify=TLS
+    ).json()
+    return jobs
+
+
 def facility_jobs(stack: Stack, order_id: str) -> list[dict[str, Any]]:
-    jobs = httpx.get(f"{stack.simulator_url}/print-jobs", timeout=5, verify=TLS).json()
-    return [j for j in jobs if j["order_id"] == order_id]
+    """The print jobs the facility has for ``order_id``."""
+    return [job for job in all_jobs(stack) if job["order_id"] == order_id]
 
 
 def assert_truthful(
