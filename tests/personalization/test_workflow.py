@@ -265,7 +265,7 @@ async def test_a_refused_link_e_mail_holds_the_order_until_the_merchant_sends_it
         assert held.hold is not None and held.hold.kind == "notification_failed"
         assert "refused" in held.hold.description
         assert rec.links == []
-        assert rec.events()[-1] == "on_hold"
+        await eventually("the hold to be projected", lambda: rec.events()[-1:] == ["on_hold"])
 
         rec.refuse_links = False
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))

@@ -198,7 +198,10 @@ async def test_a_facility_that_refuses_the_resume_puts_the_order_back_on_hold(
         assert state.status is Status.ON_HOLD
         assert state.hold is not None and state.hold.kind == "facility_rejected"
         assert state.hold.resume_to is Status.IN_PRODUCTION
-        assert rec.events()[-2:] == ["hold_resolved", "print_job_rejected"]
+        await eventually(
+            "the rejection to be projected",
+            lambda: rec.events()[-2:] == ["hold_resolved", "print_job_rejected"],
+        )
 
 
 async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None:
@@ -339,6 +342,9 @@ async def test_reports_that_come_before_the_submissions_answer_wait_for_the_job(
         state = await apoll("the waiting reports to be applied", shipped)
         assert [s.tracking_code for s in state.shipments] == ["PKG1"]
         assert state.seen_event_ids == ["evt-printed", "evt-shipped"]
+        # The timeline is written by the projection activity, which can end after the query
+        # above already answers "shipped".
+        await eventually("the shipment to be projected", lambda: "shipment" in rec.events())
         assert rec.events()[-3:] == ["in_production", "printed", "shipment"]
         assert "event_ignored" not in rec.events()
 
