@@ -7,9 +7,11 @@ Nothing here downloads: both servers come from PyPI packages installed in the ve
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import shutil
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -51,6 +53,15 @@ os.environ.setdefault("PRINTFLOW_RATE_LIMIT_BURST", "2000")
 # Tests send wrong credentials on purpose, many from one address; tests/ops/test_perimeter.py
 # checks the real failure limit.
 os.environ.setdefault("PRINTFLOW_AUTH_FAILURE_LIMIT", "10000/minute")
+
+
+def pytest_configure() -> None:
+    """On SIGUSR1, this process writes its threads' stacks to a file of its own, which
+    tests/run.py prints when a part runs past its limit (pytest captures standard error)."""
+    stacks = os.environ.get("PRINTFLOW_TEST_STACKS")
+    if stacks and os.path.isdir(stacks):
+        dump = open(os.path.join(stacks, f"stacks-{os.getpid()}.txt"), "w")  # noqa: SIM115
+        faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -23,23 +23,68 @@ keeps the modules it rewrote for its assertions only as bytecode.
 The Temporal SDK's native threads can crash the interpreter during finalization, after every
 test has passed; leaving through ``os._exit`` skips that finalization, so the exit status is
 always the one pytest reported.
+
+pytest-timeout bounds each test, but not what runs after the last one (a session fixture's
+teardown, a worker that never finishes shutting down). So each part also has a limit,
+``PART_MINUTES``: past it, every test process writes its threads' stacks (``SIGUSR1``, see
+``tests/conftest.py``), they are printed, the part's processes are killed and the run fails,
+instead of hanging.
 """
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 WORKERS = os.environ.get("PRINTFLOW_TEST_WORKERS", "4")
 COMMON = ["-q", "-p", "no:cacheprovider"]
 NO_TESTS = pytest.ExitCode.NO_TESTS_COLLECTED
+# A part takes about 10 minutes here; four times that is a hang, not a slow machine.
+PART_MINUTES = float(os.environ.get("PRINTFLOW_TEST_PART_MINUTES", "40"))
+# Where each test process writes its stacks on SIGUSR1 (tests/conftest.py).
+STACKS = "PRINTFLOW_TEST_STACKS"
 
 
 def part(*args: str) -> int:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    status = subprocess.call([sys.executable, "-m", "tests.run", *COMMON, *args], env=env)
+    command = [sys.executable, "-m", "tests.run", *COMMON, *args]
+    with tempfile.TemporaryDirectory(prefix="printflow-stacks-") as stacks:
+        env[STACKS] = stacks
+        # A session of its own: the part, its test processes and what they start are one group.
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+        try:
+            status = process.wait(timeout=PART_MINUTES * 60)
+        except subprocess.TimeoutExpired:
+            stop(process, signal.SIGUSR1)
+            what = " ".join(args) or "the suite"
+            print(
+                f"\ntests.run: {what} ran past {PART_MINUTES:g} minutes and was stopped; the"
+                " stacks of its test processes then:",
+                file=sys.stderr,
+            )
+            for dump in sorted(Path(stacks).iterdir()):
+                print(f"\n{dump.name}\n{dump.read_text()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # the part is not in the terminal's process group: tell it
+            stop(process, signal.SIGINT)
+            raise
     return 0 if status == NO_TESTS else status
+
+
+def stop(process: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    """Sends ``first`` to the part's process group, then kills what is left of it."""
+    for sig in (first, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
 
 
 def whole_suite() -> int:
