@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.orders import AddressChange
 from domain.orders import CancelRequest, ShippingAddress, Status
 from domain.schedule import next_cutoff
+from tests.helpers.polling import eventually
 from tests.helpers.workflows import (
     OSLO,
     SYDNEY,
@@ -46,6 +47,7 @@ async def test_order_is_submitted_once_at_the_cutoff(env: WorkflowEnvironment) -
         assert after.job_id == "job-1"
         assert len(rec.jobs) == 1 and rec.jobs[0].order_id == state.order_id
         # The API wrote the creation with the order's row; the workflow projects what changed.
+        await eventually("the submission to be projected", lambda: rec.projections)
         assert rec.statuses() == ["in_production"]
         assert rec.events() == ["in_production"]
         assert rec.projections[0].given().event_seq == 2

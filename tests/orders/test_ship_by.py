@@ -134,6 +134,7 @@ async def test_an_order_shipped_in_time_keeps_its_promise(env: WorkflowEnvironme
         state = await state_of(handle)
         assert state.shipments[0].promise_kept is True
         assert not state.late and rec.delays == [] and _late_events(rec) == []
+        await eventually("the shipment's projection", lambda: rec.details(EventType.SHIPMENT))
         shipment = next(
             e.detail
             for p in rec.projections

@@ -167,6 +167,7 @@ async def test_completion_on_day_six_schedules_the_order_and_stops_the_emails(
         assert state.status is Status.SCHEDULED and state.cutoff_at is not None
 
         await sleep_until(env, inp.received_at + timedelta(days=30))
+        await eventually("the print job", lambda: rec.jobs)
         assert len(rec.links) == 1, "no more e-mails once personalized"
         assert len(rec.jobs) == 1
         items = {i.item_reference_id: i for i in rec.jobs[0].items}
@@ -214,6 +215,7 @@ async def test_approving_without_personalization_sends_the_order_as_it_is(
             "poster-1": "not_required",
         }
         await sleep_until(env, inp.received_at + timedelta(days=20))
+        await eventually("the print job", lambda: rec.jobs)
         assert len(rec.links) == 1, "approval ends the links"
         assert len(rec.jobs) == 1 and rec.jobs[0].items[0].personalization is None
 
@@ -235,6 +237,7 @@ async def test_an_order_waiting_a_year_keeps_a_small_history(env: WorkflowEnviro
         inp, handle = await _started(env, tq)
         first_run = (await handle.describe()).run_id
         await sleep_until(env, inp.received_at + DELAY + TTL * 52 + timedelta(minutes=1))
+        await eventually("the 53rd link's e-mail", lambda: len(rec.links) >= 53)
         assert [link.seq for link in rec.links] == list(range(1, 54))
 
         current = env.client.get_workflow_handle(inp.order_id)

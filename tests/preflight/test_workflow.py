@@ -106,7 +106,9 @@ async def test_a_good_file_passes_and_the_job_names_the_bytes_checked(
         assert preflight.status == "passed" and preflight.checks == []
         assert preflight.sha256 == hashlib.sha256(GOOD).hexdigest()
         assert preflight.bytes == len(GOOD) and preflight.type == "pdf"
-        assert EventType.FILES_CHECKED in _events(rec)
+        await eventually(
+            "the files' check to be projected", lambda: EventType.FILES_CHECKED in _events(rec)
+        )
 
         assert state.cutoff_at is not None
         await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
@@ -131,6 +133,7 @@ async def test_a_failing_file_holds_the_order_before_the_cutoff_until_it_is_repl
         assert "page" in held.hold.description and "210.0 × 297.0 mm" in held.hold.description
         [check] = held.items[0].files[0].preflight.checks
         assert check.code == "page_size_mismatch"
+        await eventually("the merchant's notice of the hold", lambda: rec.notices)
         assert [n.kind for n in rec.notices] == [HoldKind.FILE_ISSUE]
 
         # Past the cutoff it waits for the merchant: nothing reaches the facility.
@@ -200,12 +203,9 @@ async def test_a_cutoff_that_comes_while_a_file_is_checked_moves_to_the_next(
         assert waiting.status is Status.SCHEDULED
         assert waiting.items[0].files[0].preflight.status == "pending"
         assert rec.jobs == []
-        postponed = [
-            e.detail
-            for p in rec.projections
-            for e in p.new_events
-            if e.type is EventType.CUTOFF_POSTPONED
-        ]
+        postponed = await eventually(
+            "the postponement to be projected", lambda: rec.details(EventType.CUTOFF_POSTPONED)
+        )
         # The timeline says why, and until when (the projection may be a step behind).
         assert postponed and all(d["cutoff_at"] > first.isoformat() for d in postponed)
         assert all("still being checked" in d["reason"] for d in postponed)
@@ -236,7 +236,10 @@ async def test_a_server_that_answers_503_is_asked_again_until_it_has_the_file(
         await env.sleep(CHECK_RETRY.maximum_interval + timedelta(seconds=1))  # the next attempt
         state = await until(handle, lambda s: s.items[0].files[0].preflight.status != "pending")
         assert state.items[0].files[0].preflight.status == "passed"
-        assert state.hold is None and EventType.FILES_CHECKED in _events(rec)
+        assert state.hold is None
+        await eventually(
+            "the files' check to be projected", lambda: EventType.FILES_CHECKED in _events(rec)
+        )
 
 
 async def test_a_file_still_unreachable_when_the_order_gives_up_holds_it(

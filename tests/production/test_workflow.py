@@ -98,6 +98,7 @@ async def test_a_repeated_event_id_is_a_no_op(env: WorkflowEnvironment) -> None:
         await _report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
         state = await state_of(handle)
         assert len(state.shipments) == 1
+        await eventually("the shipment to be projected", lambda: "shipment" in rec.events())
         assert rec.events().count("shipment") == 1
 
 
@@ -110,6 +111,9 @@ async def test_events_that_do_not_fit_are_recorded_and_change_nothing(
         await _report(env, handle, "delivered")
         state = await state_of(handle)
         assert state.status is Status.IN_PRODUCTION
+        await eventually(
+            "the ignored report to be projected", lambda: rec.events()[-1:] == ["event_ignored"]
+        )
         ignored = rec.projections[-1].new_events[-1]
         assert ignored.type == "event_ignored" and ignored.detail["event"] == "delivered"
         # Shipped after that still works: the order was not corrupted.
@@ -138,6 +142,7 @@ async def test_an_issue_holds_the_order_reminds_and_resumes_when_the_merchant_pr
         assert rec.notices[0].description == "the image is 72 dpi"
 
         await env.sleep(timedelta(days=1, minutes=1))
+        await eventually("the merchant's reminder", lambda: len(rec.notices) >= 2)
         assert [n.notice for n in rec.notices] == ["hold", "reminder"]
 
         with pytest.raises(WorkflowUpdateFailedError) as wrong:
@@ -370,6 +375,7 @@ async def test_an_order_the_facility_stops_reporting_on_asks_for_the_jobs_state(
         )
         with caplog.at_level(logging.WARNING):
             await env.sleep(timedelta(days=1, hours=1))
+            await eventually("the facility to be asked", lambda: rec.job_queries)
             state = await state_of(handle)
         assert [(q.facility_id, q.job_id) for q in rec.job_queries] == [("oslo", "job-1")]
         assert state.status is Status.SHIPPED
@@ -391,8 +397,10 @@ async def test_a_facility_that_says_nothing_new_is_asked_again_after_each_timeou
     async with order_worker(env.client, rec) as tq:
         handle = await _in_production(env, tq)
         await env.sleep(timedelta(days=3, hours=1))
+        await eventually("the facility to be asked", lambda: rec.job_queries)
         assert len(rec.job_queries) == 1
         assert (await state_of(handle)).status is Status.IN_PRODUCTION
         assert "event_ignored" not in rec.events()
         await env.sleep(timedelta(days=3))
+        await eventually("the facility to be asked again", lambda: len(rec.job_queries) >= 2)
         assert len(rec.job_queries) == 2
