@@ -60,7 +60,7 @@ def part(*args: str) -> int:
         try:
             status = process.wait(timeout=PART_MINUTES * 60)
         except subprocess.TimeoutExpired:
-            stop(process, signal.SIGUSR1)
+            stop(process, signal.SIGUSR1, grace=2)
             what = " ".join(args) or "the suite"
             print(
                 f"\ntests.run: {what} ran past {PART_MINUTES:g} minutes and was stopped; the"
@@ -71,20 +71,21 @@ def part(*args: str) -> int:
                 print(f"\n{dump.name}\n{dump.read_text()}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:  # the part is not in the terminal's process group: tell it
-            stop(process, signal.SIGINT)
+            stop(process, signal.SIGINT, grace=10)
             raise
     return 0 if status == NO_TESTS else status
 
 
-def stop(process: subprocess.Popen[bytes], first: signal.Signals) -> None:
-    """Sends ``first`` to the part's process group, then kills what is left of it."""
-    for sig in (first, signal.SIGKILL):
+def stop(process: subprocess.Popen[bytes], first: signal.Signals, grace: float) -> None:
+    """Sends ``first`` to the part's process group and, ``grace`` seconds later (or once the
+    part has ended), kills what is left of it."""
+    for sig, wait in ((first, grace), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
+            process.wait(timeout=wait)
 
 
 def whole_suite() -> int:
