@@ -54,7 +54,7 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     The SDK builds a payload converter for every workflow it runs: each new order, and each
     order replayed after its eviction from the cache. The pydantic one then starts with a cache
     of pydantic ``TypeAdapter``s of its own, so every workflow built one for each type it
-    decodes (six for an order) and kept them, with the cache, for as long as it stayed cached.
+    decodes (six over an order's life) and kept them for as long as it stayed cached.
     Its parts keep nothing of a workflow (the adapters depend on the type alone, and workflows
     decode passed-through types, the same objects in every sandbox), so every converter of the
     process shares one set: about 20 objects fewer per cached workflow for the garbage
