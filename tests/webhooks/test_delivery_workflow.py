@@ -31,7 +31,7 @@ from db.models import WebhookDelivery, WebhookEvent
 from domain.orders import EventType, Hold, OrderState, Status, TimelineEvent, new_state
 from tests.helpers.keys import keys
 from tests.helpers.webhook_delivery import SECRET, Delivery, add_merchant
-from tests.helpers.workflows import order_input
+from tests.helpers.workflows import order_input, result_of
 from worker import WORKFLOW_RUNNER
 from workflows.client import data_converter, enqueue_deliveries
 from workflows.webhooks import IDLE_TIMEOUT, MAX_QUEUED, WebhookDeliveryWorkflow
@@ -98,7 +98,7 @@ async def _finish(d: Delivery, order_id: str) -> Any:
     """
     handle = d.env.client.get_workflow_handle(delivery_workflow_id(order_id))
     async with d.env.time_skipping_unlocked():  # type: ignore[attr-defined]
-        return await handle.result()
+        return await result_of(handle)
 
 
 async def test_a_receiver_down_for_an_hour_gets_every_event_in_order_with_one_id_each(
