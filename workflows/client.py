@@ -4,7 +4,6 @@ is set), and the client-side calls both make (search attributes, queuing webhook
 workflow's status)."""
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,6 @@ from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
-    EncodingPayloadConverter,
 )
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
@@ -43,9 +41,7 @@ from workflows.webhooks import WebhookDeliveryWorkflow
 log = logging.getLogger("printflow.temporal")
 
 
-@functools.cache
-def _pydantic_parts() -> tuple[EncodingPayloadConverter, ...]:
-    return tuple(PydanticPayloadConverter().converters.values())
+_PYDANTIC_PARTS = tuple(PydanticPayloadConverter().converters.values())
 
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
@@ -61,7 +57,10 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     collector's full rounds (docs/performance.md, "What a full collection spends")."""
 
     def __init__(self) -> None:
-        CompositePayloadConverter.__init__(self, *_pydantic_parts())
+        CompositePayloadConverter.__init__(self, *_PYDANTIC_PARTS)
+
+
+_PLAIN = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
 
 
 def data_converter(keys: Sequence[tuple[str, bytes]] = ()) -> DataConverter:
@@ -76,9 +75,6 @@ def data_converter(keys: Sequence[tuple[str, bytes]] = ()) -> DataConverter:
         payload_codec=EncryptionCodec(keys),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
-
-
-_PLAIN = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:

@@ -134,13 +134,10 @@ async def test_an_order_shipped_in_time_keeps_its_promise(env: WorkflowEnvironme
         state = await state_of(handle)
         assert state.shipments[0].promise_kept is True
         assert not state.late and rec.delays == [] and _late_events(rec) == []
-        await eventually("the shipment's projection", lambda: rec.details(EventType.SHIPMENT))
-        shipment = next(
-            e.detail
-            for p in rec.projections
-            for e in p.new_events
-            if e.type is EventType.SHIPMENT and isinstance(e.detail, dict)
+        projected = await eventually(
+            "the shipment's projection", lambda: rec.details(EventType.SHIPMENT)
         )
+        shipment = next(d for d in projected if isinstance(d, dict))
         assert shipment["promise_kept"] is True
         described = await handle.describe()
         assert described.typed_search_attributes.get(sa.LATE) is None
