@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
@@ -21,7 +23,7 @@ from temporalio.worker import Replayer
 from domain.countries import ISO_COUNTRIES, STATE_REQUIRED
 from tests.helpers.keys import TEST_KEY_A, TEST_KEY_B, keys
 from worker import WORKFLOW_RUNNER, WORKFLOWS
-from workflows.client import data_converter
+from workflows.client import SharedPydanticPayloadConverter, data_converter
 from workflows.codec import ENCODING
 
 HISTORIES = {path.stem: path.read_text() for path in sorted(Path(__file__).parent.glob("*.json"))}
@@ -42,6 +44,38 @@ async def test_committed_history_replays(name: str) -> None:
     payload_keys = f"{TEST_KEY_B},{TEST_KEY_A}" if name == ENCRYPTED else ""
     result = await _replayer(payload_keys).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+async def test_workflows_replayed_again_build_no_type_adapter_of_their_own() -> None:
+    """Every type a workflow decodes is the same object in every sandbox, so the process's one
+    cache of pydantic adapters (``SharedPydanticPayloadConverter``) holds one per type however
+    many workflows ran: a type made anew in each sandbox would grow it with every workflow (and
+    keep each one's sandbox alive)."""
+    replayer = _replayer("")
+
+    async def plaintext() -> AsyncIterator[WorkflowHistory]:
+        for name, text in HISTORIES.items():
+            if name != ENCRYPTED:
+                yield WorkflowHistory.from_json(name, text)
+
+    async def replay_all() -> None:
+        result = await replayer.replay_workflows(plaintext(), raise_on_replay_failure=False)
+        assert not result.replay_failures, result.replay_failures
+
+    await replay_all()
+    after_one = _adapters().cache_info()
+    assert after_one.currsize > 0
+    for _ in range(3):
+        await replay_all()
+    after_four = _adapters().cache_info()
+    assert (after_four.currsize, after_four.misses) == (after_one.currsize, after_one.misses)
+    assert after_four.hits > after_one.hits
+
+
+def _adapters() -> Any:
+    """The cache of pydantic type adapters the shared JSON converter keeps (the SDK's
+    ``PydanticJSONPlainPayloadConverter``; temporalio is pinned)."""
+    return SharedPydanticPayloadConverter().converters[b"json/plain"]._type_adapter  # type: ignore[attr-defined]
 
 
 def test_there_is_a_history_to_replay() -> None:
