@@ -12,8 +12,14 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -198,12 +204,18 @@ class Recorder:
 
 @asynccontextmanager
 async def order_worker(
-    client: Client, recorder: Recorder, more: Sequence[Any] = (), *, cached: bool = True
+    client: Client,
+    recorder: Recorder,
+    more: Sequence[Any] = (),
+    *,
+    cached: bool = True,
+    task_queue: str | None = None,
 ) -> AsyncIterator[str]:
     """A worker of the order workflow with the recorder's activities, and ``more`` real ones
-    (the preflight check, in its tests). Not ``cached``: it keeps no workflow, so every task
+    (the preflight check, in its tests), on a new task queue unless given ``task_queue`` (the
+    queue of a worker that stopped). Not ``cached``: it keeps no workflow, so every task
     replays the history so far, as the next worker does after one died at that step."""
-    task_queue = "tq-" + uuid.uuid4().hex
+    task_queue = task_queue or "tq-" + uuid.uuid4().hex
     async with Worker(
         client,
         task_queue=task_queue,
@@ -248,6 +260,25 @@ async def result_of(handle: WorkflowHandle[Any, Any]) -> Any:
                 raise
             if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
                 raise
+
+
+async def admitted(handle: WorkflowHandle[Any, Any], update_id: str) -> None:
+    """Waits until the server has admitted the Update ``update_id``, sent while no worker runs:
+    asking for its outcome then waits for a worker, instead of answering "not found"."""
+    update = handle.get_update_handle(update_id)
+
+    async def waiting() -> bool:
+        try:
+            await update.result(rpc_timeout=timedelta(seconds=0.5))
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return True
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        raise AssertionError(f"update {update_id} ran: a worker was running")
+
+    await apoll(f"update {update_id} to be admitted", waiting)
 
 
 async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:

@@ -25,8 +25,10 @@ from tests.helpers.polling import apoll, eventually
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
+    admitted,
     order_input,
     order_worker,
+    replays,
     sleep_until,
     start,
     state_of,
@@ -269,6 +271,49 @@ async def test_the_merchant_cancels_a_held_order_and_the_facility_is_told(
         assert canceled.status is Status.CANCELED
         await handle.result()
         assert [o.outcome for o in rec.outcomes] == ["cancel"]
+
+
+@pytest.mark.parametrize("answer", ["cancel", "resolve_hold", "update_shipping_address"])
+async def test_a_hold_answered_in_the_task_that_brought_it_still_tells_the_facility(
+    env: WorkflowEnvironment, answer: str
+) -> None:
+    """The facility's report and the merchant's answer reach the worker in one workflow task
+    (here: no worker runs while both are sent). The order never waits on the hold, and the
+    facility, which holds the job, is still told how the hold ended."""
+    rec = Recorder()
+    tq = "tq-" + uuid.uuid4().hex
+    # No cache: the next worker on the queue gets the next task at once.
+    async with order_worker(env.client, rec, task_queue=tq, cached=False):
+        handle = await _in_production(env, tq)
+        address = (await state_of(handle)).shipping_address.model_copy(update={"post_code": "0150"})
+    issue = {"kind": "address_invalid", "description": "post code 0000 does not exist"}
+    await _report(env, handle, "issue", issue=issue)
+    update: Any = {
+        "cancel": (OrderWorkflow.cancel, CancelRequest(reason="no time")),
+        "resolve_hold": (OrderWorkflow.resolve_hold, HoldResolution(action="proceed")),
+        "update_shipping_address": (
+            OrderWorkflow.update_shipping_address,
+            AddressChange(shipping_address=address, facility=OSLO),
+        ),
+    }[answer]
+    answered = asyncio.create_task(handle.execute_update(*update, id="answer"))
+    await admitted(handle, "answer")
+
+    async with order_worker(env.client, rec, task_queue=tq):
+        state = await answered
+        (outcome,) = await eventually("the facility to be told", lambda: rec.outcomes)
+        if answer == "cancel":
+            assert state.status is Status.CANCELED
+            assert (outcome.outcome, outcome.job) == ("cancel", None)
+            await handle.result()
+        else:
+            assert state.status is Status.IN_PRODUCTION
+            assert outcome.outcome == "resume" and outcome.job is not None
+            post_code = "0150" if answer == "update_shipping_address" else "0154"
+            assert outcome.job.shipping_address.post_code == post_code
+            assert (await state_of(handle)).hold is None
+        await replays(handle)
+        assert len(rec.outcomes) == 1
 
 
 async def test_a_refused_print_job_goes_again_when_the_merchant_proceeds(
