@@ -2,8 +2,9 @@
 
 With no argument it records every history below; name one (``order_full_lifecycle``,
 ``webhook_delivery_gave_up``, ``support_case_breached_paused_resolved``,
-``customer_contact_missed_late_reply_closed``, ``order_encrypted_with_test_key``) to record
-only that one. Re-record only on purpose (a deliberate, versioned change to a workflow):
+``customer_contact_missed_late_reply_closed``, ``order_encrypted_with_test_key``,
+``order_hold_canceled_in_its_task``, ``order_hold_readdressed_in_its_task``) to record only
+that one. Re-record only on purpose (a deliberate, versioned change to a workflow):
 ``test_replay.py`` exists to catch accidental non-determinism against these files.
 
 ``order_created_before_api_wrote_creation.json`` has no recorder: earlier code wrote it (the
@@ -33,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -41,10 +43,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.cases import AgentReply, MerchantMessage, Resolution
 from contracts.contacts import CustomerReply, MerchantReply
-from contracts.orders import PersonalizationSubmission, ProductionSignal
+from contracts.orders import AddressChange, PersonalizationSubmission, ProductionSignal
 from contracts.webhooks import delivery_workflow_id
 from db.engine import create_engine, create_tables
 from domain.orders import (
+    CancelRequest,
     HoldResolution,
     ProductionEventIn,
     Status,
@@ -57,7 +60,15 @@ from tests.helpers.cases import amsterdam, case_world
 from tests.helpers.contacts import berlin, contact_world
 from tests.helpers.keys import TEST_KEY_A, keys
 from tests.helpers.webhook_delivery import running_delivery
-from tests.helpers.workflows import Recorder, order_body, order_input, order_worker, sleep_until
+from tests.helpers.workflows import (
+    OSLO,
+    Recorder,
+    admitted,
+    order_body,
+    order_input,
+    order_worker,
+    sleep_until,
+)
 from workflows.cases import SupportCaseWorkflow
 from workflows.client import data_converter, ensure_search_attributes
 from workflows.contacts import CustomerContactWorkflow
@@ -143,6 +154,63 @@ async def order_full_lifecycle() -> None:
             await handle.result()
             history = await handle.fetch_history()
         _write("order_full_lifecycle", history)
+
+
+async def _hold_answered_in_its_task(name: str, answer: Callable[..., Awaitable[object]]) -> None:
+    """An order in production: the facility's issue report and the merchant's ``answer`` (an
+    Update, admitted while no worker runs) reach the next worker in one workflow task."""
+    async with _time_skipping() as env:
+        await ensure_search_attributes(env.client, "default")
+        tq = "tq-" + uuid.uuid4().hex
+        inp = order_input(await env.get_current_time())
+        async with order_worker(env.client, Recorder(), task_queue=tq, cached=False):
+            handle = await env.client.start_workflow(
+                OrderWorkflow.run, inp, id=inp.order_id, task_queue=tq
+            )
+            state = await handle.query(OrderWorkflow.order)
+            assert state.cutoff_at is not None
+            await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
+        issue = {"kind": "address_invalid", "description": "post code 0000 does not exist"}
+        await _signal(env, handle, "issue", issue=issue)
+        answered = asyncio.create_task(answer(handle, state))
+        await admitted(handle, "answer")
+        async with order_worker(env.client, Recorder(), task_queue=tq):
+            await answered
+            if (await handle.query(OrderWorkflow.order)).status is not Status.CANCELED:
+                await _signal(
+                    env, handle, "shipped", tracking={"carrier": "DHL", "tracking_code": "P1"}
+                )
+                await _signal(env, handle, "delivered")
+            await handle.result()
+            history = await handle.fetch_history()
+        _write(name, history)
+
+
+async def order_hold_canceled_in_its_task() -> None:
+    """The merchant cancels in the task that brought the facility's issue report: the facility
+    is told to cancel the job."""
+
+    async def cancel(handle: Any, state: object) -> object:
+        return await handle.execute_update(
+            OrderWorkflow.cancel, CancelRequest(reason="no time"), id="answer"
+        )
+
+    await _hold_answered_in_its_task("order_hold_canceled_in_its_task", cancel)
+
+
+async def order_hold_readdressed_in_its_task() -> None:
+    """The merchant fixes the address in the task that brought the facility's issue report: the
+    facility gets the job with the new address and resumes it; then shipped and delivered."""
+
+    async def readdress(handle: Any, state: Any) -> object:
+        address = state.shipping_address.model_copy(update={"post_code": "0150"})
+        return await handle.execute_update(
+            OrderWorkflow.update_shipping_address,
+            AddressChange(shipping_address=address, facility=OSLO),
+            id="answer",
+        )
+
+    await _hold_answered_in_its_task("order_hold_readdressed_in_its_task", readdress)
 
 
 async def webhook_delivery_gave_up() -> None:
@@ -305,6 +373,8 @@ RECORDERS: dict[str, Callable[[], Awaitable[None]]] = {
     "support_case_breached_paused_resolved": support_case_breached_paused_resolved,
     "customer_contact_missed_late_reply_closed": customer_contact_missed_late_reply_closed,
     "order_encrypted_with_test_key": order_encrypted_with_test_key,
+    "order_hold_canceled_in_its_task": order_hold_canceled_in_its_task,
+    "order_hold_readdressed_in_its_task": order_hold_readdressed_in_its_task,
 }
 
 
