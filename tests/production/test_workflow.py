@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -26,6 +27,7 @@ from tests.helpers.workflows import (
     OSLO,
     Recorder,
     admitted,
+    history_event_types,
     order_input,
     order_worker,
     replays,
@@ -312,6 +314,11 @@ async def test_a_hold_answered_in_the_task_that_brought_it_still_tells_the_facil
             post_code = "0150" if answer == "update_shipping_address" else "0154"
             assert outcome.job.shipping_address.post_code == post_code
             assert (await state_of(handle)).hold is None
+        types = await history_event_types(handle)
+        signaled = types.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        accepted = types.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+        between = types[signaled:accepted]
+        assert between.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1, "one task"
         await replays(handle)
         assert len(rec.outcomes) == 1
 
