@@ -281,12 +281,13 @@ class OrderWorkflow:
         if inp.preflight == "on":
             self._checks.start()
 
-        while not self._done and self._state.status not in CLOSED:
-            if workflow.info().is_continue_as_new_suggested():
-                await self._continue_as_new()
+        while True:
             if self._job_hold_untold():
                 await self._end_job_hold_untold()
-                continue
+            if self._done or self._state.status in CLOSED:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
             status = self._state.status
             if status is Status.PENDING_PERSONALIZATION:
                 await self._await_personalization()
@@ -303,8 +304,6 @@ class OrderWorkflow:
                 await workflow.wait_condition(
                     lambda s=status: self._state.status is not s or self._job_hold_untold()  # type: ignore[misc]
                 )
-        if self._job_hold_untold():
-            await self._end_job_hold_untold()
 
         # The last projection may still be running: an Update answered before its write.
         await workflow.wait_condition(
@@ -513,6 +512,7 @@ class OrderWorkflow:
         return self._job_hold is not None and self._state.status is not Status.ON_HOLD
 
     async def _end_job_hold_untold(self) -> None:
+        """Does for such a hold what ``_await_hold_answer`` does when the merchant answers."""
         resume_to = self._job_hold
         assert resume_to is not None
         if not self._patched(HOLD_ENDED_IN_ITS_TASK):

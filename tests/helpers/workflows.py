@@ -25,6 +25,7 @@ from temporalio.worker import Replayer, Worker
 
 from contracts.errors import FACILITY_REJECTED, MAIL_REJECTED
 from contracts.orders import (
+    AddressChange,
     DelayNotice,
     FacilityOutcome,
     HoldNotice,
@@ -34,10 +35,20 @@ from contracts.orders import (
     PrintJobRequest,
     PrintJobResult,
     PrintJobState,
+    ProductionSignal,
     Projection,
+    UpdateAnswer,
 )
 from domain.facilities import FacilityInfo, Schedule
-from domain.orders import OrderCreate, OrderInput, OrderState, Status
+from domain.orders import (
+    CancelRequest,
+    HoldResolution,
+    OrderCreate,
+    OrderInput,
+    OrderState,
+    ProductionEventIn,
+    Status,
+)
 from domain.schedule import next_cutoff
 from tests.helpers.polling import PATIENCE, apoll
 from worker import WORKFLOW_RUNNER
@@ -279,6 +290,70 @@ async def admitted(handle: WorkflowHandle[Any, Any], update_id: str) -> None:
         raise AssertionError(f"update {update_id} ran: a worker was running")
 
     await apoll(f"update {update_id} to be admitted", waiting)
+
+
+async def in_production(env: WorkflowEnvironment, task_queue: str) -> WorkflowHandle[Any, Any]:
+    """A new order, past its cutoff and at the facility (``in_production``)."""
+    handle = await start(env.client, task_queue, order_input(await env.get_current_time()))
+    cutoff = (await state_of(handle)).cutoff_at
+    assert cutoff is not None
+    await sleep_until(env, cutoff + timedelta(seconds=1))
+    await until_status(handle, Status.IN_PRODUCTION)
+    return handle
+
+
+async def facility_report(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[Any, Any],
+    kind: str,
+    event_id: str | None = None,
+    **extra: Any,
+) -> None:
+    """The facility's report of ``kind`` on the order, as the API signals it."""
+    event = ProductionEventIn.model_validate(
+        {"event_id": event_id or uuid.uuid4().hex, "order_id": handle.id, "type": kind, **extra}
+    )
+    await handle.signal(
+        OrderWorkflow.facility_event,
+        ProductionSignal(event=event, received_at=await env.get_current_time()),
+    )
+
+
+def answer_to_hold(answer: str, state: OrderState) -> tuple[Any, Any]:
+    """The merchant's ``answer`` to the order's hold, as an Update and its argument: ``cancel``,
+    ``resolve_hold`` (proceed as it is) or ``update_shipping_address`` (post code 0150)."""
+    if answer == "cancel":
+        return OrderWorkflow.cancel, CancelRequest(reason="no time")
+    if answer == "resolve_hold":
+        return OrderWorkflow.resolve_hold, HoldResolution(action="proceed")
+    assert answer == "update_shipping_address", answer
+    address = state.shipping_address.model_copy(update={"post_code": "0150"})
+    return (
+        OrderWorkflow.update_shipping_address,
+        AddressChange(shipping_address=address, facility=OSLO),
+    )
+
+
+@asynccontextmanager
+async def hold_answered_in_its_task(
+    env: WorkflowEnvironment, recorder: Recorder, answer: str
+) -> AsyncIterator[tuple[WorkflowHandle[Any, Any], UpdateAnswer]]:
+    """An order in production whose facility reports a bad post code and whose merchant answers
+    (``answer_to_hold``) while no worker runs. Once the server has admitted the Update, the next
+    worker gets the report and the answer in one workflow task. Neither worker keeps a workflow:
+    every task replays the history so far, as after a worker that died at the step before.
+    Yields the order and the Update's answer, with the second worker running."""
+    task_queue = "tq-" + uuid.uuid4().hex
+    async with order_worker(env.client, recorder, task_queue=task_queue, cached=False):
+        handle = await in_production(env, task_queue)
+        state = await state_of(handle)
+    issue = {"kind": "address_invalid", "description": "post code 0000 does not exist"}
+    await facility_report(env, handle, "issue", issue=issue)
+    update, argument = answer_to_hold(answer, state)
+    answered = asyncio.create_task(handle.execute_update(update, argument, id="answer"))
+    await admitted(handle, "answer")
+    async with order_worker(env.client, recorder, task_queue=task_queue, cached=False):
+        yield handle, await answered
 
 
 async def state_of(handle: WorkflowHandle[Any, Any]) -> OrderState:

@@ -29,12 +29,10 @@ import asyncio
 import json
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -43,13 +41,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.cases import AgentReply, MerchantMessage, Resolution
 from contracts.contacts import CustomerReply, MerchantReply
-from contracts.orders import AddressChange, PersonalizationSubmission, ProductionSignal
+from contracts.orders import PersonalizationSubmission
 from contracts.webhooks import delivery_workflow_id
 from db.engine import create_engine, create_tables
 from domain.orders import (
-    CancelRequest,
     HoldResolution,
-    ProductionEventIn,
     Status,
     TimelineEvent,
     new_state,
@@ -61,9 +57,9 @@ from tests.helpers.contacts import berlin, contact_world
 from tests.helpers.keys import TEST_KEY_A, keys
 from tests.helpers.webhook_delivery import running_delivery
 from tests.helpers.workflows import (
-    OSLO,
     Recorder,
-    admitted,
+    facility_report,
+    hold_answered_in_its_task,
     order_body,
     order_input,
     order_worker,
@@ -105,16 +101,6 @@ def _write(name: str, history: WorkflowHistory) -> None:
     (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
 
 
-async def _signal(env: WorkflowEnvironment, handle: object, kind: str, **extra: object) -> None:
-    event = ProductionEventIn.model_validate(
-        {"event_id": uuid.uuid4().hex, "order_id": handle.id, "type": kind, **extra}  # type: ignore[attr-defined]
-    )
-    await handle.signal(  # type: ignore[attr-defined]
-        OrderWorkflow.facility_event,
-        ProductionSignal(event=event, received_at=await env.get_current_time()),
-    )
-
-
 async def order_full_lifecycle() -> None:
     """An order through two links, personalization, a hold, printing, shipping and delivery."""
     async with _time_skipping() as env:
@@ -135,52 +121,37 @@ async def order_full_lifecycle() -> None:
             state = await handle.query(OrderWorkflow.order)
             assert state.cutoff_at is not None
             await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
-            await _signal(
+            await facility_report(
                 env, handle, "issue", issue={"kind": "file_quality", "description": "blurry"}
             )
             await env.sleep(timedelta(days=1, minutes=1))
             await handle.execute_update(
                 OrderWorkflow.resolve_hold, HoldResolution(action="proceed")
             )
-            await _signal(env, handle, "printed")
-            await _signal(env, handle, "delivered")  # out of order: recorded, ignored
+            await facility_report(env, handle, "printed")
+            await facility_report(env, handle, "delivered")  # out of order: recorded, ignored
             tracking = {
                 "carrier": "DHL",
                 "tracking_code": "PKG1",
                 "tracking_url": "https://t.example/1",
             }
-            await _signal(env, handle, "shipped", tracking=tracking)
-            await _signal(env, handle, "delivered")
+            await facility_report(env, handle, "shipped", tracking=tracking)
+            await facility_report(env, handle, "delivered")
             await handle.result()
             history = await handle.fetch_history()
         _write("order_full_lifecycle", history)
 
 
-async def _hold_answered_in_its_task(name: str, answer: Callable[..., Awaitable[object]]) -> None:
-    """An order in production: the facility's issue report and the merchant's ``answer`` (an
-    Update, admitted while no worker runs) reach the next worker in one workflow task."""
+async def _hold_answered_in_its_task(name: str, answer: str) -> None:
+    """The facility's issue report and the merchant's ``answer`` in one workflow task
+    (``hold_answered_in_its_task``); an order that goes on is then shipped and delivered."""
     async with _time_skipping() as env:
         await ensure_search_attributes(env.client, "default")
-        tq = "tq-" + uuid.uuid4().hex
-        inp = order_input(await env.get_current_time())
-        async with order_worker(env.client, Recorder(), task_queue=tq, cached=False):
-            handle = await env.client.start_workflow(
-                OrderWorkflow.run, inp, id=inp.order_id, task_queue=tq
-            )
-            state = await handle.query(OrderWorkflow.order)
-            assert state.cutoff_at is not None
-            await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
-        issue = {"kind": "address_invalid", "description": "post code 0000 does not exist"}
-        await _signal(env, handle, "issue", issue=issue)
-        answered = asyncio.create_task(answer(handle, state))
-        await admitted(handle, "answer")
-        async with order_worker(env.client, Recorder(), task_queue=tq):
-            await answered
-            if (await handle.query(OrderWorkflow.order)).status is not Status.CANCELED:
-                await _signal(
-                    env, handle, "shipped", tracking={"carrier": "DHL", "tracking_code": "P1"}
-                )
-                await _signal(env, handle, "delivered")
+        async with hold_answered_in_its_task(env, Recorder(), answer) as (handle, state):
+            if state.status is not Status.CANCELED:
+                tracking = {"carrier": "DHL", "tracking_code": "P1"}
+                await facility_report(env, handle, "shipped", tracking=tracking)
+                await facility_report(env, handle, "delivered")
             await handle.result()
             history = await handle.fetch_history()
         _write(name, history)
@@ -189,28 +160,15 @@ async def _hold_answered_in_its_task(name: str, answer: Callable[..., Awaitable[
 async def order_hold_canceled_in_its_task() -> None:
     """The merchant cancels in the task that brought the facility's issue report: the facility
     is told to cancel the job."""
-
-    async def cancel(handle: Any, state: object) -> object:
-        return await handle.execute_update(
-            OrderWorkflow.cancel, CancelRequest(reason="no time"), id="answer"
-        )
-
-    await _hold_answered_in_its_task("order_hold_canceled_in_its_task", cancel)
+    await _hold_answered_in_its_task("order_hold_canceled_in_its_task", "cancel")
 
 
 async def order_hold_readdressed_in_its_task() -> None:
     """The merchant fixes the address in the task that brought the facility's issue report: the
     facility gets the job with the new address and resumes it; then shipped and delivered."""
-
-    async def readdress(handle: Any, state: Any) -> object:
-        address = state.shipping_address.model_copy(update={"post_code": "0150"})
-        return await handle.execute_update(
-            OrderWorkflow.update_shipping_address,
-            AddressChange(shipping_address=address, facility=OSLO),
-            id="answer",
-        )
-
-    await _hold_answered_in_its_task("order_hold_readdressed_in_its_task", readdress)
+    await _hold_answered_in_its_task(
+        "order_hold_readdressed_in_its_task", "update_shipping_address"
+    )
 
 
 async def webhook_delivery_gave_up() -> None:
@@ -354,14 +312,14 @@ async def order_encrypted_with_test_key() -> None:
             state = await handle.query(OrderWorkflow.order)
             assert state.cutoff_at is not None
             await sleep_until(env, state.cutoff_at + timedelta(seconds=1))
-            await _signal(env, handle, "printed")
+            await facility_report(env, handle, "printed")
             tracking = {
                 "carrier": "DHL",
                 "tracking_code": "PKG2",
                 "tracking_url": "https://t.example/2",
             }
-            await _signal(env, handle, "shipped", tracking=tracking)
-            await _signal(env, handle, "delivered")
+            await facility_report(env, handle, "shipped", tracking=tracking)
+            await facility_report(env, handle, "delivered")
             await handle.result()
             history = await handle.fetch_history()
         _write("order_encrypted_with_test_key", history)

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.orders import AddressChange, PrintJobState, ProductionSignal
+from contracts.orders import AddressChange, PrintJobState
 from domain.orders import (
     CancelRequest,
     HoldResolution,
     OrderState,
-    ProductionEventIn,
     Status,
 )
 from tests.helpers.polling import apoll, eventually
 from tests.helpers.workflows import (
     OSLO,
     Recorder,
-    admitted,
+    facility_report,
     history_event_types,
+    hold_answered_in_its_task,
+    in_production,
     order_input,
     order_worker,
     replays,
@@ -38,31 +38,6 @@ from tests.helpers.workflows import (
     until_status,
 )
 from workflows.orders import OrderWorkflow
-
-
-async def _in_production(env: WorkflowEnvironment, tq: str) -> WorkflowHandle[Any, Any]:
-    handle = await start(env.client, tq, order_input(await env.get_current_time()))
-    cutoff = (await state_of(handle)).cutoff_at
-    assert cutoff is not None
-    await sleep_until(env, cutoff + timedelta(seconds=1))
-    await until_status(handle, Status.IN_PRODUCTION)
-    return handle
-
-
-async def _report(
-    env: WorkflowEnvironment,
-    handle: WorkflowHandle[Any, Any],
-    kind: str,
-    event_id: str | None = None,
-    **extra: Any,
-) -> None:
-    event = ProductionEventIn.model_validate(
-        {"event_id": event_id or uuid.uuid4().hex, "order_id": handle.id, "type": kind, **extra}
-    )
-    await handle.signal(
-        OrderWorkflow.facility_event,
-        ProductionSignal(event=event, received_at=await env.get_current_time()),
-    )
 
 
 def _tracking(code: str) -> dict[str, Any]:
@@ -80,14 +55,14 @@ async def test_printed_shipped_in_two_packages_delivered_then_done(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "printed")
-        await _report(env, handle, "shipped", **_tracking("PKG1"))
-        await _report(env, handle, "shipped", **_tracking("PKG2"))
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "printed")
+        await facility_report(env, handle, "shipped", **_tracking("PKG1"))
+        await facility_report(env, handle, "shipped", **_tracking("PKG2"))
         state = await state_of(handle)
         assert state.status is Status.SHIPPED
         assert [s.tracking_code for s in state.shipments] == ["PKG1", "PKG2"]
-        await _report(env, handle, "delivered")
+        await facility_report(env, handle, "delivered")
         result = await handle.result()
         assert result.status is Status.DELIVERED
         assert rec.statuses()[-4:] == ["printed", "shipped", "shipped", "delivered"]
@@ -97,9 +72,9 @@ async def test_printed_shipped_in_two_packages_delivered_then_done(
 async def test_a_repeated_event_id_is_a_no_op(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
-        await _report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
+        await facility_report(env, handle, "shipped", event_id="evt-1", **_tracking("PKG1"))
         state = await state_of(handle)
         assert len(state.shipments) == 1
         await eventually("the shipment to be projected", lambda: "shipment" in rec.events())
@@ -111,8 +86,8 @@ async def test_events_that_do_not_fit_are_recorded_and_change_nothing(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "delivered")
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "delivered")
         state = await state_of(handle)
         assert state.status is Status.IN_PRODUCTION
         await eventually(
@@ -121,7 +96,7 @@ async def test_events_that_do_not_fit_are_recorded_and_change_nothing(
         ignored = rec.projections[-1].new_events[-1]
         assert ignored.type == "event_ignored" and ignored.detail["event"] == "delivered"
         # Shipped after that still works: the order was not corrupted.
-        await _report(env, handle, "shipped", **_tracking("PKG1"))
+        await facility_report(env, handle, "shipped", **_tracking("PKG1"))
         assert (await state_of(handle)).status is Status.SHIPPED
 
 
@@ -130,8 +105,8 @@ async def test_an_issue_holds_the_order_reminds_and_resumes_when_the_merchant_pr
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(
+        handle = await in_production(env, tq)
+        await facility_report(
             env,
             handle,
             "issue",
@@ -171,9 +146,9 @@ async def test_an_issue_holds_the_order_reminds_and_resumes_when_the_merchant_pr
 async def test_an_address_hold_resumes_with_the_fixed_address(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "printed")
-        await _report(
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "printed")
+        await facility_report(
             env,
             handle,
             "issue",
@@ -199,8 +174,8 @@ async def test_a_facility_that_refuses_the_resume_puts_the_order_back_on_hold(
 ) -> None:
     rec = Recorder(refuse_resume=True)
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "issue", issue={"kind": "other", "description": "paper"})
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "issue", issue={"kind": "other", "description": "paper"})
         await handle.execute_update(OrderWorkflow.resolve_hold, HoldResolution(action="proceed"))
         await env.sleep(timedelta(seconds=1))
         state = await until(handle, lambda s: s.hold is not None)
@@ -216,8 +191,8 @@ async def test_a_facility_that_refuses_the_resume_puts_the_order_back_on_hold(
 async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(
+        handle = await in_production(env, tq)
+        await facility_report(
             env, handle, "issue", issue={"kind": "file_quality", "description": "cropped"}
         )
         new_files = {"item-1": [{"type": "default", "url": "https://files.example/v2.pdf"}]}
@@ -251,8 +226,10 @@ async def test_replaced_files_release_the_hold(env: WorkflowEnvironment) -> None
 async def test_nobody_answers_the_hold_so_the_order_is_canceled(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "issue", issue={"kind": "other", "description": "paper jam"})
+        handle = await in_production(env, tq)
+        await facility_report(
+            env, handle, "issue", issue={"kind": "other", "description": "paper jam"}
+        )
         await env.sleep(timedelta(days=7, minutes=5))
         result = await handle.result()
         assert result.status is Status.CANCELED
@@ -265,8 +242,10 @@ async def test_the_merchant_cancels_a_held_order_and_the_facility_is_told(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "issue", issue={"kind": "other", "description": "paper jam"})
+        handle = await in_production(env, tq)
+        await facility_report(
+            env, handle, "issue", issue={"kind": "other", "description": "paper jam"}
+        )
         canceled = await handle.execute_update(
             OrderWorkflow.cancel, CancelRequest(reason="no time")
         )
@@ -279,30 +258,11 @@ async def test_the_merchant_cancels_a_held_order_and_the_facility_is_told(
 async def test_a_hold_answered_in_the_task_that_brought_it_still_tells_the_facility(
     env: WorkflowEnvironment, answer: str
 ) -> None:
-    """The facility's report and the merchant's answer reach the worker in one workflow task
-    (here: no worker runs while both are sent). The order never waits on the hold, and the
-    facility, which holds the job, is still told how the hold ended."""
+    """The facility's report and the merchant's answer reach the worker in one workflow task.
+    The order never waits on the hold, and the facility, which holds the job, is still told how
+    the hold ended, by workers that replay the history at every step."""
     rec = Recorder()
-    tq = "tq-" + uuid.uuid4().hex
-    # No cache: the next worker on the queue gets the next task at once.
-    async with order_worker(env.client, rec, task_queue=tq, cached=False):
-        handle = await _in_production(env, tq)
-        address = (await state_of(handle)).shipping_address.model_copy(update={"post_code": "0150"})
-    issue = {"kind": "address_invalid", "description": "post code 0000 does not exist"}
-    await _report(env, handle, "issue", issue=issue)
-    update: Any = {
-        "cancel": (OrderWorkflow.cancel, CancelRequest(reason="no time")),
-        "resolve_hold": (OrderWorkflow.resolve_hold, HoldResolution(action="proceed")),
-        "update_shipping_address": (
-            OrderWorkflow.update_shipping_address,
-            AddressChange(shipping_address=address, facility=OSLO),
-        ),
-    }[answer]
-    answered = asyncio.create_task(handle.execute_update(*update, id="answer"))
-    await admitted(handle, "answer")
-
-    async with order_worker(env.client, rec, task_queue=tq):
-        state = await answered
+    async with hold_answered_in_its_task(env, rec, answer) as (handle, state):
         (outcome,) = await eventually("the facility to be told", lambda: rec.outcomes)
         if answer == "cancel":
             assert state.status is Status.CANCELED
@@ -346,10 +306,10 @@ async def test_a_shipped_order_without_delivery_closes_after_the_timeout(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "shipped", **_tracking("PKG1"))
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "shipped", **_tracking("PKG1"))
         await env.sleep(timedelta(days=29))
-        await _report(env, handle, "shipped", **_tracking("PKG2"))
+        await facility_report(env, handle, "shipped", **_tracking("PKG2"))
         await env.sleep(timedelta(days=29))
         assert (await state_of(handle)).status is Status.SHIPPED, "the second package restarts it"
         await env.sleep(timedelta(days=2))
@@ -361,9 +321,9 @@ async def test_a_shipped_order_without_delivery_closes_after_the_timeout(
 async def test_a_returned_order_ends(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
-        await _report(env, handle, "shipped", **_tracking("PKG1"))
-        await _report(env, handle, "returned")
+        handle = await in_production(env, tq)
+        await facility_report(env, handle, "shipped", **_tracking("PKG1"))
+        await facility_report(env, handle, "returned")
         assert (await handle.result()).status is Status.RETURNED
 
 
@@ -383,9 +343,9 @@ async def test_reports_that_come_before_the_submissions_answer_wait_for_the_job(
 
         # Made at the facility; its answer has not come back.
         await eventually("the job to be made", lambda: rec.jobs)
-        await _report(env, handle, "printed", event_id="evt-printed")
-        await _report(env, handle, "shipped", event_id="evt-shipped", **_tracking("PKG1"))
-        await _report(env, handle, "printed", event_id="evt-printed")  # a redelivery
+        await facility_report(env, handle, "printed", event_id="evt-printed")
+        await facility_report(env, handle, "shipped", event_id="evt-shipped", **_tracking("PKG1"))
+        await facility_report(env, handle, "printed", event_id="evt-printed")  # a redelivery
         state = await state_of(handle)
         assert state.status is Status.SCHEDULED and state.seen_event_ids == []
         assert "event_ignored" not in rec.events()
@@ -411,9 +371,9 @@ async def test_an_order_the_facility_stops_reporting_on_asks_for_the_jobs_state(
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
+        handle = await in_production(env, tq)
         await env.sleep(timedelta(days=2))
-        await _report(env, handle, "printed")  # a report: the clock starts again
+        await facility_report(env, handle, "printed")  # a report: the clock starts again
         await env.sleep(timedelta(days=2))
         assert rec.job_queries == []
 
@@ -435,10 +395,10 @@ async def test_an_order_the_facility_stops_reporting_on_asks_for_the_jobs_state(
         assert any("no report from facility oslo" in r.getMessage() for r in caplog.records)
 
         # The facility's own report of that package comes late: it is not a second package.
-        await _report(env, handle, "shipped", **_tracking("PKG9"))
+        await facility_report(env, handle, "shipped", **_tracking("PKG9"))
         state = await state_of(handle)
         assert [s.tracking_code for s in state.shipments] == ["PKG9"]
-        await _report(env, handle, "delivered")
+        await facility_report(env, handle, "delivered")
         assert (await handle.result()).status is Status.DELIVERED
 
 
@@ -447,7 +407,7 @@ async def test_a_facility_that_says_nothing_new_is_asked_again_after_each_timeou
 ) -> None:
     rec = Recorder()
     async with order_worker(env.client, rec) as tq:
-        handle = await _in_production(env, tq)
+        handle = await in_production(env, tq)
         await env.sleep(timedelta(days=3, hours=1))
         await eventually("the facility to be asked", lambda: rec.job_queries)
         assert len(rec.job_queries) == 1
